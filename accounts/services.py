@@ -1,0 +1,197 @@
+"""Writes to the book. One transaction each, the audit event inside it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from brokerage import audit
+from brokerage.models import Firm
+
+from .models import Account, Client, Instrument, LedgerEntry, Position, RiskDisclosure
+
+
+class BookError(ValueError):
+    """A write to the book refused, with the field it concerns."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _snapshot(obj, fields: list[str]) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in fields}
+
+
+CLIENT_FIELDS = [
+    "kind", "name", "email", "born_or_incorporated_on", "investment_objective",
+    "years_trading_stocks", "years_trading_options", "years_trading_futures",
+    "options_approval_level", "annual_income", "net_worth", "liquid_net_worth",
+    "holds_unlisted_derivatives",
+]
+
+
+def create_client(*, firm: Firm, actor, **fields: Any) -> Client:
+    with transaction.atomic():
+        client = Client(firm=firm, **fields)
+        client.full_clean()
+        client.save()
+        audit.record(firm=firm, actor=actor, event_type="client.created", obj=client,
+                     after=_snapshot(client, CLIENT_FIELDS))
+    return client
+
+
+def update_client(*, client: Client, actor, **changes: Any) -> Client:
+    with transaction.atomic():
+        client = Client.objects.select_for_update().get(pk=client.pk)
+        before = _snapshot(client, CLIENT_FIELDS)
+        for name, value in changes.items():
+            if name not in CLIENT_FIELDS and name not in ("phone", "address", "portal_user"):
+                raise BookError(name, "not a client field that can be changed")
+            setattr(client, name, value)
+        client.full_clean()
+        client.save()
+        audit.record(firm=client.firm, actor=actor, event_type="client.updated", obj=client,
+                     before=before, after=_snapshot(client, CLIENT_FIELDS))
+        from .signals import client_profile_changed
+
+        transaction.on_commit(lambda: client_profile_changed.send(Client, client=client))
+    return client
+
+
+def deliver_disclosure(*, client: Client, document: str, actor, version: str = "2026-01",
+                       acknowledged: bool = False, at: datetime | None = None) -> RiskDisclosure:
+    at = at or timezone.now()
+    with transaction.atomic():
+        disclosure = RiskDisclosure.objects.create(
+            firm=client.firm, client=client, document=document, version=version,
+            delivered_at=at, acknowledged_at=at if acknowledged else None,
+        )
+        audit.record(firm=client.firm, actor=actor, event_type="disclosure.delivered",
+                     obj=disclosure, after={"client": client.pk, "document": document,
+                                            "acknowledged": acknowledged})
+    return disclosure
+
+
+def acknowledge_disclosure(*, disclosure: RiskDisclosure, actor,
+                           at: datetime | None = None) -> RiskDisclosure:
+    with transaction.atomic():
+        disclosure = RiskDisclosure.objects.select_for_update().get(pk=disclosure.pk)
+        if disclosure.acknowledged_at is not None:
+            raise BookError("acknowledged_at", "this disclosure is already acknowledged")
+        disclosure.acknowledged_at = at or timezone.now()
+        disclosure.save(update_fields=["acknowledged_at"])
+        audit.record(firm=disclosure.firm, actor=actor, event_type="disclosure.acknowledged",
+                     obj=disclosure, after={"acknowledged_at": disclosure.acknowledged_at})
+    return disclosure
+
+
+def open_account(*, client: Client, number: str, registration: str, margin_type: str, actor,
+                 opened_on: date | None = None, base_currency: str = "USD") -> Account:
+    with transaction.atomic():
+        if Account.objects.filter(number=number).exists():
+            raise BookError("number", f"account number {number} is already used in this firm")
+        account = Account(firm=client.firm, client=client, number=number,
+                          registration=registration, margin_type=margin_type,
+                          opened_on=opened_on or timezone.localdate(),
+                          base_currency=base_currency)
+        account.full_clean()
+        account.save()
+        audit.record(firm=client.firm, actor=actor, event_type="account.opened", obj=account,
+                     after={"number": number, "registration": registration,
+                            "margin_type": margin_type, "client": client.pk})
+    return account
+
+
+def change_account(*, account: Account, actor, event_type: str, reason: str = "",
+                   **changes: Any) -> Account:
+    """Change margin type or status (approval, restriction, downgrade): audited, locked."""
+    allowed = {"margin_type", "status"}
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=account.pk)
+        before = _snapshot(account, sorted(allowed))
+        for name, value in changes.items():
+            if name not in allowed:
+                raise BookError(name, "only margin_type and status change this way")
+            setattr(account, name, value)
+        account.full_clean()
+        account.save()
+        audit.record(firm=account.firm, actor=actor, event_type=event_type, obj=account,
+                     before=before, after={**_snapshot(account, sorted(allowed)),
+                                           "reason": reason})
+    return account
+
+
+def post_ledger_entry(*, account: Account, kind: str, amount: Decimal, actor, memo: str = "",
+                      effective_at: datetime | None = None,
+                      corrects: LedgerEntry | None = None) -> LedgerEntry:
+    amount = Decimal(amount)
+    if not amount.is_finite():
+        raise BookError("amount", "must be a finite amount")
+    if kind == LedgerEntry.Kind.DEPOSIT and amount <= 0:
+        raise BookError("amount", "a deposit is a positive amount")
+    if kind == LedgerEntry.Kind.WITHDRAWAL and amount >= 0:
+        raise BookError("amount", "a withdrawal is a negative amount")
+    with transaction.atomic():
+        entry = LedgerEntry(firm=account.firm, account=account, kind=kind, amount=amount,
+                            currency=account.base_currency, memo=memo,
+                            effective_at=effective_at or timezone.now(), corrects=corrects,
+                            created_by=actor if actor is not None and actor.pk else None)
+        entry.full_clean()
+        entry.save()
+        audit.record(firm=account.firm, actor=actor, event_type="ledger.posted", obj=entry,
+                     after={"account": account.number, "kind": kind, "amount": amount,
+                            "corrects": corrects.pk if corrects else None})
+        from .signals import book_changed
+
+        transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
+    return entry
+
+
+def cash_balance(account: Account, as_of: datetime | None = None) -> Decimal:
+    """The balance is derived from the entries, never stored."""
+    entries = LedgerEntry.objects.filter(account=account)
+    if as_of is not None:
+        entries = entries.filter(effective_at__lte=as_of)
+    return entries.aggregate(total=Sum("amount"))["total"] or Decimal("0.00")
+
+
+def set_position(*, account: Account, instrument: Instrument, quantity: Decimal, actor,
+                 cost_basis: Decimal | None = None) -> Position | None:
+    """Book the account's position in an instrument (a fill or a transfer). 0 closes it."""
+    quantity = Decimal(quantity)
+    if not quantity.is_finite():
+        raise BookError("quantity", "must be a finite number")
+    with transaction.atomic():
+        position = Position.objects.select_for_update().filter(
+            account=account, instrument=instrument).first()
+        before = {"quantity": position.quantity} if position else None
+        if quantity == 0:
+            if position is not None:
+                position.delete()
+            result = None
+        else:
+            if position is None:
+                position = Position(firm=account.firm, account=account, instrument=instrument,
+                                    quantity=quantity, cost_basis=cost_basis or Decimal(0))
+            else:
+                position.quantity = quantity
+                if cost_basis is not None:
+                    position.cost_basis = cost_basis
+            position.save()
+            result = position
+        audit.record(firm=account.firm, actor=actor, event_type="position.set",
+                     object_type="accounts.position", object_id=f"{account.pk}:{instrument.pk}",
+                     before=before, after={"account": account.number,
+                                           "instrument": instrument.symbol,
+                                           "quantity": quantity})
+        from .signals import book_changed
+
+        transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
+    return result

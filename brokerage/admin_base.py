@@ -1,0 +1,70 @@
+"""Admin classes scoped to the staff member's firm.
+
+Tenant staff hold no global model permission: what they may do comes from their role
+(`brokerage.roles.can`). Querysets come from the scoped default manager, so another firm's
+object is simply not found (404). Platform operators (superusers without a firm) see nothing
+here: their cross-firm reads go through the audited compliance export.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .roles import can
+from .scope import current_firm_or_none
+from .tenancy import role_of
+
+
+class TenantAdmin(admin.ModelAdmin):
+    readonly_fields: tuple[str, ...] = ()
+    exclude = ("firm",)
+
+    def _allowed(self, request, action: str) -> bool:
+        if current_firm_or_none() is None:
+            return False
+        return can(role_of(request.user), self.model._meta.label_lower, action)
+
+    def has_module_permission(self, request) -> bool:
+        return self._allowed(request, "view")
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._allowed(request, "view")
+
+    def has_add_permission(self, request) -> bool:
+        return self._allowed(request, "add")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._allowed(request, "change")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return self.model._default_manager.get_queryset()
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change and hasattr(obj, "firm_id") and obj.firm_id is None:
+            obj.firm = current_firm_or_none()
+        super().save_model(request, obj, form, change)
+
+
+class ReadOnlyTenantAdmin(TenantAdmin):
+    """Append-only records: the admin shows them and never edits them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class SharedReferenceAdmin(TenantAdmin):
+    """Market reference data: every staff member reads it; changes come through loaders."""
+
+    exclude = ()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class BrokerageConfig(AppConfig):
+    name = "brokerage"
+    verbose_name = "Brokerage: tenancy and audit"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401

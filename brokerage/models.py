@@ -1,0 +1,129 @@
+"""Tenancy (Firm, Membership) and the audit trail (AuditEvent, hash-chained per firm)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+from .roles import Role
+from .scope import CrossFirmManager, TenantManager
+
+
+class Firm(models.Model):
+    """A brokerage firm: the tenant. Firms share an installation and never see each other."""
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=50, unique=True)
+    exchange_calendar = models.CharField(max_length=20, default="XNYS")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TenantModel(models.Model):
+    """Every tenant-owned row carries its firm; the default manager is scoped."""
+
+    firm = models.ForeignKey(Firm, on_delete=models.PROTECT, related_name="+")
+
+    objects = TenantManager()
+    cross_firm = CrossFirmManager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "cross_firm"
+
+
+class Membership(TenantModel):
+    """A user's one membership in one firm, with a role. Platform operators have none."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    role = models.CharField(max_length=32, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantModel.Meta):
+        indexes = [models.Index(fields=["firm", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}, {self.firm_id})"
+
+
+class AuditChainHead(models.Model):
+    """The head of one firm's audit chain; locked to serialise appends (no forks)."""
+
+    chain = models.CharField(max_length=40, unique=True)  # "firm:<id>" or "platform"
+    seq = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"{self.chain}@{self.seq}"
+
+
+class AuditEvent(models.Model):
+    """Append-only record of a state change, hash-chained per firm.
+
+    hash = sha256(prev_hash + canonical JSON of the row's content). Rows are never updated
+    or deleted (model guard here; a database trigger on PostgreSQL and SQLite as well).
+    """
+
+    chain = models.CharField(max_length=40, db_index=True)
+    seq = models.BigIntegerField()
+    firm = models.ForeignKey(Firm, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="+")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.PROTECT, related_name="+")
+    actor_role = models.CharField(max_length=32, blank=True)
+    event_type = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = models.Manager()  # scoped reads go through audit.events_for(firm)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq")]
+        ordering = ["chain", "seq"]
+
+    def __str__(self) -> str:
+        return f"{self.chain}#{self.seq} {self.event_type}"
+
+    def content(self) -> dict:
+        """What the hash covers: everything but the hash itself."""
+        return {
+            "chain": self.chain,
+            "seq": self.seq,
+            "firm": self.firm_id,
+            "actor": self.actor_id,
+            "actor_role": self.actor_role,
+            "event_type": self.event_type,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "before": self.before,
+            "after": self.after,
+            "request_id": self.request_id,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    def compute_hash(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"),
+                               cls=DjangoJSONEncoder)
+        return hashlib.sha256((self.prev_hash + canonical).encode()).hexdigest()
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise PermissionError("audit events are append-only: an event is never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("audit events are append-only: an event is never deleted")

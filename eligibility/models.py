@@ -1,0 +1,1 @@
+"""Eligibility rule sets and portfolio-margin applications."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MarginConfig(AppConfig):
+    name = "margin"
+    verbose_name = "Margin: market data, parameters, snapshots"

@@ -1,0 +1,167 @@
+"""Loading market data: validated, all-or-nothing, audited.
+
+A load with any bad row writes nothing and names every bad row (index and field). Prices must
+be positive and finite; an unknown symbol, a time in the future or a NaN are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import Instrument
+from accounts.signals import book_changed
+from brokerage import audit
+
+from .models import ImpliedVolatility, PriceObservation, RiskFreeRate
+
+
+@dataclass
+class MarketDataError(ValueError):
+    errors: list[dict[str, str]]
+
+    def __str__(self) -> str:
+        return "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)
+
+
+def _positive_decimal(value: Any, field: str, errors: list[dict[str, str]],
+                      allow_zero: bool = False) -> Decimal | None:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        errors.append({"field": field, "code": "invalid", "message": f"{value!r} is not a number"})
+        return None
+    if not number.is_finite():
+        errors.append({"field": field, "code": "not_finite",
+                       "message": f"{value!r} is not a finite number"})
+        return None
+    if number < 0 or (number == 0 and not allow_zero):
+        errors.append({"field": field, "code": "not_positive",
+                       "message": f"must be positive, got {value}"})
+        return None
+    return number
+
+
+def _observed_at(value: Any, field: str, errors: list[dict[str, str]]) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = parse_datetime(str(value)) if value is not None else None
+        if moment is None:
+            errors.append({"field": field, "code": "invalid",
+                           "message": f"{value!r} is not an ISO datetime"})
+            return None
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.UTC)
+    if moment > timezone.now() + timezone.timedelta(minutes=5):
+        errors.append({"field": field, "code": "future",
+                       "message": f"{moment.isoformat()} is in the future"})
+        return None
+    return moment
+
+
+def load_prices(*, observations: Iterable[dict[str, Any]], source: str, actor,
+                firm=None) -> list[PriceObservation]:
+    """Store price observations `[{"symbol", "price", "observed_at"}]`, all or nothing."""
+    rows = list(observations)
+    errors: list[dict[str, str]] = []
+    if source not in PriceObservation.Source.values:
+        errors.append({"field": "source", "code": "invalid", "message": f"unknown source {source!r}"})
+    symbols = {str(row.get("symbol", "")) for row in rows}
+    instruments = {i.symbol: i for i in Instrument.cross_firm.for_compliance(
+        reason="market data is shared reference data").filter(symbol__in=symbols, firm__isnull=True)}
+    prepared: list[PriceObservation] = []
+    for index, row in enumerate(rows):
+        unknown = set(row) - {"symbol", "price", "observed_at"}
+        if unknown:
+            errors.append({"field": f"observations[{index}]", "code": "unknown_field",
+                           "message": f"unknown fields {sorted(unknown)}"})
+        instrument = instruments.get(str(row.get("symbol", "")))
+        if instrument is None:
+            errors.append({"field": f"observations[{index}].symbol", "code": "unknown_symbol",
+                           "message": f"unknown symbol {row.get('symbol')!r}"})
+        price = _positive_decimal(row.get("price"), f"observations[{index}].price", errors)
+        moment = _observed_at(row.get("observed_at"), f"observations[{index}].observed_at", errors)
+        if instrument and price is not None and moment is not None:
+            prepared.append(PriceObservation(instrument=instrument, price=price, source=source,
+                                             observed_at=moment))
+    if not rows:
+        errors.append({"field": "observations", "code": "empty", "message": "no observations"})
+    if errors:
+        raise MarketDataError(errors)
+    with transaction.atomic():
+        created = PriceObservation.objects.bulk_create(prepared)
+        audit.record(firm=firm, actor=actor, event_type="prices.loaded",
+                     object_type="margin.priceobservation", object_id=len(created),
+                     after={"source": source, "count": len(created),
+                            "symbols": sorted({p.instrument.symbol for p in prepared})})
+        underlying_ids = sorted({p.instrument_id for p in prepared})
+        transaction.on_commit(lambda: book_changed.send(
+            PriceObservation, account_ids=None, instrument_ids=underlying_ids))
+    return created
+
+
+def load_implied_vols(*, observations: Iterable[dict[str, Any]], source: str, actor,
+                      firm=None) -> list[ImpliedVolatility]:
+    rows = list(observations)
+    errors: list[dict[str, str]] = []
+    instruments = {i.symbol: i for i in Instrument.cross_firm.for_compliance(
+        reason="market data is shared reference data").filter(
+            symbol__in={str(r.get("symbol", "")) for r in rows}, firm__isnull=True)}
+    prepared = []
+    for index, row in enumerate(rows):
+        instrument = instruments.get(str(row.get("symbol", "")))
+        if instrument is None:
+            errors.append({"field": f"observations[{index}].symbol", "code": "unknown_symbol",
+                           "message": f"unknown symbol {row.get('symbol')!r}"})
+        vol = _positive_decimal(row.get("volatility"), f"observations[{index}].volatility", errors)
+        moment = _observed_at(row.get("observed_at"), f"observations[{index}].observed_at", errors)
+        if instrument and vol is not None and moment is not None:
+            prepared.append(ImpliedVolatility(instrument=instrument, volatility=vol,
+                                              source=source, observed_at=moment))
+    if errors:
+        raise MarketDataError(errors)
+    with transaction.atomic():
+        created = ImpliedVolatility.objects.bulk_create(prepared)
+        audit.record(firm=firm, actor=actor, event_type="vols.loaded",
+                     object_type="margin.impliedvolatility", object_id=len(created),
+                     after={"source": source, "count": len(created)})
+    return created
+
+
+def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "USD",
+                       tenor_days: int = 90) -> RiskFreeRate:
+    errors: list[dict[str, str]] = []
+    try:
+        value = Decimal(str(rate))
+        if not value.is_finite() or not (Decimal("-0.05") < value < Decimal("0.5")):
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        errors.append({"field": "rate", "code": "invalid",
+                       "message": f"{rate!r} is not a plausible annual rate"})
+        raise MarketDataError(errors) from None
+    with transaction.atomic():
+        row, _ = RiskFreeRate.objects.update_or_create(
+            currency=currency, tenor_days=tenor_days, observed_on=observed_on,
+            defaults={"rate": value})
+        audit.record(firm=None, actor=actor, event_type="rate.set", obj=row,
+                     after={"currency": currency, "tenor_days": tenor_days, "rate": value})
+    return row
+
+
+def latest_prices(instrument_ids: Iterable[int]) -> dict[int, PriceObservation]:
+    """The newest observation per instrument, in one query (DISTINCT ON on PostgreSQL)."""
+    ids = list(instrument_ids)
+    rows = PriceObservation.objects.filter(instrument_id__in=ids).order_by(
+        "instrument_id", "-observed_at", "-id")
+    latest: dict[int, PriceObservation] = {}
+    for row in rows.iterator(chunk_size=5000):
+        latest.setdefault(row.instrument_id, row)
+    return latest
