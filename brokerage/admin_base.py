@@ -9,6 +9,7 @@ here: their cross-firm reads go through the audited compliance export.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import Http404
 
 from .roles import can
 from .scope import current_firm_or_none
@@ -41,6 +42,10 @@ class TenantAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return self.model._default_manager.get_queryset()
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Another firm's object (or a missing one) is a 404, never a hint that it exists.
+        raise Http404(f"no {opts.verbose_name} with id {object_id!r} in your firm")
 
     def save_model(self, request, obj, form, change) -> None:
         if not change and hasattr(obj, "firm_id") and obj.firm_id is None:

@@ -1,0 +1,36 @@
+# Two commands for a new user: `make demo` and `make test` (see README.md).
+PY        ?= python3.11
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+PG_URL    ?= postgres://postgres@127.0.0.1:5432/pmargin
+BROKER    ?= redis://127.0.0.1:6379/0
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# The embedded default: SQLite in the repo, Celery eager (no broker), one process.
+demo: $(STAMP)
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py migrate --noinput -v0
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py seed_demo
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The whole suite against real PostgreSQL and a real Redis broker on this machine.
+test: $(STAMP)
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m margin.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache

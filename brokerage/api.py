@@ -1,0 +1,50 @@
+"""The base every tenant API view uses: firm scope after DRF authentication, 404 across firms.
+
+Session users get their firm from `TenantScopeMiddleware`; Basic/token users are only known
+once DRF authenticates, so the scope is (re)entered in `initial()` and left in
+`finalize_response()`. Querysets come from the scoped default manager, so another firm's id is
+a 404, never a 403.
+"""
+
+from __future__ import annotations
+
+from rest_framework import permissions, viewsets
+from rest_framework.views import APIView
+
+from .scope import _current_firm
+from .tenancy import firm_of, is_staff_member
+
+
+class TenantScopedMixin:
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        request._firm_scope_token = _current_firm.set(firm_of(request.user))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        token = getattr(request, "_firm_scope_token", None)
+        if token is not None:
+            _current_firm.reset(token)
+            request._firm_scope_token = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class IsFirmMember(permissions.BasePermission):
+    message = "only members of a firm use this endpoint"
+
+    def has_permission(self, request, view) -> bool:
+        return firm_of(request.user) is not None
+
+
+class IsFirmStaff(permissions.BasePermission):
+    message = "only the firm's staff use this endpoint"
+
+    def has_permission(self, request, view) -> bool:
+        return is_staff_member(request.user)
+
+
+class TenantAPIView(TenantScopedMixin, APIView):
+    permission_classes = [permissions.IsAuthenticated, IsFirmMember]
+
+
+class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
+    permission_classes = [permissions.IsAuthenticated, IsFirmMember]

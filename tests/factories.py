@@ -1,0 +1,76 @@
+"""Builders for test data, written through the services (so audit events exist too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+
+from accounts import services as book
+from accounts.models import Account, Client, Instrument
+from brokerage.models import Firm
+from brokerage.roles import Role
+from brokerage.scope import firm_scope
+from brokerage.tenancy import add_member
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class FirmWorld:
+    firm: Firm
+    users: dict[str, object] = field(default_factory=dict)
+    client: Client | None = None
+    account: Account | None = None
+
+
+@dataclass
+class World:
+    firm_a: Firm
+    firm_b: Firm
+    a: FirmWorld
+    b: FirmWorld
+
+
+def make_user(username: str, *, staff: bool = True, superuser: bool = False):
+    User = get_user_model()
+    return User.objects.create_user(username=username, password=PASSWORD, is_staff=staff,
+                                    is_superuser=superuser, email=f"{username}@example.com")
+
+
+def make_firm(slug: str) -> FirmWorld:
+    firm = Firm.objects.create(name=f"Firm {slug.upper()}", slug=slug)
+    world = FirmWorld(firm=firm)
+    for role in Role:
+        user = make_user(f"{slug}_{role.value}", staff=role != Role.CLIENT)
+        add_member(firm=firm, user=user, role=role)
+        world.users[role.value] = user
+    with firm_scope(firm):
+        admin = world.users[Role.FIRM_ADMIN.value]
+        world.client = book.create_client(
+            firm=firm, actor=admin, kind="person", name=f"Client of {slug}",
+            email=f"client@{slug}.example", born_or_incorporated_on=date(1970, 1, 1),
+            investment_objective="growth", years_trading_stocks=10, years_trading_options=5,
+            options_approval_level=4, annual_income=Decimal("250000"),
+            net_worth=Decimal("2000000"), liquid_net_worth=Decimal("900000"),
+        )
+        world.account = book.open_account(client=world.client, number=f"{slug.upper()}-0001",
+                                          registration="individual", margin_type="reg_t",
+                                          actor=admin, opened_on=date(2025, 1, 2))
+    return world
+
+
+def make_world() -> World:
+    a, b = make_firm("alpha"), make_firm("beta")
+    return World(firm_a=a.firm, firm_b=b.firm, a=a, b=b)
+
+
+def shared_instrument(symbol: str, kind: str = "stock", product_class: str = "equity",
+                      **extra) -> Instrument:
+    instrument, _ = Instrument.cross_firm.for_compliance(reason="test reference data").get_or_create(
+        symbol=symbol, firm=None,
+        defaults={"kind": kind, "product_class": product_class, "class_group": symbol,
+                  "product_group": symbol, **extra})
+    return instrument
