@@ -98,6 +98,14 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.chain}#{self.seq} {self.event_type}"
 
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise PermissionError("audit events are append-only: an event is never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("audit events are append-only: an event is never deleted")
+
     def content(self) -> dict:
         """What the hash covers: everything but the hash itself."""
         return {
@@ -119,11 +127,3 @@ class AuditEvent(models.Model):
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"),
                                cls=DjangoJSONEncoder)
         return hashlib.sha256((self.prev_hash + canonical).encode()).hexdigest()
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise PermissionError("audit events are append-only: an event is never updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("audit events are append-only: an event is never deleted")

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -157,11 +158,9 @@ def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "
 
 
 def latest_prices(instrument_ids: Iterable[int]) -> dict[int, PriceObservation]:
-    """The newest observation per instrument, in one query (DISTINCT ON on PostgreSQL)."""
-    ids = list(instrument_ids)
-    rows = PriceObservation.objects.filter(instrument_id__in=ids).order_by(
-        "instrument_id", "-observed_at", "-id")
-    latest: dict[int, PriceObservation] = {}
-    for row in rows.iterator(chunk_size=5000):
-        latest.setdefault(row.instrument_id, row)
-    return latest
+    """The newest observation per instrument, in one query."""
+    newest = PriceObservation.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
+        "-observed_at", "-id").values("id")[:1]
+    rows = PriceObservation.objects.filter(instrument_id__in=list(instrument_ids),
+                                           id=Subquery(newest))
+    return {row.instrument_id: row for row in rows}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
-from accounts.models import Instrument
+from accounts.models import Account, Instrument
+from brokerage.models import TenantModel
 
 
 class PriceObservation(models.Model):
@@ -60,3 +62,71 @@ class RiskFreeRate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.currency} {self.tenor_days}d {self.rate}"
+
+
+class RiskParameterSet(TenantModel):
+    """A firm's versioned parameter set: the platform default plus the firm's overrides.
+
+    Snapshots record the version they used so any number can be recomputed from what was
+    stored. A new version is a new row; old rows stay for the record.
+    """
+
+    version = models.PositiveIntegerField()
+    base = models.CharField(max_length=40, default="default-2026.1")
+    overrides = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantModel.Meta):
+        ordering = ["firm", "-version"]
+        constraints = [models.UniqueConstraint(fields=["firm", "version"],
+                                               name="parameter_set_version_per_firm")]
+
+    def __str__(self) -> str:
+        return f"{self.base}+firm{self.firm_id}v{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.base}/firm-v{self.version}"
+
+
+class MarginSnapshot(TenantModel):
+    """The engine's result for one account at one market state. Read by every page; the
+    portal never recomputes on page load."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="snapshots")
+    computed_at = models.DateTimeField(db_index=True)
+    inputs_hash = models.CharField(max_length=64)
+    engine_version = models.CharField(max_length=20)
+    parameter_set = models.CharField(max_length=60)
+    margin_type = models.CharField(max_length=20)
+    cash = models.DecimalField(max_digits=20, decimal_places=2)
+    net_liquidation_value = models.DecimalField(max_digits=20, decimal_places=2)
+    equity = models.DecimalField(max_digits=20, decimal_places=2,
+                                 help_text="cash plus the net liquidation value of positions")
+    pm_requirement = models.DecimalField(max_digits=20, decimal_places=2, null=True)
+    house_requirement = models.DecimalField(max_digits=20, decimal_places=2, null=True)
+    regt_initial = models.DecimalField(max_digits=20, decimal_places=2, null=True)
+    regt_maintenance = models.DecimalField(max_digits=20, decimal_places=2, null=True)
+    collateral_effective_value = models.DecimalField(max_digits=20, decimal_places=2, null=True)
+    requirement = models.DecimalField(max_digits=20, decimal_places=2,
+                                      help_text="the requirement of the account's margin type")
+    excess = models.DecimalField(max_digits=20, decimal_places=2,
+                                 help_text="equity minus requirement; negative is a deficit")
+    flags = models.JSONField(default=list, blank=True)
+    result = models.JSONField(help_text="the calculator's response for the account's book")
+
+    class Meta(TenantModel.Meta):
+        ordering = ["account", "-computed_at"]
+        get_latest_by = "computed_at"
+        constraints = [models.UniqueConstraint(fields=["account", "inputs_hash"],
+                                               name="snapshot_once_per_input")]
+        indexes = [models.Index(fields=["account", "-computed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.account} @ {self.computed_at:%Y-%m-%d %H:%M} excess {self.excess}"
+
+    @property
+    def is_deficit(self) -> bool:
+        return self.excess < 0

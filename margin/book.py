@@ -1,0 +1,136 @@
+"""From the book to the engine: an account's positions and the latest market data as a
+`Portfolio`, read in a few queries for a whole chunk of accounts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from accounts.models import Account, Instrument, Position
+from margin.engine.portfolio import LPPosition, Portfolio, Underlying
+from margin.engine.portfolio import Position as EnginePosition
+
+from .market_data import latest_prices
+from .models import ImpliedVolatility, RiskFreeRate
+
+# The engine's underlying type for each instrument kind that can be an underlying.
+UNDERLYING_TYPE = {
+    Instrument.Kind.STOCK: "stock", Instrument.Kind.ETF: "etf", Instrument.Kind.INDEX: "index",
+    Instrument.Kind.FUTURE: "future", Instrument.Kind.CRYPTO: "token",
+}
+
+
+class MissingMarketData(ValueError):
+    """An instrument in the book has no usable price: the account is not valued."""
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        super().__init__(f"no price for {', '.join(sorted(symbols))}")
+        self.symbols = sorted(symbols)
+
+
+def load_positions(accounts: Sequence[Account]) -> dict[int, list[Position]]:
+    rows = Position.objects.filter(account__in=accounts).select_related(
+        "instrument", "instrument__underlying", "instrument__token0", "instrument__token1")
+    by_account: dict[int, list[Position]] = defaultdict(list)
+    for row in rows:
+        by_account[row.account_id].append(row)
+    return by_account
+
+
+def latest_vols(instrument_ids) -> dict[int, float]:
+    vols: dict[int, float] = {}
+    for row in ImpliedVolatility.objects.filter(instrument_id__in=list(instrument_ids)).order_by(
+            "instrument_id", "-observed_at"):
+        vols.setdefault(row.instrument_id, float(row.volatility))
+    return vols
+
+
+def current_rate(on: date) -> float:
+    row = RiskFreeRate.objects.filter(currency="USD", observed_on__lte=on).order_by(
+        "-observed_on").first()
+    return float(row.rate) if row else 0.0
+
+
+def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
+                    vols: dict[int, float], rate: float,
+                    valuation_time: datetime | None = None) -> Portfolio:
+    underlyings: dict[str, Underlying] = {}
+    missing: set[str] = set()
+    engine_positions: list[EnginePosition] = []
+
+    def declare(instrument: Instrument) -> str:
+        if instrument.symbol not in underlyings:
+            observation = prices.get(instrument.pk)
+            if observation is None:
+                missing.add(instrument.symbol)
+                return instrument.symbol
+            underlyings[instrument.symbol] = Underlying(
+                symbol=instrument.symbol, price=float(observation.price),
+                product_class=instrument.product_class,
+                type=UNDERLYING_TYPE.get(instrument.kind, "stock"),
+                class_group=instrument.class_group, product_group=instrument.product_group,
+                dividend_yield=float(instrument.dividend_yield),
+            )
+        return instrument.symbol
+
+    for index, position in enumerate(sorted(positions, key=lambda p: p.instrument.symbol)):
+        instrument = position.instrument
+        quantity = float(position.quantity)
+        common = {"index": index, "id": instrument.symbol, "quantity": quantity}
+        kind = instrument.kind
+        if kind in (Instrument.Kind.STOCK, Instrument.Kind.ETF, Instrument.Kind.CRYPTO):
+            symbol = declare(instrument)
+            engine_positions.append(EnginePosition(
+                kind="crypto" if kind == Instrument.Kind.CRYPTO else "stock", symbol=symbol,
+                **common))
+        elif instrument.is_option:
+            root = declare(instrument.underlying)
+            mark = prices.get(instrument.pk)
+            expiry = instrument.expiry
+            engine_positions.append(EnginePosition(
+                kind="future_option" if kind == Instrument.Kind.FUTURE_OPTION else "option",
+                underlying=root, right=instrument.right, strike=float(instrument.strike),
+                expiry=expiry, time_to_expiry=max((expiry - valuation_date).days, 0) / 365.0,
+                multiplier=float(instrument.multiplier),
+                exercise=instrument.exercise_style or None,
+                price=float(mark.price) if mark else None,
+                implied_vol=vols.get(instrument.pk), **common))
+        elif kind == Instrument.Kind.FUTURE:
+            root = declare(instrument)
+            engine_positions.append(EnginePosition(
+                kind="future", underlying=root, expiry=instrument.expiry,
+                multiplier=float(instrument.multiplier),
+                price=float(prices[instrument.pk].price) if instrument.pk in prices else None,
+                **common))
+        elif kind == Instrument.Kind.PERPETUAL:
+            root = declare(instrument.underlying)
+            entry = float(position.cost_basis) / quantity if quantity else 0.0
+            engine_positions.append(EnginePosition(
+                kind="perpetual", symbol=root, entry_price=abs(entry), **common))
+        elif kind == Instrument.Kind.UNISWAP_V3_LP:
+            token0, token1 = declare(instrument.token0), declare(instrument.token1)
+            engine_positions.append(EnginePosition(
+                kind="uniswap_v3_lp", lp=LPPosition(
+                    token0=token0, token1=token1, decimals0=instrument.decimals0,
+                    decimals1=instrument.decimals1, liquidity=int(instrument.liquidity),
+                    tick_lower=instrument.tick_lower, tick_upper=instrument.tick_upper),
+                **common))
+    if missing:
+        raise MissingMarketData(sorted(missing))
+    return Portfolio(valuation_date=valuation_date, underlyings=underlyings,
+                     positions=tuple(engine_positions), rate=rate,
+                     valuation_time=valuation_time)
+
+
+def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, dict[int, float]]:
+    """Latest prices and vols for every instrument (and underlying) in a chunk, in 2 queries."""
+    ids: set[int] = set()
+    for rows in positions_by_account.values():
+        for row in rows:
+            ids.add(row.instrument_id)
+            for related in (row.instrument.underlying_id, row.instrument.token0_id,
+                            row.instrument.token1_id):
+                if related:
+                    ids.add(related)
+    return latest_prices(ids), latest_vols(ids)

@@ -1,0 +1,140 @@
+"""Computing and storing margin snapshots for accounts of the book.
+
+A chunk of accounts is loaded in a few queries (positions, latest prices, vols), each account's
+book goes through the same engine code as the calculator, and one snapshot per account and
+input state is written (the inputs hash makes a redelivered task write nothing twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Account
+from accounts.services import cash_balance
+from brokerage import audit
+from margin.engine import ENGINE_VERSION
+from margin.engine.errors import EngineInputError
+from margin.engine.parameters import load_parameter_set, overlay
+
+from .book import MissingMarketData, build_portfolio, current_rate, load_positions, market_for
+from .models import MarginSnapshot, RiskParameterSet
+
+CENT = Decimal("0.01")
+
+
+def money(value) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class SnapshotOutcome:
+    account_id: int
+    snapshot: MarginSnapshot | None
+    flag: str = ""
+
+
+def parameters_for(firm) -> tuple[dict, str]:
+    """The firm's newest parameter set (or the platform default) and its label."""
+    row = RiskParameterSet.objects.filter(firm=firm).order_by("-version").first()
+    if row is None:
+        params = load_parameter_set()
+        return params, params["name"]
+    return overlay(load_parameter_set(row.base), row.overrides), row.label
+
+
+def _requirement(account: Account, result: dict) -> Decimal:
+    """The requirement that applies to the account's margin type (what its equity must cover)."""
+    pm, reg_t = result.get("portfolio_margin"), result.get("reg_t")
+    if account.margin_type == Account.MarginType.PORTFOLIO_MARGIN and pm:
+        return money(pm["requirement"])
+    if account.margin_type == Account.MarginType.REG_T and reg_t:
+        return money(reg_t["maintenance"])
+    if account.margin_type == Account.MarginType.CASH and reg_t:
+        return money(reg_t["initial"])  # a cash account pays in full
+    return Decimal("0.00")
+
+
+def _inputs_hash(account: Account, cash: Decimal, portfolio, parameter_label: str) -> str:
+    document = {"account": account.pk, "margin_type": account.margin_type, "cash": str(cash),
+                "parameters": parameter_label, "engine": ENGINE_VERSION,
+                "portfolio": repr(portfolio)}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[SnapshotOutcome]:
+    """Value each account and store its snapshot. Accounts with bad inputs keep their last
+    good snapshot and are reported with a flag (never valued at a missing or bad price)."""
+    from margin.calculator.compute import calculate
+
+    if not accounts:
+        return []
+    firm = accounts[0].firm
+    params, parameter_label = parameters_for(firm)
+    positions = load_positions(accounts)
+    prices, vols = market_for(positions)
+    now = timezone.now()
+    today = timezone.localdate()
+    rate = current_rate(today)
+    outcomes: list[SnapshotOutcome] = []
+    for account in accounts:
+        cash = cash_balance(account)
+        try:
+            portfolio = build_portfolio(positions.get(account.pk, []), valuation_date=today,
+                                        prices=prices, vols=vols, rate=rate, valuation_time=now)
+            result = calculate(portfolio, params) if portfolio.positions else _empty(today)
+        except MissingMarketData as exc:
+            outcomes.append(SnapshotOutcome(account.pk, None, f"missing_price: {exc}"))
+            continue
+        except EngineInputError as exc:
+            outcomes.append(SnapshotOutcome(account.pk, None, f"{exc.code}: {exc.message}"))
+            continue
+        nlv = money(result["net_liquidation_value"])
+        equity = cash + nlv
+        requirement = _requirement(account, result)
+        pm, reg_t, collateral = (result.get("portfolio_margin"), result.get("reg_t"),
+                                 result.get("collateral"))
+        inputs_hash = _inputs_hash(account, cash, portfolio, parameter_label)
+        snapshot = MarginSnapshot(
+            firm=account.firm, account=account, computed_at=now, inputs_hash=inputs_hash,
+            engine_version=ENGINE_VERSION, parameter_set=parameter_label,
+            margin_type=account.margin_type, cash=cash, net_liquidation_value=nlv,
+            equity=equity,
+            pm_requirement=money(pm["requirement"]) if pm else None,
+            house_requirement=money(pm["house_requirement"]) if pm else None,
+            regt_initial=money(reg_t["initial"]) if reg_t else None,
+            regt_maintenance=money(reg_t["maintenance"]) if reg_t else None,
+            collateral_effective_value=money(collateral["effective_value"]) if collateral else None,
+            requirement=requirement, excess=equity - requirement,
+            flags=list(result.get("warnings", [])), result=result,
+        )
+        try:
+            with transaction.atomic():
+                snapshot.save()
+                audit.record(firm=account.firm, actor=actor, event_type="margin.snapshot",
+                             obj=snapshot, after={"account": account.number,
+                                                  "equity": equity, "requirement": requirement,
+                                                  "excess": snapshot.excess})
+        except IntegrityError:
+            # The same inputs were already valued (a redelivered task): nothing to write.
+            snapshot = MarginSnapshot.objects.get(account=account, inputs_hash=inputs_hash)
+        outcomes.append(SnapshotOutcome(account.pk, snapshot))
+    return outcomes
+
+
+def _empty(today) -> dict:
+    return {"valuation_date": today.isoformat(), "net_liquidation_value": 0.0, "warnings": [],
+            "positions": [], "portfolio_margin": None, "reg_t": None, "span": None,
+            "var": None, "stress": None, "collateral": None}
+
+
+def latest_snapshot(account: Account) -> MarginSnapshot | None:
+    return MarginSnapshot.objects.filter(account=account).order_by("-computed_at", "-id").first()
