@@ -1,8 +1,16 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
-from brokerage.admin_base import SharedReferenceAdmin
+from brokerage.admin_base import ReadOnlyTenantAdmin, SharedReferenceAdmin
 
-from .models import ImpliedVolatility, PriceObservation, RiskFreeRate
+from .explain import explain_snapshot
+from .models import (
+    ImpliedVolatility,
+    MarginSnapshot,
+    PriceObservation,
+    RiskFreeRate,
+    RiskParameterSet,
+)
 
 
 @admin.register(PriceObservation)
@@ -22,3 +30,26 @@ class ImpliedVolatilityAdmin(SharedReferenceAdmin):
 @admin.register(RiskFreeRate)
 class RiskFreeRateAdmin(SharedReferenceAdmin):
     list_display = ("currency", "tenor_days", "rate", "observed_on")
+
+
+@admin.register(MarginSnapshot)
+class MarginSnapshotAdmin(ReadOnlyTenantAdmin):
+    """What staff read to explain a requirement: the numbers and the engine's own breakdown."""
+
+    list_display = ("account", "computed_at", "margin_type", "equity", "requirement", "excess",
+                    "pm_requirement", "regt_maintenance", "collateral_effective_value")
+    list_filter = ("margin_type",)
+    search_fields = ("account__number",)
+    list_select_related = ("account",)
+    exclude = ("result",)
+    readonly_fields = ("explanation",)
+
+    @admin.display(description="Explanation")
+    def explanation(self, obj: MarginSnapshot) -> str:
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>",
+                           explain_snapshot(obj))
+
+
+@admin.register(RiskParameterSet)
+class RiskParameterSetAdmin(ReadOnlyTenantAdmin):
+    list_display = ("version", "base", "created_by", "created_at")

@@ -21,7 +21,7 @@ from accounts.models import Instrument
 from accounts.signals import book_changed
 from brokerage import audit
 
-from .models import ImpliedVolatility, PriceObservation, RiskFreeRate
+from .models import ImpliedVolatility, OracleRejection, PriceObservation, RiskFreeRate
 
 
 @dataclass
@@ -164,3 +164,66 @@ def latest_prices(instrument_ids: Iterable[int]) -> dict[int, PriceObservation]:
     rows = PriceObservation.objects.filter(instrument_id__in=list(instrument_ids),
                                            id=Subquery(newest))
     return {row.instrument_id: row for row in rows}
+
+
+def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
+                      reference_price: float | None = None,
+                      valuation_time: datetime | None = None) -> PriceObservation:
+    """Check a Chainlink-style round (METHODOLOGY.md section 6) and store its price.
+
+    A failed check stores no price: the rejection is recorded and audited (so accounts holding
+    the instrument are flagged and keep their last good snapshot) and `OracleRejected` is
+    raised naming the check and the feed. The valuation time defaults to the load time.
+    """
+    from margin.engine.defi.oracles import check_round
+    from margin.engine.errors import EngineInputError, OracleRejected
+    from margin.engine.parameters import load_parameter_set
+
+    instrument = Instrument.cross_firm.for_compliance(reason="market data is shared").filter(
+        symbol=symbol, firm__isnull=True).first()
+    if instrument is None:
+        raise MarketDataError([{"field": "symbol", "code": "unknown_symbol",
+                                "message": f"unknown symbol {symbol!r}"}])
+    at = valuation_time or timezone.now()
+    try:
+        price = check_round(symbol, round, at, reference_price, load_parameter_set(),
+                            f"oracle.{symbol}")
+    except OracleRejected as rejected:
+        with transaction.atomic():
+            rejection = OracleRejection.objects.create(
+                instrument=instrument, round_id=str(round.get("round_id", "")),
+                failed_check=rejected.check, message=rejected.message)
+            audit.record(firm=None, actor=actor, event_type="oracle.rejected", obj=rejection,
+                         after={"symbol": symbol, "check": rejected.check,
+                                "message": rejected.message, "round": round})
+        raise
+    except EngineInputError as malformed:
+        raise MarketDataError([malformed.as_dict()]) from None
+    with transaction.atomic():
+        observation = PriceObservation.objects.create(
+            instrument=instrument, price=Decimal(repr(price)), source=PriceObservation.Source.ORACLE,
+            observed_at=at, oracle_round_id=str(round.get("round_id", "")))
+        audit.record(firm=None, actor=actor, event_type="prices.loaded", obj=observation,
+                     after={"source": "oracle", "symbol": symbol, "price": observation.price,
+                            "round_id": observation.oracle_round_id})
+        transaction.on_commit(lambda: book_changed.send(
+            PriceObservation, account_ids=None, instrument_ids=[instrument.pk]))
+    return observation
+
+
+def outstanding_rejections(instrument_ids: Iterable[int]) -> dict[int, OracleRejection]:
+    """Rejections not yet followed by a good price of the same instrument."""
+    ids = list(instrument_ids)
+    newest_good = PriceObservation.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
+        "-loaded_at").values("loaded_at")[:1]
+    rows = OracleRejection.objects.filter(instrument_id__in=ids).annotate(
+        good_after=Subquery(newest_good)).order_by("instrument_id", "-rejected_at")
+    outstanding: dict[int, OracleRejection] = {}
+    for row in rows:
+        if row.instrument_id in outstanding:
+            continue
+        if row.good_after is None or row.good_after < row.rejected_at:
+            outstanding[row.instrument_id] = row
+        else:
+            outstanding.setdefault(row.instrument_id, None)
+    return {k: v for k, v in outstanding.items() if v is not None}

@@ -130,3 +130,20 @@ class MarginSnapshot(TenantModel):
     @property
     def is_deficit(self) -> bool:
         return self.excess < 0
+
+
+class OracleRejection(models.Model):
+    """An oracle round that failed a check. Until a good round arrives after it, accounts
+    holding the instrument keep their last good snapshot and are flagged."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    round_id = models.CharField(max_length=40)
+    failed_check = models.CharField(max_length=30)
+    message = models.TextField()
+    rejected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-rejected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.instrument} round {self.round_id}: {self.failed_check}"

@@ -24,6 +24,7 @@ from margin.engine.errors import EngineInputError
 from margin.engine.parameters import load_parameter_set, overlay
 
 from .book import MissingMarketData, build_portfolio, current_rate, load_positions, market_for
+from .market_data import outstanding_rejections
 from .models import MarginSnapshot, RiskParameterSet
 
 CENT = Decimal("0.01")
@@ -81,12 +82,20 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     params, parameter_label = parameters_for(firm)
     positions = load_positions(accounts)
     prices, vols = market_for(positions)
+    rejected = outstanding_rejections(prices.keys() | _held_instruments(positions))
     now = timezone.now()
     today = timezone.localdate()
     rate = current_rate(today)
     outcomes: list[SnapshotOutcome] = []
     for account in accounts:
         cash = cash_balance(account)
+        blocked = sorted({f"{r.instrument.symbol} ({r.failed_check})" for p in positions.get(account.pk, [])
+                          for r in (rejected.get(i) for i in _instrument_ids(p)) if r})
+        if blocked:
+            # Never valued at a rejected price: the last good snapshot stands, flagged.
+            outcomes.append(SnapshotOutcome(account.pk, None,
+                                            f"oracle_rejected: {', '.join(blocked)}"))
+            continue
         try:
             portfolio = build_portfolio(positions.get(account.pk, []), valuation_date=today,
                                         prices=prices, vols=vols, rate=rate, valuation_time=now)
@@ -128,6 +137,16 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             snapshot = MarginSnapshot.objects.get(account=account, inputs_hash=inputs_hash)
         outcomes.append(SnapshotOutcome(account.pk, snapshot))
     return outcomes
+
+
+def _instrument_ids(position) -> list[int]:
+    instrument = position.instrument
+    return [i for i in (instrument.pk, instrument.underlying_id, instrument.token0_id,
+                        instrument.token1_id) if i]
+
+
+def _held_instruments(positions) -> set[int]:
+    return {i for rows in positions.values() for p in rows for i in _instrument_ids(p)}
 
 
 def _empty(today) -> dict:
