@@ -7,6 +7,7 @@ from . import views
 
 api_v1 = [
     path("", include("margin.api.urls")),
+    path("", include("eligibility.api.urls")),
 ]
 
 urlpatterns = [

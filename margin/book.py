@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from accounts.models import Account, Instrument, Position
-from margin.engine.portfolio import LPPosition, Portfolio, Underlying
+from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Underlying
 from margin.engine.portfolio import Position as EnginePosition
 
 from .market_data import latest_prices
@@ -53,8 +53,11 @@ def current_rate(on: date) -> float:
 
 
 def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
-                    vols: dict[int, float], rate: float,
-                    valuation_time: datetime | None = None) -> Portfolio:
+                    vols: dict[int, float], rate: float, params: dict,
+                    valuation_time: datetime | None = None,
+                    history: dict[str, tuple[float, ...]] | None = None) -> Portfolio:
+    """The account's book as the engine's `Portfolio`, with the firm's snapshot settings:
+    every method, the house components the firm switches on, its named stress scenarios."""
     underlyings: dict[str, Underlying] = {}
     missing: set[str] = set()
     engine_positions: list[EnginePosition] = []
@@ -118,9 +121,19 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
                 **common))
     if missing:
         raise MissingMarketData(sorted(missing))
-    return Portfolio(valuation_date=valuation_date, underlyings=underlyings,
-                     positions=tuple(engine_positions), rate=rate,
-                     valuation_time=valuation_time)
+    settings = params.get("snapshots", {})
+    held_history = None
+    if history and all(symbol in history for symbol in underlyings):
+        held_history = {symbol: history[symbol] for symbol in underlyings}
+    return Portfolio(
+        valuation_date=valuation_date, underlyings=underlyings,
+        positions=tuple(engine_positions), rate=rate, valuation_time=valuation_time,
+        methods=tuple(m for m in settings.get("methods", ("portfolio_margin", "reg_t"))
+                      if m != "var" or held_history),
+        house=dict(params.get("house", {}).get("snapshot_components", {})) or None,
+        history=held_history,
+        stress=tuple(StressScenario(name=name, moves={}) for name in settings.get("stress", ())),
+    )
 
 
 def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, dict[int, float]]:
@@ -134,3 +147,13 @@ def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, d
                 if related:
                     ids.add(related)
     return latest_prices(ids), latest_vols(ids)
+
+
+def price_history() -> dict[str, tuple[float, ...]] | None:
+    """Daily closes per underlying for historical VaR: the shipped synthetic demo history
+    (clearly labelled synthetic) until a firm loads real closes."""
+    try:
+        from margin.engine.history import demo_history
+    except ImportError:  # the history module ships with the VaR engine
+        return None
+    return demo_history()

@@ -23,7 +23,7 @@ from margin.engine import ENGINE_VERSION
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import load_parameter_set, overlay
 
-from .book import MissingMarketData, build_portfolio, current_rate, load_positions, market_for
+from .book import MissingMarketData, price_history, build_portfolio, current_rate, load_positions, market_for
 from .market_data import outstanding_rejections
 from .models import MarginSnapshot, RiskParameterSet
 
@@ -86,6 +86,7 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     now = timezone.now()
     today = timezone.localdate()
     rate = current_rate(today)
+    history = price_history()
     outcomes: list[SnapshotOutcome] = []
     for account in accounts:
         cash = cash_balance(account)
@@ -98,7 +99,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             continue
         try:
             portfolio = build_portfolio(positions.get(account.pk, []), valuation_date=today,
-                                        prices=prices, vols=vols, rate=rate, valuation_time=now)
+                                        prices=prices, vols=vols, rate=rate, params=params,
+                                        valuation_time=now, history=history)
             result = calculate(portfolio, params) if portfolio.positions else _empty(today)
         except MissingMarketData as exc:
             outcomes.append(SnapshotOutcome(account.pk, None, f"missing_price: {exc}"))

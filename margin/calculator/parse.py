@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from margin.engine.defi.oracles import MAX_DECIMALS as MAX_ORACLE_DECIMALS
+from margin.engine.defi.oracles import check_round
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import ParameterSet, load_parameter_set
 from margin.engine.portfolio import (
@@ -81,6 +83,7 @@ MIN_TICK, MAX_TICK = -887272, 887272
 MIN_SQRT_RATIO = 4295128739
 MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342
 UINT128 = 2**128
+MAX_UNIX_SECONDS = 253402300800  # 10000-01-01: beyond it datetime cannot hold the time
 UINT256 = 2**256
 
 TOP_FIELDS = (
@@ -119,8 +122,8 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 }
 HOUSE_FIELDS = ("vol_shift", "concentration", "stress_range", "overrides")
 CONCENTRATION_FIELDS = ("top_class_groups", "top_move", "other_move")
-OVERRIDE_FIELDS = ("min_price_for_pm", "naked_short_fraction", "symbols")
-SYMBOL_OVERRIDE_FIELDS = ("range", "eligible")
+OVERRIDE_FIELDS = ("min_price_for_pm", "naked_short_fraction", "ineligible_range", "symbols")
+SYMBOL_OVERRIDE_FIELDS = ("range", "down", "up", "eligible", "naked_short_fraction")
 SPAN_FIELDS = (
     "price_scan", "vol_scan", "extreme_multiplier", "extreme_coverage", "short_option_minimum",
     "intra_spread_charge", "inter_spreads",
@@ -430,22 +433,31 @@ def parse_oracle_round(value: Any, path: str, errors: Errors) -> dict[str, Any] 
     round_ = {
         "round_id": f.integer("round_id", required=True, lower=0),
         "answer": f.integer("answer", required=True),
-        "decimals": f.integer("decimals", required=True, lower=0, upper_exclusive=256,
-                              allow_string=False),
+        "decimals": f.integer("decimals", required=True, lower=0,
+                              upper_exclusive=MAX_ORACLE_DECIMALS + 1, allow_string=False),
         "started_at": _round_time(f, "started_at"),
         "updated_at": _round_time(f, "updated_at", required=True),
         "answered_in_round": f.integer("answered_in_round", required=True, lower=0),
         "heartbeat_s": f.integer("heartbeat_s", required=True, lower=1, allow_string=False),
-        "previous_answer": f.integer("previous_answer"),
+        "previous_answer": f.integer("previous_answer", required=True),
     }
     return round_ if len(errors) == before else None
 
 
 def _round_time(f: Fields, key: str, *, required: bool = False) -> datetime | None:
-    """A round timestamp; null (or 0, as a contract returns for an unset one) means unset."""
-    if f.has(key) and f.obj[key] in (None, 0) and not isinstance(f.obj[key], bool):
+    """An ISO datetime or unix seconds; null or 0 means unset (an unanswered Chainlink round)."""
+    if not f.has(key):
+        return f.datetime(key, required=required)
+    value = f.obj[key]
+    if value is None:
         return None
-    return f.datetime(key, required=required)
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = read_int(value, f.at(key), f.errors, lower=0,
+                           upper_exclusive=MAX_UNIX_SECONDS, allow_string=False)
+        if not seconds:
+            return None
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    return read_datetime(value, f.at(key), f.errors)
 
 
 def parse_underlying(symbol: str, value: Any, errors: Errors) -> UnderlyingDraft | None:
@@ -533,8 +545,6 @@ def _check_product_group_grids(drafts: dict[str, UnderlyingDraft], effective: di
 def resolve_oracles(drafts: dict[str, UnderlyingDraft], valuation_time: datetime | None,
                     params: ParameterSet, errors: Errors) -> None:
     """Checks each oracle round (METHODOLOGY.md section 6); the validated price goes on."""
-    from margin.engine.defi.oracles import check_round
-
     for symbol, draft in drafts.items():
         if draft.oracle is None or not draft.valid or valuation_time is None:
             continue
@@ -602,6 +612,8 @@ def _risk_array(f: Fields) -> tuple[float, ...] | None:
 
 def _option_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
     underlying = _declared(ctx, f, "underlying")
+    right = f.string("right", required=True, choices=RIGHTS)
+    strike = f.number("strike", required=True, lower=0, strict=True)
     expiry, years = _expiry(ctx, f, allow_time=True)
     draft = ctx.drafts.get(underlying or "")
     exercise_default = None
@@ -609,8 +621,8 @@ def _option_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
         exercise_default = "european" if draft.fields["type"] in EUROPEAN_TYPES else "american"
     fields = {
         "underlying": underlying,
-        "right": f.string("right", required=True, choices=RIGHTS),
-        "strike": f.number("strike", required=True, lower=0, strict=True),
+        "right": right,
+        "strike": strike,
         "expiry": expiry,
         "time_to_expiry": years,
         "multiplier": f.number("multiplier", required=kind == "future_option",
@@ -769,87 +781,78 @@ def parse_methods(f: Fields) -> tuple[str, ...]:
     return tuple(m for m in METHODS if m in chosen)
 
 
-def parse_house(f: Fields, params: ParameterSet,
-                drafts: dict[str, UnderlyingDraft]) -> dict[str, Any] | None:
-    """The house layer asked for: each component on (its parameter-set default), off or sized.
+def parse_house(f: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, Any] | None:
+    """The house layer asked for, validated; ``margin.engine.house`` resolves its defaults.
 
-    ``{"vol_shift": 0.25, "concentration": true, "stress_range": 0.25}``; ``true`` takes the
-    default parameter set's value, ``false`` (or absence) switches a component off.
+    ``{"vol_shift": 0.25, "concentration": true, "stress_range": 0.25, "overrides": {...}}``:
+    ``true`` takes the parameter set's value, a number or an object replaces or overlays it,
+    ``false`` switches the component off (as absence does).
     """
     h = fields_of(f.obj["house"], f.at("house"), f.errors, HOUSE_FIELDS) if f.has("house") \
         else None
     if h is None:
         return None
-    defaults = params["house"]
+    readers = {
+        "vol_shift": lambda v, p: read_number(v, p, h.errors, lower=0, strict=True, upper=1),
+        "stress_range": lambda v, p: read_number(v, p, h.errors, lower=0, strict=True),
+        "concentration": lambda v, p: _concentration(v, p, h.errors),
+        "overrides": lambda v, p: _overrides(v, p, h.errors, drafts),
+    }
     house: dict[str, Any] = {}
-    for key in ("vol_shift", "stress_range"):
-        value = _switch_or(h, key, lambda v, p: read_number(v, p, h.errors, lower=0, strict=True))
-        if value is not None:
-            house[key] = defaults[key] if value is True else value
-    concentration = _switch_or(h, "concentration",
-                               lambda v, p: _concentration(v, p, h.errors, defaults))
-    if concentration is not None:
-        house["concentration"] = defaults["concentration"] if concentration is True \
-            else concentration
-    overrides = _switch_or(h, "overrides",
-                           lambda v, p: _overrides(v, p, h.errors, defaults, drafts))
-    if overrides is not None:
-        house["overrides"] = defaults["overrides"] if overrides is True else overrides
+    for key, read in readers.items():
+        if not h.has(key):
+            continue
+        value = h.obj[key]
+        house[key] = value if isinstance(value, bool) else read(value, h.at(key))
     return house
 
 
-def _switch_or(h: Fields, key: str, read: Any) -> Any:
-    """``true``/``false`` switches a component; anything else is read as its own settings."""
-    if not h.has(key):
-        return None
-    value = h.obj[key]
-    if isinstance(value, bool):
-        return True if value else None
-    return read(value, h.at(key))
-
-
-def _concentration(value: Any, path: str, errors: Errors, defaults: dict) -> dict | None:
+def _concentration(value: Any, path: str, errors: Errors) -> dict | None:
     c = fields_of(value, path, errors, CONCENTRATION_FIELDS)
     if c is None:
         return None
-    base = defaults["concentration"]
-    return {
-        "top_class_groups": c.integer("top_class_groups", default=base["top_class_groups"],
-                                      lower=1, allow_string=False),
-        "top_move": c.number("top_move", default=base["top_move"], lower=0, strict=True,
-                             upper=1),
-        "other_move": c.number("other_move", default=base["other_move"], lower=0, upper=1),
+    settings = {
+        "top_class_groups": c.integer("top_class_groups", lower=1, allow_string=False),
+        "top_move": c.number("top_move", lower=0, strict=True, upper=1),
+        "other_move": c.number("other_move", lower=0, upper=1),
     }
+    return {k: v for k, v in settings.items() if c.has(k)}
 
 
-def _overrides(value: Any, path: str, errors: Errors, defaults: dict,
+def _overrides(value: Any, path: str, errors: Errors,
                drafts: dict[str, UnderlyingDraft]) -> dict | None:
     o = fields_of(value, path, errors, OVERRIDE_FIELDS)
     if o is None:
         return None
-    base = defaults["overrides"]
+    settings: dict[str, Any] = {
+        "min_price_for_pm": o.number("min_price_for_pm", lower=0),
+        "naked_short_fraction": o.number("naked_short_fraction", lower=0, upper=1),
+        "ineligible_range": o.number("ineligible_range", lower=0, strict=True),
+    }
+    settings = {k: v for k, v in settings.items() if o.has(k)}
+    if o.has("symbols"):
+        settings["symbols"] = _symbol_overrides(o, drafts)
+    return settings
+
+
+def _symbol_overrides(o: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, dict]:
     symbols: dict[str, dict] = {}
     for symbol, spec in (o.object("symbols") or {}).items():
-        s_path = join(o.at("symbols"), symbol)
+        path = join(o.at("symbols"), symbol)
         if symbol not in drafts:
-            errors.add(s_path, "undeclared_underlying", f"{symbol!r} is not declared")
+            o.errors.add(path, "undeclared_underlying", f"{symbol!r} is not declared")
             continue
-        s = fields_of(spec, s_path, errors, SYMBOL_OVERRIDE_FIELDS)
+        s = fields_of(spec, path, o.errors, SYMBOL_OVERRIDE_FIELDS)
         if s is None:
             continue
-        entry: dict[str, Any] = {}
-        if s.has("range"):
-            entry["range"] = s.number("range", lower=0, strict=True, upper=1)
+        entry: dict[str, Any] = {key: s.number(key, lower=0, strict=True)
+                                 for key in ("range", "down", "up") if s.has(key)}
+        if s.has("naked_short_fraction"):
+            entry["naked_short_fraction"] = s.number("naked_short_fraction", lower=0, upper=1)
         if s.has("eligible"):
-            entry["eligible"] = read_bool(s.obj["eligible"], s.at("eligible"), errors)
+            entry["eligible"] = read_bool(s.obj["eligible"], s.at("eligible"), o.errors)
         symbols[symbol] = entry
-    return {
-        "min_price_for_pm": o.number("min_price_for_pm", default=base["min_price_for_pm"],
-                                     lower=0),
-        "naked_short_fraction": o.number("naked_short_fraction",
-                                         default=base["naked_short_fraction"], lower=0, upper=1),
-        "symbols": symbols,
-    }
+    return symbols
 
 
 def parse_offsets(f: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, float]:
@@ -923,8 +926,14 @@ def _inter_spreads(s: Fields, drafts: dict[str, UnderlyingDraft]) -> list[dict]:
     return spreads
 
 
+def _symbol_or_group(symbol: str, drafts: dict[str, UnderlyingDraft]) -> bool:
+    """A declared underlying, or a class group's name (it stands for every member)."""
+    return symbol in drafts or any(d.fields["class_group"] == symbol for d in drafts.values())
+
+
 def parse_history(f: Fields, params: ParameterSet, drafts: dict[str, UnderlyingDraft],
                   ) -> dict[str, tuple[float, ...]] | None:
+    """Daily closes per underlying (or per class group, which its members then follow)."""
     given = f.object("history")
     if given is None:
         return None
@@ -933,8 +942,9 @@ def parse_history(f: Fields, params: ParameterSet, drafts: dict[str, UnderlyingD
     lengths: dict[int, str] = {}
     for symbol, values in given.items():
         path = join(f.at("history"), symbol)
-        if symbol not in drafts:
-            f.errors.add(path, "undeclared_underlying", f"{symbol!r} is not declared")
+        if not _symbol_or_group(symbol, drafts):
+            f.errors.add(path, "undeclared_underlying",
+                         f"{symbol!r} is neither a declared underlying nor a class group")
             continue
         closes = read_list(values, path, f.errors)
         if closes is None:
@@ -953,22 +963,32 @@ def parse_history(f: Fields, params: ParameterSet, drafts: dict[str, UnderlyingD
 
 
 def check_history_covers(history: dict[str, tuple[float, ...]] | None,
-                         positions: list[Position], errors: Errors) -> None:
-    """Historical VaR revalues every held underlying: each needs its closes."""
+                         positions: list[Position], drafts: dict[str, UnderlyingDraft],
+                         errors: Errors) -> None:
+    """Historical VaR moves every held underlying by its own closes or its class group's."""
     if history is None:
         return
     reported: set[str] = set()
     for position in positions:
         roots = (position.lp.token0, position.lp.token1) if position.lp else (position.root,)
         for symbol in roots:
-            if symbol is not None and symbol not in history and symbol not in reported:
-                reported.add(symbol)
-                errors.add(join("history", symbol), "required",
-                           f"position {position.id!r} needs the history of {symbol!r}")
+            if symbol is None or symbol in history or symbol in reported:
+                continue
+            group = drafts[symbol].fields["class_group"] if symbol in drafts else None
+            if group in history:
+                continue
+            reported.add(symbol)
+            errors.add(join("history", symbol), "required",
+                       f"position {position.id!r} needs the history of {symbol!r} "
+                       f"or of its class group {group!r}")
 
 
 def parse_stress(f: Fields, drafts: dict[str, UnderlyingDraft]) -> tuple[StressScenario, ...]:
-    """Named scenarios carry no moves here (the engine holds their data); custom ones do."""
+    """Named scenarios carry no moves here (the engine ships their data); custom ones do.
+
+    A custom move is keyed by an underlying or a class group (moving every member without a
+    move of its own), and is >= -1 (-1: the price goes to zero).
+    """
     scenarios = []
     for i, value in enumerate(f.list("stress") or []):
         path = join(f.at("stress"), i)
@@ -981,18 +1001,29 @@ def parse_stress(f: Fields, drafts: dict[str, UnderlyingDraft]) -> tuple[StressS
         if s is None:
             continue
         name = s.string("name", required=True)
-        moves: dict[str, float] = {}
-        for symbol, move in (s.object("moves", required=True) or {}).items():
-            m_path = join(s.at("moves"), symbol)
-            if symbol not in drafts:
-                f.errors.add(m_path, "undeclared_underlying", f"{symbol!r} is not declared")
-                continue
-            number = read_number(move, m_path, f.errors, lower=-1, strict=True)
-            if number is not None:
-                moves[symbol] = number
-        if name is not None:
+        moves = _stress_moves(s, drafts)
+        if name is not None and moves:
             scenarios.append(StressScenario(name=name, moves=moves))
     return tuple(scenarios)
+
+
+def _stress_moves(s: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, float]:
+    given = s.object("moves", required=True)
+    if given is None:
+        return {}
+    if not given:
+        s.errors.add(s.at("moves"), "invalid", "a custom scenario moves at least one symbol")
+    moves: dict[str, float] = {}
+    for symbol, move in given.items():
+        path = join(s.at("moves"), symbol)
+        if not _symbol_or_group(symbol, drafts):
+            s.errors.add(path, "undeclared_underlying",
+                         f"{symbol!r} is neither a declared underlying nor a class group")
+            continue
+        number = read_number(move, path, s.errors, lower=-1)
+        if number is not None:
+            moves[symbol] = number
+    return moves
 
 
 # --------------------------------------------------------------------------- the request
@@ -1015,15 +1046,14 @@ def parse_request(raw: bytes | str, params: ParameterSet | None = None) -> Portf
     positions = _parse_positions(f, ctx)
     check_ids(positions, errors)
     methods = parse_methods(f)
-    house = parse_house(f, params, drafts)
+    house = parse_house(f, drafts)
     offsets = parse_offsets(f, drafts)
     span_parameters = parse_span_parameters(f, params, drafts)
     history = parse_history(f, params, drafts)
     if "var" in methods:
-        check_history_covers(history, positions, errors)
+        check_history_covers(history, positions, drafts, errors)
     stress = parse_stress(f, drafts)
-    if not errors:
-        resolve_oracles(drafts, valuation_time, params, errors)
+    resolve_oracles(drafts, valuation_time, params, errors)
     if errors:
         raise CalculatorError(errors.items)
     return Portfolio(

@@ -133,7 +133,7 @@ def overrides_requirement(run: PMRun, settings: dict[str, Any]) -> float:
             rng = o.get("range")
             down = max(down, float(o.get("down", rng or 0.0)))
             up = max(up, float(o.get("up", rng or 0.0)))
-            if (o.get("pm_eligible") is False
+            if (o.get("eligible") is False
                     or (min_price is not None and und.type in EQUITY_TYPES
                         and und.price < float(min_price))):
                 down = max(down, ineligible_range)

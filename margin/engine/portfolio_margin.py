@@ -109,14 +109,16 @@ class PMRun:
         self.cg_members = [g.members for g in ordered]
         self.pg_names = list(pg_order)
         cg_pg = np.array([pg_order[g.product_group] for g in ordered], dtype=np.int64)
-        self.reg_grids = [scenarios.points_for(params, c) for c in self.cg_class]
+        class_grids = {c: scenarios.points_for(params, c) for c in set(self.cg_class)}
+        self.reg_grids = [class_grids[c] for c in self.cg_class]
         pg_offset = np.zeros(len(self.pg_names))
         for k, pg in enumerate(self.pg_names):
-            members = np.flatnonzero(cg_pg == k)
+            members = np.flatnonzero(cg_pg == k).tolist()
             grid0 = self.reg_grids[members[0]]
             for m in members[1:]:
                 grid = self.reg_grids[m]
-                if grid.shape != grid0.shape or not np.array_equal(grid, grid0):
+                if grid is not grid0 and (grid.shape != grid0.shape
+                                          or not np.array_equal(grid, grid0)):
                     sym = (self.cg_members[m] or [self.cg_names[m]])[0]
                     raise EngineInputError(
                         f"underlyings.{sym}.product_group", "mixed_grids",
@@ -138,61 +140,60 @@ class PMRun:
 
     def _build_series(self, pos_group: list[str], lp_regulatory: dict[int, np.ndarray]
                       ) -> tuple[SeriesTable, np.ndarray]:
+        """One series per distinct contract (model, group, spot, strike, expiry, vol, mark)."""
         portfolio, val = self.portfolio, self.valuation
+        positions = portfolio.positions
         min_contract = float(self.params["portfolio_margin"]["minimum_per_contract"])
-        keys: dict[tuple, int] = {}
-        cols: dict[str, list] = {k: [] for k in (
-            "kind", "model", "class_group", "spot", "strike", "t", "div_yield", "vol",
-            "is_call", "mark", "min_unit", "cap_long")}
-        custom_index: list[int] = []
-        custom_rows: list[np.ndarray] = []
-        pos_series = np.zeros(len(portfolio.positions), np.int64)
-        for i, p in enumerate(portfolio.positions):
-            cg = self.cg_index[pos_group[i]]
-            und = portfolio.underlyings[p.root] if p.kind != "uniswap_v3_lp" else None
-            if p.kind in OPTION_KINDS:
-                vol = float(val.vols[i])
-                t = max(float(p.time_to_expiry or 0.0), 0.0)
-                if t > 0 and np.isnan(vol):
-                    raise EngineInputError(
-                        f"positions[{p.index}].price", "outside_no_arbitrage_bounds",
-                        "the option has no implied volatility to value it at the points")
-                row = (OPTION, int(val.models[i]), cg, float(val.spots[i]), float(p.strike), t,
-                       float(und.dividend_yield or 0.0), vol, bool(p.is_call),
-                       float(val.marks[i]), min_contract, True)
-            elif p.kind == "uniswap_v3_lp":
-                row = (CUSTOM, -1, cg, 0.0, 0.0, 0.0, 0.0, np.nan, False, float(val.marks[i]),
-                       0.0, False)
-            else:
-                sec_future = p.kind == "future" and und.product_class in SECURITY_FUTURE_CLASSES
-                row = (LINEAR, -1, cg, float(val.spots[i]), 0.0, 0.0, 0.0, np.nan, False,
-                       float(val.spots[i]), min_contract if sec_future else 0.0, False)
-            key = row if p.kind != "uniswap_v3_lp" else ("lp", i)
-            s = keys.get(key)
-            if s is None:
-                s = keys[key] = len(cols["kind"])
-                for name, value in zip(cols, row, strict=True):
-                    cols[name].append(value)
-                if p.kind == "uniswap_v3_lp":
-                    custom_index.append(s)
-                    custom_rows.append(lp_regulatory[i])
-                    self.lp_positions.append((s, p, self.cg_class[cg]))
-            pos_series[i] = s
+        unds = portfolio.underlyings
+        is_opt = np.array([p.kind in OPTION_KINDS for p in positions], dtype=bool)
+        is_lp = np.array([p.kind == "uniswap_v3_lp" for p in positions], dtype=bool)
+        kind = np.where(is_opt, OPTION, np.where(is_lp, CUSTOM, LINEAR)).astype(np.int8)
+        cg = np.array([self.cg_index[g] for g in pos_group], dtype=np.int64)
+        strike = np.array([p.strike if p.strike is not None else 0.0 for p in positions],
+                          dtype=np.float64)
+        t = np.array([p.time_to_expiry if p.time_to_expiry is not None else 0.0
+                      for p in positions], dtype=np.float64)
+        t = np.where(is_opt, np.maximum(t, 0.0), 0.0)
+        q = np.array([unds[p.root].dividend_yield or 0.0 if is_opt[i] else 0.0
+                      for i, p in enumerate(positions)], dtype=np.float64)
+        is_call = np.array([p.right == "call" for p in positions], dtype=bool)
+        sec_future = np.array([p.kind == "future"
+                               and unds[p.root].product_class in SECURITY_FUTURE_CLASSES
+                               for p in positions], dtype=bool)
+        spot = np.where(is_lp, 0.0, val.spots)
+        vol = np.where(is_opt, val.vols, np.nan)
+        mark = np.where(is_opt | is_lp, val.marks, spot)
+        model = np.where(is_opt, val.models, -1).astype(np.int8)
+        min_unit = np.where(is_opt | sec_future, min_contract, 0.0)
+        missing = is_opt & (t > 0) & np.isnan(vol)
+        if missing.any():
+            p = positions[int(np.flatnonzero(missing)[0])]
+            raise EngineInputError(
+                f"positions[{p.index}].price", "outside_no_arbitrage_bounds",
+                "the option has no implied volatility to value it at the points")
+        # distinct contracts: identical key rows share a series (LP positions never do)
+        key = np.column_stack([kind, model, cg, spot, strike, t, q, np.nan_to_num(vol, nan=-1.0),
+                               is_call, mark, min_unit,
+                               np.where(is_lp, np.arange(len(positions)), -1)])
+        seen: dict[tuple, int] = {}
+        pos_series = np.array([seen.setdefault(tuple(row), len(seen)) for row in key.tolist()],
+                              dtype=np.int64)  # series numbered by first appearance
+        first = np.unique(pos_series, return_index=True)[1]  # first position of each series
+        lp_first = [int(i) for i in first if is_lp[i]]
         width = self.groups.width
-        custom = np.zeros((len(custom_rows), width))
-        for k, r in enumerate(custom_rows):
+        custom = np.zeros((len(lp_first), width))
+        for k, i in enumerate(lp_first):
+            r = lp_regulatory[i]
             custom[k, : min(width, r.shape[0])] = r[:width]
+            self.lp_positions.append((int(pos_series[i]), positions[i], self.cg_class[cg[i]]))
         series = SeriesTable(
-            kind=np.array(cols["kind"], np.int8), model=np.array(cols["model"], np.int8),
-            class_group=np.array(cols["class_group"], np.int64),
-            spot=np.array(cols["spot"], np.float64), strike=np.array(cols["strike"], np.float64),
-            t=np.array(cols["t"], np.float64), div_yield=np.array(cols["div_yield"], np.float64),
-            vol=np.array(cols["vol"], np.float64), is_call=np.array(cols["is_call"], bool),
-            mark=np.array(cols["mark"], np.float64),
-            min_unit=np.array(cols["min_unit"], np.float64),
-            cap_long=np.array(cols["cap_long"], bool),
-            custom_index=np.array(custom_index, np.int64), custom_pnl=custom)
-        return series, pos_series
+            kind=kind[first], model=model[first], class_group=cg[first], spot=spot[first],
+            strike=strike[first], t=t[first], div_yield=q[first], vol=vol[first],
+            is_call=is_call[first], mark=mark[first], min_unit=min_unit[first],
+            cap_long=is_opt[first],
+            custom_index=np.array([pos_series[i] for i in lp_first], np.int64),
+            custom_pnl=custom)
+        return series, pos_series.astype(np.int64)
 
     # ------------------------------------------------------------------ runs
 
@@ -240,7 +241,7 @@ def _apply_min_floor(st: Any, result: Result, cg_min_floor: np.ndarray) -> Resul
 
 
 def _floats(a: np.ndarray) -> list[float]:
-    return [float(x) for x in a]
+    return np.asarray(a, dtype=np.float64).tolist()
 
 
 def calculate_block(portfolio: Portfolio, params: ParameterSet,

@@ -2,8 +2,10 @@
 
 A *series* is one distinct contract in one market state (an option series, a stock, a future,
 a crypto token, a perpetual; an LP position is a "custom" series carrying its own P&L). Its
-theoretical P&L per unit at every valuation point of its class group's grid is computed once,
-with one vectorised pricing call per model (``series_pnl``). Accounts then aggregate:
+theoretical P&L per unit at every valuation point of its class group's grid is computed once
+per market state (``series_pnl``: linear series by one multiplication, every option series by
+one vectorised ``pricing.option_value`` call with the model codes as an array, so each model's
+kernel runs once over all of its series x points). Accounts then aggregate:
 
     rows = (account, class group) pairs, sorted by account then class group;
     S    = rows x series sparse matrix of units (quantity x multiplier, netted per contract);
@@ -146,16 +148,13 @@ class Result:
 # --------------------------------------------------------------------------- series P&L
 
 
-def _intrinsic(spot: np.ndarray, strike: np.ndarray, is_call: np.ndarray) -> np.ndarray:
-    return np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
-
-
 def series_pnl(series: SeriesTable, groups: ClassGroupTable, rate: float,
                vol_mult: float = 1.0) -> np.ndarray:
     """P&L per unit of every series at every point of its class group's grid (n x width).
 
-    Padding points are 0. Options: one vectorised ``option_value`` call per model; an option
-    at expiry (t <= 0) is worth its intrinsic value. ``vol_mult`` scales every implied vol
+    Padding points are 0. Options: one vectorised ``option_value`` call for all of them (the
+    model is an array: one pass per model inside the pricing kernels); an option at expiry
+    (t <= 0) is worth its intrinsic value. ``vol_mult`` scales every implied vol
     (house volatility stress).
     """
     from . import pricing
@@ -166,21 +165,18 @@ def series_pnl(series: SeriesTable, groups: ClassGroupTable, rate: float,
     lin = np.flatnonzero(series.kind == LINEAR)
     if lin.size:
         out[lin] = series.spot[lin, None] * pts[lin]
-    opt_mask = series.kind == OPTION
-    for model in np.unique(series.model[opt_mask]):
-        idx = np.flatnonzero(opt_mask & (series.model == model))
-        moved = series.spot[idx, None] * (1.0 + pts[idx])
-        t = series.t[idx]
+    opt = np.flatnonzero(series.kind == OPTION)
+    if opt.size:
+        moved = series.spot[opt, None] * (1.0 + pts[opt])
+        t = series.t[opt]
+        vol = series.vol[opt] * vol_mult
         live = t > 0
-        vol = np.where(live, series.vol[idx] * vol_mult, 1.0)
+        if not live.all():  # at expiry the intrinsic value, whatever the vol
+            vol = np.where(live, vol, 1.0)
         value = pricing.option_value(
-            int(model), moved, series.strike[idx, None], np.where(live, t, 1.0)[:, None], rate,
-            series.div_yield[idx, None], vol[:, None], series.is_call[idx, None])
-        value = np.asarray(value, dtype=np.float64)
-        if not live.all():
-            value = np.where(live[:, None], value,
-                             _intrinsic(moved, series.strike[idx, None], series.is_call[idx, None]))
-        out[idx] = value - series.mark[idx, None]
+            series.model[opt, None], moved, series.strike[opt, None], t[:, None], rate,
+            series.div_yield[opt, None], vol[:, None], series.is_call[opt, None])
+        out[opt] = value - series.mark[opt, None]
     if series.custom_index.size:
         out[series.custom_index] = series.custom_pnl[:, :width]
     out[~groups.valid[series.class_group]] = 0.0
@@ -199,6 +195,15 @@ def minimum_per_unit(series: SeriesTable, units: np.ndarray, series_idx: np.ndar
 # --------------------------------------------------------------------------- structure
 
 
+def _changes(sorted_keys: np.ndarray) -> np.ndarray:
+    """Mask of the first element of each run of equal keys."""
+    out = np.empty(sorted_keys.shape[0], dtype=bool)
+    if out.size:
+        out[0] = True
+        np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=out[1:])
+    return out
+
+
 def build_structure(book: Book, series_cg: np.ndarray, cg_pg: np.ndarray) -> Structure:
     """Rows (account, class group), the netted sparse matrix S and the product-group pointers."""
     n_series = int(series_cg.shape[0])
@@ -211,21 +216,15 @@ def build_structure(book: Book, series_cg: np.ndarray, cg_pg: np.ndarray) -> Str
     full_sorted = full_key[order]
     units_sorted = np.asarray(book.units, dtype=np.float64)[order]
     # net holdings of one contract in one account
-    if full_sorted.size:
-        starts = np.flatnonzero(np.r_[True, full_sorted[1:] != full_sorted[:-1]])
-    else:
-        starts = np.zeros(0, np.int64)
+    starts = np.flatnonzero(_changes(full_sorted))
     entry_key = full_sorted[starts]
     entry_units = np.add.reduceat(units_sorted, starts) if starts.size else units_sorted[:0]
     entry_series = entry_key % n_series
     entry_row_key = entry_key // n_series
-    if entry_row_key.size:
-        row_starts = np.flatnonzero(np.r_[True, entry_row_key[1:] != entry_row_key[:-1]])
-    else:
-        row_starts = np.zeros(0, np.int64)
+    row_starts = np.flatnonzero(_changes(entry_row_key))
     row_keys = entry_row_key[row_starts]
     n_rows = int(row_keys.shape[0])
-    indptr = np.r_[row_starts, entry_row_key.shape[0]].astype(np.int64)
+    indptr = np.append(row_starts, entry_row_key.shape[0]).astype(np.int64)
     S = sp.csr_matrix((entry_units, entry_series, indptr), shape=(n_rows, n_series))
     row_account = row_keys // n_cg
     row_cg = row_keys % n_cg
@@ -233,11 +232,8 @@ def build_structure(book: Book, series_cg: np.ndarray, cg_pg: np.ndarray) -> Str
     account_ptr = np.searchsorted(row_account, np.arange(book.n_accounts + 1)).astype(np.int64)
     n_pg = int(cg_pg.max()) + 1 if n_cg else 1
     pg_key = row_account * n_pg + row_pg
-    if n_rows:
-        pg_starts = np.flatnonzero(np.r_[True, pg_key[1:] != pg_key[:-1]])
-    else:
-        pg_starts = np.zeros(0, np.int64)
-    pg_ptr = np.r_[pg_starts, n_rows].astype(np.int64)
+    pg_starts = np.flatnonzero(_changes(pg_key))
+    pg_ptr = np.append(pg_starts, n_rows).astype(np.int64)
     G = sp.csr_matrix((np.ones(n_rows), np.arange(n_rows, dtype=np.int64), pg_ptr),
                       shape=(pg_starts.shape[0], n_rows))
     return Structure(book.n_accounts, S, row_account, row_cg, row_pg, account_ptr, pg_ptr,
@@ -287,7 +283,7 @@ def aggregate_numpy(st: Structure, groups: ClassGroupTable, series: SeriesTable,
         hit = pg_req >= best[st.pgrow_account] - tol[st.pgrow_account]
         rows = np.flatnonzero(hit)
         # first hit per account (rows are sorted by account)
-        first = rows[np.r_[True, st.pgrow_account[rows][1:] != st.pgrow_account[rows][:-1]]]
+        first = rows[_changes(st.pgrow_account[rows])]
         drv_row[st.pgrow_account[first]] = first
         pts = _first_min(np.nan_to_num(pg_pnl, nan=np.inf), valid)
         drv_pt[st.pgrow_account[first]] = pts[first]

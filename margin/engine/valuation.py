@@ -112,12 +112,11 @@ def value_positions(portfolio: Portfolio, params: ParameterSet, need_model: bool
     opt_idx: list[int] = []
 
     for i, p in enumerate(positions):
-        und = portfolio.underlyings[p.root]
         pid = p.id
         if p.kind in OPTION_KINDS:
             opt_idx.append(i)
             spots[i] = position_spot(portfolio, p, futures)
-            models[i] = model_for(p, und)
+            models[i] = model_for(p, portfolio.underlyings[p.root])
             continue
         if p.kind == "uniswap_v3_lp":
             value, extra = _lp_row(p, portfolio)
@@ -188,14 +187,14 @@ def _value_options(portfolio: Portfolio, positions: tuple[Position, ...], idx: n
     need_iv = has_price & np.isnan(given_vol) & live & ~outside
     if need_iv.any():
         k = np.flatnonzero(need_iv)
-        iv = np.asarray(pricing.implied_vol(model[k], price[k], spot[k], strike[k], t[k], rate,
+        on_bounds = np.clip(price[k], lower[k], upper[k])  # within BOUNDS_RTOL of a bound
+        iv = np.asarray(pricing.implied_vol(model[k], on_bounds, spot[k], strike[k], t[k], rate,
                                             q[k], is_call[k]), dtype=np.float64)
         vol[k] = iv
     fallback = ~has_price & np.isnan(given_vol)
     vol = np.where(fallback, und_vol, vol)
 
     for j, p in enumerate(opts):
-        i = int(idx[j])
         field_name = f"positions[{p.index}].price"
         if outside[j]:
             msg = (f"mark {price[j]:.10g} is outside the no-arbitrage bounds "
@@ -215,8 +214,7 @@ def _value_options(portfolio: Portfolio, positions: tuple[Position, ...], idx: n
             if need_model:
                 raise EngineInputError(field_name, "outside_no_arbitrage_bounds", msg)
             warnings.append(f"{field_name}: {msg}; implied_vol is null")
-        if not live[j] and not has_price[j] and np.isnan(vol[j]):
-            pass  # at expiry the intrinsic value needs no vol
+        # at expiry (t = 0) the intrinsic value needs no vol
 
     valued = live & ~np.isnan(vol)
     theo = np.where(live, np.nan, intrinsic)

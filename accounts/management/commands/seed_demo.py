@@ -112,7 +112,7 @@ BOOKS = [
 ]
 CRYPTO_BOOK = ("Crypto-native: LP, ETH and a perp", 40_000, "portfolio_margin")
 UNDER_MARGINED = ("Under-margined naked puts", 30_000, "portfolio_margin",
-                  [Leg("NVDA", -60, "put", -0.05, 1), Leg("TSLA", -40, "put", -0.05, 1)])
+                  [Leg("NVDA", -30, "put", -0.05, 1), Leg("TSLA", -20, "put", -0.05, 1)])
 
 FIRST = ["Avery", "Jordan", "Morgan", "Riley", "Casey", "Quinn", "Dana", "Harper", "Rowan",
          "Emerson", "Sasha", "Kendall", "Reese", "Parker", "Skyler", "Drew", "Blake", "Cameron",
@@ -121,6 +121,8 @@ LAST = ["Whitfield", "Okafor", "Lindqvist", "Marchetti", "Haddad", "Nakamura", "
         "Castellano", "Abernathy", "Delacroix", "Ivanova", "Mbeki", "Sorensen", "Villanueva",
         "Kowalski", "Brennan", "Achebe", "Thornton", "Yamamoto", "Pereira"]
 
+LOGIN_NAMES = {Role.FIRM_ADMIN: "admin", Role.RISK_OFFICER: "risk", Role.MARGIN_DESK: "desk",
+               Role.COMPLIANCE: "compliance"}
 FIRMS = [("northwind", "Northwind Securities"), ("bluewater", "Bluewater Brokerage")]
 
 
@@ -217,7 +219,7 @@ class Command(BaseCommand):
                 for role, count in ((Role.FIRM_ADMIN, 1), (Role.RISK_OFFICER, 2),
                                     (Role.MARGIN_DESK, 1), (Role.COMPLIANCE, 1)):
                     for n in range(1, count + 1):
-                        username = f"{slug}.{role.value.split('_')[0]}{n if count > 1 else ''}"
+                        username = f"{slug}.{LOGIN_NAMES[role]}{n if count > 1 else ''}"
                         user = self._user(username, staff=True)
                         add_member(firm=firm, user=user, role=role)
                         staff.setdefault(role, user)

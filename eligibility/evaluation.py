@@ -1,0 +1,314 @@
+"""Judging an account against a rule set: a pure function of facts, every rule reported.
+
+`evaluate(client=, account=, equity=, rule_set=)` reads attributes only (no database): the facts
+are frozen dataclasses built by `facts_for(account)`, the equity reading comes from
+`equity.read_equity` (latest margin snapshot, else the book at current prices), and the rule set
+is a `RuleSet` row or anything with the same attributes. The result names every rule with
+pass/fail, the value seen, the threshold and a sentence a client can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.db.models import F
+
+from accounts.models import Account, Client, RiskDisclosure
+
+from .equity import EquityReading, read_equity
+from .rules import PM_DISCLOSURE_DOCUMENT, RETIREMENT
+
+OPENING = "opening"  # an application: the opening minimum applies
+MAINTENANCE = "maintenance"  # an account already on portfolio margin: the maintenance minimum
+
+
+@dataclass(frozen=True)
+class ClientFacts:
+    options_approval_level: int
+    years_trading_options: int
+    annual_income: Decimal
+    net_worth: Decimal
+    liquid_net_worth: Decimal
+    holds_unlisted_derivatives: bool
+    pm_disclosure_delivered_at: datetime | None
+    pm_disclosure_acknowledged_at: datetime | None
+
+    def fingerprint(self) -> dict[str, str]:
+        """What a reviewer saw; a later difference makes an application under review stale."""
+        return {name: "" if value is None else str(value) for name, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    number: str
+    registration: str
+    margin_type: str
+    status: str
+
+
+class RuleSetLike(Protocol):
+    version: int
+    opening_equity_minimum: Decimal
+    maintenance_equity_minimum: Decimal
+    unlisted_derivatives_equity_minimum: Decimal
+    min_options_approval_level: int
+    min_years_options_experience: int
+    min_annual_income: Decimal
+    min_net_worth: Decimal
+    min_liquid_net_worth: Decimal
+    allowed_registrations: list[str]
+    allowed_margin_types: list[str]
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: str
+    passed: bool
+    seen: str
+    threshold: str
+    sentence: str
+    source: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EligibilityResult:
+    rule_set_version: int
+    purpose: str
+    equity: EquityReading
+    outcomes: tuple[RuleOutcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(outcome.passed for outcome in self.outcomes)
+
+    @property
+    def failures(self) -> tuple[RuleOutcome, ...]:
+        return tuple(outcome for outcome in self.outcomes if not outcome.passed)
+
+    def outcome(self, rule: str) -> RuleOutcome:
+        return next(o for o in self.outcomes if o.rule == rule)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule_set_version": self.rule_set_version, "purpose": self.purpose,
+                "passed": self.passed, "equity": self.equity.as_json(),
+                "rules": [o.as_json() for o in self.outcomes]}
+
+
+def _usd(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+FINRA_PM = "FINRA 4210(g); Cboe Options Rule 10.4"
+HOUSE = "house rule set"
+
+Rule = Callable[[ClientFacts, AccountFacts, EquityReading, RuleSetLike, str], RuleOutcome]
+
+
+def _margin_type(client, account, equity, rules, purpose) -> RuleOutcome:
+    allowed = list(rules.allowed_margin_types)
+    if purpose == MAINTENANCE:
+        ok = account.margin_type == "portfolio_margin"
+        sentence = ("The account is on portfolio margin." if ok else
+                    f"The account is on {account.margin_type}, not portfolio margin.")
+        return RuleOutcome("margin_type", ok, account.margin_type, "portfolio_margin", sentence,
+                           FINRA_PM)
+    ok = account.margin_type in allowed
+    if ok:
+        sentence = f"The account is a {account.margin_type} margin account, which may convert."
+    elif account.margin_type == "cash":
+        sentence = ("A cash account cannot move to portfolio margin: it needs a margin agreement "
+                    "(Reg T) first.")
+    elif account.margin_type == "portfolio_margin":
+        sentence = "The account is already on portfolio margin."
+    else:
+        sentence = f"Accounts on {account.margin_type} may not convert under this rule set."
+    return RuleOutcome("margin_type", ok, account.margin_type, ", ".join(allowed), sentence,
+                       FINRA_PM)
+
+
+def _registration(client, account, equity, rules, purpose) -> RuleOutcome:
+    allowed = list(rules.allowed_registrations)
+    ok = account.registration in allowed
+    if ok:
+        sentence = f"{account.registration.capitalize()} accounts are eligible."
+    elif account.registration == RETIREMENT:
+        sentence = "This firm does not offer portfolio margin on retirement accounts (IRAs)."
+    else:
+        sentence = f"{account.registration.capitalize()} accounts are not eligible at this firm."
+    return RuleOutcome("registration", ok, account.registration, ", ".join(allowed), sentence,
+                       HOUSE)
+
+
+def _account_status(client, account, equity, rules, purpose) -> RuleOutcome:
+    ok = account.status == "open" or (purpose == MAINTENANCE and account.status == "restricted")
+    sentence = ("The account is open." if ok else
+                f"The account is {account.status}; only an open account can convert.")
+    return RuleOutcome("account_status", ok, account.status, "open", sentence, HOUSE)
+
+
+def _options_level(client, account, equity, rules, purpose) -> RuleOutcome:
+    need = rules.min_options_approval_level
+    ok = client.options_approval_level >= need
+    sentence = ("The client is approved for uncovered options." if ok else
+                f"The client's options approval is level {client.options_approval_level}; "
+                f"portfolio margin needs level {need} (uncovered options).")
+    return RuleOutcome("options_approval_level", ok, str(client.options_approval_level),
+                       str(need), sentence, f"{FINRA_PM}; FINRA Rule 2360")
+
+
+def _options_experience(client, account, equity, rules, purpose) -> RuleOutcome:
+    need = rules.min_years_options_experience
+    ok = client.years_trading_options >= need
+    sentence = (f"{client.years_trading_options} years of options experience meets the "
+                f"{need}-year minimum." if ok else
+                f"{client.years_trading_options} years of options experience is below the "
+                f"{need}-year minimum.")
+    return RuleOutcome("options_experience_years", ok, str(client.years_trading_options),
+                       str(need), sentence, HOUSE)
+
+
+def _financial(rule: str, attribute: str, threshold: str, label: str) -> Rule:
+    def check(client, account, equity, rules, purpose) -> RuleOutcome:
+        seen: Decimal = getattr(client, attribute)
+        need: Decimal = getattr(rules, threshold)
+        ok = seen >= need
+        verb = "meets" if ok else "is below"
+        return RuleOutcome(rule, ok, str(seen), str(need),
+                           f"{label} of {_usd(seen)} {verb} the {_usd(need)} minimum.", HOUSE)
+    return check
+
+
+def _disclosure_delivered(client, account, equity, rules, purpose) -> RuleOutcome:
+    at = client.pm_disclosure_delivered_at
+    ok = at is not None
+    sentence = (f"The portfolio-margin risk disclosure was delivered on {at:%Y-%m-%d}." if ok else
+                "The portfolio-margin risk disclosure has not been delivered.")
+    return RuleOutcome("pm_disclosure_delivered", ok, at.isoformat() if at else "",
+                       "delivered", sentence, f"{FINRA_PM} (disclosure statement)")
+
+
+def _disclosure_acknowledged(client, account, equity, rules, purpose) -> RuleOutcome:
+    at = client.pm_disclosure_acknowledged_at
+    ok = at is not None
+    sentence = (f"The client signed the acknowledgement on {at:%Y-%m-%d}." if ok else
+                "The client has not signed the portfolio-margin risk acknowledgement.")
+    return RuleOutcome("pm_disclosure_acknowledged", ok, at.isoformat() if at else "",
+                       "signed", sentence, f"{FINRA_PM} (signed acknowledgement)")
+
+
+def _equity_rule(rule: str, need: Decimal, label: str, source: str,
+                 equity: EquityReading) -> RuleOutcome:
+    if not equity.complete:
+        return RuleOutcome(rule, False, str(equity.amount), str(need),
+                           f"Equity cannot be established: no price for "
+                           f"{', '.join(equity.unpriced)}.", source)
+    ok = equity.amount >= need
+    verb = "meets" if ok else "is below"
+    return RuleOutcome(rule, ok, str(equity.amount), str(need),
+                       f"Equity of {_usd(equity.amount)} {verb} the {_usd(need)} {label}.", source)
+
+
+def _minimum_equity(client, account, equity, rules, purpose) -> RuleOutcome:
+    if purpose == MAINTENANCE:
+        return _equity_rule("maintenance_equity", rules.maintenance_equity_minimum,
+                            "maintenance minimum", FINRA_PM, equity)
+    return _equity_rule("opening_equity", rules.opening_equity_minimum, "opening minimum",
+                        FINRA_PM, equity)
+
+
+def _unlisted_derivatives(client, account, equity, rules, purpose) -> RuleOutcome:
+    need = rules.unlisted_derivatives_equity_minimum
+    if not client.holds_unlisted_derivatives:
+        return RuleOutcome("unlisted_derivatives_equity", True, "none held", str(need),
+                           "The client holds no unlisted derivatives, so the "
+                           f"{_usd(need)} minimum does not apply.", FINRA_PM)
+    return _equity_rule("unlisted_derivatives_equity", need,
+                        "minimum for a client holding unlisted derivatives", FINRA_PM, equity)
+
+
+RULES: tuple[Rule, ...] = (
+    _margin_type,
+    _registration,
+    _account_status,
+    _options_level,
+    _options_experience,
+    _financial("annual_income", "annual_income", "min_annual_income", "Annual income"),
+    _financial("net_worth", "net_worth", "min_net_worth", "Net worth"),
+    _financial("liquid_net_worth", "liquid_net_worth", "min_liquid_net_worth",
+               "Liquid net worth"),
+    _disclosure_delivered,
+    _disclosure_acknowledged,
+    _minimum_equity,
+    _unlisted_derivatives,
+)
+RULE_NAMES = ("margin_type", "registration", "account_status", "options_approval_level",
+              "options_experience_years", "annual_income", "net_worth", "liquid_net_worth",
+              "pm_disclosure_delivered", "pm_disclosure_acknowledged", "opening_equity",
+              "unlisted_derivatives_equity")
+
+
+def evaluate(*, client: ClientFacts, account: AccountFacts, equity: EquityReading,
+             rule_set: RuleSetLike, purpose: str = OPENING) -> EligibilityResult:
+    """Every rule, in a fixed order, judged on the facts given. No database access."""
+    if purpose not in (OPENING, MAINTENANCE):
+        raise ValueError(f"purpose is {OPENING!r} or {MAINTENANCE!r}")
+    outcomes = tuple(rule(client, account, equity, rule_set, purpose) for rule in RULES)
+    return EligibilityResult(rule_set.version, purpose, equity, outcomes)
+
+
+def required_equity(*, client: ClientFacts, rule_set: RuleSetLike, purpose: str) -> Decimal:
+    """The binding equity minimum: $5,000,000 with unlisted derivatives (FINRA 4210(g))."""
+    base = (rule_set.maintenance_equity_minimum if purpose == MAINTENANCE
+            else rule_set.opening_equity_minimum)
+    if client.holds_unlisted_derivatives:
+        return max(base, rule_set.unlisted_derivatives_equity_minimum)
+    return base
+
+
+# Facts from the database (the impure edge).
+
+def client_facts(client: Client) -> ClientFacts:
+    # A signed copy counts, whichever version; otherwise the latest delivered one.
+    disclosure = (RiskDisclosure.objects.filter(client=client, document=PM_DISCLOSURE_DOCUMENT)
+                  .order_by(F("acknowledged_at").desc(nulls_last=True), "-delivered_at", "-pk")
+                  .first())
+    return ClientFacts(
+        options_approval_level=client.options_approval_level,
+        years_trading_options=client.years_trading_options,
+        annual_income=client.annual_income,
+        net_worth=client.net_worth,
+        liquid_net_worth=client.liquid_net_worth,
+        holds_unlisted_derivatives=client.holds_unlisted_derivatives,
+        pm_disclosure_delivered_at=disclosure.delivered_at if disclosure else None,
+        pm_disclosure_acknowledged_at=disclosure.acknowledged_at if disclosure else None,
+    )
+
+
+def account_facts(account: Account) -> AccountFacts:
+    return AccountFacts(number=account.number, registration=account.registration,
+                        margin_type=account.margin_type, status=account.status)
+
+
+@dataclass(frozen=True)
+class Facts:
+    client: ClientFacts
+    account: AccountFacts
+    equity: EquityReading
+
+
+def facts_for(account: Account) -> Facts:
+    return Facts(client_facts(account.client), account_facts(account), read_equity(account))
+
+
+def evaluate_account(account: Account, rule_set: RuleSetLike, *,
+                     purpose: str = OPENING) -> tuple[EligibilityResult, Facts]:
+    facts = facts_for(account)
+    return evaluate(client=facts.client, account=facts.account, equity=facts.equity,
+                    rule_set=rule_set, purpose=purpose), facts

@@ -1,0 +1,56 @@
+"""Eligibility reacting to the book (the lower app sends, this app listens; nothing imports up).
+
+- `client_profile_changed(client=)`: applications under review whose client facts changed go
+  stale.
+- `book_changed(account_ids=)`: applications under review whose equity moved go stale, and
+  open minimum-equity deficiencies the book now covers are cured. Price loads send
+  `account_ids=None` (instrument ids instead): equity is judged again at approval and by the
+  daily deficiency run, so a price tick alone changes nothing here.
+
+Both signals are sent on commit, so a receiver runs in its own transactions. The signal may come
+from a task with no firm in scope; the firm is then taken from the rows it names (the one
+explicit, reasoned cross-firm read) and each firm is handled inside its own scope.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.dispatch import receiver
+
+from accounts.models import Account, Client
+from accounts.signals import book_changed, client_profile_changed
+from brokerage.models import Firm
+from brokerage.scope import firm_scope
+
+from . import calendar as business_days
+
+log = logging.getLogger(__name__)
+
+
+@receiver(client_profile_changed, dispatch_uid="eligibility.client_profile_changed")
+def on_client_profile_changed(sender, client: Client, **kwargs) -> None:
+    from .services import detect_stale_for_client
+
+    with firm_scope(client.firm):
+        detect_stale_for_client(client=client)
+
+
+@receiver(book_changed, dispatch_uid="eligibility.book_changed")
+def on_book_changed(sender, account_ids=None, **kwargs) -> None:
+    if not account_ids:
+        return
+    from .deficiencies import check_cures
+    from .services import detect_stale_for_accounts
+
+    owners = Account.cross_firm.for_compliance(
+        reason="route a book signal (account ids only) to the firm that owns each account",
+    ).filter(pk__in=list(account_ids)).values_list("firm_id", "pk")
+    by_firm: dict[int, list[int]] = {}
+    for firm_id, account_id in owners:
+        by_firm.setdefault(firm_id, []).append(account_id)
+    for firm in Firm.objects.filter(pk__in=by_firm).order_by("pk"):
+        ids = sorted(by_firm[firm.pk])
+        with firm_scope(firm):
+            detect_stale_for_accounts(account_ids=ids)
+            check_cures(account_ids=ids, today=business_days.today())

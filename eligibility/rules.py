@@ -1,0 +1,164 @@
+"""What a portfolio-margin rule set may say: regulatory floors, house defaults, validation.
+
+The numbers a firm chooses live in `RuleSet` rows (versioned, per firm). The numbers no firm may
+undercut live here, each with the rule it comes from:
+
+- FINRA Rule 4210(g) / Cboe Options Rule 10.4 (portfolio margin): a customer keeps at least
+  $100,000 of equity in a portfolio-margin account; a customer holding unlisted derivatives keeps
+  at least $5,000,000; only customers approved for uncovered short options (FINRA Rule 2360,
+  level 4 here) may use a portfolio-margin account; the PM risk disclosure is furnished and a
+  signed acknowledgement obtained on or before the initial transaction.
+- An equity-below-minimum deficiency not met by T+3 business days limits the account to
+  risk-reducing trades, so the house timeline restricts no later than business day 3.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+# Regulatory floors (FINRA 4210(g); Cboe Options Rule 10.4).
+REGULATORY_MINIMUM_EQUITY = Decimal("100000.00")
+REGULATORY_UNLISTED_DERIVATIVES_EQUITY = Decimal("5000000.00")
+UNCOVERED_OPTIONS_LEVEL = 4  # FINRA Rule 2360 approval to write uncovered options
+REGULATORY_RESTRICTION_DAY = 3  # not cured by T+3 -> risk-reducing trades only
+MAX_CONVERSION_DAY = 30  # house sanity bound: a deficiency does not linger for months
+
+PM_DISCLOSURE_DOCUMENT = "portfolio_margin"  # accounts.RiskDisclosure.Document.PORTFOLIO_MARGIN
+
+REGISTRATIONS = ("individual", "joint", "entity", "retirement")
+RETIREMENT = "retirement"
+# Margin types an account may convert *from*. A cash account never qualifies: portfolio margin is
+# a margin methodology and needs a margin agreement first (FINRA 4210(g)); an account already on
+# portfolio margin has nothing to apply for.
+CONVERTIBLE_MARGIN_TYPES = ("reg_t",)
+NEVER_ALLOWED_MARGIN_TYPES = ("cash", "portfolio_margin")
+
+# House defaults (version 1 of every firm's rule set).
+DEFAULTS: dict[str, Any] = {
+    "opening_equity_minimum": Decimal("125000.00"),
+    "maintenance_equity_minimum": Decimal("100000.00"),
+    "unlisted_derivatives_equity_minimum": Decimal("5000000.00"),
+    "min_options_approval_level": UNCOVERED_OPTIONS_LEVEL,
+    "min_years_options_experience": 2,
+    "min_annual_income": Decimal("100000.00"),
+    "min_net_worth": Decimal("500000.00"),
+    "min_liquid_net_worth": Decimal("250000.00"),
+    "allowed_registrations": ["individual", "joint", "entity"],  # no IRAs unless the firm says so
+    "allowed_margin_types": ["reg_t"],
+    "deficiency_notice_day": 1,
+    "deficiency_restriction_day": 3,
+    "deficiency_conversion_day": 5,
+    "application_valid_days": 20,
+}
+THRESHOLD_FIELDS: tuple[str, ...] = tuple(DEFAULTS)
+
+MONEY_FIELDS = (
+    "opening_equity_minimum", "maintenance_equity_minimum", "unlisted_derivatives_equity_minimum",
+    "min_annual_income", "min_net_worth", "min_liquid_net_worth",
+)
+
+
+def _money(value: Any) -> Decimal | None:
+    try:
+        number = Decimal(str(value))
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return None
+
+
+def normalise_thresholds(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Coerce and check a full set of thresholds. Returns (values, errors naming each field)."""
+    errors: list[dict[str, str]] = []
+    clean: dict[str, Any] = {}
+
+    def fail(field: str, message: str) -> None:
+        errors.append({"field": field, "message": message})
+
+    unknown = sorted(set(values) - set(THRESHOLD_FIELDS))
+    for field in unknown:
+        fail(field, "not a rule-set threshold")
+
+    for field in MONEY_FIELDS:
+        number = _money(values.get(field))
+        if number is None or number < 0:
+            fail(field, f"{values.get(field)!r} is not a non-negative amount")
+        else:
+            clean[field] = number.quantize(Decimal("0.01"))
+
+    for field in ("min_options_approval_level", "min_years_options_experience",
+                  "deficiency_notice_day", "deficiency_restriction_day",
+                  "deficiency_conversion_day", "application_valid_days"):
+        number = _whole(values.get(field))
+        if number is None or number < 0:
+            fail(field, f"{values.get(field)!r} is not a whole number of at least 0")
+        else:
+            clean[field] = number
+
+    for field, choices in (("allowed_registrations", REGISTRATIONS),
+                           ("allowed_margin_types", CONVERTIBLE_MARGIN_TYPES + NEVER_ALLOWED_MARGIN_TYPES)):
+        listed = values.get(field)
+        if not isinstance(listed, list | tuple) or not all(isinstance(v, str) for v in listed):
+            fail(field, "a list of names")
+            continue
+        bad = sorted(set(listed) - set(choices))
+        if bad:
+            fail(field, f"unknown {', '.join(bad)}; choose from {', '.join(choices)}")
+            continue
+        clean[field] = sorted(set(listed))
+
+    # The regulatory floors (FINRA 4210(g); Cboe Options Rule 10.4): no firm sets them lower.
+    for field in ("opening_equity_minimum", "maintenance_equity_minimum"):
+        if field in clean and clean[field] < REGULATORY_MINIMUM_EQUITY:
+            fail(field, f"{clean[field]:,} is below the regulatory floor of "
+                        f"${REGULATORY_MINIMUM_EQUITY:,} (FINRA 4210(g)); a firm may only set it higher")
+    field = "unlisted_derivatives_equity_minimum"
+    if field in clean and clean[field] < REGULATORY_UNLISTED_DERIVATIVES_EQUITY:
+        fail(field, f"{clean[field]:,} is below the regulatory ${REGULATORY_UNLISTED_DERIVATIVES_EQUITY:,} "
+                    "for customers holding unlisted derivatives (FINRA 4210(g))")
+    if ("opening_equity_minimum" in clean and "maintenance_equity_minimum" in clean
+            and clean["opening_equity_minimum"] < clean["maintenance_equity_minimum"]):
+        fail("opening_equity_minimum", "the opening minimum cannot be below the maintenance minimum")
+    level = clean.get("min_options_approval_level")
+    if level is not None and level != UNCOVERED_OPTIONS_LEVEL:
+        fail("min_options_approval_level", f"must be {UNCOVERED_OPTIONS_LEVEL}: portfolio margin "
+             "needs approval for uncovered options (FINRA 4210(g), Rule 2360)")
+    if "allowed_margin_types" in clean:
+        refused = sorted(set(clean["allowed_margin_types"]) & set(NEVER_ALLOWED_MARGIN_TYPES))
+        if refused:
+            fail("allowed_margin_types", f"{', '.join(refused)} accounts can never convert to "
+                 "portfolio margin (a cash account needs a margin agreement first)")
+        elif not clean["allowed_margin_types"]:
+            fail("allowed_margin_types", "at least one margin type must be allowed")
+    if "allowed_registrations" in clean and not clean["allowed_registrations"]:
+        fail("allowed_registrations", "at least one registration must be allowed")
+
+    # The house timeline, in business days after the day equity closed below the minimum.
+    notice = clean.get("deficiency_notice_day")
+    restriction = clean.get("deficiency_restriction_day")
+    conversion = clean.get("deficiency_conversion_day")
+    if restriction is not None and restriction > REGULATORY_RESTRICTION_DAY:
+        fail("deficiency_restriction_day", f"must be at most {REGULATORY_RESTRICTION_DAY}: an "
+             "equity deficiency not met by T+3 restricts the account (FINRA 4210(g))")
+    if notice is not None and restriction is not None and notice > restriction:
+        fail("deficiency_notice_day", "the notice goes out no later than the restriction")
+    if restriction is not None and conversion is not None and conversion < restriction:
+        fail("deficiency_conversion_day", "the downgrade comes no earlier than the restriction")
+    if conversion is not None and conversion > MAX_CONVERSION_DAY:
+        fail("deficiency_conversion_day", f"must be at most {MAX_CONVERSION_DAY} business days")
+    valid = clean.get("application_valid_days")
+    if valid is not None and not 1 <= valid <= 250:
+        fail("application_valid_days", "between 1 and 250 business days")
+    return clean, errors

@@ -1,0 +1,72 @@
+"""Celery tasks: thin wrappers the beat schedule calls; the work is in the services.
+
+Each task runs per firm, inside that firm's scope, and takes an optional ISO date (a task
+redelivered or run late judges the day it was meant for). All are idempotent.
+`BEAT_SCHEDULE` is what the lead merges into CELERY_BEAT_SCHEDULE in brokerage/settings.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from celery import shared_task
+from celery.schedules import crontab
+
+from brokerage.models import Firm
+from brokerage.scope import firm_scope
+
+from . import calendar as business_days
+
+
+def _day(today: str | None) -> date:
+    return date.fromisoformat(today) if today else business_days.today()
+
+
+@shared_task(name="eligibility.run_deficiency_timeline")
+def run_deficiency_timeline(today: str | None = None) -> dict[str, list[list[str]]]:
+    """After the close: open, escalate (notice, restriction, downgrade) or cure deficiencies."""
+    from .deficiencies import evaluate_deficiencies
+
+    day = _day(today)
+    report: dict[str, list[list[str]]] = {}
+    for firm in Firm.objects.order_by("pk"):
+        with firm_scope(firm):
+            run = evaluate_deficiencies(firm=firm, today=day)
+        report[firm.slug] = [list(step) for step in run.steps]
+    return report
+
+
+@shared_task(name="eligibility.apply_due_conversions")
+def apply_due_conversions(today: str | None = None) -> list[int]:
+    """Before the open: accounts approved for portfolio margin effective today are flipped."""
+    from .services import apply_due_conversions as convert
+
+    return [application.pk for application in convert(today=_day(today))]
+
+
+@shared_task(name="eligibility.expire_applications")
+def expire_applications(today: str | None = None) -> list[int]:
+    from .services import expire_applications as expire
+
+    expired: list[int] = []
+    for firm in Firm.objects.order_by("pk"):
+        expired += [application.pk for application in expire(firm=firm, today=_day(today))]
+    return expired
+
+
+# Times are exchange time (CELERY_TIMEZONE = America/New_York). The tasks check business days
+# themselves, so running on a holiday is harmless.
+BEAT_SCHEDULE = {
+    "eligibility-apply-due-conversions": {
+        "task": "eligibility.apply_due_conversions",
+        "schedule": crontab(hour=7, minute=0, day_of_week="mon-fri"),
+    },
+    "eligibility-deficiency-timeline": {
+        "task": "eligibility.run_deficiency_timeline",
+        "schedule": crontab(hour=17, minute=30, day_of_week="mon-fri"),
+    },
+    "eligibility-expire-applications": {
+        "task": "eligibility.expire_applications",
+        "schedule": crontab(hour=18, minute=0),
+    },
+}

@@ -1,0 +1,87 @@
+"""Equity (snapshot first, else the book at current prices) and XNYS business days."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from django.utils import timezone
+
+from accounts import services as book
+from eligibility import calendar as cal
+from eligibility import equity
+from margin.market_data import load_prices
+from tests.factories import shared_instrument
+
+
+def test_business_days_skip_weekends_and_thanksgiving():
+    assert not cal.is_business_day(date(2026, 11, 26))  # Thanksgiving
+    assert not cal.is_business_day(date(2026, 11, 28))  # Saturday
+    assert cal.is_business_day(date(2026, 11, 27))  # early close, still a session
+    assert cal.next_business_day(date(2026, 11, 25)) == date(2026, 11, 27)
+    assert cal.next_business_day(date(2026, 11, 27)) == date(2026, 11, 30)
+    assert cal.add_business_days(date(2026, 11, 24), 3) == date(2026, 11, 30)
+    assert cal.add_business_days(date(2026, 11, 24), 5) == date(2026, 12, 2)
+    assert cal.add_business_days(date(2026, 11, 28), 0) == date(2026, 11, 30)
+    assert cal.add_business_days(date(2026, 11, 28), 1) == date(2026, 11, 30)
+    assert cal.business_days_between(date(2026, 11, 24), date(2026, 11, 30)) == 3
+
+
+def test_dates_outside_the_calendar_and_unknown_calendars_are_clear_errors():
+    with pytest.raises(cal.CalendarError, match="outside the XNYS calendar"):
+        cal.is_business_day(date(1990, 1, 2))
+    with pytest.raises(cal.CalendarError, match="unknown exchange calendar"):
+        cal.exchange("NOPE")
+
+
+def test_book_equity_is_cash_plus_positions_at_latest_prices(in_desk_firm):
+    desk = in_desk_firm
+    stock = shared_instrument("EQX")
+    option = shared_instrument("EQX 261218C50", kind="equity_option", multiplier=Decimal(100),
+                               underlying=stock, strike=Decimal(50), right="call",
+                               expiry=date(2026, 12, 18))
+    earlier = timezone.now() - timedelta(hours=2)
+    load_prices(observations=[{"symbol": "EQX", "price": "40", "observed_at": earlier},
+                              {"symbol": "EQX", "price": "50", "observed_at": earlier + timedelta(hours=1)},
+                              {"symbol": "EQX 261218C50", "price": "2.5", "observed_at": earlier}],
+                source="exchange", actor=None)
+    book.set_position(account=desk.account, instrument=stock, quantity=Decimal(100), actor=None)
+    book.set_position(account=desk.account, instrument=option, quantity=Decimal(-10), actor=None)
+    # 200,000 cash + 100 x 1 x 50 - 10 x 100 x 2.5
+    assert equity.account_equity(desk.account) == (Decimal("202500.00"), "book")
+
+
+def test_a_position_without_a_price_makes_the_reading_incomplete(in_desk_firm):
+    desk = in_desk_firm
+    book.set_position(account=desk.account, instrument=shared_instrument("NOPRICE"),
+                      quantity=Decimal(5), actor=None)
+    reading = equity.read_equity(desk.account)
+    assert reading.source == "book_incomplete" and reading.unpriced == ("NOPRICE",)
+    assert not reading.complete
+
+
+def test_the_latest_margin_snapshot_wins_when_the_model_exists(in_desk_firm, monkeypatch):
+    desk = in_desk_firm
+    rows = [SimpleNamespace(pk=7, equity=Decimal("98765.4321"))]
+
+    class Rows(list):
+        def filter(self, **kwargs):
+            assert kwargs == {"account": desk.account}
+            return self
+
+        def order_by(self, *fields):
+            assert fields[-1] == "-pk"
+            return self
+
+        def first(self):
+            return self[0] if self else None
+
+    snapshot_model = SimpleNamespace(_default_manager=Rows(rows),
+                                     _meta=SimpleNamespace(get_latest_by="computed_at"))
+    monkeypatch.setattr(equity, "_snapshot_model", lambda: snapshot_model)
+    assert equity.account_equity(desk.account) == (Decimal("98765.43"), "margin_snapshot")
+    assert equity.read_equity(desk.account).snapshot_id == 7
+    snapshot_model._default_manager.clear()  # no row for the account yet: the book
+    assert equity.account_equity(desk.account) == (Decimal("200000.00"), "book")
