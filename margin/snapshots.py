@@ -7,6 +7,7 @@ input state is written (the inputs hash makes a redelivered task write nothing t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -67,7 +68,9 @@ def _requirement(account: Account, result: dict) -> Decimal:
 def _inputs_hash(account: Account, cash: Decimal, portfolio, parameter_label: str) -> str:
     document = {"account": account.pk, "margin_type": account.margin_type, "cash": str(cash),
                 "parameters": parameter_label, "engine": ENGINE_VERSION,
-                "portfolio": repr(portfolio)}
+                # The valuation time is when we looked, not what we valued: leave it out so a
+                # redelivered task over the same market state hashes the same.
+                "portfolio": repr(dataclasses.replace(portfolio, valuation_time=None))}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
