@@ -24,7 +24,14 @@ from margin.engine import ENGINE_VERSION
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import load_parameter_set, overlay
 
-from .book import MissingMarketData, price_history, build_portfolio, current_rate, load_positions, market_for
+from .book import (
+    MissingMarketData,
+    build_portfolio,
+    current_rate,
+    load_positions,
+    market_for,
+    price_history,
+)
 from .market_data import outstanding_rejections
 from .models import MarginSnapshot, RiskParameterSet
 

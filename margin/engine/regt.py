@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import calendar
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-from scipy.sparse import csc_matrix, vstack
+from scipy.sparse import csc_matrix, csr_matrix
 
 from margin.engine.portfolio import BROAD_INDEX_CLASSES, Portfolio, Position, Underlying
 
@@ -159,9 +159,12 @@ class Leg:
     expiry: float = 0.0
     multiplier: float = 1.0
     long_dated: bool = False
-    ids: tuple[str, ...] = ()
-    order: int = 0
+    members: tuple[int, ...] = ()   # indexes of the positions netted into it (request order)
     underlying: str = ""
+
+    @property
+    def order(self) -> int:
+        return self.members[0] if self.members else 0
 
     @property
     def is_option(self) -> bool:
@@ -490,14 +493,17 @@ def _years(p: Position, valuation_date: date | None) -> float:
 
 
 def build_legs(portfolio: Portfolio, marks: np.ndarray, params: ParameterSet
-               ) -> tuple[dict[str, list[Leg]], list[tuple[str, ...]], list[str]]:
-    """Net positions per instrument into legs grouped by underlying (in order of first
-    appearance). Returns (legs by underlying, id groups that net to zero, excluded ids)."""
+               ) -> tuple[dict[str, list[Leg]], list[tuple[int, ...]], list[str]]:
+    """Net the positions per instrument into legs, grouped by underlying in order of first
+    appearance. Returns (legs by underlying, position-index groups that net to zero, excluded
+    ids). An option instrument is (underlying, right, strike, expiry, multiplier, exercise);
+    a netted leg is marked at the |quantity|-weighted mark of its positions."""
     months = int(params["reg_t"]["long_option_loan_months"])
     vdate = portfolio.valuation_date
+    positions = portfolio.positions
     excluded: list[str] = []
     groups: dict[tuple, list[int]] = {}
-    for i, p in enumerate(portfolio.positions):
+    for i, p in enumerate(positions):
         if _is_excluded(p, portfolio):
             excluded.append(p.id)
             continue
@@ -510,41 +516,33 @@ def build_legs(portfolio: Portfolio, marks: np.ndarray, params: ParameterSet
         groups.setdefault(key, []).append(i)
 
     by_underlying: dict[str, list[Leg]] = {}
-    zero: list[tuple[str, ...]] = []
+    zero: list[tuple[int, ...]] = []
     for key, idx in groups.items():
-        ps = [portfolio.positions[i] for i in idx]
-        first = ps[0]
-        und = portfolio.underlyings[first.root]
-        ids = tuple(p.id for p in ps)
-        if key[0] == "stock":
-            units = [float(p.quantity) * float(p.multiplier or 1.0) for p in ps]
+        first = positions[idx[0]]
+        stock = key[0] == "stock"
+        if stock:
+            units = [float(positions[i].quantity) * float(positions[i].multiplier or 1.0)
+                     for i in idx]
             scale = 1.0
         else:
-            units = [float(p.quantity) for p in ps]
+            units = [float(positions[i].quantity) for i in idx]
             scale = _option_multiplier(first)
         net = math.fsum(units)
         gross = math.fsum(abs(u) for u in units)
         if abs(net) <= 1e-12 * max(gross, 1.0):
-            zero.append(ids)
+            zero.append(tuple(idx))
             continue
-        # mark per unit: |quantity|-weighted over the netted positions (equal marks -> the mark)
-        w = np.abs(np.asarray(units))
-        mark = float(np.dot(w, marks[idx]) / w.sum())
-        leg = Leg(right="stock" if key[0] == "stock" else first.right,
-                  sign=1 if net > 0 else -1, quantity=abs(net), spot=float(und.price),
-                  value=mark * scale, ids=ids, order=idx[0], underlying=first.root)
-        if key[0] == "option":
+        mark = math.fsum(abs(u) * float(marks[i]) for u, i in zip(units, idx, strict=True)) / gross
+        leg = Leg(right="stock" if stock else first.right, sign=1 if net > 0 else -1,
+                  quantity=abs(net), spot=float(portfolio.underlyings[first.root].price),
+                  value=mark * scale, members=tuple(idx), underlying=first.root)
+        if not stock:
             leg.strike = float(first.strike)
             leg.expiry = _years(first, vdate)
             leg.multiplier = scale
             leg.long_dated = is_long_dated(first, vdate, months)
-        else:
-            leg.multiplier = 1.0
         by_underlying.setdefault(first.root, []).append(leg)
-    for legs in by_underlying.values():
-        legs.sort(key=lambda leg: leg.order)
-    order = sorted(by_underlying, key=lambda s: by_underlying[s][0].order)
-    return {s: by_underlying[s] for s in order}, zero, excluded
+    return by_underlying, zero, excluded
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,102 +552,97 @@ def build_legs(portfolio: Portfolio, marks: np.ndarray, params: ParameterSet
 @dataclass
 class _Column:
     name: str
-    legs: tuple[tuple[Leg, int], ...]       # option legs and their units per strategy unit
-    req: Requirement                        # per strategy unit (stock included)
-    cost: Requirement                       # per unit, less the stock's stand-alone cost
-    stock: Leg | None = None                # stock covering it (one deliverable per unit)
-    block: int = 0
+    legs: tuple[tuple[Leg, int], ...]       # option legs and their contracts per strategy unit
+    req: Requirement                        # per strategy unit (its stock included)
+    cost: Requirement                       # the same less the stock's stand-alone requirement
+    stock: Leg | None = None                # the stock covering it (one deliverable per unit)
 
 
 @dataclass
-class _Model:
+class _Block:
+    """The legs and columns of one underlying: rows are its option legs (used exactly), then
+    ``<=`` rows for the stock's deliverables and butterfly bodies."""
+
+    symbol: str
+    rates: Rates
+    stock: Leg | None
+    options: list[Leg]
     columns: list[_Column] = field(default_factory=list)
-    eq_rows: list[tuple[int, int, float]] = field(default_factory=list)  # (row, col, coef)
-    eq_rhs: list[float] = field(default_factory=list)
-    ub_rows: list[tuple[int, int, float]] = field(default_factory=list)
+    eq: list[tuple[int, int, float]] = field(default_factory=list)   # (row, column, coef)
+    ub: list[tuple[int, int, float]] = field(default_factory=list)
     ub_rhs: list[float] = field(default_factory=list)
-    integral_blocks: set[int] = field(default_factory=set)  # blocks with whole quantities
 
+    @property
+    def integral(self) -> bool:
+        return all(abs(leg.quantity - round(leg.quantity)) <= 1e-9 for leg in self.options)
 
-class _Underlying:
-    """Legs and columns of one underlying."""
+    @property
+    def paired(self) -> bool:
+        """Whether any column joins legs (else every leg stands alone)."""
+        return len(self.columns) > len(self.options)
 
-    def __init__(self, symbol: str, legs: list[Leg], rates: Rates, block: int) -> None:
-        self.symbol = symbol
-        self.legs = legs
-        self.rates = rates
-        self.block = block
-        self.stock = next((leg for leg in legs if leg.right == "stock"), None)
-        self.options = [leg for leg in legs if leg.is_option]
-
-
-def _add_columns(model: _Model, u: _Underlying) -> None:
-    rates = u.rates
-    options = u.options
-    row_of: dict[int, int] = {}
-    for leg in options:
-        row_of[id(leg)] = len(model.eq_rhs)
-        model.eq_rhs.append(leg.quantity)
-    if all(abs(leg.quantity - round(leg.quantity)) <= 1e-9 for leg in options):
-        model.integral_blocks.add(u.block)
-
-    def add(name: str, legs: tuple[tuple[Leg, int], ...], req: Requirement,
-            stock: Leg | None = None, stock_row: int | None = None, stock_coef: float = 0.0,
-            fly_row: int | None = None) -> None:
-        j = len(model.columns)
+    def add(self, name: str, legs: tuple[tuple[Leg, int], ...], req: Requirement,
+            stock: Leg | None = None, ub: tuple[tuple[int, float], ...] = ()) -> None:
+        j = len(self.columns)
         cost = req
-        if stock is not None:
-            cost = req + single_requirement(stock, rates, stock_coef_shares(legs)).times(-1.0)
-        model.columns.append(_Column(name, legs, req, cost, stock, u.block))
+        if stock is not None:  # the stock's own requirement is added back when decoding
+            shares = legs[0][0].multiplier
+            cost = req + single_requirement(stock, self.rates, shares).times(-1.0)
+        self.columns.append(_Column(name, legs, req, cost, stock))
         for leg, k in legs:
-            model.eq_rows.append((row_of[id(leg)], j, float(k)))
-        if stock_row is not None:
-            model.ub_rows.append((stock_row, j, stock_coef))
-        if fly_row is not None:
-            model.ub_rows.append((fly_row, j, 1.0))
+            self.eq.append((self.row[id(leg)], j, float(k)))
+        for row, coef in ub:
+            self.ub.append((row, j, coef))
 
-    for leg in options:  # singles
-        add(single_name(leg), ((leg, 1),), single_requirement(leg, rates))
+    def __post_init__(self) -> None:
+        self.row = {id(leg): r for r, leg in enumerate(self.options)}
 
+
+def build_block(symbol: str, legs: list[Leg], rates: Rates) -> _Block:
+    """Every strategy unit the legs of one underlying can form, as columns."""
+    stock = next((leg for leg in legs if leg.right == "stock"), None)
+    options = [leg for leg in legs if leg.is_option]
+    blk = _Block(symbol, rates, stock, options)
+    for leg in options:  # singles first: column j is leg j alone
+        blk.add(single_name(leg), ((leg, 1),), single_requirement(leg, rates))
     shorts = [leg for leg in options if not leg.is_long]
+    if not shorts:
+        return blk
     longs = [leg for leg in options if leg.is_long]
 
     # covered call / covered put: one deliverable of the stock per contract
-    stock = u.stock
     if stock is not None:
         want = "call" if stock.is_long else "put"
         covered = [s for s in shorts if s.right == want]
         if covered:
             mults = {s.multiplier for s in covered}
-            row = len(model.ub_rhs)
-            if len(mults) == 1:
-                (m,) = mults
-                model.ub_rhs.append(math.floor(stock.quantity / m + 1e-9))
-            else:
-                model.ub_rhs.append(stock.quantity)
+            row = len(blk.ub_rhs)
+            one = len(mults) == 1
+            blk.ub_rhs.append(math.floor(stock.quantity / covered[0].multiplier + 1e-9)
+                              if one else stock.quantity)
             fn = covered_call_requirement if stock.is_long else covered_put_requirement
             name = "covered_call" if stock.is_long else "covered_put"
             for s in covered:
-                coef = 1.0 if len(mults) == 1 else s.multiplier
-                add(name, ((s, 1),), fn(stock.value, s, rates), stock, row, coef)
+                blk.add(name, ((s, 1),), fn(stock.value, s, rates), stock,
+                        ((row, 1.0 if one else s.multiplier),))
 
-    # spreads (vertical, calendar, diagonal): long expiring no earlier than the short
+    # spreads (vertical, calendar, diagonal): the long expiring no earlier than the short
     for s in shorts:
         for lg in longs:
             if _spread_ok(s, lg):
-                add(spread_name(s, lg), ((s, 1), (lg, 1)), spread_requirement(s, lg))
+                blk.add(spread_name(s, lg), ((s, 1), (lg, 1)), spread_requirement(s, lg))
 
     # short straddles / strangles
-    calls = [s for s in shorts if s.right == "call"]
-    puts = [s for s in shorts if s.right == "put"]
-    for c in calls:
-        for p in puts:
-            if _straddle_ok(c, p):
-                name = "short_straddle" if _same(c.strike, p.strike, _STRIKE_TOL) \
-                    else "short_strangle"
-                add(name, ((c, 1), (p, 1)), straddle_requirement(c, p, rates))
+    for c in shorts:
+        if c.right != "call":
+            continue
+        for p in shorts:
+            if p.right == "put" and _straddle_ok(c, p):
+                name = ("short_straddle" if _same(c.strike, p.strike, _STRIKE_TOL)
+                        else "short_strangle")
+                blk.add(name, ((c, 1), (p, 1)), straddle_requirement(c, p, rates))
 
-    # two verticals of one expiry (iron condors / butterflies, balanced condors / butterflies)
+    # two verticals of one expiry: iron condors / butterflies, balanced condors / butterflies
     bulls: list[tuple[Leg, Leg]] = []
     bears: list[tuple[Leg, Leg]] = []
     for s in shorts:
@@ -660,44 +653,32 @@ def _add_columns(model: _Model, u: _Underlying) -> None:
                     bulls.append((lg, s))
                 elif lg.strike > s.strike:
                     bears.append((s, lg))
-    fly_rows: dict[int, int] = {}
+    body_rows: dict[int, int] = {}
     for bl, bs in bulls:
         for cs, cl in bears:
-            if bs.strike > cs.strike or abs(bs.expiry - cs.expiry) > _TIME_TOL:
+            if bs.strike > cs.strike:
                 continue
             req = combo_requirement(bl, bs, cs, cl)
             if req is None:
                 continue
-            if bs is cs:  # butterfly body: two contracts of one leg, at most floor(q / 2)
-                if id(bs) not in fly_rows:
-                    fly_rows[id(bs)] = len(model.ub_rhs)
-                    model.ub_rhs.append(math.floor(bs.quantity / 2 + 1e-9))
-                add(combo_name(bs, cs), ((bl, 1), (bs, 2), (cl, 1)), req,
-                    fly_row=fly_rows[id(bs)])
+            if bs is cs:  # butterfly: two contracts of its body, at most floor(q / 2) of them
+                if id(bs) not in body_rows:
+                    body_rows[id(bs)] = len(blk.ub_rhs)
+                    blk.ub_rhs.append(math.floor(bs.quantity / 2 + 1e-9))
+                blk.add(combo_name(bs, cs), ((bl, 1), (bs, 2), (cl, 1)), req,
+                        ub=((body_rows[id(bs)], 1.0),))
             else:
-                add(combo_name(bs, cs), ((bl, 1), (bs, 1), (cs, 1), (cl, 1)), req)
+                blk.add(combo_name(bs, cs), ((bl, 1), (bs, 1), (cs, 1), (cl, 1)), req)
+    return blk
 
 
-def stock_coef_shares(legs: tuple[tuple[Leg, int], ...]) -> float:
-    """Shares of stock one unit of a stock-covered column uses (its option's deliverable)."""
-    return legs[0][0].multiplier
-
-
-def _solve_mip(c: np.ndarray, a_eq, b_eq, a_ub, b_ub,
-               extra: tuple[np.ndarray, float] | None = None) -> np.ndarray | None:
-    cons = [LinearConstraint(a_eq, b_eq, b_eq)]
-    if a_ub is not None and a_ub.shape[0]:
-        cons.append(LinearConstraint(a_ub, -np.inf, b_ub))
-    if extra is not None:
-        cons.append(LinearConstraint(extra[0][None, :], -np.inf, extra[1]))
-    res = milp(c, constraints=cons, integrality=np.ones_like(c), bounds=Bounds(0, np.inf),
-               options={"mip_rel_gap": 0.0})
-    return res.x if res.status == 0 else None
-
+# --------------------------------------------------------------------------------------------
+# Solving
+# --------------------------------------------------------------------------------------------
 
 @dataclass
 class SolveInfo:
-    """Diagnostics of the last optimisation (tests and benchmarks read it)."""
+    """Diagnostics of the last ``calculate_block`` (tests and benchmarks read it)."""
 
     columns: int = 0
     rows: int = 0
@@ -710,38 +691,43 @@ class SolveInfo:
 LAST_SOLVE = SolveInfo()
 
 
-def _matrices(model: _Model, cols: np.ndarray | None = None):
-    """(c_initial, c_maintenance, A_eq, b_eq, A_ub, b_ub), optionally restricted to columns
-    ``cols`` and the rows they touch."""
-    n = len(model.columns)
-    c1 = np.fromiter((col.cost.initial for col in model.columns), float, n)
-    c2 = np.fromiter((col.cost.maintenance for col in model.columns), float, n)
-    r, j, v = (np.asarray(t) for t in zip(*model.eq_rows, strict=True))
-    a_eq = csc_matrix((v, (r, j)), shape=(len(model.eq_rhs), n))
-    b_eq = np.asarray(model.eq_rhs, float)
-    if model.ub_rows:
-        r, j, v = (np.asarray(t) for t in zip(*model.ub_rows, strict=True))
-        a_ub = csc_matrix((v, (r, j)), shape=(len(model.ub_rhs), n))
-        b_ub = np.asarray(model.ub_rhs, float)
-    else:
-        a_ub, b_ub = None, None
-    if cols is not None:
-        c1, c2, a_eq = c1[cols], c2[cols], a_eq[:, cols]
-        rows = np.flatnonzero(np.diff(a_eq.tocsr().indptr))
-        a_eq, b_eq = a_eq[rows], b_eq[rows]
-        if a_ub is not None:
-            a_ub = a_ub[:, cols]
-            rows = np.flatnonzero(np.diff(a_ub.tocsr().indptr))
-            a_ub, b_ub = (a_ub[rows], b_ub[rows]) if len(rows) else (None, None)
-    if a_ub is not None:
-        a_ub = a_ub.tocsr()
-    return c1, c2, a_eq.tocsc(), b_eq, a_ub, b_ub
+def _stack(blocks: Sequence[_Block]):
+    """(c_initial, c_maintenance, A_eq, b_eq, A_ub, b_ub) of block-diagonal blocks."""
+    c1: list[float] = []
+    c2: list[float] = []
+    eq_r: list[int] = []
+    eq_c: list[int] = []
+    eq_v: list[float] = []
+    ub_r: list[int] = []
+    ub_c: list[int] = []
+    ub_v: list[float] = []
+    b_eq: list[float] = []
+    b_ub: list[float] = []
+    for blk in blocks:
+        j0, r0, u0 = len(c1), len(b_eq), len(b_ub)
+        c1.extend(col.cost.initial for col in blk.columns)
+        c2.extend(col.cost.maintenance for col in blk.columns)
+        b_eq.extend(leg.quantity for leg in blk.options)
+        b_ub.extend(blk.ub_rhs)
+        for r, j, v in blk.eq:
+            eq_r.append(r0 + r)
+            eq_c.append(j0 + j)
+            eq_v.append(v)
+        for r, j, v in blk.ub:
+            ub_r.append(u0 + r)
+            ub_c.append(j0 + j)
+            ub_v.append(v)
+    n = len(c1)
+    a_eq = csc_matrix((eq_v, (eq_r, eq_c)), shape=(len(b_eq), n))
+    a_ub = (csr_matrix((ub_v, (ub_r, ub_c)), shape=(len(b_ub), n)) if b_ub else None)
+    return (np.asarray(c1), np.asarray(c2), a_eq, np.asarray(b_eq, float), a_ub,
+            np.asarray(b_ub, float) if b_ub else None)
 
 
 def _lexicographic_lp(c1, c2, a_eq, b_eq, a_ub, b_ub, info: SolveInfo) -> np.ndarray | None:
-    """Least ``c1``; then least ``c2`` on the optimal face (complementary slackness with the
-    phase-1 duals: zero-reduced-cost columns only, rows with a non-zero dual kept binding)."""
-    n = len(c1)
+    """Least ``c1``; then least ``c2`` on the optimal face, i.e. complementary slackness with
+    the phase-1 duals: zero-reduced-cost columns only, ``<=`` rows with a non-zero dual kept
+    binding. Phase 2 is skipped when the phase-1 duals are non-degenerate (unique optimum)."""
     res = linprog(c1, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
                   method="highs-ds")
     info.lp_solves += 1
@@ -749,78 +735,86 @@ def _lexicographic_lp(c1, c2, a_eq, b_eq, a_ub, b_ub, info: SolveInfo) -> np.nda
         return None
     x = res.x
     info.fractional_initial |= bool(np.abs(x - np.round(x)).max() > _INT_TOL)
-    if not np.any(c2 != c1):
-        return x
     scale = max(1.0, float(np.abs(c1).max()))
     d = c1 - a_eq.T @ res.eqlin.marginals
-    a_eq2, b_eq2, a_ub2, b_ub2 = a_eq, b_eq, a_ub, b_ub
-    tight = np.zeros(0, bool)
+    rows = [LinearConstraint(a_eq, b_eq, b_eq)]
+    free_slacks = 0
     if a_ub is not None:
         y_ub = res.ineqlin.marginals
         d -= a_ub.T @ y_ub
         tight = np.abs(y_ub) > 1e-7 * scale
-        if tight.any():
-            a_eq2 = vstack([a_eq, a_ub[tight]]).tocsc()
-            b_eq2 = np.concatenate([b_eq, b_ub[tight]])
-            a_ub2, b_ub2 = (a_ub[~tight], b_ub[~tight]) if (~tight).any() else (None, None)
+        free_slacks = int(np.count_nonzero(~tight))
+        lower = np.where(tight, b_ub, -np.inf)
+        rows.append(LinearConstraint(a_ub, lower, b_ub))
     keep = (d <= 1e-7 * scale) | (x > _INT_TOL)
-    slack_free = 0 if a_ub is None else int(np.count_nonzero(~tight))
-    if int(keep.sum()) + slack_free <= a_eq.shape[0] + (0 if a_ub is None else a_ub.shape[0]):
-        return x  # dual non-degenerate: the least-initial optimum is unique
-    bounds = np.column_stack((np.zeros(n), np.where(keep, np.inf, 0.0)))
-    res2 = linprog(c2, A_ub=a_ub2, b_ub=b_ub2, A_eq=a_eq2, b_eq=b_eq2, bounds=bounds,
-                   method="highs-ds")
+    if int(keep.sum()) + free_slacks <= len(b_eq) + (0 if b_ub is None else len(b_ub)):
+        return x  # every non-basic variable has a positive reduced cost: x is the only optimum
+    res2 = milp(c2, constraints=rows, bounds=Bounds(0, np.where(keep, np.inf, 0.0)))
     info.lp_solves += 1
+    if res2.status != 0:
+        return x
     tol = 1e-9 * scale * max(1.0, float(b_eq.sum()))
-    if res2.status == 0 and float(c1 @ res2.x) <= float(c1 @ x) + tol:
-        x2 = res2.x
-        info.fractional_maintenance |= bool(np.abs(x2 - np.round(x2)).max() > _INT_TOL)
-        return x2
-    return x
+    if float(c1 @ res2.x) > float(c1 @ x) + tol:
+        return x
+    info.fractional_maintenance |= bool(np.abs(res2.x - np.round(res2.x)).max() > _INT_TOL)
+    return res2.x
+
+
+def _solve_mip(c: np.ndarray, a_eq, b_eq, a_ub, b_ub,
+               extra: tuple[np.ndarray, float] | None = None) -> np.ndarray | None:
+    cons = [LinearConstraint(a_eq, b_eq, b_eq)]
+    if a_ub is not None:
+        cons.append(LinearConstraint(a_ub, -np.inf, b_ub))
+    if extra is not None:
+        cons.append(LinearConstraint(extra[0][None, :], -np.inf, extra[1]))
+    res = milp(c, constraints=cons, integrality=np.ones_like(c), bounds=Bounds(0, np.inf),
+               options={"mip_rel_gap": 0.0})
+    return res.x if res.status == 0 else None
 
 
 def _lexicographic_mip(c1, c2, a_eq, b_eq, a_ub, b_ub) -> np.ndarray | None:
+    """The same optimum with integrality imposed (one underlying; see the module docstring)."""
     x = _solve_mip(c1, a_eq, b_eq, a_ub, b_ub)
     if x is None:
         return None
-    scale = max(1.0, float(np.abs(c1).max()))
-    tol = 1e-9 * scale * max(1.0, float(b_eq.sum()))
+    tol = 1e-9 * max(1.0, float(np.abs(c1).max())) * max(1.0, float(b_eq.sum()))
     x2 = _solve_mip(c2, a_eq, b_eq, a_ub, b_ub, (c1, float(c1 @ x) + tol))
     return x2 if x2 is not None else x
 
 
-def _optimise(model: _Model) -> np.ndarray:
-    """Counts per column: least total initial, then least maintenance among those."""
+def solve_blocks(blocks: Sequence[_Block]) -> list[np.ndarray]:
+    """Counts per column of every block: least total ``initial``, then least ``maintenance``.
+
+    Blocks without a joining column are their singles. The others are solved as one LP
+    (block-diagonal); a block whose counts come out fractional is re-solved on its own with
+    integrality imposed."""
     global LAST_SOLVE
-    info = LAST_SOLVE = SolveInfo(columns=len(model.columns),
-                                  rows=len(model.eq_rhs) + len(model.ub_rhs))
-    if len(model.columns) == len(model.eq_rhs) and not model.ub_rhs:
-        return np.asarray(model.eq_rhs, dtype=float)  # singles only: nothing to pair
-    c1, c2, a_eq, b_eq, a_ub, b_ub = _matrices(model)
+    info = LAST_SOLVE = SolveInfo()
+    out = [np.asarray([leg.quantity for leg in blk.options]
+                      + [0.0] * (len(blk.columns) - len(blk.options))) for blk in blocks]
+    active = [k for k, blk in enumerate(blocks) if blk.paired]
+    if not active:
+        return out
+    c1, c2, a_eq, b_eq, a_ub, b_ub = _stack([blocks[k] for k in active])
+    info.columns, info.rows = len(c1), len(b_eq) + (0 if b_ub is None else len(b_ub))
     x = _lexicographic_lp(c1, c2, a_eq, b_eq, a_ub, b_ub, info)
     if x is None:  # cannot happen: the singles are always feasible
-        return _singles(model)
-    blocks = np.fromiter((col.block for col in model.columns), int, len(model.columns))
-    frac = np.abs(x - np.round(x)) > _INT_TOL
-    for b in np.unique(blocks[frac]):
-        if b not in model.integral_blocks:
-            continue  # fractional contract quantities: the LP optimum is the answer
-        cols = np.flatnonzero(blocks == b)
-        xb = _lexicographic_mip(*_matrices(model, cols))
-        info.mip_blocks += 1
-        if xb is not None:
-            x[cols] = xb
-    for b in model.integral_blocks:
-        cols = blocks == b
-        x[cols] = np.round(x[cols])
-    x[np.abs(x) < 1e-12] = 0.0
-    return x
-
-
-def _singles(model: _Model) -> np.ndarray:
-    x = np.zeros(len(model.columns))
-    x[: len(model.eq_rhs)] = model.eq_rhs
-    return x
+        return out
+    start = 0
+    for k in active:
+        blk = blocks[k]
+        xb = x[start:start + len(blk.columns)]
+        start += len(blk.columns)
+        if blk.integral:
+            if np.abs(xb - np.round(xb)).max() > _INT_TOL:
+                info.mip_blocks += 1
+                xm = _lexicographic_mip(*_stack([blk]))
+                if xm is not None:
+                    xb = xm
+            xb = np.round(xb)
+        xb = np.where(np.abs(xb) < 1e-12, 0.0, xb)
+        out[k] = xb
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -832,125 +826,91 @@ class _Chosen:
     name: str
     legs: list[Leg]
     req: Requirement
-    order: tuple[int, ...]
 
-
-def _ids(legs: Iterable[Leg], position_index: dict[str, int]) -> list[str]:
-    seen: dict[str, None] = {}
-    for leg in legs:
-        for i in leg.ids:
-            seen.setdefault(i, None)
-    return sorted(seen, key=lambda i: position_index.get(i, 0))
+    @property
+    def members(self) -> list[int]:
+        return sorted({i for leg in self.legs for i in leg.members})
 
 
 def calculate_block(portfolio: Portfolio, params: ParameterSet, valuation: Any) -> dict:
-    """The ``reg_t`` block (CALCULATOR.md), raw floats, keys in the documented order."""
+    """The ``reg_t`` block (CALCULATOR.md): raw floats, keys in the documented order."""
     marks = np.asarray(valuation.marks, dtype=float)
     legs_by_und, zero_groups, excluded = build_legs(portfolio, marks, params)
+    blocks = [build_block(sym, legs, rates_for(params, portfolio.underlyings[sym]))
+              for sym, legs in legs_by_und.items()]
+    counts = solve_blocks(blocks)
 
-    model = _Model()
-    unds: list[_Underlying] = []
-    for b, (sym, legs) in enumerate(legs_by_und.items()):
-        u = _Underlying(sym, legs, rates_for(params, portfolio.underlyings[sym]), b)
-        unds.append(u)
-        _add_columns(model, u)
-    x = _optimise(model) if model.columns else np.zeros(0)
-
-    chosen: list[_Chosen] = []
-    for u in unds:
-        chosen.extend(_decode(u, model, x))
-    index = {p.id: i for i, p in enumerate(portfolio.positions)}
-    strategies: list[dict] = []
-    total_i = total_m = 0.0
-    entries = []
-    for ch in chosen:
-        entries.append((ch.order, ch.name, _ids(ch.legs, index), ch.req))
-    for ids in zero_groups:
-        entries.append(((min(index[i] for i in ids),), "netted", sorted(ids, key=index.get),
-                        ZERO))
+    entries: list[tuple[list[int], str, Requirement]] = []
+    for blk, x in zip(blocks, counts, strict=True):
+        for ch in decode_block(blk, x):
+            entries.append((ch.members, ch.name, ch.req))
+    entries.extend((sorted(g), "netted", ZERO) for g in zero_groups)
     entries.sort(key=lambda e: e[0])
-    for _, name, ids, req in entries:
-        total_i += req.initial
-        total_m += req.maintenance
-        strategies.append({"strategy": name, "positions": ids,
-                           "initial": float(req.initial), "maintenance": float(req.maintenance)})
+
+    positions = portfolio.positions
+    strategies = [{"strategy": name, "positions": [positions[i].id for i in members],
+                   "initial": float(req.initial), "maintenance": float(req.maintenance)}
+                  for members, name, req in entries]
     return {
-        "initial": float(total_i),
-        "maintenance": float(total_m),
+        "initial": math.fsum(e[2].initial for e in entries),
+        "maintenance": math.fsum(e[2].maintenance for e in entries),
         "minimum_equity": float(params["reg_t"]["minimum_equity"]),
         "strategies": strategies,
         "excluded": excluded,
     }
 
 
-def _decode(u: _Underlying, model: _Model, x: np.ndarray) -> list[_Chosen]:
-    """Strategies of one underlying from the column counts, then the zero-saving labels
-    (collar, protective put, protective call) that leave the totals unchanged."""
-    rates = u.rates
+def decode_block(blk: _Block, x: np.ndarray) -> list[_Chosen]:
+    """The strategies of one underlying from its column counts, then the zero-saving labels
+    (collar, protective put, protective call) that leave every total unchanged."""
+    rates = blk.rates
     out: list[_Chosen] = []
+    alone = {id(leg): float(x[j]) for j, leg in enumerate(blk.options)}  # singles come first
+    covered: list[list[Any]] = []          # [column, count] of covered calls / puts
     stock_used = 0.0
-    singles: dict[int, float] = {}        # id(leg) -> stand-alone contracts
-    covered: list[list[Any]] = []         # [column, count] of covered calls / puts
-    for col, k in zip(model.columns, x, strict=True):
-        if col.block != u.block or k <= 0:
+    for col, k in zip(blk.columns[len(blk.options):], x[len(blk.options):], strict=True):
+        if k <= 0:
             continue
         if col.stock is not None:
             stock_used += k * col.legs[0][0].multiplier
             covered.append([col, float(k)])
-            continue
-        if len(col.legs) == 1 and col.legs[0][1] == 1 and col.name.startswith(
-                ("long_", "uncovered_")):
-            singles[id(col.legs[0][0])] = singles.get(id(col.legs[0][0]), 0.0) + float(k)
-            continue
-        legs = [leg for leg, _ in col.legs]
-        out.append(_Chosen(col.name, legs, col.req.times(float(k)),
-                           tuple(sorted(leg.order for leg in legs))))
+        else:
+            out.append(_Chosen(col.name, [leg for leg, _ in col.legs], col.req.times(float(k))))
 
-    stock = u.stock
-    free_shares = stock.quantity - stock_used if stock is not None else 0.0
-    if free_shares < 1e-9:
-        free_shares = 0.0
-    # zero-saving labels: put (call) paid in full against stock already held
+    stock = blk.stock
+    free = max(stock.quantity - stock_used, 0.0) if stock is not None else 0.0
     if stock is not None:
         want = "put" if stock.is_long else "call"
-        for leg in u.options:
-            n = singles.get(id(leg), 0.0)
+        for leg in blk.options:
+            n = alone[id(leg)]
             if n <= 0 or not leg.is_long or leg.right != want or leg.long_dated:
-                continue
-            if stock.is_long:
+                continue  # a long-dated option alone is cheaper (75 %) than paid in full
+            if stock.is_long:  # a put on stock already under a covered call: collar
                 for entry in covered:
-                    col, k = entry
-                    if n <= 0 or k <= 0 or not _same(col.legs[0][0].multiplier,
-                                                     leg.multiplier, _STRIKE_TOL):
+                    call = entry[0].legs[0][0]
+                    j = min(n, entry[1])
+                    if j <= 0 or not _same(call.multiplier, leg.multiplier, _STRIKE_TOL):
                         continue
-                    j = min(n, k)
-                    call = col.legs[0][0]
                     out.append(_Chosen("collar", [stock, call, leg],
-                                       collar_requirement(stock.value, call, leg, rates)
-                                       .times(j),
-                                       tuple(sorted((stock.order, call.order, leg.order)))))
+                                       collar_requirement(stock.value, call, leg, rates).times(j)))
                     entry[1] -= j
                     n -= j
-            j = min(n, math.floor(free_shares / leg.multiplier + 1e-9))
+            j = min(n, math.floor(free / leg.multiplier + 1e-9))
             if j > 0:
                 fn = protective_put_requirement if stock.is_long else protective_call_requirement
                 out.append(_Chosen("protective_put" if stock.is_long else "protective_call",
-                                   [stock, leg], fn(stock.value, leg, rates).times(j),
-                                   tuple(sorted((stock.order, leg.order)))))
-                free_shares -= j * leg.multiplier
+                                   [stock, leg], fn(stock.value, leg, rates).times(j)))
+                free -= j * leg.multiplier
                 n -= j
-            singles[id(leg)] = n
-    for col, k in covered:
-        if k > 0:
-            s = col.legs[0][0]
-            out.append(_Chosen(col.name, [col.stock, s], col.req.times(k),
-                               tuple(sorted((col.stock.order, s.order)))))
-    if stock is not None and free_shares > 0:
-        out.append(_Chosen(single_name(stock), [stock],
-                           single_requirement(stock, rates, free_shares), (stock.order,)))
-    for leg in u.options:
-        n = singles.get(id(leg), 0.0)
-        if n > 1e-12:
-            out.append(_Chosen(single_name(leg), [leg], single_requirement(leg, rates, n),
-                               (leg.order,)))
+            alone[id(leg)] = n
+        for col, k in covered:
+            if k > 0:
+                out.append(_Chosen(col.name, [stock, col.legs[0][0]], col.req.times(k)))
+        if free > 1e-9:
+            out.append(_Chosen(single_name(stock), [stock],
+                               single_requirement(stock, rates, free)))
+    for leg in blk.options:
+        if alone[id(leg)] > 1e-12:
+            out.append(_Chosen(single_name(leg), [leg],
+                               single_requirement(leg, rates, alone[id(leg)])))
     return out

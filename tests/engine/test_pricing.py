@@ -373,8 +373,6 @@ def test_implied_vol_never_nan_inside_bounds(model, is_call, spot, moneyness, t,
 
 # --------------------------------------------------------------------------- numba vs numpy
 def test_numba_matches_numpy_reference() -> None:
-    if kernels is None:  # pragma: no cover
-        pytest.skip("numba unavailable")
     model, s, k, t, r, q, v, c = _random_book(30000, seed=5, deep=True)
     # special cases too: expiry, zero and tiny vols, zero spot, NaN
     t[:200] = 0.0
