@@ -126,6 +126,20 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
+
+def _beat_schedule() -> dict:
+    from celery.schedules import crontab
+
+    from eligibility.tasks import BEAT_SCHEDULE as ELIGIBILITY
+
+    return {
+        # A full recompute every 15 minutes in market hours backs up the price-driven path.
+        "margin-recompute-all": {"task": "margin.tasks.recompute_all",
+                                 "schedule": crontab(minute="*/15", hour="9-16",
+                                                     day_of_week="mon-fri")},
+        **ELIGIBILITY,
+    }
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

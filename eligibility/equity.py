@@ -4,6 +4,10 @@ The margin engine writes `margin.models.MarginSnapshot` rows (one per account an
 version) with the account's `equity`. Until it has run for an account (or before the model
 exists at all) equity is cash plus every position at its latest price:
 cash_balance + sum(quantity x multiplier x latest price).
+The engine runs asynchronously after a book change (a Celery sweep), so a snapshot older than
+the account's latest ledger entry or position change describes a book that no longer exists:
+until the engine catches up, the book at current prices is the equity (a deposit cures a
+deficiency, and makes an application under review stale, the moment it is booked).
 A position with no price at all cannot be valued; the reading says which symbols, and the
 evaluation refuses to judge equity on it (see evaluation.equity rules).
 """
@@ -15,7 +19,7 @@ from decimal import Decimal
 
 from django.apps import apps
 
-from accounts.models import Account, Position
+from accounts.models import Account, LedgerEntry, Position
 from accounts.services import cash_balance
 from margin.market_data import latest_prices
 
@@ -81,15 +85,28 @@ def book_equity(account: Account) -> EquityReading:
     return EquityReading(amount, SOURCE_BOOK)
 
 
+def _book_changed_since(account: Account, snapshot) -> bool:
+    field_name = snapshot._meta.get_latest_by if hasattr(snapshot, "_meta") else None
+    moment = getattr(snapshot, field_name, None) if isinstance(field_name, str) else None
+    if moment is None:
+        return False
+    return (LedgerEntry.objects.filter(account=account, created_at__gt=moment).exists()
+            or Position.objects.filter(account=account, updated_at__gt=moment).exists())
+
+
 def read_equity(account: Account) -> EquityReading:
     snapshot = _latest_snapshot(account)
-    if snapshot is not None and getattr(snapshot, "equity", None) is not None:
+    if (snapshot is not None and getattr(snapshot, "equity", None) is not None
+            and not _book_changed_since(account, snapshot)):
         return EquityReading(Decimal(snapshot.equity).quantize(CENT), SOURCE_SNAPSHOT,
                              snapshot_id=snapshot.pk)
     return book_equity(account)
 
 
 def account_equity(account: Account) -> tuple[Decimal, str]:
-    """(equity, source): source is 'margin_snapshot', 'book' or 'book_incomplete'."""
+    """(equity, source): source is 'margin_snapshot', 'book' or 'book_incomplete'.
+
+    The latest `margin.MarginSnapshot` equity when the model exists, has a row for the account
+    and the book has not changed since; otherwise cash plus positions at current prices."""
     reading = read_equity(account)
     return reading.amount, reading.source

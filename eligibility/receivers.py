@@ -20,6 +20,7 @@ from django.dispatch import receiver
 
 from accounts.models import Account, Client
 from accounts.signals import book_changed, client_profile_changed
+from margin.signals import snapshots_written
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
 
@@ -54,3 +55,11 @@ def on_book_changed(sender, account_ids=None, **kwargs) -> None:
         with firm_scope(firm):
             detect_stale_for_accounts(account_ids=ids)
             check_cures(account_ids=ids, today=business_days.today())
+
+
+@receiver(snapshots_written, dispatch_uid="eligibility.snapshots_written")
+def on_snapshots_written(sender, firm: Firm, account_ids: list[int], **kwargs) -> None:
+    """A new snapshot may open, escalate or cure a minimum-equity deficiency (DESIGN.md path 4)."""
+    from .deficiencies import assess_accounts
+
+    assess_accounts(firm=firm, account_ids=account_ids, today=business_days.today())

@@ -229,6 +229,25 @@ def bench_pm_full_recompute(ctx: BenchContext) -> Iterable[dict]:
     }
 
 
+def bench_pm_implied_vols(ctx: BenchContext) -> Iterable[dict]:
+    """A market state that carries marks, not vols: every series' vol implied once."""
+    sb = ctx.synthetic
+    s = sb.series
+    opt = np.flatnonzero(s.kind == OPTION)
+
+    def solve() -> np.ndarray:
+        return pricing.implied_vol(s.model[opt], s.mark[opt], s.spot[opt], s.strike[opt],
+                                   s.t[opt], RATE, s.div_yield[opt], s.is_call[opt])
+
+    seconds, iv = _timeit(solve, repeat=2)
+    repriced = pricing.option_value(s.model[opt], s.spot[opt], s.strike[opt], s.t[opt], RATE,
+                                    s.div_yield[opt], iv, s.is_call[opt])
+    yield {"bench": "pm_implied_vols", "option_series": int(opt.size),
+           "seconds": round(seconds, 4), "unsolved": int(np.count_nonzero(~np.isfinite(iv))),
+           "max_abs_reprice_error": float(np.nanmax(np.abs(repriced - s.mark[opt]))),
+           "note": "not part of pm_full_recompute, whose market state gives implied vols"}
+
+
 def bench_pm_aggregation_paths(ctx: BenchContext) -> Iterable[dict]:
     sb = ctx.synthetic
     st = build_structure(sb.book, sb.series.class_group, sb.groups.product_group)
@@ -414,6 +433,7 @@ def bench_pm_naive_baseline(ctx: BenchContext) -> Iterable[dict]:
 
 BENCHES: list[Callable[[BenchContext], Iterable[dict]]] = [
     bench_pm_full_recompute,
+    bench_pm_implied_vols,
     bench_pm_aggregation_paths,
     bench_pm_one_account,
     bench_pm_memory,

@@ -34,6 +34,7 @@ from .book import (
 )
 from .market_data import outstanding_rejections
 from .models import MarginSnapshot, RiskParameterSet
+from .signals import snapshots_written
 
 CENT = Decimal("0.01")
 
@@ -148,6 +149,9 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             # The same inputs were already valued (a redelivered task): nothing to write.
             snapshot = MarginSnapshot.objects.get(account=account, inputs_hash=inputs_hash)
         outcomes.append(SnapshotOutcome(account.pk, snapshot))
+    written = [o.account_id for o in outcomes if o.snapshot is not None]
+    if written:
+        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=written)
     return outcomes
 
 

@@ -3,7 +3,8 @@
 Scalar ports of the numpy reference in ``pricing.py``, one element per loop iteration, parallel
 over elements. The formulas and their sources are documented there; this module repeats only
 the short citation of each. Importing it compiles nothing: kernels compile on first use and are
-cached on disk (``cache=True``).
+cached on disk (``cache=True``). ``error_model="numpy"``: a division by zero gives inf/NaN (caught
+like numpy's) instead of raising inside a parallel loop.
 
 Model codes and constants must stay equal to those of ``pricing.py`` (the tests check it).
 """
@@ -44,13 +45,13 @@ _NEGLIGIBLE = -50.0  # exp(-50) ~ 2e-22: terms below it are dropped
 _UNDERFLOW = -745.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ncdf(x: float) -> float:
     """Standard normal CDF."""
     return 0.5 * math.erfc(-x * _INV_SQRT2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def log_ncdf(x: float) -> float:
     """log N(x); asymptotic series (Abramowitz & Stegun 26.2.12) far in the left tail."""
     if x > -35.0:
@@ -60,7 +61,7 @@ def log_ncdf(x: float) -> float:
     return -0.5 * z2 - math.log(-x) - _HALF_LOG_2PI + math.log(series)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ncdf_scaled(x: float, e: float) -> float:
     """exp(e) * N(x) without overflow when e is large and N(x) small."""
     if e < _EXP_MAX:
@@ -68,7 +69,7 @@ def ncdf_scaled(x: float, e: float) -> float:
     return math.exp(e + log_ncdf(x))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bvn_scaled(a: float, b: float, negative: bool, e: float) -> float:
     """exp(e) * M(a, b, +/-RHO) with the fixed-correlation Gauss-Legendre rule above."""
     hk = -a * b if negative else a * b
@@ -88,7 +89,7 @@ def bvn_scaled(a: float, b: float, negative: bool, e: float) -> float:
     return base - acc if negative else base + acc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bsm_value(s: float, k: float, t: float, r: float, q: float, v: float, is_call: bool) -> float:
     """Black-Scholes-Merton with continuous yield q (Haug 2007, 1.1.6); needs t, v, s, k > 0."""
     sv = v * math.sqrt(t)
@@ -99,7 +100,7 @@ def bsm_value(s: float, k: float, t: float, r: float, q: float, v: float, is_cal
     return k * math.exp(-r * t) * ncdf(-d2) - s * math.exp(-q * t) * ncdf(-d1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def deterministic_value(model: int, s: float, k: float, t: float, r: float, q: float,
                         is_call: bool) -> float:
     """Zero-volatility value: discounted forward intrinsic (European, Black-76), or the best of
@@ -116,7 +117,7 @@ def deterministic_value(model: int, s: float, k: float, t: float, r: float, q: f
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _phi(ls: float, t: float, sv: float, gamma: float, lam: float, kappa: float, mu: float,
          lh: float, li: float, e0: float) -> float:
     """exp(e0) * phi(S, t, gamma, H, I) of Bjerksund & Stensland (2002) (Haug 2007, 3.3), with
@@ -126,7 +127,7 @@ def _phi(ls: float, t: float, sv: float, gamma: float, lam: float, kappa: float,
     return ncdf_scaled(d, e) - ncdf_scaled(d - 2.0 * (li - ls) / sv, e + kappa * (li - ls))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _psi(ls: float, t: float, sv: float, t1: float, sv1: float, gamma: float, lam: float,
          kappa: float, mu: float, lh: float, li2: float, li1: float, e0: float) -> float:
     """exp(e0) * psi(S, T, gamma, H, I2, I1, t1) of Bjerksund & Stensland (2002) (Haug 2007, 3.3)."""
@@ -145,7 +146,7 @@ def _psi(ls: float, t: float, sv: float, t1: float, sv1: float, gamma: float, la
             + bvn_scaled(-e4, -f4, True, e + kappa * (li1 - li2)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bs2002_call(s: float, x: float, t: float, r: float, q: float, v: float) -> float:
     """American call, Bjerksund & Stensland (2002) (Haug 2007, 3.3), for q > 0 (b = r - q < r);
     t, v, s, x > 0. The result is at least intrinsic; a non-finite result (only at tiny vols)
@@ -192,7 +193,7 @@ def bs2002_call(s: float, x: float, t: float, r: float, q: float, v: float) -> f
     return min(max(value, s - x, 0.0), s)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def value_one(model: int, s: float, k: float, t: float, r: float, q: float, v: float,
               is_call: bool) -> float:
     """One option's value per unit (see ``pricing.option_value``)."""
@@ -213,7 +214,7 @@ def value_one(model: int, s: float, k: float, t: float, r: float, q: float, v: f
     return max(bs2002_call(cs, cx, t, cr, cq, v), european)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def option_value_kernel(model: np.ndarray, spot: np.ndarray, strike: np.ndarray, t: np.ndarray,
                         rate: np.ndarray, div_yield: np.ndarray, vol: np.ndarray,
                         is_call: np.ndarray) -> np.ndarray:
@@ -226,7 +227,7 @@ def option_value_kernel(model: np.ndarray, spot: np.ndarray, strike: np.ndarray,
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lr_h(z: float, n: int) -> float:
     """Peizer-Pratt inversion, method 2 (Leisen & Reimer 1996)."""
     a = z / (n + 1.0 / 3.0 + 0.1 / (n + 1.0))
@@ -234,7 +235,7 @@ def _lr_h(z: float, n: int) -> float:
     return 0.5 + root if z >= 0.0 else 0.5 - root
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lr_american_one(s: float, k: float, t: float, r: float, q: float, v: float, is_call: bool,
                     n: int) -> float:
     """Leisen-Reimer (1996) binomial tree with early exercise; n odd; t, v, s, k > 0."""
@@ -264,7 +265,7 @@ def lr_american_one(s: float, k: float, t: float, r: float, q: float, v: float, 
     return values[0]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def lr_american_kernel(spot: np.ndarray, strike: np.ndarray, t: np.ndarray, rate: np.ndarray,
                        div_yield: np.ndarray, vol: np.ndarray, is_call: np.ndarray,
                        steps: int) -> np.ndarray:

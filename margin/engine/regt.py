@@ -20,15 +20,18 @@ unit* (one contract of each option leg, one deliverable of stock); its count is 
 model ``min sum(cost * count)`` subject to "every option contract is used exactly once" and "no
 more stock than held" is solved as a linear programme (HiGHS dual simplex) for the whole account
 at once (it is block-diagonal by underlying), first for the least ``initial``, then, on the optimal
-face (columns with zero reduced cost), for the least ``maintenance``. Quantities are never
+face (complementary slackness with the phase-1 duals), for the least ``maintenance``. Quantities are never
 expanded into contracts, so size grows with the number of distinct instruments, not contracts.
 
-Pairs of legs alone form a bipartite b-matching (shorts against their covers), whose LP is
-integral; the four-leg combinations make it a 2-level matching, whose LP relaxation is integral on
-every book we have generated (see tests/engine/test_regt.py) once a butterfly's body is capped at
-``floor(q / 2)`` (the exact projection of splitting the body into two half-legs). The solution is
-checked for integrality and, should a fractional vertex ever appear, that underlying block is
-re-solved with integrality imposed, so the result is always an exact least-cost partition.
+Pairs of legs alone form a bipartite b-matching (short calls and long puts on one side, short
+puts, long calls and the stock on the other), whose LP is integral. The four-leg combinations make
+it a matching of matchings, and a butterfly uses two contracts of its body, so the LP can stop on a
+half-integral vertex (a half butterfly); the body is capped at ``floor(q / 2)`` butterflies (the
+exact projection of splitting the body into two half-legs), which removed every strict integrality
+gap we could find, but not every fractional vertex (about 1 random dense book in 1,000). The
+counts are therefore checked, and an underlying whose counts are fractional is re-solved on its own
+with integrality imposed (HiGHS branch and bound on that one block), so the result is always an
+exact least-cost partition; stock covering options of different multipliers goes the same way.
 
 Protective puts (long stock + long put), short stock + long call, and collars carry no saving
 over their parts under these rules (the put is paid in full either way); they are recognised after
@@ -52,6 +55,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import csc_matrix, csr_matrix
 
+from margin.engine.errors import EngineInputError
 from margin.engine.portfolio import BROAD_INDEX_CLASSES, Portfolio, Position, Underlying
 
 ParameterSet = dict[str, Any]
@@ -63,6 +67,7 @@ DEFAULT_OPTION_MULTIPLIER = 100.0
 _TIME_TOL = 1e-9          # years: two expiries closer than this are the same expiry
 _STRIKE_TOL = 1e-9        # strikes / widths equal within this (relative to the strike)
 _INT_TOL = 1e-6           # integrality tolerance on strategy counts
+_DENSE_LIMIT = 250_000    # constraint matrices up to this many entries are passed dense
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,6 +512,9 @@ def build_legs(portfolio: Portfolio, marks: np.ndarray, params: ParameterSet
         if _is_excluded(p, portfolio):
             excluded.append(p.id)
             continue
+        if not math.isfinite(float(marks[i])):
+            raise EngineInputError(f"positions[{i}].price", "invalid",
+                                   "no finite mark to value the position for strategy-based margin")
         if p.kind == "stock":
             key: tuple = ("stock", p.root)
         else:
@@ -718,8 +726,16 @@ def _stack(blocks: Sequence[_Block]):
             ub_c.append(j0 + j)
             ub_v.append(v)
     n = len(c1)
-    a_eq = csc_matrix((eq_v, (eq_r, eq_c)), shape=(len(b_eq), n))
-    a_ub = (csr_matrix((ub_v, (ub_r, ub_c)), shape=(len(b_ub), n)) if b_ub else None)
+    if (len(b_eq) + len(b_ub)) * n <= _DENSE_LIMIT:  # small: dense is cheaper to hand over
+        a_eq = np.zeros((len(b_eq), n))
+        np.add.at(a_eq, (eq_r, eq_c), eq_v)
+        a_ub = None
+        if b_ub:
+            a_ub = np.zeros((len(b_ub), n))
+            np.add.at(a_ub, (ub_r, ub_c), ub_v)
+    else:
+        a_eq = csc_matrix((eq_v, (eq_r, eq_c)), shape=(len(b_eq), n))
+        a_ub = csr_matrix((ub_v, (ub_r, ub_c)), shape=(len(b_ub), n)) if b_ub else None
     return (np.asarray(c1), np.asarray(c2), a_eq, np.asarray(b_eq, float), a_ub,
             np.asarray(b_ub, float) if b_ub else None)
 
@@ -727,7 +743,7 @@ def _stack(blocks: Sequence[_Block]):
 def _lexicographic_lp(c1, c2, a_eq, b_eq, a_ub, b_ub, info: SolveInfo) -> np.ndarray | None:
     """Least ``c1``; then least ``c2`` on the optimal face, i.e. complementary slackness with
     the phase-1 duals: zero-reduced-cost columns only, ``<=`` rows with a non-zero dual kept
-    binding. Phase 2 is skipped when the phase-1 duals are non-degenerate (unique optimum)."""
+    binding. Phase 2 is skipped only when nothing but the solution's own columns prices out."""
     res = linprog(c1, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
                   method="highs-ds")
     info.lp_solves += 1
@@ -747,8 +763,8 @@ def _lexicographic_lp(c1, c2, a_eq, b_eq, a_ub, b_ub, info: SolveInfo) -> np.nda
         lower = np.where(tight, b_ub, -np.inf)
         rows.append(LinearConstraint(a_ub, lower, b_ub))
     keep = (d <= 1e-7 * scale) | (x > _INT_TOL)
-    if int(keep.sum()) + free_slacks <= len(b_eq) + (0 if b_ub is None else len(b_ub)):
-        return x  # every non-basic variable has a positive reduced cost: x is the only optimum
+    if int(keep.sum()) == int(np.count_nonzero(x > _INT_TOL)) and free_slacks == 0:
+        return x  # no other column could enter: x is the only optimum
     res2 = milp(c2, constraints=rows, bounds=Bounds(0, np.where(keep, np.inf, 0.0)))
     info.lp_solves += 1
     if res2.status != 0:

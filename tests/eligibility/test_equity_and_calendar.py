@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -62,26 +61,35 @@ def test_a_position_without_a_price_makes_the_reading_incomplete(in_desk_firm):
     assert not reading.complete
 
 
-def test_the_latest_margin_snapshot_wins_when_the_model_exists(in_desk_firm, monkeypatch):
+def snapshot(account, equity: str, *, at=None, tag: str = "a"):
+    from margin.models import MarginSnapshot
+
+    amount = Decimal(equity)
+    return MarginSnapshot.objects.create(
+        firm=account.firm, account=account, computed_at=at or timezone.now(),
+        inputs_hash=tag * 64, engine_version="test", parameter_set="test",
+        margin_type=account.margin_type, cash=amount, net_liquidation_value=Decimal(0),
+        equity=amount, requirement=Decimal(0), excess=amount, result={})
+
+
+def test_the_latest_margin_snapshot_is_the_equity(in_desk_firm):
     desk = in_desk_firm
-    rows = [SimpleNamespace(pk=7, equity=Decimal("98765.4321"))]
-
-    class Rows(list):
-        def filter(self, **kwargs):
-            assert kwargs == {"account": desk.account}
-            return self
-
-        def order_by(self, *fields):
-            assert fields[-1] == "-pk"
-            return self
-
-        def first(self):
-            return self[0] if self else None
-
-    snapshot_model = SimpleNamespace(_default_manager=Rows(rows),
-                                     _meta=SimpleNamespace(get_latest_by="computed_at"))
-    monkeypatch.setattr(equity, "_snapshot_model", lambda: snapshot_model)
+    snapshot(desk.account, "150000.00", at=timezone.now() + timedelta(seconds=1), tag="a")
+    latest = snapshot(desk.account, "98765.43", at=timezone.now() + timedelta(seconds=2), tag="b")
     assert equity.account_equity(desk.account) == (Decimal("98765.43"), "margin_snapshot")
-    assert equity.read_equity(desk.account).snapshot_id == 7
-    snapshot_model._default_manager.clear()  # no row for the account yet: the book
+    assert equity.read_equity(desk.account).snapshot_id == latest.pk
+
+
+def test_a_snapshot_older_than_the_book_gives_way_to_the_book(in_desk_firm):
+    desk = in_desk_firm
+    snapshot(desk.account, "150000.00", at=timezone.now() - timedelta(minutes=5))
+    # The deposit of $200,000 (conftest) was booked after that snapshot: the engine has not
+    # caught up, so the book at current prices is the equity.
+    assert equity.account_equity(desk.account) == (Decimal("200000.00"), "book")
+
+
+def test_without_the_snapshot_model_the_book_is_the_equity(in_desk_firm, monkeypatch):
+    desk = in_desk_firm
+    snapshot(desk.account, "1.00", at=timezone.now() + timedelta(seconds=1))
+    monkeypatch.setattr(equity, "_snapshot_model", lambda: None)
     assert equity.account_equity(desk.account) == (Decimal("200000.00"), "book")

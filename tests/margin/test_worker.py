@@ -3,6 +3,7 @@ writes the snapshot to PostgreSQL. Nothing here is eager or mocked."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -22,7 +23,6 @@ from tests.factories import make_firm, shared_instrument
 def test_a_worker_recomputes_an_account_through_the_redis_broker(settings):
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test uses the Redis broker"
     app.conf.task_always_eager = False
-    app.conf.result_backend = settings.CELERY_BROKER_URL
     fw = make_firm("worker")
     stock = shared_instrument("WRKR")
     load_prices(observations=[{"symbol": "WRKR", "price": "50",
@@ -33,8 +33,12 @@ def test_a_worker_recomputes_an_account_through_the_redis_broker(settings):
                           actor=fw.users["margin_desk"])
     app.control.purge()  # messages left by earlier runs are not this test's
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-        result = recompute_accounts.delay(fw.firm.pk, [fw.account.pk]).get(timeout=60)
-    assert result["computed"] == 1
-    with firm_scope(fw.firm):
-        snapshot = MarginSnapshot.objects.get(account=fw.account)
+        recompute_accounts.delay(fw.firm.pk, [fw.account.pk])
+        # The worker writes through its own connection: wait for the committed snapshot.
+        deadline = time.monotonic() + 60
+        with firm_scope(fw.firm):
+            while not MarginSnapshot.objects.filter(account=fw.account).exists():
+                assert time.monotonic() < deadline, "no snapshot from the worker within 60 s"
+                time.sleep(0.2)
+            snapshot = MarginSnapshot.objects.get(account=fw.account)
     assert snapshot.result["portfolio_margin"]["regulatory_requirement"] == 1500.0  # 15 % of $10k
