@@ -20,9 +20,9 @@ from django.dispatch import receiver
 
 from accounts.models import Account, Client
 from accounts.signals import book_changed, client_profile_changed
-from margin.signals import snapshots_written
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
+from margin.signals import snapshots_written
 
 from . import calendar as business_days
 
