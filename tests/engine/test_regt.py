@@ -553,7 +553,7 @@ def test_pairing_is_the_exact_optimum(positions: list[dict], product_class: str)
     # never more than every leg on its own
     alone = [regt.single_requirement(leg, r, leg.quantity) for leg in legs]
     assert block["initial"] <= sum(a.initial for a in alone) + 1e-6
-    # every contract is accounted for exactly once
+    # every position appears in a strategy
     used: dict[str, float] = {}
     for s in block["strategies"]:
         for pid in s["positions"]:

@@ -44,7 +44,8 @@ UNDERLYINGS = {
     "SPX": ("index", "broad_index_high_cap", "SPX", 6010.0, 0.15, 0.013),
     "SPY": ("etf", "broad_index_high_cap", "SPX", 599.0, 0.15, 0.0),
     "IWM": ("etf", "broad_index", "IWM", 226.0, 0.21, 0.0),
-    "ES": ("future", "future", "ES", 6035.0, 0.15, 0.0),
+    # Index futures follow their index's class group when held with it (METHODOLOGY.md 1).
+    "ES": ("future", "future", "SPX", 6035.0, 0.15, 0.0),
     "ETH": ("crypto", "crypto", "ETH", 3000.0, 0.65, 0.0),
     "BTC": ("crypto", "crypto", "BTC", 91000.0, 0.55, 0.0),
     "USDC": ("crypto", "stablecoin", "USDC", 1.0, 0.02, 0.0),
@@ -82,35 +83,36 @@ def strike_for(price: float, moneyness: float) -> Decimal:
     return Decimal(str(round(raw / step) * step))
 
 
-# The books: (name, cash, margin type, legs); the legs describe real strategies.
+# The books: (name, equity deposited, margin type, legs); the legs describe real strategies.
+# Trades settle against the deposit (purchases debit cash, sales and premiums credit it).
 BOOKS = [
-    ("Long AAPL with protective puts", 60_000, "reg_t",
+    ("Long AAPL with protective puts", 70_000, "reg_t",
      [Leg("AAPL", 500), Leg("AAPL", 5, "put", -0.10, 2)]),
-    ("Covered calls on MSFT", 40_000, "reg_t",
+    ("Covered calls on MSFT", 70_000, "reg_t",
      [Leg("MSFT", 300), Leg("MSFT", -3, "call", 0.05, 1)]),
     ("SPX put credit spread", 120_000, "portfolio_margin",
      [Leg("SPX", -5, "put", -0.05, 1), Leg("SPX", 5, "put", -0.07, 1)]),
     ("SPX iron condor", 150_000, "portfolio_margin",
      [Leg("SPX", -4, "put", -0.05, 2), Leg("SPX", 4, "put", -0.08, 2),
       Leg("SPX", -4, "call", 0.04, 2), Leg("SPX", 4, "call", 0.06, 2)]),
-    ("ES futures with SPY hedge", 90_000, "reg_t",
+    ("ES futures with SPY hedge", 60_000, "reg_t",
      [Leg("ES", 2), Leg("SPY", -150)]),
-    ("Diversified long stock", 25_000, "reg_t",
+    ("Diversified long stock", 130_000, "reg_t",
      [Leg("KO", 800), Leg("XOM", 400), Leg("JPM", 300), Leg("AMZN", 250)]),
-    ("IBM collar", 30_000, "reg_t",
+    ("IBM collar", 130_000, "reg_t",
      [Leg("IBM", 1000), Leg("IBM", 10, "put", -0.08, 2), Leg("IBM", -10, "call", 0.08, 2)]),
-    ("Hedged SPY with SPX calls written", 200_000, "portfolio_margin",
+    ("Hedged SPY with SPX calls written", 250_000, "portfolio_margin",
      [Leg("SPY", 2000), Leg("SPX", -2, "call", 0.03, 1), Leg("SPX", 2, "put", -0.06, 3)]),
     ("NVDA call debit spread", 15_000, "reg_t",
      [Leg("NVDA", 20, "call", 0.0, 2), Leg("NVDA", -20, "call", 0.10, 2)]),
     ("TSLA short strangle", 180_000, "portfolio_margin",
      [Leg("TSLA", -10, "call", 0.20, 1), Leg("TSLA", -10, "put", -0.20, 1), Leg("TSLA", 100)]),
-    ("IWM long with puts", 50_000, "reg_t",
+    ("IWM long with puts", 120_000, "reg_t",
      [Leg("IWM", 1000), Leg("IWM", 10, "put", -0.05, 3)]),
-    ("Options-experienced applicant ($180,000)", 108_000, "reg_t",
+    ("Options-experienced applicant ($180,000)", 180_000, "reg_t",
      [Leg("AAPL", 150), Leg("MSFT", 90)]),
 ]
-CRYPTO_BOOK = ("Crypto-native: LP, ETH and a perp", 40_000, "portfolio_margin")
+CRYPTO_BOOK = ("Crypto-native: LP, ETH and a perp", 150_000, "portfolio_margin")
 UNDER_MARGINED = ("Under-margined naked puts", 30_000, "portfolio_margin",
                   [Leg("NVDA", -30, "put", -0.05, 1), Leg("TSLA", -20, "put", -0.05, 1)])
 
@@ -165,7 +167,7 @@ class Command(BaseCommand):
         strike = strike_for(price, leg.moneyness)
         expiry = expiry_in(leg.months, today)
         index = under.kind == "index"
-        symbol = f"{leg.symbol} {expiry:%y%m%d}{leg.right[0].upper()}{strike.normalize()}"
+        symbol = f"{leg.symbol} {expiry:%y%m%d}{leg.right[0].upper()}{strike.normalize():f}"
         return self._instrument(
             symbol=symbol, kind="index_option" if index else "equity_option",
             underlying=under, product_class=under.product_class, class_group=under.class_group,
@@ -173,26 +175,32 @@ class Command(BaseCommand):
             right=leg.right, expiry=expiry, exercise_style="european" if index else "american",
             description=f"{leg.symbol} {expiry} {strike} {leg.right}")
 
-    def _price_everything(self, instruments: dict[str, Instrument], options: list[Instrument],
-                          today: date) -> None:
+    @staticmethod
+    def _skewed_vol(option: Instrument) -> float:
+        spot, vol = UNDERLYINGS[option.underlying.symbol][3], UNDERLYINGS[option.underlying.symbol][4]
+        return vol * (1 + 0.8 * max(0.0, 1 - float(option.strike) / spot))  # a put skew
+
+    def _mark(self, option: Instrument, today: date) -> Decimal:
+        """The option's demo mark: its model value at the demo vol, to the cent."""
         from margin.engine import pricing
 
+        spot, q = UNDERLYINGS[option.underlying.symbol][3], UNDERLYINGS[option.underlying.symbol][5]
+        t = (option.expiry - today).days / 365.0
+        model = pricing.EUROPEAN if option.exercise_style == "european" else pricing.AMERICAN
+        value = float(pricing.option_value(model, spot, float(option.strike), t, RATE, q,
+                                           self._skewed_vol(option), option.right == "call"))
+        return Decimal(f"{max(value, 0.05):.2f}")
+
+    def _price_everything(self, instruments: dict[str, Instrument], options: list[Instrument],
+                          today: date) -> None:
         now = timezone.now()
         rows = [{"symbol": s, "price": f"{UNDERLYINGS[s][3]:.2f}", "observed_at": now}
                 for s in UNDERLYINGS]
         vols = []
-        for option in options:
-            spot, vol, q = (UNDERLYINGS[option.underlying.symbol][3],
-                            UNDERLYINGS[option.underlying.symbol][4],
-                            UNDERLYINGS[option.underlying.symbol][5])
-            t = (option.expiry - today).days / 365.0
-            model = pricing.EUROPEAN if option.exercise_style == "european" else pricing.AMERICAN
-            skew = vol * (1 + 0.8 * max(0.0, 1 - float(option.strike) / spot))  # put skew
-            value = float(pricing.option_value(model, spot, float(option.strike), t, RATE, q,
-                                               skew, option.right == "call"))
-            rows.append({"symbol": option.symbol, "price": f"{max(value, 0.05):.2f}",
+        for option in {o.pk: o for o in options}.values():
+            rows.append({"symbol": option.symbol, "price": str(self._mark(option, today)),
                          "observed_at": now})
-            vols.append({"symbol": option.symbol, "volatility": f"{skew:.4f}",
+            vols.append({"symbol": option.symbol, "volatility": f"{self._skewed_vol(option):.4f}",
                          "observed_at": now})
         load_prices(observations=rows, source="demo", actor=None)
         if vols:
@@ -277,14 +285,28 @@ class Command(BaseCommand):
                 self._crypto_book(firm, account, admin, instruments)
                 continue
             for leg in legs:
+                quantity = Decimal(str(leg.quantity))
                 if leg.right:
                     instrument = self._option(leg, instruments, today)
                     options.append(instrument)
+                    price = self._mark(instrument, today) * instrument.multiplier
                 else:
                     instrument = instruments[leg.symbol]
-                book.set_position(account=account, instrument=instrument,
-                                  quantity=Decimal(str(leg.quantity)), actor=admin)
+                    # Futures are settled daily (no premium changes hands at the trade).
+                    price = Decimal(0) if instrument.kind == "future" else Decimal(
+                        str(UNDERLYINGS[leg.symbol][3]))
+                book.set_position(account=account, instrument=instrument, quantity=quantity,
+                                  cost_basis=quantity * price, actor=admin)
+                self._settle(account, admin, instrument, quantity, price)
         return options
+
+    @staticmethod
+    def _settle(account, admin, instrument, quantity: Decimal, unit_cost: Decimal) -> None:
+        amount = (-quantity * unit_cost).quantize(Decimal("0.01"))
+        if amount:
+            book.post_ledger_entry(account=account, kind="trade_settlement", amount=amount,
+                                   actor=admin, memo=f"{'buy' if quantity > 0 else 'sell'} "
+                                                     f"{abs(quantity)} {instrument.symbol}")
 
     def _crypto_book(self, firm, account, admin, instruments) -> None:
         from margin.engine.defi import uniswap_v3
@@ -300,13 +322,18 @@ class Command(BaseCommand):
             token0=instruments["USDC"], token1=instruments["ETH"], decimals0=6, decimals1=18,
             tick_lower=lower, tick_upper=upper, liquidity="2000000000000000", fee_tier=500,
             description="Uniswap v3 USDC/ETH 0.05 % position (demo)")
-        book.set_position(account=account, instrument=lp, quantity=Decimal(1), actor=admin)
-        book.set_position(account=account, instrument=instruments["ETH"], quantity=Decimal(12),
-                          actor=admin)
-        book.set_position(account=account, instrument=instruments["BTC"],
-                          quantity=Decimal("0.5"), actor=admin)
-        book.set_position(account=account, instrument=instruments["USDC"],
-                          quantity=Decimal(25000), actor=admin)
+        from margin.engine.portfolio import LPPosition
+
+        lp_value = Decimal(f"{uniswap_v3.lp_value(LPPosition(token0='USDC', token1='ETH', decimals0=6, decimals1=18, liquidity=int(lp.liquidity), tick_lower=lower, tick_upper=upper), 1.0, 3000.0):.2f}")
+        book.set_position(account=account, instrument=lp, quantity=Decimal(1),
+                          cost_basis=lp_value, actor=admin)
+        self._settle(account, admin, lp, Decimal(1), lp_value)
+        for symbol, quantity in (("ETH", Decimal(12)), ("BTC", Decimal("0.5")),
+                                 ("USDC", Decimal(25000))):
+            price = Decimal(str(UNDERLYINGS[symbol][3]))
+            book.set_position(account=account, instrument=instruments[symbol], quantity=quantity,
+                              cost_basis=quantity * price, actor=admin)
+            self._settle(account, admin, instruments[symbol], quantity, price)
         book.set_position(account=account, instrument=instruments["ETH-PERP"],
                           quantity=Decimal(-5), cost_basis=Decimal(-5 * 2950), actor=admin)
 
