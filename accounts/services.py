@@ -195,3 +195,17 @@ def set_position(*, account: Account, instrument: Instrument, quantity: Decimal,
 
         transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
     return result
+
+
+def grant_account_access(*, account: Account, user, actor) -> None:
+    """Let a client user see one account (a django-guardian object grant, audited)."""
+    from guardian.shortcuts import assign_perm
+
+    from brokerage.tenancy import firm_of
+
+    if firm_of(user) != account.firm:
+        raise BookError("user", "a user of another firm cannot be granted this account")
+    with transaction.atomic():
+        assign_perm("view_account", user, account)
+        audit.record(firm=account.firm, actor=actor, event_type="account.access_granted",
+                     obj=account, after={"user": user.username, "permission": "view_account"})

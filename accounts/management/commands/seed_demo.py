@@ -260,8 +260,11 @@ class Command(BaseCommand):
                 net_worth=Decimal(rng.randrange(800, 9000) * 1000),
                 liquid_net_worth=Decimal(rng.randrange(300, 3000) * 1000),
             )
-            if n <= 3:  # the first clients have portal logins
-                user = self._user(f"{firm.slug}.client{n}", staff=False)
+            login = (f"{firm.slug}.client{n}" if n <= 3 else f"{firm.slug}.applicant"
+                     if is_applicant else f"{firm.slug}.crypto" if label == CRYPTO_BOOK[0]
+                     else None)
+            if login:  # these clients have portal logins
+                user = self._user(login, staff=False)
                 add_member(firm=firm, user=user, role=Role.CLIENT)
                 book.update_client(client=client, actor=admin, portal_user=user)
             book.deliver_disclosure(client=client, document="options_odd", actor=admin,
@@ -275,10 +278,8 @@ class Command(BaseCommand):
                 client=client, number=f"{firm.slug[:2].upper()}{100000 + n}",
                 registration="individual", margin_type=margin_type, actor=admin,
                 opened_on=today - timedelta(days=rng.randrange(90, 2000)))
-            if n <= 3 and client.portal_user:
-                from guardian.shortcuts import assign_perm
-
-                assign_perm("view_account", client.portal_user, account)
+            if login:
+                book.grant_account_access(account=account, user=user, actor=admin)
             book.post_ledger_entry(account=account, kind="deposit", amount=Decimal(cash),
                                    actor=admin, memo="initial funding")
             if label == CRYPTO_BOOK[0]:

@@ -1,0 +1,44 @@
+"""The client portal: a client's accounts, their latest snapshot and its explanation.
+
+Reads snapshots only (never recomputes on page load). A client sees the accounts django-guardian
+grants them (view_account); another firm's or another client's account is a 404.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+from guardian.shortcuts import get_objects_for_user
+
+from accounts.models import Account
+from brokerage.scope import current_firm_or_none
+
+from .explain import explain_snapshot
+from .snapshots import latest_snapshot
+
+
+def _visible_accounts(user):
+    if current_firm_or_none() is None:
+        raise Http404("no firm")
+    return get_objects_for_user(user, "accounts.view_account",
+                                klass=Account.objects.select_related("client"),
+                                accept_global_perms=False)
+
+
+@login_required
+def portal_home(request):
+    rows = [(account, latest_snapshot(account)) for account in _visible_accounts(request.user)]
+    return render(request, "portal/home.html", {"rows": rows})
+
+
+@login_required
+def portal_account(request, number: str):
+    account = _visible_accounts(request.user).filter(number=number).first()
+    if account is None:
+        raise Http404("no such account")
+    snapshot = latest_snapshot(account)
+    context = {"account": account, "snapshot": snapshot,
+               "explanation": explain_snapshot(snapshot) if snapshot else "",
+               "result": snapshot.result if snapshot else {}}
+    return render(request, "portal/account.html", context)

@@ -1,0 +1,58 @@
+"""The client portal reads snapshots; a client sees only the accounts granted to them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from accounts import services as book
+from brokerage.scope import firm_scope
+from margin.market_data import load_prices
+from margin.tasks import recompute_accounts
+from tests.factories import PASSWORD, shared_instrument
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def granted(world):
+    stock = shared_instrument("ACME")
+    load_prices(observations=[{"symbol": "ACME", "price": "100",
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+    for fw in (world.a, world.b):
+        with firm_scope(fw.firm):
+            admin = fw.users["firm_admin"]
+            book.set_position(account=fw.account, instrument=stock, quantity=Decimal(10),
+                              actor=admin)
+            book.grant_account_access(account=fw.account, user=fw.users["client"], actor=admin)
+        recompute_accounts(fw.firm.pk, [fw.account.pk])
+    return world
+
+
+def test_a_client_sees_their_account_and_its_explanation(client, granted):
+    client.login(username="alpha_client", password=PASSWORD)
+    home = client.get("/portal/")
+    assert home.status_code == 200 and b"ALPHA-0001" in home.content
+    assert b"BETA-0001" not in home.content
+    page = client.get("/portal/accounts/ALPHA-0001/")
+    assert page.status_code == 200
+    assert b"Why this requirement" in page.content and b"worst loss" in page.content
+
+
+def test_another_firms_account_is_a_404(client, granted):
+    client.login(username="alpha_client", password=PASSWORD)
+    assert client.get("/portal/accounts/BETA-0001/").status_code == 404
+
+
+def test_an_ungranted_account_of_the_same_firm_is_a_404(client, world):
+    client.login(username="alpha_client", password=PASSWORD)
+    assert client.get("/portal/accounts/ALPHA-0001/").status_code == 404
+
+
+def test_granting_across_firms_is_refused(world):
+    with firm_scope(world.firm_a), pytest.raises(book.BookError):
+        book.grant_account_access(account=world.a.account, user=world.b.users["client"],
+                                  actor=world.a.users["firm_admin"])
