@@ -431,6 +431,35 @@ def bench_pm_naive_baseline(ctx: BenchContext) -> Iterable[dict]:
            "max_abs_diff_vs_batch": agree}
 
 
+def bench_var_historical(ctx: BenchContext) -> Iterable[dict]:
+    """Historical VaR with full revaluation: 100,000 accounts x 500 scenarios (target < 5 s)."""
+    from margin.engine.var import bench_var
+
+    yield bench_var(echo=False)
+
+
+def bench_lp_valuations(ctx: BenchContext) -> Iterable[dict]:
+    """Uniswap v3 LP valuations per second, each at its own exact oracle-derived sqrt price."""
+    from margin.engine.defi.uniswap_v3 import bench_lp_valuations as lp_rate
+
+    lp_rate(1_000)  # warm
+    yield {"bench": "lp_valuations", "per_second": round(lp_rate(20_000))}
+
+
+def bench_regt_one_account(ctx: BenchContext) -> Iterable[dict]:
+    """Reg T strategy pairing (exact least requirement) for one 50-position account."""
+    sb = ctx.synthetic
+    ser, units = _one_account(sb)
+    portfolio = account_portfolio(sb, ser, units)
+    from margin.engine import regt, valuation
+    from margin.engine.parameters import load_parameter_set
+
+    params = load_parameter_set()
+    valued = valuation.value_positions(portfolio, params, False)
+    stats, _ = _latency_ms(lambda: regt.calculate_block(portfolio, params, valued), 50)
+    yield {"bench": "regt_one_account", "positions": len(portfolio.positions), **stats}
+
+
 BENCHES: list[Callable[[BenchContext], Iterable[dict]]] = [
     bench_pm_full_recompute,
     bench_pm_implied_vols,
@@ -438,6 +467,9 @@ BENCHES: list[Callable[[BenchContext], Iterable[dict]]] = [
     bench_pm_one_account,
     bench_pm_memory,
     bench_pm_naive_baseline,
+    bench_regt_one_account,
+    bench_var_historical,
+    bench_lp_valuations,
 ]
 
 

@@ -729,7 +729,8 @@ def _best_run(fn: Any, repeat: int) -> tuple[float, Any]:
     return best
 
 
-def bench_var(repeat: int = 2, grid_nodes: int = BENCH_GRID_NODES) -> dict[str, Any]:
+def bench_var(repeat: int = 2, grid_nodes: int = BENCH_GRID_NODES,
+              echo: bool = True) -> dict[str, Any]:
     """Print (and return) the JSON line of the historical VaR bench (full revaluation).
 
     The book is ``make_var_book()`` (the scale of ``margin.bench``'s portfolio-margin book:
@@ -777,7 +778,8 @@ def bench_var(repeat: int = 2, grid_nodes: int = BENCH_GRID_NODES) -> dict[str, 
         "book_build_s": round(build_s, 3),
         "median_var": round(float(np.median(res.var)), 2),
     }
-    print(json.dumps(line), flush=True)
+    if echo:
+        print(json.dumps(line), flush=True)
     return line
 
 
