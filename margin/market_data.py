@@ -68,67 +68,64 @@ def _observed_at(value: Any, field: str, errors: list[dict[str, str]]) -> dateti
     return moment
 
 
-def load_prices(*, observations: Iterable[dict[str, Any]], source: str, actor,
-                firm=None) -> list[PriceObservation]:
-    """Store price observations `[{"symbol", "price", "observed_at"}]`, all or nothing."""
-    rows = list(observations)
+def _validated_observations(rows: list[dict[str, Any]], value_field: str,
+                            source: str) -> list[tuple[Instrument, Decimal, datetime]]:
+    """Every row checked (symbol known, value positive and finite, time not in the future);
+    all errors collected and raised together, so a bad load writes nothing."""
     errors: list[dict[str, str]] = []
     if source not in PriceObservation.Source.values:
         errors.append({"field": "source", "code": "invalid", "message": f"unknown source {source!r}"})
-    symbols = {str(row.get("symbol", "")) for row in rows}
+    if not rows:
+        errors.append({"field": "observations", "code": "empty", "message": "no observations"})
     instruments = {i.symbol: i for i in Instrument.cross_firm.for_compliance(
-        reason="market data is shared reference data").filter(symbol__in=symbols, firm__isnull=True)}
-    prepared: list[PriceObservation] = []
+        reason="market data is shared reference data").filter(
+            symbol__in={str(row.get("symbol", "")) for row in rows}, firm__isnull=True)}
+    valid = []
     for index, row in enumerate(rows):
-        unknown = set(row) - {"symbol", "price", "observed_at"}
+        at = f"observations[{index}]"
+        unknown = set(row) - {"symbol", value_field, "observed_at"}
         if unknown:
-            errors.append({"field": f"observations[{index}]", "code": "unknown_field",
+            errors.append({"field": at, "code": "unknown_field",
                            "message": f"unknown fields {sorted(unknown)}"})
         instrument = instruments.get(str(row.get("symbol", "")))
         if instrument is None:
-            errors.append({"field": f"observations[{index}].symbol", "code": "unknown_symbol",
+            errors.append({"field": f"{at}.symbol", "code": "unknown_symbol",
                            "message": f"unknown symbol {row.get('symbol')!r}"})
-        price = _positive_decimal(row.get("price"), f"observations[{index}].price", errors)
-        moment = _observed_at(row.get("observed_at"), f"observations[{index}].observed_at", errors)
-        if instrument and price is not None and moment is not None:
-            prepared.append(PriceObservation(instrument=instrument, price=price, source=source,
-                                             observed_at=moment))
-    if not rows:
-        errors.append({"field": "observations", "code": "empty", "message": "no observations"})
+        value = _positive_decimal(row.get(value_field), f"{at}.{value_field}", errors)
+        moment = _observed_at(row.get("observed_at"), f"{at}.observed_at", errors)
+        if instrument and value is not None and moment is not None:
+            valid.append((instrument, value, moment))
     if errors:
         raise MarketDataError(errors)
+    return valid
+
+
+def load_prices(*, observations: Iterable[dict[str, Any]], source: str, actor,
+                firm=None) -> list[PriceObservation]:
+    """Store price observations `[{"symbol", "price", "observed_at"}]`, all or nothing."""
+    prepared = [PriceObservation(instrument=instrument, price=price, source=source,
+                                 observed_at=moment)
+                for instrument, price, moment in _validated_observations(
+                    list(observations), "price", source)]
     with transaction.atomic():
         created = PriceObservation.objects.bulk_create(prepared)
         audit.record(firm=firm, actor=actor, event_type="prices.loaded",
                      object_type="margin.priceobservation", object_id=len(created),
                      after={"source": source, "count": len(created),
                             "symbols": sorted({p.instrument.symbol for p in prepared})})
-        underlying_ids = sorted({p.instrument_id for p in prepared})
+        instrument_ids = sorted({p.instrument_id for p in prepared})
         transaction.on_commit(lambda: book_changed.send(
-            PriceObservation, account_ids=None, instrument_ids=underlying_ids))
+            PriceObservation, account_ids=None, instrument_ids=instrument_ids))
     return created
 
 
 def load_implied_vols(*, observations: Iterable[dict[str, Any]], source: str, actor,
                       firm=None) -> list[ImpliedVolatility]:
-    rows = list(observations)
-    errors: list[dict[str, str]] = []
-    instruments = {i.symbol: i for i in Instrument.cross_firm.for_compliance(
-        reason="market data is shared reference data").filter(
-            symbol__in={str(r.get("symbol", "")) for r in rows}, firm__isnull=True)}
-    prepared = []
-    for index, row in enumerate(rows):
-        instrument = instruments.get(str(row.get("symbol", "")))
-        if instrument is None:
-            errors.append({"field": f"observations[{index}].symbol", "code": "unknown_symbol",
-                           "message": f"unknown symbol {row.get('symbol')!r}"})
-        vol = _positive_decimal(row.get("volatility"), f"observations[{index}].volatility", errors)
-        moment = _observed_at(row.get("observed_at"), f"observations[{index}].observed_at", errors)
-        if instrument and vol is not None and moment is not None:
-            prepared.append(ImpliedVolatility(instrument=instrument, volatility=vol,
-                                              source=source, observed_at=moment))
-    if errors:
-        raise MarketDataError(errors)
+    """Store implied volatilities `[{"symbol", "volatility", "observed_at"}]`, all or nothing."""
+    prepared = [ImpliedVolatility(instrument=instrument, volatility=vol, source=source,
+                                  observed_at=moment)
+                for instrument, vol, moment in _validated_observations(
+                    list(observations), "volatility", source)]
     with transaction.atomic():
         created = ImpliedVolatility.objects.bulk_create(prepared)
         audit.record(firm=firm, actor=actor, event_type="vols.loaded",
