@@ -116,3 +116,27 @@ def export_rows(events: models.QuerySet[AuditEvent]) -> list[dict[str, Any]]:
     """Rows for a compliance export: content plus hashes, so a reader can re-verify."""
     return [{**event.content(), "prev_hash": event.prev_hash, "hash": event.hash}
             for event in events]
+
+
+def export_for_firm(*, firm: Firm, actor) -> list[dict[str, Any]]:
+    """A firm's own trail, as its compliance officer exports it (the export is itself audited)."""
+    with transaction.atomic():
+        rows = export_rows(events_for(firm))
+        record(firm=firm, actor=actor, event_type="audit.exported", object_type="audit.chain",
+               object_id=chain_key(firm), after={"events": len(rows)})
+    return rows
+
+
+def export_cross_firm(*, actor, reason: str) -> dict[str, list[dict[str, Any]]]:
+    """Every chain, for a platform operator: the one explicit cross-firm read of the trail,
+    recorded on the platform chain with its reason."""
+    if not reason:
+        raise ValueError("a cross-firm export states its reason")
+    with transaction.atomic():
+        chains = sorted(AuditEvent.objects.values_list("chain", flat=True).distinct())
+        exported = {chain: export_rows(AuditEvent.objects.filter(chain=chain).order_by("seq"))
+                    for chain in chains}
+        record(firm=None, actor=actor, event_type="audit.exported_cross_firm",
+               object_type="audit.chain", object_id="*",
+               after={"reason": reason, "chains": {c: len(r) for c, r in exported.items()}})
+    return exported

@@ -6,10 +6,12 @@ from drf_spectacular.views import SpectacularAPIView
 from margin import views as margin_views
 
 from . import views
+from .api_views import AuditExportView
 
 api_v1 = [
     path("", include("margin.api.urls")),
     path("", include("eligibility.api.urls")),
+    path("audit/export", AuditExportView.as_view(), name="audit-export"),
 ]
 
 urlpatterns = [

@@ -7,6 +7,7 @@ from .explain import explain_snapshot
 from .models import (
     ImpliedVolatility,
     MarginSnapshot,
+    OracleRejection,
     PriceObservation,
     RiskFreeRate,
     RiskParameterSet,
@@ -53,3 +54,9 @@ class MarginSnapshotAdmin(ReadOnlyTenantAdmin):
 @admin.register(RiskParameterSet)
 class RiskParameterSetAdmin(ReadOnlyTenantAdmin):
     list_display = ("version", "base", "created_by", "created_at")
+
+
+@admin.register(OracleRejection)
+class OracleRejectionAdmin(SharedReferenceAdmin):
+    list_display = ("instrument", "round_id", "failed_check", "message", "rejected_at")
+    list_filter = ("failed_check",)

@@ -1,0 +1,25 @@
+"""Compliance's door to the audit trail: the firm's own chain, with hashes, audited."""
+
+from __future__ import annotations
+
+from rest_framework import permissions
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from . import audit
+from .api import IsFirmMember, TenantAPIView
+from .roles import Role
+from .scope import current_firm
+from .tenancy import role_of
+
+
+class AuditExportView(TenantAPIView):
+    permission_classes = [permissions.IsAuthenticated, IsFirmMember]
+
+    def get(self, request):
+        if role_of(request.user) not in (Role.COMPLIANCE, Role.FIRM_ADMIN):
+            raise PermissionDenied("only compliance officers and firm admins export the trail")
+        firm = current_firm()
+        rows = audit.export_for_firm(firm=firm, actor=request.user)
+        return Response({"chain": audit.chain_key(firm), "events": rows,
+                         "verified": audit.verify_chain(audit.chain_key(firm)) is None})

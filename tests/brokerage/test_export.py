@@ -1,0 +1,55 @@
+"""Compliance exports: a firm's own chain through the API; every chain only for a platform
+operator, with a reason; both exports audited."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from brokerage import audit
+from brokerage.models import AuditEvent
+from tests.factories import PASSWORD, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_compliance_officer_exports_the_firms_own_chain(client, world):
+    client.login(username="alpha_compliance_officer", password=PASSWORD)
+    response = client.get("/api/v1/audit/export")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["verified"] is True
+    assert body["chain"] == audit.chain_key(world.firm_a)
+    assert {row["firm"] for row in body["events"]} == {world.firm_a.pk}
+    assert audit.events_for(world.firm_a).filter(event_type="audit.exported").exists()
+
+
+def test_other_roles_cannot_export(client, world):
+    client.login(username="alpha_margin_desk", password=PASSWORD)
+    assert client.get("/api/v1/audit/export").status_code == 403
+    client.login(username="alpha_client", password=PASSWORD)
+    assert client.get("/api/v1/audit/export").status_code == 403
+
+
+def test_a_platform_operator_exports_every_chain_with_a_reason(world):
+    make_user("operator", superuser=True)
+    out = StringIO()
+    call_command("export_audit_trail", "--all-firms", "--user", "operator",
+                 "--reason", "regulator request 2026-17", stdout=out)
+    document = json.loads(out.getvalue())
+    assert audit.chain_key(world.firm_a) in document and audit.chain_key(world.firm_b) in document
+    event = AuditEvent.objects.get(event_type="audit.exported_cross_firm")
+    assert event.after["reason"] == "regulator request 2026-17"
+
+
+def test_a_tenant_user_cannot_export_across_firms(world):
+    with pytest.raises(CommandError):
+        call_command("export_audit_trail", "--all-firms", "--user", "alpha_compliance_officer",
+                     "--reason", "curious", stdout=StringIO())
+    with pytest.raises(CommandError):
+        call_command("export_audit_trail", "--firm", "beta", "--user",
+                     "alpha_compliance_officer", stdout=StringIO())
