@@ -45,6 +45,64 @@ _NEGLIGIBLE = -50.0  # exp(-50) ~ 2e-22: terms below it are dropped
 _UNDERFLOW = -745.0
 
 
+def alo_scheme(nodes: int, fp_points: int, price_points: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                          np.ndarray, np.ndarray]:
+    """Fixed arrays of the Andersen-Lake-Offengelt scheme (see ``pricing``'s docstring).
+
+    The boundary is stored as H_i = log(B(tau_i) / X)^2 at the Chebyshev-Lobatto nodes
+    z_i = -cos(i pi / nodes), tau_i = T (1 + z_i)^2 / 4; H at any z is a fixed linear
+    combination of the H_i (Chebyshev interpolation), so every weight below depends on the
+    scheme only, never on the option. Integrals use Gauss-Legendre in theta after the
+    substitution u = tau sin^2(theta) (fixed point) and t = T sin^2(theta) (price), which
+    removes the square-root behaviour of the integrands at both ends.
+
+    Returns tau_i / T; u / tau and the weights (tau sin 2 theta dtheta / tau) of the
+    fixed-point quadrature, cos(theta) there (sqrt((tau - u) / tau)) and the interpolation
+    weights (node, point, node); sqrt(t / T), the weights (2 sqrt(t) dt... see below) and the
+    interpolation weights of the price quadrature.
+    """
+    j = np.arange(nodes + 1)
+    # a_k = sum_j cmat[k, j] H_j gives H(x) = sum_k a_k T_k(x), x = -z (halvings folded in)
+    cmat = np.cos(np.outer(j, j) * np.pi / nodes) * np.where((j == 0) | (j == nodes), 1.0,
+                                                             2.0)[None, :] / nodes
+    cmat[0] *= 0.5
+    cmat[-1] *= 0.5
+
+    def weights(z: np.ndarray) -> np.ndarray:
+        return np.cos(np.outer(np.arccos(np.clip(-z, -1.0, 1.0)), j)) @ cmat
+
+    tau_frac = 0.25 * (1.0 - np.cos(j * np.pi / nodes)) ** 2
+    x, w = np.polynomial.legendre.leggauss(fp_points)
+    theta = 0.25 * np.pi * (1.0 + x)
+    fp_u = np.sin(theta) ** 2
+    fp_w = w * 0.25 * np.pi * np.sin(2.0 * theta)
+    fp_cos = np.cos(theta)
+    z_u = 2.0 * np.sqrt(tau_frac[:, None] * fp_u[None, :]) - 1.0
+    fp_interp = weights(z_u.ravel()).reshape(nodes + 1, fp_points, nodes + 1)
+    x, w = np.polynomial.legendre.leggauss(price_points)
+    theta = 0.25 * np.pi * (1.0 + x)
+    px_z = np.sin(theta)
+    px_w = w * 0.5 * np.pi * np.cos(theta)
+    px_interp = weights(2.0 * np.cos(theta) - 1.0)
+    return tau_frac, fp_u, fp_w, fp_cos, fp_interp, px_z, px_w, px_interp
+
+
+#: Andersen-Lake-Offengelt scheme: Chebyshev nodes (+1), fixed-point iterations (the first a
+#: Jacobi-Newton step), Gauss-Legendre points of the fixed-point and of the price integrals
+ALO_NODES = 5
+ALO_ITERATIONS = 3
+ALO_FP_POINTS = 5
+ALO_PRICE_POINTS = 15
+(ALO_TAU, ALO_FP_U, ALO_FP_W, ALO_FP_COS, ALO_FP_INTERP, ALO_PX_Z, ALO_PX_W,
+ ALO_PX_INTERP) = alo_scheme(ALO_NODES, ALO_FP_POINTS, ALO_PRICE_POINTS)
+#: below this total volatility v sqrt(T) the American value is the zero-volatility one
+#: floored by BS2002 (see ``value_one``)
+ALO_MIN_TOTAL_VOL = 1e-3
+_QD_TOL = 1e-13  # relative step at which the QD+ Halley iteration stops
+_QD_MAX_ITER = 12
+
+
 @njit(cache=True, error_model="numpy")
 def ncdf(x: float) -> float:
     """Standard normal CDF."""
@@ -194,9 +252,156 @@ def bs2002_call(s: float, x: float, t: float, r: float, q: float, v: float) -> f
 
 
 @njit(cache=True, error_model="numpy")
+def npdf(x: float) -> float:
+    """Standard normal density."""
+    return math.exp(-0.5 * x * x - _HALF_LOG_2PI)
+
+
+@njit(cache=True, error_model="numpy")
+def qdplus_boundary(k: float, tau: float, r: float, q: float, v: float, x_max: float,
+                    start: float) -> float:
+    """QD+ exercise boundary of a put at time to expiry tau (Li 2010, Andersen et al. 2016,
+    eq. 22-25): Halley iterations from ``start``, kept in (0, x_max]; r > 0, tau, v > 0."""
+    v2 = v * v
+    sv = v * math.sqrt(tau)
+    dr, dq = math.exp(-r * tau), math.exp(-q * tau)
+    h = -math.expm1(-r * tau)
+    omega = 2.0 * (r - q) / v2
+    root = math.sqrt((omega - 1.0) ** 2 + 8.0 * r / (v2 * h))
+    lam = 0.5 * (1.0 - omega - root)
+    lam_prime = 2.0 * r / (v2 * h * h * root)
+    den = 2.0 * lam + omega - 1.0
+    alpha = 2.0 * dr * r / (v2 * den)
+    beta = alpha * (1.0 / h + lam_prime / den) - lam
+    c_theta = alpha / (dr * r)
+    x_min = 1e-12 * x_max
+    x = min(max(start, x_min), x_max)
+    for _ in range(_QD_MAX_ITER):
+        dp = math.log(x * dq / (k * dr)) / sv + 0.5 * sv
+        dm = dp - sv
+        n_dp, n_dm, pdf = ncdf(-dp), ncdf(-dm), npdf(dp)
+        european = dr * k * n_dm - x * dq * n_dp
+        theta = r * k * dr * n_dm - q * x * dq * n_dp - 0.5 * v * x * dq * pdf / math.sqrt(tau)
+        charm = -dq * (pdf * ((r - q) / sv - dm / (2.0 * tau)) + q * n_dp)
+        f = (1.0 - dq * n_dp) * x - beta * (k - x - european) + c_theta * theta
+        f1 = 1.0 - dq * n_dp + dq * pdf / sv + beta * (1.0 - dq * n_dp) + c_theta * charm
+        gamma = pdf * dq / (sv * x)
+        colour = gamma * (q + (r - q) * dp / sv + (1.0 - dp * dm) / (2.0 * tau))
+        f2 = dq * pdf / (x * sv) * (1.0 - dp / sv) + beta * gamma + c_theta * colour
+        step = f / f1
+        halley = 1.0 - 0.5 * step * f2 / f1
+        if halley > 0.5:  # else a plain Newton step
+            step /= halley
+        if not math.isfinite(step):
+            break
+        new = min(max(x - step, x_min), x_max)
+        done = abs(new - x) <= _QD_TOL * x_max
+        x = new
+        if done:
+            break
+    return x
+
+
+@njit(cache=True, error_model="numpy")
+def alo_boundary(t: float, r: float, q: float, v: float, y: np.ndarray) -> None:
+    """Exercise boundary of an American put (Andersen, Lake & Offengelt 2016): y[i] =
+    log(B(tau_i) / X)^2 at the scheme's nodes, X = K min(1, r / q); r > 0, t, v > 0.
+
+    The boundary is proportional to the strike, so y does not depend on it: computed for
+    K = 1 (one boundary serves every strike and, for calls, every spot). QD+ start, then
+    ALO_ITERATIONS sweeps of the fixed point B = K e^{-(r-q) tau} N / D (their FP-B), the
+    first with the Jacobi-Newton step (their eq. 34)."""
+    k = 1.0
+    x_max = r / q if q > r else 1.0
+    n1 = ALO_TAU.size
+    b = x_max
+    y[0] = 0.0
+    for i in range(1, n1):
+        b = qdplus_boundary(k, ALO_TAU[i] * t, r, q, v, x_max, b)
+        y[i] = math.log(b / x_max) ** 2
+    new = np.empty(n1)
+    new[0] = 0.0
+    rq = r - q
+    lxk = math.log(x_max / k)
+    for it in range(ALO_ITERATIONS):
+        for i in range(1, n1):
+            tau = ALO_TAU[i] * t
+            sv = v * math.sqrt(tau)
+            lb = -math.sqrt(y[i])  # log(B(tau) / X)
+            ni = 0.0
+            di = 0.0
+            for g in range(ALO_FP_U.size):
+                u = tau * ALO_FP_U[g]
+                hu = 0.0
+                for j in range(n1):
+                    hu += ALO_FP_INTERP[i, g, j] * y[j]
+                s2 = sv * ALO_FP_COS[g]  # v sqrt(tau - u)
+                dp = (lb + math.sqrt(max(hu, 0.0)) + rq * (tau - u)) / s2 + 0.5 * s2
+                ni += ALO_FP_W[g] * math.exp(r * u) * ncdf(dp - s2)
+                di += ALO_FP_W[g] * math.exp(q * u) * ncdf(dp)
+            dp = (lb + lxk + rq * tau) / sv + 0.5 * sv
+            dm = dp - sv
+            num = ncdf(dm) + r * tau * ni
+            den = ncdf(dp) + q * tau * di
+            alpha = k * math.exp(-rq * tau)
+            b = x_max * math.exp(lb)
+            fv = alpha * num / den
+            if it == 0:  # Jacobi-Newton: the derivative of the non-integral terms only
+                fd = alpha * (npdf(dm) / den - npdf(dp) * num / (den * den)) / (b * sv)
+                fv = b - (fv - b) / (fd - 1.0)
+            fv = min(max(fv, 1e-12 * x_max), x_max)
+            new[i] = math.log(fv / x_max) ** 2
+        for i in range(1, n1):
+            y[i] = new[i]
+
+
+@njit(cache=True, error_model="numpy")
+def alo_price(s: float, k: float, t: float, r: float, q: float, v: float,
+              y: np.ndarray) -> float:
+    """American put from its boundary (``alo_boundary``): European value + the early-exercise
+    premium integral (Andersen et al. 2016, eq. 8); s, t, v, k > 0, r > 0."""
+    x_max = k * r / q if q > r else k
+    ls = math.log(s / x_max)
+    if ls <= -math.sqrt(y[y.size - 1]):  # at or below the boundary: exercise now
+        return k - s
+    st = math.sqrt(t)
+    rq = r - q
+    acc = 0.0
+    for g in range(ALO_PX_Z.size):
+        z = st * ALO_PX_Z[g]  # sqrt of the time from now
+        tt = z * z
+        h = 0.0
+        for j in range(y.size):
+            h += ALO_PX_INTERP[g, j] * y[j]
+        sv = v * z
+        dp = (ls + math.sqrt(max(h, 0.0)) + rq * tt) / sv + 0.5 * sv
+        acc += ALO_PX_W[g] * z * (r * k * math.exp(-r * tt) * ncdf(sv - dp)
+                                  - q * s * math.exp(-q * tt) * ncdf(-dp))
+    premium = max(st * acc, 0.0)
+    return max(bsm_value(s, k, t, r, q, v, False), 0.0) + premium
+
+
+@njit(cache=True, error_model="numpy")
+def american_put_space(s: float, k: float, r: float, q: float, is_call: bool
+                       ) -> tuple[float, float, float, float]:
+    """The put-call transformation C(S, K, T, r, q) = P(K, S, T, q, r) (McDonald & Schroder
+    1998): the put-space spot, strike, rate and yield of an American option."""
+    if is_call:
+        return k, s, q, r
+    return s, k, r, q
+
+
+@njit(cache=True, error_model="numpy")
+def uses_alo(t: float, r: float, v: float) -> bool:
+    """Whether an American option (put-space rate r, t > 0) is valued with the ALO boundary."""
+    return r > 0.0 and v * math.sqrt(t) >= ALO_MIN_TOTAL_VOL
+
+
+@njit(cache=True, error_model="numpy")
 def value_one(model: int, s: float, k: float, t: float, r: float, q: float, v: float,
-              is_call: bool) -> float:
-    """One option's value per unit (see ``pricing.option_value``)."""
+              is_call: bool, boundary: np.ndarray, have_boundary: bool) -> float:
+    """One option's value per unit (see ``pricing.option_value``); ``boundary`` is the ALO
+    boundary of the option's put-space put when ``have_boundary``, else scratch."""
     if t <= 0.0:
         return max(s - k, 0.0) if is_call else max(k - s, 0.0)
     if model == BLACK76:
@@ -205,12 +410,27 @@ def value_one(model: int, s: float, k: float, t: float, r: float, q: float, v: f
         return deterministic_value(model, s, k, t, r, q, is_call)
     if model != AMERICAN:
         return bsm_value(s, k, t, r, q, v, is_call)
+    ps, pk, pr, pq = american_put_space(s, k, r, q, is_call)
+    if uses_alo(t, pr, v):
+        if not have_boundary:
+            boundary = np.empty(ALO_TAU.size)
+            alo_boundary(t, pr, pq, v, boundary)
+        return min(max(alo_price(ps, pk, t, pr, pq, v, boundary), pk - ps), pk)
+    return bs2002_value(s, k, t, r, q, v, is_call)
+
+
+@njit(cache=True, error_model="numpy")
+def bs2002_value(s: float, k: float, t: float, r: float, q: float, v: float,
+                 is_call: bool) -> float:
+    """American value by Bjerksund & Stensland (2002) (t, v, s, k > 0): BS2002's call on the
+    put-call transformed put, floored at the European value (BS2002 values one exercise
+    rule, which can be worth less than never exercising); the European value (at least
+    intrinsic) when the put-space yield is <= 0 (a call with q <= 0, a put with r <= 0)."""
     # Bjerksund-Stensland put-call transformation P(S, K, T, r, q) = C(K, S, T, q, r)
     cs, cx, cr, cq = (s, k, r, q) if is_call else (k, s, q, r)
     european = bsm_value(cs, cx, t, cr, cq, v, True)
     if cq <= 0.0:  # b >= r: no early exercise (for r >= 0), the European value (put by symmetry)
         return max(european, cs - cx)  # with r < 0 early exercise can pay: at least intrinsic
-    # BS2002 values one exercise rule, which can be worth less than never exercising
     return max(bs2002_call(cs, cx, t, cr, cq, v), european)
 
 
@@ -223,16 +443,52 @@ def option_value_kernel(model: np.ndarray, spot: np.ndarray, strike: np.ndarray,
     out = np.empty(n)
     for i in prange(n):
         out[i] = value_one(model[i], spot[i], strike[i], t[i], rate[i], div_yield[i], vol[i],
-                           is_call[i])
+                           is_call[i], np.empty(0), False)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _needs_boundary(model: int, k: float, t: float, r: float, q: float, v: float,
+                    is_call: bool) -> bool:
+    if model != AMERICAN or not (t > 0.0 and v > 0.0 and k > 0.0):
+        return False
+    return uses_alo(t, q if is_call else r, v)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def option_value_series_kernel(model: np.ndarray, strike: np.ndarray, t: np.ndarray,
+                               rate: np.ndarray, div_yield: np.ndarray, vol: np.ndarray,
+                               is_call: np.ndarray, spot: np.ndarray,
+                               series: np.ndarray) -> np.ndarray:
+    """Values at many spots of few series: element i is series ``series[i]`` (flat arrays of
+    the series' parameters) at ``spot[i]``. Each American series' exercise boundary, which
+    does not depend on the spot, is computed once."""
+    n_series = strike.shape[0]
+    boundaries = np.empty((n_series, ALO_TAU.size))
+    have = np.zeros(n_series, dtype=np.bool_)
+    for j in prange(n_series):
+        if _needs_boundary(model[j], strike[j], t[j], rate[j], div_yield[j], vol[j],
+                           is_call[j]):
+            pr, pq = (div_yield[j], rate[j]) if is_call[j] else (rate[j], div_yield[j])
+            alo_boundary(t[j], pr, pq, vol[j], boundaries[j])
+            have[j] = True
+    n = spot.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        j = series[i]
+        out[i] = value_one(model[j], spot[i], strike[j], t[j], rate[j], div_yield[j], vol[j],
+                           is_call[j], boundaries[j], have[j])
     return out
 
 
 @njit(cache=True, error_model="numpy")
 def _lr_h(z: float, n: int) -> float:
-    """Peizer-Pratt inversion, method 2 (Leisen & Reimer 1996)."""
+    """Peizer-Pratt inversion, method 2 (Leisen & Reimer 1996), without cancellation in the
+    tails; h(-z) = 1 - h(z)."""
     a = z / (n + 1.0 / 3.0 + 0.1 / (n + 1.0))
-    root = math.sqrt(0.25 - 0.25 * math.exp(-a * a * (n + 1.0 / 6.0)))
-    return 0.5 + root if z >= 0.0 else 0.5 - root
+    e = math.exp(-a * a * (n + 1.0 / 6.0))
+    small = 0.5 * e / (1.0 + math.sqrt(1.0 - e))
+    return 1.0 - small if z >= 0.0 else small
 
 
 @njit(cache=True, error_model="numpy")
@@ -243,12 +499,12 @@ def lr_american_one(s: float, k: float, t: float, r: float, q: float, v: float, 
     sv = v * math.sqrt(t)
     d1 = (math.log(s / k) + (r - q + 0.5 * v * v) * t) / sv
     d2 = d1 - sv
-    p = _lr_h(d2, n)
+    p, p_down = _lr_h(d2, n), _lr_h(-d2, n)
     growth = math.exp((r - q) * dt)
     up = growth * _lr_h(d1, n) / p
-    down = (growth - p * up) / (1.0 - p)
+    down = growth * _lr_h(-d1, n) / p_down
     disc = math.exp(-r * dt)
-    pu, pd = disc * p, disc * (1.0 - p)
+    pu, pd = disc * p, disc * p_down
     sign = 1.0 if is_call else -1.0
     values = np.empty(n + 1)
     ratio = up / down

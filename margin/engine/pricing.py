@@ -8,12 +8,15 @@ are continuously compounded, ``vol`` is the annualised implied volatility (1.00 
 Models (``model`` may be a scalar or an int array, so one call values a mixed book):
 
 - ``EUROPEAN``: Black-Scholes-Merton with a continuous dividend yield (Haug 2007, 1.1.6).
-- ``AMERICAN``: Bjerksund & Stensland (2002), "Closed form valuation of American options",
-  NHH working paper (Haug 2007, 3.3); puts via the put-call transformation
-  P(S, K, T, r, q, vol) = C(K, S, T, q, r, vol) (Bjerksund & Stensland 1993, Haug 2007, 3.4).
-  A call with q <= 0 (a put with r <= 0) is never exercised early: its value is the European one
-  (floored at intrinsic: with a negative rate early exercise can pay, which BS2002 ignores).
-  BS2002 is floored at the European value, which it can fall below (it values one exercise rule).
+- ``AMERICAN``: the early-exercise boundary by Andersen, Lake & Offengelt (2016), "High-performance
+  American option pricing", J. Comp. Finance 20(1) (QD+ start, then fixed-point iterations on
+  Chebyshev nodes), and the value as the European one plus the early-exercise premium integral
+  over that boundary; calls via the put-call transformation C(S, K, T, r, q) = P(K, S, T, q, r)
+  (McDonald & Schroder 1998). A put with r <= 0 (a call with q <= 0) is never exercised early
+  (for r >= 0): European, floored at intrinsic. Where total volatility v sqrt(T) < 1e-3 the
+  boundary equations degenerate and Bjerksund & Stensland (2002) is used (measured there within
+  $0.006 of a 2001-step tree, where that tree is still finite). The boundary does not depend on the spot, so a series valued at its ten
+  valuation points computes it once (``option_value`` detects that shape).
 - ``BLACK76``: Black (1976) for options on futures: ``spot`` is the futures price and
   ``div_yield`` is ignored (BSM with q = r).
 
@@ -22,12 +25,13 @@ non-positive spot or strike) gives the zero-volatility value: the discounted for
 value for European and Black-76, and for American the best of exercising now, at expiry or at
 the one stationary date of S e^{-q tau} - K e^{-r tau} in between.
 
-Accuracy of ``AMERICAN`` (tests/engine/test_pricing.py): BS2002 is a lower bound of the
-American value. Against the binomial limit it is within METHODOLOGY.md's $0.035 per unit on the
-Cboe IBM example grid (worst 0.034) and on short-dated near-the-money options (t <= 56 days,
-|K/S - 1| <= 10 %, r <= 5 %, q <= 3 %), not beyond: on a grid S = 100, K 60-140, t 1 week to
-2 years, vol 10-60 %, r 0-8 %, q 0-5 % it misses in 14 % of cases, by up to $0.57 within a year
-and $0.77 within two (deep in the money, long-dated, high rate). For American options on
+Accuracy of ``AMERICAN`` (tests/engine/test_pricing.py): within METHODOLOGY.md's $0.035 per unit
+of the binomial limit everywhere on S = 100, K 50-200, t 1 week to 3 years, vol 5-100 %, r 0-8 %,
+q 0-5 % (12,936 options: worst 0.015 against a 1001-step Leisen-Reimer tree, most of it the
+tree's own error; 0.0034 against a converged ALO scheme). ``bs2002_value`` keeps Bjerksund &
+Stensland (2002) for comparison: METHODOLOGY.md names it as meeting the tolerance, and it does on
+the Cboe IBM grid and short-dated near-the-money options, but on the grid above it misses in
+17 % of cases, by up to $4.6 (deep in the money, long-dated, high rate). For American options on
 futures use ``AMERICAN`` with ``div_yield = rate`` (zero cost of carry).
 
 Two implementations compute values: numpy array code in this module (the reference) and numba
@@ -104,12 +108,80 @@ _BVN_C1 = _SN / (1.0 - _SN * _SN)
 _BVN_C2 = 1.0 / (1.0 - _SN * _SN)
 
 
+def _alo_scheme(nodes: int, fp_points: int, price_points: int) -> tuple[Array, ...]:
+    """Fixed arrays of the Andersen-Lake-Offengelt scheme; they depend on the scheme only.
+
+    The put's exercise boundary B is stored as H_i = log(B(tau_i) / X)^2 at the
+    Chebyshev-Lobatto nodes z_i = -cos(i pi / nodes) of z = 2 sqrt(tau / T) - 1, i.e.
+    tau_i = T (1 + z_i)^2 / 4 (X = K min(1, r / q), the boundary at expiry; H_0 = 0). H at
+    any z is a fixed linear combination of the H_i (Chebyshev interpolation), so the boundary
+    at every quadrature point is a dot product with precomputed weights. Both integrals use
+    Gauss-Legendre in theta on [0, pi / 2] after u = tau sin^2(theta) (fixed point, u the
+    time to expiry at the integration point) and t = T sin^2(theta) (price, t the time from
+    now): the boundary is smooth in sqrt(tau), so this removes the square-root behaviour of
+    the integrands at both ends.
+
+    Returns: tau_i / T; u / tau, the weights (du / (tau dx)) and cos(theta) = sqrt((tau - u)
+    / tau) of the fixed-point rule, its interpolation weights (node i, point g, node j);
+    sqrt(t / T) and the weights (2 sqrt(t) dt / (sqrt(T) ... ) = 2 d sqrt(t) / (sqrt(T) dx))
+    of the price rule and its interpolation weights (point g, node j).
+    """
+    j = np.arange(nodes + 1)
+    # a_k = sum_j cmat[k, j] H_j gives H(x) = sum_k a_k T_k(x), x = -z (halvings folded in)
+    cmat = np.cos(np.outer(j, j) * np.pi / nodes) * np.where((j == 0) | (j == nodes), 1.0,
+                                                             2.0)[None, :] / nodes
+    cmat[0] *= 0.5
+    cmat[-1] *= 0.5
+
+    def weights(z: Array) -> Array:
+        return np.cos(np.outer(np.arccos(np.clip(-z, -1.0, 1.0)), j)) @ cmat
+
+    tau_frac = 0.25 * (1.0 - np.cos(j * np.pi / nodes)) ** 2
+    x, w = np.polynomial.legendre.leggauss(fp_points)
+    theta = 0.25 * np.pi * (1.0 + x)
+    fp_u = np.sin(theta) ** 2
+    fp_w = w * 0.25 * np.pi * np.sin(2.0 * theta)
+    fp_cos = np.cos(theta)
+    z_u = 2.0 * np.sqrt(tau_frac[:, None] * fp_u[None, :]) - 1.0
+    fp_interp = weights(z_u.ravel()).reshape(nodes + 1, fp_points, nodes + 1)
+    x, w = np.polynomial.legendre.leggauss(price_points)
+    theta = 0.25 * np.pi * (1.0 + x)
+    px_z = np.sin(theta)
+    px_w = w * 0.5 * np.pi * np.cos(theta)
+    px_interp = weights(2.0 * np.cos(theta) - 1.0)
+    return tau_frac, fp_u, fp_w, fp_cos, fp_interp, px_z, px_w, px_interp
+
+
+#: Andersen-Lake-Offengelt scheme (l, m, n, p in their notation: fixed-point quadrature points,
+#: iterations, Chebyshev nodes + 1... n, price quadrature points): within 0.006 per 100 of
+#: spot of a converged ALO on the test grid
+ALO_NODES: Final = 5
+ALO_ITERATIONS: Final = 3
+ALO_FP_POINTS: Final = 5
+ALO_PRICE_POINTS: Final = 15
+#: below this total volatility v sqrt(t) AMERICAN uses BS2002 (near the zero-vol limit)
+ALO_MIN_TOTAL_VOL: Final = 1e-3
+(_ALO_TAU, _ALO_FP_U, _ALO_FP_W, _ALO_FP_COS, _ALO_FP_INTERP, _ALO_PX_Z, _ALO_PX_W,
+ _ALO_PX_INTERP) = _alo_scheme(ALO_NODES, ALO_FP_POINTS, ALO_PRICE_POINTS)
+_QD_TOL = 1e-13  # relative step at which the QD+ Halley iteration stops
+_QD_MAX_ITER = 12
+
+
 # --------------------------------------------------------------------------- helpers
+def _flat_to(a: ArrayLike, shape: tuple[int, ...], dtype: type) -> NDArray:
+    """``a`` as a contiguous, writeable 1-D array of ``shape``'s size: a view where it already
+    has that shape, else a copy (never a broadcast view: those are read-only, and numba warns
+    when it is handed one)."""
+    arr = np.asarray(a, dtype=dtype)
+    if arr.shape == shape:
+        return np.ascontiguousarray(arr).reshape(-1)
+    return np.array(np.broadcast_to(arr, shape)).reshape(-1)
+
+
 def _flat(*args: ArrayLike) -> tuple[tuple[int, ...], list[Array]]:
     """Broadcast the arguments and return the shape and contiguous 1-D float64 copies/views."""
-    arrays = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in args])
-    shape = arrays[0].shape
-    return shape, [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    shape = np.broadcast_shapes(*(np.shape(a) for a in args))
+    return shape, [_flat_to(a, shape, np.float64) for a in args]
 
 
 def _prepare(model: ArrayLike, is_call: ArrayLike, *floats: ArrayLike
@@ -122,15 +194,13 @@ def _prepare(model: ArrayLike, is_call: ArrayLike, *floats: ArrayLike
         else:
             raise ValueError("model must be an integer code (EUROPEAN, AMERICAN or BLACK76)")
     call_arr = np.asarray(is_call).astype(bool)
-    arrays = np.broadcast_arrays(model_arr, call_arr,
-                                 *[np.asarray(a, dtype=np.float64) for a in floats])
-    shape = arrays[0].shape
-    codes = np.ascontiguousarray(arrays[0], dtype=np.int64).reshape(-1)
+    shape = np.broadcast_shapes(model_arr.shape, call_arr.shape, *(np.shape(a) for a in floats))
+    codes = _flat_to(model_arr, shape, np.int64)
     if codes.size and (codes.min() < min(MODELS) or codes.max() > max(MODELS)):
         bad = sorted(set(np.unique(codes).tolist()) - set(MODELS))
         raise ValueError(f"unknown model code(s) {bad}")
-    calls = np.ascontiguousarray(arrays[1], dtype=np.bool_).reshape(-1)
-    rest = [np.ascontiguousarray(a).reshape(-1) for a in arrays[2:]]
+    calls = _flat_to(call_arr, shape, np.bool_)
+    rest = [_flat_to(a, shape, np.float64) for a in floats]
     return shape, codes, calls, rest
 
 
@@ -337,6 +407,148 @@ def _bs2002_call_numpy(s: Array, x: Array, t: Array, r: Array, q: Array, v: Arra
     return np.minimum(np.maximum(value, np.maximum(s - x, 0.0)), s)
 
 
+def _qdplus_numpy(tau: Array, r: Array, q: Array, v: Array, x_max: Array,
+                  start: Array) -> Array:
+    """QD+ exercise boundary of a put with strike 1 at time to expiry tau (Li 2010, "Analytical
+    approximations for the critical stock prices of American options: a performance
+    comparison", Rev. Deriv. Res. 13; Andersen et al. 2016, eq. 22-25): Halley iterations
+    from ``start`` kept in (0, x_max], a Newton step where Halley's correction is large."""
+    k = 1.0
+    v2 = v * v
+    sv = v * np.sqrt(tau)
+    dr, dq = np.exp(-r * tau), np.exp(-q * tau)
+    h = -np.expm1(-r * tau)
+    omega = 2.0 * (r - q) / v2
+    root = np.sqrt((omega - 1.0) ** 2 + 8.0 * r / (v2 * h))
+    lam = 0.5 * (1.0 - omega - root)
+    lam_prime = 2.0 * r / (v2 * h * h * root)
+    den = 2.0 * lam + omega - 1.0
+    alpha = 2.0 * dr * r / (v2 * den)
+    beta = alpha * (1.0 / h + lam_prime / den) - lam
+    c_theta = alpha / (dr * r)
+    x_min = 1e-12 * x_max
+    x = np.minimum(np.maximum(start, x_min), x_max)
+    active = np.ones(x.shape, dtype=bool)
+    for _ in range(_QD_MAX_ITER):
+        if not active.any():
+            break
+        dp = np.log(x * dq / (k * dr)) / sv + 0.5 * sv
+        dm = dp - sv
+        n_dp, n_dm, pdf = ndtr(-dp), ndtr(-dm), _norm_pdf(dp)
+        european = dr * k * n_dm - x * dq * n_dp
+        theta = r * k * dr * n_dm - q * x * dq * n_dp - 0.5 * v * x * dq * pdf / np.sqrt(tau)
+        charm = -dq * (pdf * ((r - q) / sv - dm / (2.0 * tau)) + q * n_dp)
+        f = (1.0 - dq * n_dp) * x - beta * (k - x - european) + c_theta * theta
+        f1 = 1.0 - dq * n_dp + dq * pdf / sv + beta * (1.0 - dq * n_dp) + c_theta * charm
+        gamma = pdf * dq / (sv * x)
+        colour = gamma * (q + (r - q) * dp / sv + (1.0 - dp * dm) / (2.0 * tau))
+        f2 = dq * pdf / (x * sv) * (1.0 - dp / sv) + beta * gamma + c_theta * colour
+        step = f / f1
+        halley = 1.0 - 0.5 * step * f2 / f1
+        step = np.where(halley > 0.5, step / halley, step)
+        ok = active & np.isfinite(step)
+        new = np.minimum(np.maximum(x - step, x_min), x_max)
+        done = np.abs(new - x) <= _QD_TOL * x_max
+        x = np.where(ok, new, x)
+        active = ok & ~done
+    return x
+
+
+def _alo_boundary_numpy(t: Array, r: Array, q: Array, v: Array) -> Array:
+    """Exercise boundary of American puts with strike 1 (r > 0; t, v > 0), Andersen, Lake &
+    Offengelt (2016), "High-performance American option pricing", J. Comp. Finance 20(1):
+    (n, nodes + 1) array of log(B(tau_i) / X)^2 at the scheme's nodes, X = min(1, r / q).
+
+    The boundary is proportional to the strike, so one computed for K = 1 serves every strike
+    (and, for calls through the put-call transformation, every spot). QD+ start, then
+    ALO_ITERATIONS Jacobi sweeps of their fixed point FP-B, B = K e^{-(r-q) tau} N / D with
+    N = Phi(d-(tau, B/K)) + r int_0^tau e^{ru} Phi(d-(tau - u, B(tau)/B(u))) du and
+    D = Phi(d+(tau, B/K)) + q int_0^tau e^{qu} Phi(d+(tau - u, B(tau)/B(u))) du; the first
+    sweep takes their Jacobi-Newton step (eq. 34, the derivative of the non-integral terms).
+    """
+    k = 1.0
+    x_max = np.where(q > r, r / q, 1.0)
+    n1 = _ALO_TAU.size
+    y = np.zeros((t.size, n1))
+    b = x_max.copy()
+    for i in range(1, n1):
+        b = _qdplus_numpy(_ALO_TAU[i] * t, r, q, v, x_max, b)
+        y[:, i] = np.log(b / x_max) ** 2
+    rq = r - q
+    lxk = np.log(x_max / k)
+    for it in range(ALO_ITERATIONS):
+        new = np.zeros_like(y)
+        for i in range(1, n1):
+            tau = _ALO_TAU[i] * t
+            sv = v * np.sqrt(tau)
+            lb = -np.sqrt(y[:, i])
+            ni = np.zeros_like(t)
+            di = np.zeros_like(t)
+            for g in range(_ALO_FP_U.size):
+                u = tau * _ALO_FP_U[g]
+                hu = y @ _ALO_FP_INTERP[i, g]
+                s2 = sv * _ALO_FP_COS[g]
+                dp = (lb + np.sqrt(np.maximum(hu, 0.0)) + rq * (tau - u)) / s2 + 0.5 * s2
+                ni += _ALO_FP_W[g] * np.exp(r * u) * ndtr(dp - s2)
+                di += _ALO_FP_W[g] * np.exp(q * u) * ndtr(dp)
+            dp = (lb + lxk + rq * tau) / sv + 0.5 * sv
+            dm = dp - sv
+            num = ndtr(dm) + r * tau * ni
+            den = ndtr(dp) + q * tau * di
+            alpha = k * np.exp(-rq * tau)
+            b = x_max * np.exp(lb)
+            fv = alpha * num / den
+            if it == 0:
+                fd = alpha * (_norm_pdf(dm) / den - _norm_pdf(dp) * num / (den * den)) / (b * sv)
+                fv = b - (fv - b) / (fd - 1.0)
+            fv = np.minimum(np.maximum(fv, 1e-12 * x_max), x_max)
+            new[:, i] = np.log(fv / x_max) ** 2
+        y = new
+    return y
+
+
+def _alo_price_numpy(s: Array, k: Array, t: Array, r: Array, q: Array, v: Array,
+                     y: Array) -> Array:
+    """American puts from their boundaries (``_alo_boundary_numpy``): the European value plus
+    the early-exercise premium int_0^T (r K e^{-rt} Phi(-d-(t, S/B(T-t))) - q S e^{-qt}
+    Phi(-d+(t, S/B(T-t)))) dt (Andersen et al. 2016, eq. 8); intrinsic at or below B(T)."""
+    x_max = k * np.where(q > r, r / q, 1.0)
+    ls = np.log(s / x_max)
+    st = np.sqrt(t)
+    rq = r - q
+    acc = np.zeros_like(s)
+    for g in range(_ALO_PX_Z.size):
+        z = st * _ALO_PX_Z[g]
+        tt = z * z
+        h = y @ _ALO_PX_INTERP[g]
+        sv = v * z
+        dp = (ls + np.sqrt(np.maximum(h, 0.0)) + rq * tt) / sv + 0.5 * sv
+        acc += _ALO_PX_W[g] * z * (r * k * np.exp(-r * tt) * ndtr(sv - dp)
+                                   - q * s * np.exp(-q * tt) * ndtr(-dp))
+    premium = np.maximum(st * acc, 0.0)
+    value = np.maximum(_bsm_numpy(s, k, t, r, q, v, np.zeros(s.size, dtype=bool)), 0.0) + premium
+    return np.where(ls <= -np.sqrt(y[:, -1]), k - s, value)
+
+
+def _bs2002_numpy(s: Array, k: Array, t: Array, r: Array, q: Array, v: Array,
+                  call: NDArray[np.bool_]) -> Array:
+    """American values by Bjerksund & Stensland (2002) (t, v, s, k > 0), floored at the
+    European value (BS2002 values one exercise rule, which can be worth less than never
+    exercising); the European value (at least intrinsic) where the put-space yield is <= 0."""
+    # put-call transformation: P(S, K, T, r, q) = C(K, S, T, q, r)
+    cs, cx = np.where(call, s, k), np.where(call, k, s)
+    cr, cq = np.where(call, r, q), np.where(call, q, r)
+    res = _bsm_numpy(cs, cx, t, cr, cq, v, np.ones(cs.size, dtype=bool))
+    # else b >= r: no early exercise (for r >= 0), European (put by symmetry); with r < 0
+    # early exercise can pay, so at least intrinsic
+    res = np.maximum(res, cs - cx)
+    early = cq > 0.0
+    if early.any():
+        res[early] = np.maximum(_bs2002_call_numpy(cs[early], cx[early], t[early], cr[early],
+                                                   cq[early], v[early]), res[early])
+    return res
+
+
 def _value_numpy(model: NDArray[np.int64], s: Array, k: Array, t: Array, r: Array, q: Array,
                  v: Array, call: NDArray[np.bool_]) -> Array:
     """Flat-array values (the reference for ``_pricing_kernels.option_value_kernel``)."""
@@ -357,21 +569,19 @@ def _value_numpy(model: NDArray[np.int64], s: Array, k: Array, t: Array, r: Arra
         out[e] = _bsm_numpy(s[e], k[e], t[e], r[e], q[e], v[e], call[e])
     if american.any():
         a = american
-        ca = call[a]
-        # put-call transformation: P(S, K, T, r, q) = C(K, S, T, q, r)
-        cs, cx = np.where(ca, s[a], k[a]), np.where(ca, k[a], s[a])
-        cr, cq = np.where(ca, r[a], q[a]), np.where(ca, q[a], r[a])
-        ta, va = t[a], v[a]
-        res = _bsm_numpy(cs, cx, ta, cr, cq, va, np.ones(cs.size, dtype=bool))
-        # else b >= r: no early exercise (for r >= 0), European (put by symmetry); with r < 0
-        # early exercise can pay, so at least intrinsic
-        res = np.maximum(res, cs - cx)
-        early = cq > 0.0
-        if early.any():
-            # BS2002 values one exercise rule, which can be worth less than never exercising
-            res[early] = np.maximum(_bs2002_call_numpy(cs[early], cx[early], ta[early],
-                                                       cr[early], cq[early], va[early]),
-                                    res[early])
+        ca, sa, ka, ta, ra, qa, va = call[a], s[a], k[a], t[a], r[a], q[a], v[a]
+        # put-call transformation C(S, K, T, r, q) = P(K, S, T, q, r)
+        ps, pk = np.where(ca, ka, sa), np.where(ca, sa, ka)
+        pr, pq = np.where(ca, qa, ra), np.where(ca, ra, qa)
+        alo = (pr > 0.0) & (va * np.sqrt(ta) >= ALO_MIN_TOTAL_VOL)
+        res = np.empty(ps.size)
+        if (~alo).any():
+            o = ~alo
+            res[o] = _bs2002_numpy(sa[o], ka[o], ta[o], ra[o], qa[o], va[o], ca[o])
+        if alo.any():
+            y = _alo_boundary_numpy(ta[alo], pr[alo], pq[alo], va[alo])
+            put = _alo_price_numpy(ps[alo], pk[alo], ta[alo], pr[alo], pq[alo], va[alo], y)
+            res[alo] = np.minimum(np.maximum(put, pk[alo] - ps[alo]), pk[alo])
         out[a] = res
     return out
 
@@ -390,9 +600,57 @@ def option_value(model: ArrayLike, spot: ArrayLike, strike: ArrayLike, t: ArrayL
                  rate: ArrayLike, div_yield: ArrayLike, vol: ArrayLike,
                  is_call: ArrayLike) -> Array:
     """Theoretical value per unit under ``model`` (EUROPEAN, AMERICAN, BLACK76), broadcast."""
+    if USE_NUMBA and _kernels is not None:
+        shared = _value_shared(model, spot, strike, t, rate, div_yield, vol, is_call)
+        if shared is not None:
+            return shared
     shape, codes, calls, (s, k, tt, r, q, v) = _prepare(model, is_call, spot, strike, t, rate,
                                                          div_yield, vol)
     return _value_flat(codes, s, k, tt, r, q, v, calls).reshape(shape)
+
+
+def _value_shared(model: ArrayLike, spot: ArrayLike, strike: ArrayLike, t: ArrayLike,
+                  rate: ArrayLike, div_yield: ArrayLike, vol: ArrayLike, is_call: ArrayLike
+                  ) -> Array | None:
+    """``option_value`` when the spot is the only argument that varies along some axis (a
+    series at many valuation points, e.g. spot (n, points) and the rest (n, 1)): each American
+    series' exercise boundary is computed once (``option_value_series_kernel``). None when
+    fewer than two spots share a series on average (then the plain path is as fast)."""
+    spot_arr = np.asarray(spot, dtype=np.float64)
+    series_args = (model, is_call, strike, t, rate, div_yield, vol)
+    series_shape = np.broadcast_shapes(*(np.shape(a) for a in series_args))
+    shape = np.broadcast_shapes(series_shape, spot_arr.shape)
+    n_series, n = math.prod(series_shape), math.prod(shape)
+    if n == 0 or 2 * n_series > n:
+        return None
+    _, codes, calls, (k, tt, r, q, v) = _prepare(*series_args)
+    # np.array copies: a broadcast view is read-only, and numba should get writeable arrays
+    index = np.array(np.broadcast_to(np.arange(n_series).reshape(series_shape), shape)).reshape(-1)
+    s = np.array(np.broadcast_to(spot_arr, shape)).reshape(-1)
+    assert _kernels is not None
+    return _kernels.option_value_series_kernel(codes, k, tt, r, q, v, calls, s,
+                                               index).reshape(shape)
+
+
+@np.errstate(all="ignore")  # NaN/inf inputs propagate as NaN, no warnings
+def bs2002_value(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike,
+                 div_yield: ArrayLike, vol: ArrayLike, is_call: ArrayLike) -> Array:
+    """American values by Bjerksund & Stensland (2002), the engine's earlier ``AMERICAN``
+    model, kept for comparison: floored at the European value, European (at least intrinsic)
+    when the put-space yield is <= 0 (a call with q <= 0, a put with r <= 0). A lower bound of
+    the American value that misses the binomial limit by more than METHODOLOGY.md's $0.035
+    per unit on long-dated, deep in-the-money or high-rate options (the module docstring).
+    Special cases (t <= 0, vol <= 0, ...) as ``option_value``. Numpy only."""
+    shape, codes, calls, (s, k, tt, r, q, v) = _prepare(AMERICAN, is_call, spot, strike, t, rate,
+                                                         div_yield, vol)
+    out = _value_numpy(codes, s, k, tt, r, q, np.zeros_like(v), calls)  # the special cases
+    regular = (tt > 0.0) & (v > 0.0) & (s > 0.0) & (k > 0.0)
+    if regular.any():
+        g = regular
+        out[g] = _bs2002_numpy(s[g], k[g], tt[g], r[g], q[g], v[g], calls[g])
+    nan = np.isnan(s) | np.isnan(k) | np.isnan(tt) | np.isnan(r) | np.isnan(q) | np.isnan(v)
+    out[nan] = np.nan
+    return out.reshape(shape)
 
 
 @np.errstate(all="ignore")  # NaN/inf inputs propagate as NaN, no warnings
@@ -641,10 +899,13 @@ def binomial_american(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: Ar
 
 
 def _lr_h(z: Array, n: int) -> Array:
-    """Peizer-Pratt inversion, method 2 (Leisen & Reimer 1996)."""
+    """Peizer-Pratt inversion, method 2 (Leisen & Reimer 1996): h(z) = 1/2 + sign(z) sqrt(1/4 -
+    e/4), e = exp(-a^2 (n + 1/6)), with 1/2 - sqrt(1/4 - e/4) = (e/2) / (1 + sqrt(1 - e)) so
+    that a far tail (h near 0) loses no digits; use h(-z) for 1 - h(z)."""
     a = z / (n + 1.0 / 3.0 + 0.1 / (n + 1.0))
-    root = np.sqrt(0.25 - 0.25 * np.exp(-a * a * (n + 1.0 / 6.0)))
-    return np.where(z >= 0.0, 0.5 + root, 0.5 - root)
+    e = np.exp(-a * a * (n + 1.0 / 6.0))
+    small = 0.5 * e / (1.0 + np.sqrt(1.0 - e))
+    return np.where(z >= 0.0, 1.0 - small, small)
 
 
 def _lr_american_numpy(s: Array, k: Array, t: Array, r: Array, q: Array, v: Array,
@@ -654,12 +915,12 @@ def _lr_american_numpy(s: Array, k: Array, t: Array, r: Array, q: Array, v: Arra
     sv = v * np.sqrt(t)
     d1 = (np.log(s / k) + (r - q + 0.5 * v * v) * t) / sv
     d2 = d1 - sv
-    p = _lr_h(d2, n)
+    p, p_down = _lr_h(d2, n), _lr_h(-d2, n)
     growth = np.exp((r - q) * dt)
     up = growth * _lr_h(d1, n) / p
-    down = (growth - p * up) / (1.0 - p)
+    down = growth * _lr_h(-d1, n) / p_down  # (growth - p up) / (1 - p) without cancellation
     disc = np.exp(-r * dt)
-    pu, pd = (disc * p)[:, None], (disc * (1.0 - p))[:, None]
+    pu, pd = (disc * p)[:, None], (disc * p_down)[:, None]
     sign = np.where(call, 1.0, -1.0)[:, None]
     kk = k[:, None]
     j = np.arange(n + 1)
