@@ -9,6 +9,10 @@ def _money(value) -> str:
     return "n/a" if value is None else f"${float(value):,.2f}"
 
 
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{float(value):.1%}"
+
+
 def explain_snapshot(snapshot: MarginSnapshot) -> str:
     result = snapshot.result or {}
     lines = [
@@ -19,7 +23,10 @@ def explain_snapshot(snapshot: MarginSnapshot) -> str:
         f"Requirement {_money(snapshot.requirement)}; excess {_money(snapshot.excess)}"
         + ("  ** DEFICIT **" if snapshot.excess < 0 else ""),
         f"Portfolio margin {_money(snapshot.pm_requirement)} vs Reg T maintenance "
-        f"{_money(snapshot.regt_maintenance)} (initial {_money(snapshot.regt_initial)})",
+        f"{_money(snapshot.regt_maintenance)} (initial {_money(snapshot.regt_initial)})"
+        if result.get("reg_t") else
+        f"Portfolio margin {_money(snapshot.pm_requirement)} (Reg T does not cover these "
+        "positions)",
         f"Engine {snapshot.engine_version}, parameters {snapshot.parameter_set}",
     ]
     pm = result.get("portfolio_margin")
@@ -43,11 +50,18 @@ def explain_snapshot(snapshot: MarginSnapshot) -> str:
     if collateral:
         lines.append(f"Collateral: market {_money(collateral['market_value'])}, stressed loss "
                      f"{_money(collateral['stressed_loss'])}, effective "
-                     f"{_money(collateral['effective_value'])}, LTV {collateral['ltv']}")
+                     f"{_money(collateral['effective_value'])}, LTV {_percent(collateral['ltv'])}")
         for row in collateral.get("positions", []):
             lines.append(f"  {row['id']}: market {_money(row['market_value'])}, stressed loss "
                          f"{_money(row['stressed_loss'])}, effective "
                          f"{_money(row['effective_value'])}")
+    var = result.get("var")
+    if var:
+        for horizon in var.get("horizons", []):
+            lines.append(f"VaR {var['confidence']:.0%} {horizon['days']}-day: historical "
+                         f"{_money(horizon['historical'])}, expected shortfall "
+                         f"{_money(horizon['expected_shortfall'])}, parametric "
+                         f"{_money(horizon['parametric'])}")
     for stress in result.get("stress") or []:
         lines.append(f"Stress {stress['scenario']}: loss {_money(stress['loss'])}")
     if snapshot.flags:

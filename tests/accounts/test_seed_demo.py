@@ -1,0 +1,111 @@
+"""The demo as a new user meets it (`make demo` runs seed_demo): the stories of the issues.
+
+One test seeds once (about 10 s on PostgreSQL) and walks every story, so the demo can never
+quietly stop telling them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import Account, Client
+from brokerage import audit
+from brokerage.models import Firm, Membership
+from brokerage.roles import Role
+from brokerage.scope import firm_scope
+from eligibility.calendar import next_business_day
+from eligibility.calendar import today as business_today
+from margin.models import MarginSnapshot
+
+pytestmark = pytest.mark.django_db(transaction=False)
+PASSWORD = "demo-pass-2026"
+
+
+def _login(client, username: str) -> None:
+    assert client.login(username=username, password=PASSWORD), username
+
+
+def test_the_demo_tells_every_story(client) -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    printed = out.getvalue()
+    assert "northwind.risk1" in printed and "platform.auditor" in printed
+
+    # -- two firms, a user of every role in each, about 20 clients with valued books
+    firms = list(Firm.objects.order_by("slug"))
+    assert [f.slug for f in firms] == ["bluewater", "northwind"]
+    for firm in firms:
+        with firm_scope(firm):
+            assert set(Membership.objects.values_list("role", flat=True)) == {r.value for r in Role}
+            assert Client.objects.count() >= 18
+            accounts = list(Account.objects.all())
+            valued = set(MarginSnapshot.objects.values_list("account_id", flat=True))
+            assert valued >= {a.pk for a in accounts if a.margin_type != "cash"}
+            assert MarginSnapshot.objects.filter(excess__lt=0).exists(), "an under-margined account"
+        assert audit.verify_chain(audit.chain_key(firm)) is None
+
+    # -- issue 2: the staff desk shows one firm's book only
+    _login(client, "northwind.admin")
+    page = client.get("/admin/accounts/account/")
+    assert page.status_code == 200
+    assert b"NO100001" in page.content and b"BL100001" not in page.content
+    client.logout()
+
+    # -- issue 4: the crypto-native client sees LP, ETH and the perp stressed, with LTV
+    _login(client, "northwind.crypto")
+    page = client.get("/portal/accounts/NO100020/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for text in ("UNIV3-USDC/ETH", "ETH-PERP", "Stressed loss", "Effective value", "LTV", "80.0 %"):
+        assert text in html, text
+    assert client.get("/portal/accounts/BL100020/").status_code == 404
+    client.logout()
+
+    # -- issue 5: the $180,000 options-level-4 applicant applies; four eyes decide
+    northwind = Firm.objects.get(slug="northwind")
+    with firm_scope(northwind):
+        applicant = Client.objects.get(portal_user__username="northwind.applicant")
+        account = Account.objects.get(client=applicant)
+    assert account.margin_type == "reg_t"
+    _login(client, "northwind.applicant")
+    made = client.post("/api/v1/applications/", {"account": account.pk, "submit": True},
+                       content_type="application/json")
+    assert made.status_code == 201, made.json()
+    app_id = made.json()["id"]
+    assert made.json()["state"] == "submitted"
+    assert made.json()["latest_evaluation"]["passed"] is True
+    client.logout()
+
+    _login(client, "northwind.risk1")
+    url = f"/api/v1/applications/{app_id}/"
+    reviewed = client.post(url + "review/", {"recommendation": "approve", "notes": "meets all"},
+                           content_type="application/json")
+    assert reviewed.status_code == 200, reviewed.json()
+    refused = client.post(url + "approve/", {}, content_type="application/json")
+    assert refused.status_code == 403, refused.json()
+    client.logout()
+
+    _login(client, "northwind.risk2")
+    approved = client.post(url + "approve/", {"reasons": "second pair of eyes"},
+                           content_type="application/json")
+    assert approved.status_code == 200, approved.json()
+    today = business_today()
+    assert approved.json()["effective_on"] == next_business_day(
+        today, northwind.exchange_calendar).isoformat()
+    assert date.fromisoformat(approved.json()["effective_on"]) > today
+    client.logout()
+
+    _login(client, "bluewater.risk2")  # another firm's application is a 404
+    assert client.get(url).status_code == 404
+    client.logout()
+
+    story = [(e.event_type, e.actor.username if e.actor else None)
+             for e in audit.events_for(northwind).filter(event_type__startswith="pm_application")]
+    assert story == [("pm_application.created", "northwind.applicant"),
+                     ("pm_application.submitted", "northwind.applicant"),
+                     ("pm_application.reviewed", "northwind.risk1"),
+                     ("pm_application.approved", "northwind.risk2")]
