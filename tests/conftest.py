@@ -7,7 +7,59 @@ so nothing here imports Django at module level.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from pathlib import Path
+
 import pytest
+
+# Wall-clock budget of each test layer (tests/<layer>/, setup + call + teardown), seconds.
+# Measured on this 2-core machine: the whole suite takes about 55 s. Budgets leave room for a
+# loaded machine while keeping the suite far under the 15 minutes DEVELOPERS.md allows; a
+# layer that outgrows its budget fails the session, naming the layer, before it creeps up.
+# (Budgets bound the suite's length; performance targets live in `make bench`.)
+LAYER_BUDGET_S: dict[str, float] = {
+    "engine": 180.0, "acceptance": 60.0, "calculator": 90.0, "brokerage": 120.0,
+    "accounts": 90.0, "margin": 120.0, "eligibility": 180.0,
+}
+SUITE_BUDGET_S = 900.0
+_layer_seconds: dict[str, float] = defaultdict(float)
+
+
+def _layer(nodeid: str) -> str:
+    parts = Path(nodeid.split("::", 1)[0]).parts
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+
+
+def _over_budget() -> list[str]:
+    over = [f"tests/{layer}/ took {seconds:.1f} s, over its {LAYER_BUDGET_S.get(layer, 60.0):.0f}"
+            " s budget" for layer, seconds in sorted(_layer_seconds.items())
+            if seconds > LAYER_BUDGET_S.get(layer, 60.0)]
+    total = sum(_layer_seconds.values())
+    if total > SUITE_BUDGET_S:
+        over.append(f"the suite took {total:.0f} s, over its {SUITE_BUDGET_S:.0f} s budget")
+    return over
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _layer_seconds[_layer(report.nodeid)] += report.duration
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _over_budget() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _layer_seconds:
+        return
+    total = sum(_layer_seconds.values())
+    terminalreporter.write_sep("-", f"time per layer (total {total:.1f} s of {SUITE_BUDGET_S:.0f})")
+    for layer, seconds in sorted(_layer_seconds.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(
+            f"{layer:<12} {seconds:7.1f} s of {LAYER_BUDGET_S.get(layer, 60.0):5.0f} s")
+    for message in _over_budget():
+        terminalreporter.write_line(f"BUDGET EXCEEDED: {message}", red=True)
 
 
 @pytest.fixture(autouse=True)
