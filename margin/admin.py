@@ -53,7 +53,9 @@ class MarginSnapshotAdmin(ReadOnlyTenantAdmin):
 
 @admin.register(RiskParameterSet)
 class RiskParameterSetAdmin(ReadOnlyTenantAdmin):
-    list_display = ("version", "base", "created_by", "created_at")
+    list_display = ("version", "status", "base", "created_by", "created_at", "decided_by",
+                    "decided_at")
+    list_filter = ("status",)
 
 
 @admin.register(OracleRejection)

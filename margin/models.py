@@ -68,15 +68,29 @@ class RiskParameterSet(TenantModel):
     """A firm's versioned parameter set: the platform default plus the firm's overrides.
 
     Snapshots record the version they used so any number can be recomputed from what was
-    stored. A new version is a new row; old rows stay for the record.
+    stored. A new version is proposed by one staff member and takes effect only when a second
+    approves it (``margin.services``); every row stays for the record.
     """
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        ACTIVE = "active", "Active"
+        SUPERSEDED = "superseded", "Superseded"
+        REJECTED = "rejected", "Rejected"
 
     version = models.PositiveIntegerField()
     base = models.CharField(max_length=40, default="default-2026.1")
     overrides = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE,
+                              db_index=True)
+    reason = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
 
     class Meta(TenantModel.Meta):
         ordering = ["firm", "-version"]
@@ -84,7 +98,7 @@ class RiskParameterSet(TenantModel):
                                                name="parameter_set_version_per_firm")]
 
     def __str__(self) -> str:
-        return f"{self.base}+firm{self.firm_id}v{self.version}"
+        return f"{self.base}+firm{self.firm_id}v{self.version} ({self.status})"
 
     @property
     def label(self) -> str:

@@ -27,6 +27,10 @@ def recompute_suspended() -> Iterator[None]:
         _suspended.reset(token)
 
 
+def recompute_is_suspended() -> bool:
+    return _suspended.get()
+
+
 @receiver(book_changed)
 def schedule_recompute(sender, account_ids=None, instrument_ids=None, **kwargs) -> None:
     if _suspended.get():

@@ -53,8 +53,9 @@ class SnapshotOutcome:
 
 
 def parameters_for(firm) -> tuple[dict, str]:
-    """The firm's newest parameter set (or the platform default) and its label."""
-    row = RiskParameterSet.objects.filter(firm=firm).order_by("-version").first()
+    """The firm's active parameter set (or the platform default) and its label."""
+    row = RiskParameterSet.objects.filter(
+        firm=firm, status=RiskParameterSet.Status.ACTIVE).order_by("-version").first()
     if row is None:
         params = load_parameter_set()
         return params, params["name"]

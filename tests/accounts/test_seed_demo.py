@@ -65,6 +65,19 @@ def test_the_demo_tells_every_story(client) -> None:
     assert client.get("/portal/accounts/BL100020/").status_code == 404
     client.logout()
 
+    # ... and Bluewater's own haircut table (approved by its two risk officers) counts the same
+    # ETH for less than Northwind's platform default does
+    def eth_row(slug: str, number: str) -> dict:
+        firm = Firm.objects.get(slug=slug)
+        with firm_scope(firm):
+            snapshot = MarginSnapshot.objects.filter(account__number=number).latest()
+        assert snapshot.parameter_set == ("default-2026.1/firm-v1" if slug == "bluewater"
+                                          else "default-2026.1")
+        return next(p for p in snapshot.result["collateral"]["positions"] if p["id"] == "ETH")
+
+    assert eth_row("northwind", "NO100020")["stressed_loss"] == 1800.0  # 5 % of $36,000
+    assert eth_row("bluewater", "BL100020")["stressed_loss"] == 3600.0  # 10 %
+
     # -- issue 5: the $180,000 options-level-4 applicant applies; four eyes decide
     northwind = Firm.objects.get(slug="northwind")
     with firm_scope(northwind):

@@ -233,8 +233,29 @@ class Command(BaseCommand):
                         staff.setdefault(role, user)
                 admin = staff[Role.FIRM_ADMIN]
                 with firm_scope(firm):
+                    if slug == "bluewater":
+                        self._stricter_crypto_haircuts(firm)
                     options += self._clients(firm, firm_index, admin, instruments, today, rng)
         self._price_everything(instruments, options, today)
+
+    @staticmethod
+    def _stricter_crypto_haircuts(firm) -> None:
+        """Bluewater's own haircut table (twice the platform's), proposed and approved by its
+        two risk officers: its crypto client's collateral counts for less than Northwind's."""
+        from django.contrib.auth import get_user_model
+
+        from margin import services as risk_parameters
+
+        users = get_user_model().objects
+        proposal = risk_parameters.propose_parameters(
+            firm=firm, actor=users.get(username="bluewater.risk1"),
+            overrides={"defi": {"haircut_tiers": {
+                "large_cap": [[1000000, 0.10], [10000000, 0.20], [None, 0.30]],
+                "other": [[1000000, 0.40], [10000000, 0.60], [None, 0.80]]}}},
+            reason="house view: crypto haircuts twice the platform default")
+        risk_parameters.approve_parameters(proposal=proposal,
+                                           actor=users.get(username="bluewater.risk2"),
+                                           reason="agreed")
 
     def _clients(self, firm, firm_index, admin, instruments, today, rng) -> list[Instrument]:
         options: list[Instrument] = []
