@@ -16,6 +16,21 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._alo_scheme import (
+    ALO_FP_COS,
+    ALO_FP_INTERP,
+    ALO_FP_U,
+    ALO_FP_W,
+    ALO_ITERATIONS,
+    ALO_MIN_TOTAL_VOL,
+    ALO_PX_INTERP,
+    ALO_PX_W,
+    ALO_PX_Z,
+    ALO_TAU,
+    QD_MAX_ITER,
+    QD_TOL,
+)
+
 EUROPEAN = 0
 AMERICAN = 1
 BLACK76 = 2
@@ -45,62 +60,7 @@ _NEGLIGIBLE = -50.0  # exp(-50) ~ 2e-22: terms below it are dropped
 _UNDERFLOW = -745.0
 
 
-def alo_scheme(nodes: int, fp_points: int, price_points: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                          np.ndarray, np.ndarray]:
-    """Fixed arrays of the Andersen-Lake-Offengelt scheme (see ``pricing``'s docstring).
-
-    The boundary is stored as H_i = log(B(tau_i) / X)^2 at the Chebyshev-Lobatto nodes
-    z_i = -cos(i pi / nodes), tau_i = T (1 + z_i)^2 / 4; H at any z is a fixed linear
-    combination of the H_i (Chebyshev interpolation), so every weight below depends on the
-    scheme only, never on the option. Integrals use Gauss-Legendre in theta after the
-    substitution u = tau sin^2(theta) (fixed point) and t = T sin^2(theta) (price), which
-    removes the square-root behaviour of the integrands at both ends.
-
-    Returns tau_i / T; u / tau and the weights (tau sin 2 theta dtheta / tau) of the
-    fixed-point quadrature, cos(theta) there (sqrt((tau - u) / tau)) and the interpolation
-    weights (node, point, node); sqrt(t / T), the weights (2 sqrt(t) dt... see below) and the
-    interpolation weights of the price quadrature.
-    """
-    j = np.arange(nodes + 1)
-    # a_k = sum_j cmat[k, j] H_j gives H(x) = sum_k a_k T_k(x), x = -z (halvings folded in)
-    cmat = np.cos(np.outer(j, j) * np.pi / nodes) * np.where((j == 0) | (j == nodes), 1.0,
-                                                             2.0)[None, :] / nodes
-    cmat[0] *= 0.5
-    cmat[-1] *= 0.5
-
-    def weights(z: np.ndarray) -> np.ndarray:
-        return np.cos(np.outer(np.arccos(np.clip(-z, -1.0, 1.0)), j)) @ cmat
-
-    tau_frac = 0.25 * (1.0 - np.cos(j * np.pi / nodes)) ** 2
-    x, w = np.polynomial.legendre.leggauss(fp_points)
-    theta = 0.25 * np.pi * (1.0 + x)
-    fp_u = np.sin(theta) ** 2
-    fp_w = w * 0.25 * np.pi * np.sin(2.0 * theta)
-    fp_cos = np.cos(theta)
-    z_u = 2.0 * np.sqrt(tau_frac[:, None] * fp_u[None, :]) - 1.0
-    fp_interp = weights(z_u.ravel()).reshape(nodes + 1, fp_points, nodes + 1)
-    x, w = np.polynomial.legendre.leggauss(price_points)
-    theta = 0.25 * np.pi * (1.0 + x)
-    px_z = np.sin(theta)
-    px_w = w * 0.5 * np.pi * np.cos(theta)
-    px_interp = weights(2.0 * np.cos(theta) - 1.0)
-    return tau_frac, fp_u, fp_w, fp_cos, fp_interp, px_z, px_w, px_interp
-
-
-#: Andersen-Lake-Offengelt scheme: Chebyshev nodes (+1), fixed-point iterations (the first a
-#: Jacobi-Newton step), Gauss-Legendre points of the fixed-point and of the price integrals
-ALO_NODES = 5
-ALO_ITERATIONS = 3
-ALO_FP_POINTS = 5
-ALO_PRICE_POINTS = 15
-(ALO_TAU, ALO_FP_U, ALO_FP_W, ALO_FP_COS, ALO_FP_INTERP, ALO_PX_Z, ALO_PX_W,
- ALO_PX_INTERP) = alo_scheme(ALO_NODES, ALO_FP_POINTS, ALO_PRICE_POINTS)
-#: below this total volatility v sqrt(T) the American value is the zero-volatility one
-#: floored by BS2002 (see ``value_one``)
-ALO_MIN_TOTAL_VOL = 1e-3
-_QD_TOL = 1e-13  # relative step at which the QD+ Halley iteration stops
-_QD_MAX_ITER = 12
+_QD_TOL, _QD_MAX_ITER = QD_TOL, QD_MAX_ITER
 
 
 @njit(cache=True, error_model="numpy")

@@ -49,6 +49,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_ndtr, ndtr
 
+from . import _alo_scheme as _alo
+
 try:  # the fast path; the numpy code below is the reference it is tested against
     from . import _pricing_kernels as _kernels
 except ImportError:  # pragma: no cover - numba missing or broken
@@ -108,63 +110,15 @@ _BVN_C1 = _SN / (1.0 - _SN * _SN)
 _BVN_C2 = 1.0 / (1.0 - _SN * _SN)
 
 
-def _alo_scheme(nodes: int, fp_points: int, price_points: int) -> tuple[Array, ...]:
-    """Fixed arrays of the Andersen-Lake-Offengelt scheme; they depend on the scheme only.
-
-    The put's exercise boundary B is stored as H_i = log(B(tau_i) / X)^2 at the
-    Chebyshev-Lobatto nodes z_i = -cos(i pi / nodes) of z = 2 sqrt(tau / T) - 1, i.e.
-    tau_i = T (1 + z_i)^2 / 4 (X = K min(1, r / q), the boundary at expiry; H_0 = 0). H at
-    any z is a fixed linear combination of the H_i (Chebyshev interpolation), so the boundary
-    at every quadrature point is a dot product with precomputed weights. Both integrals use
-    Gauss-Legendre in theta on [0, pi / 2] after u = tau sin^2(theta) (fixed point, u the
-    time to expiry at the integration point) and t = T sin^2(theta) (price, t the time from
-    now): the boundary is smooth in sqrt(tau), so this removes the square-root behaviour of
-    the integrands at both ends.
-
-    Returns: tau_i / T; u / tau, the weights (du / (tau dx)) and cos(theta) = sqrt((tau - u)
-    / tau) of the fixed-point rule, its interpolation weights (node i, point g, node j);
-    sqrt(t / T) and the weights (2 sqrt(t) dt / (sqrt(T) ... ) = 2 d sqrt(t) / (sqrt(T) dx))
-    of the price rule and its interpolation weights (point g, node j).
-    """
-    j = np.arange(nodes + 1)
-    # a_k = sum_j cmat[k, j] H_j gives H(x) = sum_k a_k T_k(x), x = -z (halvings folded in)
-    cmat = np.cos(np.outer(j, j) * np.pi / nodes) * np.where((j == 0) | (j == nodes), 1.0,
-                                                             2.0)[None, :] / nodes
-    cmat[0] *= 0.5
-    cmat[-1] *= 0.5
-
-    def weights(z: Array) -> Array:
-        return np.cos(np.outer(np.arccos(np.clip(-z, -1.0, 1.0)), j)) @ cmat
-
-    tau_frac = 0.25 * (1.0 - np.cos(j * np.pi / nodes)) ** 2
-    x, w = np.polynomial.legendre.leggauss(fp_points)
-    theta = 0.25 * np.pi * (1.0 + x)
-    fp_u = np.sin(theta) ** 2
-    fp_w = w * 0.25 * np.pi * np.sin(2.0 * theta)
-    fp_cos = np.cos(theta)
-    z_u = 2.0 * np.sqrt(tau_frac[:, None] * fp_u[None, :]) - 1.0
-    fp_interp = weights(z_u.ravel()).reshape(nodes + 1, fp_points, nodes + 1)
-    x, w = np.polynomial.legendre.leggauss(price_points)
-    theta = 0.25 * np.pi * (1.0 + x)
-    px_z = np.sin(theta)
-    px_w = w * 0.5 * np.pi * np.cos(theta)
-    px_interp = weights(2.0 * np.cos(theta) - 1.0)
-    return tau_frac, fp_u, fp_w, fp_cos, fp_interp, px_z, px_w, px_interp
-
-
-#: Andersen-Lake-Offengelt scheme (l, m, n, p in their notation: fixed-point quadrature points,
-#: iterations, Chebyshev nodes + 1... n, price quadrature points): within 0.006 per 100 of
-#: spot of a converged ALO on the test grid
-ALO_NODES: Final = 5
-ALO_ITERATIONS: Final = 3
-ALO_FP_POINTS: Final = 5
-ALO_PRICE_POINTS: Final = 15
-#: below this total volatility v sqrt(t) AMERICAN uses BS2002 (near the zero-vol limit)
-ALO_MIN_TOTAL_VOL: Final = 1e-3
+# the scheme's fixed arrays (one definition, shared with the numba kernels); the numpy
+# reference reads these module globals at run time, so a test may swap in a finer scheme
+_alo_scheme = _alo.alo_scheme
+ALO_ITERATIONS = _alo.ALO_ITERATIONS
+ALO_MIN_TOTAL_VOL = _alo.ALO_MIN_TOTAL_VOL
 (_ALO_TAU, _ALO_FP_U, _ALO_FP_W, _ALO_FP_COS, _ALO_FP_INTERP, _ALO_PX_Z, _ALO_PX_W,
- _ALO_PX_INTERP) = _alo_scheme(ALO_NODES, ALO_FP_POINTS, ALO_PRICE_POINTS)
-_QD_TOL = 1e-13  # relative step at which the QD+ Halley iteration stops
-_QD_MAX_ITER = 12
+ _ALO_PX_INTERP) = (_alo.ALO_TAU, _alo.ALO_FP_U, _alo.ALO_FP_W, _alo.ALO_FP_COS,
+                    _alo.ALO_FP_INTERP, _alo.ALO_PX_Z, _alo.ALO_PX_W, _alo.ALO_PX_INTERP)
+_QD_TOL, _QD_MAX_ITER = _alo.QD_TOL, _alo.QD_MAX_ITER
 
 
 # --------------------------------------------------------------------------- helpers
