@@ -8,7 +8,10 @@ a 404, never a 403.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import permissions, viewsets
+from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from .scope import _current_firm
@@ -48,3 +51,10 @@ class TenantAPIView(TenantScopedMixin, APIView):
 
 class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     permission_classes = [permissions.IsAuthenticated, IsFirmMember]
+
+
+def validated(serializer_class, request: Request) -> dict[str, Any]:
+    """The request body through ``serializer_class``; DRF's 400 when it does not validate."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
-from brokerage.api import IsFirmStaff, TenantViewSet
+from brokerage.api import IsFirmStaff, TenantViewSet, validated
 from brokerage.roles import Role
 from brokerage.scope import current_firm
 from brokerage.tenancy import is_staff_member, role_of
@@ -74,12 +74,6 @@ def refusal(exc: EligibilityError) -> Response:
         body["details"] = exc.details
     code = next(code for cls, code in HTTP_STATUS if isinstance(exc, cls))
     return Response(body, status=code)
-
-
-def _valid(serializer_class, request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 class ApplicationFilterSet(filters.FilterSet):
@@ -136,7 +130,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
 
     @extend_schema(request=ApplicationCreateSerializer, responses={201: ApplicationSerializer})
     def create(self, request: Request) -> Response:
-        data = _valid(ApplicationCreateSerializer, request)
+        data = validated(ApplicationCreateSerializer, request)
         account = self._account(data["account"])
         if account is None:
             return Response({"detail": "no such account that you may use", "code": "invalid",
@@ -155,7 +149,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     @action(detail=True, methods=["post"])
     def review(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
-        data = _valid(ReviewSerializer, request)
+        data = validated(ReviewSerializer, request)
         return self._perform(lambda: services.review_application(
             application=application, reviewer=request.user, **data))
 
@@ -163,7 +157,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
-        data = _valid(DecisionSerializer, request)
+        data = validated(DecisionSerializer, request)
         return self._perform(lambda: services.approve_application(
             application=application, approver=request.user, reasons=data["reasons"],
             expected_version=data.get("version")))
@@ -172,7 +166,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
-        data = _valid(RejectSerializer, request)
+        data = validated(RejectSerializer, request)
         return self._perform(lambda: services.reject_application(
             application=application, approver=request.user, reasons=data["reasons"],
             expected_version=data.get("version")))
@@ -181,7 +175,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
-        data = _valid(WithdrawSerializer, request)
+        data = validated(WithdrawSerializer, request)
         return self._perform(lambda: services.withdraw_application(
             application=application, actor=request.user, reason=data["reason"]))
 
@@ -189,7 +183,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     @action(detail=True, methods=["post"], url_path="designate-approver")
     def designate_approver(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
-        data = _valid(DesignateApproverSerializer, request)
+        data = validated(DesignateApproverSerializer, request)
         approver = get_user_model().objects.filter(
             pk=data["approver"], membership__firm=current_firm()).first()
         if approver is None:
@@ -236,7 +230,7 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @extend_schema(request=RuleSetProposalSerializer, responses={201: RuleSetSerializer})
     @action(detail=False, methods=["post"])
     def propose(self, request: Request) -> Response:
-        data = _valid(RuleSetProposalSerializer, request)
+        data = validated(RuleSetProposalSerializer, request)
         reason = data.pop("reason")
         return self._perform(lambda: services.propose_rule_set(
             firm=current_firm(), proposer=request.user, reason=reason, **data), created=True)
@@ -245,7 +239,7 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         rule_set = self.get_object()
-        data = _valid(RuleSetDecisionSerializer, request)
+        data = validated(RuleSetDecisionSerializer, request)
         return self._perform(lambda: services.approve_rule_set(
             rule_set=rule_set, approver=request.user, reason=data["reason"]))
 
@@ -253,6 +247,6 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         rule_set = self.get_object()
-        data = _valid(RuleSetDecisionSerializer, request)
+        data = validated(RuleSetDecisionSerializer, request)
         return self._perform(lambda: services.reject_rule_set(
             rule_set=rule_set, approver=request.user, reason=data["reason"]))

@@ -13,7 +13,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from brokerage.api import IsFirmStaff, TenantViewSet
+from brokerage.api import IsFirmStaff, TenantViewSet, validated
 from brokerage.scope import current_firm
 
 from .. import services
@@ -45,15 +45,6 @@ def _refusal(exc: services.RiskParameterError) -> Response:
                     status=exc.status)
 
 
-def _valid(serializer_class, request: Request) -> dict | Response:
-    serializer = serializer_class(data=request.data)
-    if serializer.is_valid():
-        return serializer.validated_data
-    return Response({"errors": [{"field": field, "code": "invalid", "message": str(message)}
-                                for field, messages in serializer.errors.items()
-                                for message in messages]}, status=status.HTTP_400_BAD_REQUEST)
-
-
 class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     serializer_class = RiskParameterSetSerializer
     permission_classes = [IsAuthenticated, IsFirmStaff]
@@ -74,9 +65,7 @@ class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 
     @extend_schema(request=ProposalSerializer, responses={201: RiskParameterSetSerializer})
     def create(self, request: Request) -> Response:
-        data = _valid(ProposalSerializer, request)
-        if isinstance(data, Response):
-            return data
+        data = validated(ProposalSerializer, request)
         return self._done(lambda: services.propose_parameters(
             firm=current_firm(), actor=request.user, overrides=data["overrides"],
             reason=data["reason"]), created=True)
@@ -85,9 +74,7 @@ class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         proposal = self.get_object()
-        data = _valid(DecisionSerializer, request)
-        if isinstance(data, Response):
-            return data
+        data = validated(DecisionSerializer, request)
         return self._done(lambda: services.approve_parameters(
             proposal=proposal, actor=request.user, reason=data["reason"]))
 
@@ -95,8 +82,6 @@ class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         proposal = self.get_object()
-        data = _valid(DecisionSerializer, request)
-        if isinstance(data, Response):
-            return data
+        data = validated(DecisionSerializer, request)
         return self._done(lambda: services.reject_parameters(
             proposal=proposal, actor=request.user, reason=data["reason"]))
