@@ -11,18 +11,17 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from brokerage import audit
+from brokerage.errors import InvalidInput
 from brokerage.models import Firm
 
 from .models import Account, Client, Instrument, LedgerEntry, Position, RiskDisclosure
 
 
-class BookError(ValueError):
+class BookError(InvalidInput):
     """A write to the book refused, with the field it concerns."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+        super().__init__(message, field=field)
 
 
 def _snapshot(obj, fields: list[str]) -> dict[str, Any]:

@@ -1,65 +1,42 @@
-"""Refusals of the eligibility services. Each names the field or rule it concerns.
+"""Refusals of the eligibility services: the project's one `DomainError` family
+(`brokerage.errors`), with the two kinds only eligibility raises.
 
-The API maps them to HTTP statuses (api/views.py); the admin shows the message; a service caller
-catches the class it cares about. A refusal changes nothing: it is raised before any write, or
-inside the transaction that it rolls back.
+The names below are kept so callers read in the trade's terms (`InvalidRequest`,
+`NotEligible`); they are the core classes or thin subclasses of them, so the one API error
+handler maps every one to its status and body.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from brokerage.errors import (
+    Conflict,
+    DomainError,
+    FourEyesViolation,
+    IllegalTransition,
+    InvalidInput,
+    NotPermitted,
+    Unprocessable,
+)
+
+EligibilityError = DomainError
+InvalidRequest = InvalidInput
+
+__all__ = [
+    "Conflict", "EligibilityError", "FourEyesViolation", "IllegalTransition", "InvalidRequest",
+    "InvalidRuleSet", "NotEligible", "NotPermitted",
+]
 
 
-class EligibilityError(ValueError):
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str = "", details: Any = None) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
-        self.details = details
-
-
-class InvalidRuleSet(EligibilityError):
-    """Thresholds that break a regulatory floor or are not well formed."""
+class InvalidRuleSet(InvalidInput):
+    """Thresholds that break a regulatory floor or are not well formed (every problem listed)."""
 
     code = "invalid_rule_set"
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                         field=errors[0]["field"] if errors else "", details=errors)
-        self.errors = errors
+        super().__init__(errors=[(e["field"], self.code, e["message"]) for e in errors])
 
 
-class InvalidRequest(EligibilityError):
-    code = "invalid"
-
-
-class NotPermitted(EligibilityError):
-    """The actor's role (or a per-object grant) does not allow this step."""
-
-    code = "not_permitted"
-
-
-class FourEyesViolation(NotPermitted):
-    """The same person may never both submit (or review) and decide; nor propose and approve."""
-
-    code = "four_eyes"
-
-
-class IllegalTransition(EligibilityError):
-    """The application (or rule set) is not in a state this step applies to."""
-
-    code = "illegal_transition"
-
-
-class Conflict(IllegalTransition):
-    """Someone else changed the row first (a concurrent decision): re-read and try again."""
-
-    code = "conflict"
-
-
-class NotEligible(EligibilityError):
+class NotEligible(Unprocessable):
     """Approval refused: the evaluation at approval time fails one or more rules."""
 
     code = "not_eligible"

@@ -7,7 +7,6 @@ be positive and finite; an unknown symbol, a time in the future or a NaN are ref
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -20,16 +19,16 @@ from django.utils.dateparse import parse_datetime
 from accounts.models import Instrument
 from accounts.signals import book_changed
 from brokerage import audit
+from brokerage.errors import InvalidInput
 
 from .models import ImpliedVolatility, OracleRejection, PriceObservation, RiskFreeRate
 
 
-@dataclass
-class MarketDataError(ValueError):
-    errors: list[dict[str, str]]
+class MarketDataError(InvalidInput):
+    """A load refused: every bad row and field listed; nothing of the load is stored."""
 
-    def __str__(self) -> str:
-        return "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors=[(e["field"], e["code"], e["message"]) for e in errors])
 
 
 def _positive_decimal(value: Any, field: str, errors: list[dict[str, str]],

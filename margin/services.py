@@ -19,6 +19,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from brokerage import audit
+from brokerage.errors import InvalidInput
 from brokerage.models import Firm
 from brokerage.roles import Role
 from brokerage.tenancy import firm_of, role_of
@@ -31,22 +32,19 @@ from .receivers import recompute_is_suspended
 PARAMETER_ROLES = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER})
 
 
-class RiskParameterError(ValueError):
-    """A refused change: ``errors`` lists (field, code, message); ``status`` is the HTTP one."""
-
-    status = 400
+class RiskParameterError(InvalidInput):
+    """A refused change, every problem listed as (field, code, message)."""
 
     def __init__(self, errors: list[tuple[str, str, str]]) -> None:
-        super().__init__("; ".join(f"{f or 'overrides'}: {m}" for f, _, m in errors))
-        self.errors = errors
+        super().__init__(errors=[(f or "overrides", c, m) for f, c, m in errors])
 
 
 class NotPermitted(RiskParameterError):
-    status = 403
+    code, status = "not_permitted", 403
 
 
 class Conflict(RiskParameterError):
-    status = 409
+    code, status = "conflict", 409
 
 
 def _require_role(actor, firm: Firm, doing: str) -> None:

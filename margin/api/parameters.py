@@ -41,8 +41,7 @@ class DecisionSerializer(serializers.Serializer):
 
 
 def _refusal(exc: services.RiskParameterError) -> Response:
-    return Response({"errors": [{"field": f, "code": c, "message": m} for f, c, m in exc.errors]},
-                    status=exc.status)
+    return Response({"errors": exc.errors}, status=exc.status)
 
 
 class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):

@@ -117,7 +117,7 @@ def test_bad_overrides_are_refused_and_nothing_is_written(world, overrides, fiel
             services.propose_parameters(firm=world.firm_a, actor=world.a.users["risk_officer"],
                                         overrides=overrides, reason="x")
         assert not RiskParameterSet.objects.exists()
-    assert [e[0] for e in refused.value.errors] == [field]
+    assert [e["field"] for e in refused.value.errors] == [field]
     assert audit.events_for(world.firm_a).count() == before
 
 
