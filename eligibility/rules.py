@@ -82,33 +82,41 @@ def _whole(value: Any) -> int | None:
 def normalise_thresholds(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Coerce and check a full set of thresholds. Returns (values, errors naming each field)."""
     errors: list[dict[str, str]] = []
-    clean: dict[str, Any] = {}
 
     def fail(field: str, message: str) -> None:
         errors.append({"field": field, "message": message})
 
-    unknown = sorted(set(values) - set(THRESHOLD_FIELDS))
-    for field in unknown:
-        fail(field, "not a rule-set threshold")
+    clean = _coerce(values, fail)
+    _check_floors(clean, fail)
+    _check_timeline(clean, fail)
+    return clean, errors
 
+
+WHOLE_FIELDS = ("min_options_approval_level", "min_years_options_experience",
+                "deficiency_notice_day", "deficiency_restriction_day",
+                "deficiency_conversion_day", "application_valid_days")
+LIST_FIELDS = (("allowed_registrations", REGISTRATIONS),
+               ("allowed_margin_types", CONVERTIBLE_MARGIN_TYPES + NEVER_ALLOWED_MARGIN_TYPES))
+
+
+def _coerce(values: dict[str, Any], fail) -> dict[str, Any]:
+    """The form of each threshold: amounts, whole numbers, lists of known names."""
+    clean: dict[str, Any] = {}
+    for field in sorted(set(values) - set(THRESHOLD_FIELDS)):
+        fail(field, "not a rule-set threshold")
     for field in MONEY_FIELDS:
         number = _money(values.get(field))
         if number is None or number < 0:
             fail(field, f"{values.get(field)!r} is not a non-negative amount")
         else:
             clean[field] = number.quantize(Decimal("0.01"))
-
-    for field in ("min_options_approval_level", "min_years_options_experience",
-                  "deficiency_notice_day", "deficiency_restriction_day",
-                  "deficiency_conversion_day", "application_valid_days"):
+    for field in WHOLE_FIELDS:
         number = _whole(values.get(field))
         if number is None or number < 0:
             fail(field, f"{values.get(field)!r} is not a whole number of at least 0")
         else:
             clean[field] = number
-
-    for field, choices in (("allowed_registrations", REGISTRATIONS),
-                           ("allowed_margin_types", CONVERTIBLE_MARGIN_TYPES + NEVER_ALLOWED_MARGIN_TYPES)):
+    for field, choices in LIST_FIELDS:
         listed = values.get(field)
         if not isinstance(listed, list | tuple) or not all(isinstance(v, str) for v in listed):
             fail(field, "a list of names")
@@ -118,8 +126,11 @@ def normalise_thresholds(values: dict[str, Any]) -> tuple[dict[str, Any], list[d
             fail(field, f"unknown {', '.join(bad)}; choose from {', '.join(choices)}")
             continue
         clean[field] = sorted(set(listed))
+    return clean
 
-    # The regulatory floors (FINRA 4210(g); Cboe Options Rule 10.4): no firm sets them lower.
+
+def _check_floors(clean: dict[str, Any], fail) -> None:
+    """The regulatory floors (FINRA 4210(g); Cboe Options Rule 10.4): no firm sets them lower."""
     for field in ("opening_equity_minimum", "maintenance_equity_minimum"):
         if field in clean and clean[field] < REGULATORY_MINIMUM_EQUITY:
             fail(field, f"{clean[field]:,} is below the regulatory floor of "
@@ -145,7 +156,9 @@ def normalise_thresholds(values: dict[str, Any]) -> tuple[dict[str, Any], list[d
     if "allowed_registrations" in clean and not clean["allowed_registrations"]:
         fail("allowed_registrations", "at least one registration must be allowed")
 
-    # The house timeline, in business days after the day equity closed below the minimum.
+
+def _check_timeline(clean: dict[str, Any], fail) -> None:
+    """The house timeline, in business days after the day equity closed below the minimum."""
     notice = clean.get("deficiency_notice_day")
     restriction = clean.get("deficiency_restriction_day")
     conversion = clean.get("deficiency_conversion_day")
@@ -161,4 +174,3 @@ def normalise_thresholds(values: dict[str, Any]) -> tuple[dict[str, Any], list[d
     valid = clean.get("application_valid_days")
     if valid is not None and not 1 <= valid <= 250:
         fail("application_valid_days", "between 1 and 250 business days")
-    return clean, errors
