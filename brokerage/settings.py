@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "accounts",
     "margin",
     "eligibility",
+    "web",
 ]
 
 MIDDLEWARE = [
