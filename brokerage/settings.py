@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "margin",
     "eligibility",
     "web",
+    "demo",
 ]
 
 MIDDLEWARE = [
