@@ -6,10 +6,13 @@ quietly stop telling them.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from accounts.models import Account, Client, Instrument
@@ -52,6 +55,23 @@ def _every_row_has_its_audit_event(firms: list[Firm]) -> None:
         assert own, "the crypto client's LP position is the firm's own instrument"
 
 
+def _as_the_readme_says() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    demo = readme[readme.index("## The demo"):readme.index("## Try the calculator")]
+    assert f"`{PASSWORD}`" in demo
+    logins = set(re.findall(r"`((?:northwind|bluewater|platform)\.[a-z0-9]+)`", demo))
+    numbers = set(re.findall(r"`((?:NO|BL)1000[0-9]{2})`", demo))
+    assert len(logins) >= 12 and {"NO100001", "NO100013", "NO100020", "BL100001"} <= numbers
+    for username in logins:
+        assert get_user_model().objects.get(username=username).check_password(PASSWORD)
+    for number in numbers:
+        firm = Firm.objects.get(slug="northwind" if number.startswith("NO") else "bluewater")
+        with firm_scope(firm):
+            assert Account.objects.filter(number=number).exists(), number
+    with firm_scope(Firm.objects.get(slug="northwind")):
+        assert MarginSnapshot.objects.filter(account__number="NO100013").latest().excess < 0
+
+
 def test_the_demo_tells_every_story(client) -> None:
     out = StringIO()
     call_command("seed_demo", stdout=out)
@@ -73,6 +93,9 @@ def test_the_demo_tells_every_story(client) -> None:
 
     # -- written through the services: every row the seed made has its audit event
     _every_row_has_its_audit_event(firms)
+
+    # -- what README's demo section promises: its logins and accounts, NO100013 under-margined
+    _as_the_readme_says()
 
     # -- issue 2: the staff desk shows one firm's book only
     _login(client, "northwind.admin")
