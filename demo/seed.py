@@ -1,5 +1,6 @@
 """The demo: two firms, staff of every role, ~20 clients per firm with realistic books, prices
-for everything, then margin computed. Idempotent: a second run changes nothing.
+for everything, then margin computed. A second run loads nothing again (it recomputes margin
+and prints the logins).
 
 Every number here is demo data (clearly synthetic prices in a plausible range), written through
 the services of the app that owns each row, so the audit trail tells the story from its first
