@@ -208,3 +208,38 @@ def grant_account_access(*, account: Account, user, actor) -> None:
         assign_perm("view_account", user, account)
         audit.record(firm=account.firm, actor=actor, event_type="account.access_granted",
                      obj=account, after={"user": user.username, "permission": "view_account"})
+
+
+# What an instrument's audit event records: its terms (related instruments by symbol).
+INSTRUMENT_TERMS = [
+    "kind", "product_class", "class_group", "product_group", "multiplier", "strike", "right",
+    "expiry", "exercise_style", "dividend_yield", "decimals0", "decimals1", "tick_lower",
+    "tick_upper", "liquidity", "fee_tier",
+]
+
+
+def create_instrument(*, symbol: str, kind: str, actor, firm: Firm | None = None,
+                      **terms: Any) -> Instrument:
+    """List an instrument with its contract terms.
+
+    Shared market reference data (`firm` None: a listed contract is the same whoever holds it)
+    is audited on the platform chain; a firm's own instrument (an LP position, with its own
+    ticks and liquidity) on that firm's chain.
+    """
+    with transaction.atomic():
+        # The symbol is unique among shared instruments and within a firm; the scoped default
+        # manager cannot see across firms, so the check reads explicitly (full_clean cannot).
+        taken = Instrument.cross_firm.for_compliance(reason="an instrument symbol is unique").filter(
+            symbol=symbol, firm=firm).exists()
+        if taken:
+            raise BookError("symbol", f"{symbol} is already listed")
+        instrument = Instrument(firm=firm, symbol=symbol, kind=kind, **terms)
+        instrument.full_clean(validate_unique=False, validate_constraints=False)
+        instrument.save()
+        related = {name: getattr(instrument, name).symbol
+                   for name in ("underlying", "token0", "token1")
+                   if getattr(instrument, f"{name}_id") is not None}
+        audit.record(firm=firm, actor=actor, event_type="instrument.created", obj=instrument,
+                     after={"symbol": symbol, **_snapshot(instrument, INSTRUMENT_TERMS),
+                            **related})
+    return instrument

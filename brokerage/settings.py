@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
     "accounts",
     "margin",
     "eligibility",
+    "web",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -127,18 +130,28 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
 
-def _beat_schedule() -> dict:
-    from celery.schedules import crontab
-
-    from eligibility.tasks import BEAT_SCHEDULE as ELIGIBILITY
-
-    return {
-        # A full recompute every 15 minutes in market hours backs up the price-driven path.
-        "margin-recompute-all": {"task": "margin.tasks.recompute_all",
-                                 "schedule": crontab(minute="*/15", hour="9-16",
-                                                     day_of_week="mon-fri")},
-        **ELIGIBILITY,
-    }
+# Beat names tasks by their registered names, so settings import no app (DESIGN.md). Times are
+# exchange time (CELERY_TIMEZONE); the eligibility tasks check business days themselves, so a run
+# on a holiday is harmless.
+CELERY_BEAT_SCHEDULE = {
+    # A full recompute every 15 minutes in market hours backs up the price-driven path.
+    "margin-recompute-all": {
+        "task": "margin.tasks.recompute_all",
+        "schedule": crontab(minute="*/15", hour="9-16", day_of_week="mon-fri"),
+    },
+    "eligibility-apply-due-conversions": {  # before the open
+        "task": "eligibility.apply_due_conversions",
+        "schedule": crontab(hour=7, minute=0, day_of_week="mon-fri"),
+    },
+    "eligibility-deficiency-timeline": {  # after the close
+        "task": "eligibility.run_deficiency_timeline",
+        "schedule": crontab(hour=17, minute=30, day_of_week="mon-fri"),
+    },
+    "eligibility-expire-applications": {
+        "task": "eligibility.expire_applications",
+        "schedule": crontab(hour=18, minute=0),
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from . import audit
+from .errors import InvalidInput
 from .models import Firm, Membership
 from .roles import STAFF_ROLES, Role
 
@@ -52,3 +54,41 @@ def add_member(*, firm: Firm, user, role: Role | str, actor=None) -> Membership:
         audit.record(firm=firm, actor=actor, event_type="membership.created", obj=membership,
                      after={"user": user.username, "role": str(role)})
     return membership
+
+
+def create_firm(*, name: str, slug: str, actor=None, exchange_calendar: str = "XNYS") -> Firm:
+    """Open a tenant. Firms are the platform's to open, so this is audited on its chain."""
+    with transaction.atomic():
+        for field, value in (("slug", slug), ("name", name)):
+            if Firm.objects.filter(**{field: value}).exists():
+                raise InvalidInput(f"a firm with {field} {value!r} already exists", field=field)
+        firm = Firm(name=name, slug=slug, exchange_calendar=exchange_calendar)
+        firm.full_clean()
+        firm.save()
+        audit.record(firm=None, actor=actor, event_type="firm.created", obj=firm,
+                     after={"name": name, "slug": slug, "exchange_calendar": exchange_calendar})
+    return firm
+
+
+def create_member(*, firm: Firm, username: str, email: str, password: str, role: Role | str,
+                  actor=None) -> Membership:
+    """A new login of `firm` with `role`: the user and its membership in one transaction,
+    audited on the firm's chain (never the password).
+
+    Staff roles may open the staff desk (is_staff); clients only their portal. Nobody made here
+    is a superuser: what a member may do comes from the role.
+    """
+    try:
+        role = Role(role)
+    except ValueError:
+        raise InvalidInput(f"{role!r} is not a firm role", field="role") from None
+    User = get_user_model()
+    with transaction.atomic():
+        if User.objects.filter(username=username).exists():
+            raise InvalidInput(f"the username {username!r} is taken", field="username")
+        user = User.objects.create_user(username=username, email=email, password=password,
+                                        is_staff=role in STAFF_ROLES)
+        audit.record(firm=firm, actor=actor, event_type="user.created", object_type="auth.user",
+                     object_id=user.pk,
+                     after={"username": username, "email": email, "is_staff": user.is_staff})
+        return add_member(firm=firm, user=user, role=role, actor=actor)

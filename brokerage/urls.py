@@ -3,8 +3,6 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from margin import views as margin_views
-
 from . import views
 from .api_views import AuditExportView
 
@@ -17,8 +15,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
-    path("portal/", margin_views.portal_home, name="portal-home"),
-    path("portal/accounts/<str:number>/", margin_views.portal_account, name="portal-account"),
+    path("portal/", include("web.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),

@@ -2,7 +2,7 @@
 
 Each task runs per firm, inside that firm's scope, and takes an optional ISO date (a task
 redelivered or run late judges the day it was meant for). All are idempotent.
-`BEAT_SCHEDULE` is what the lead merges into CELERY_BEAT_SCHEDULE in brokerage/settings.py.
+Beat runs them by their registered names (CELERY_BEAT_SCHEDULE in brokerage/settings.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date
 
 from celery import shared_task
-from celery.schedules import crontab
 
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
@@ -53,20 +52,3 @@ def expire_applications(today: str | None = None) -> list[int]:
         expired += [application.pk for application in expire(firm=firm, today=_day(today))]
     return expired
 
-
-# Times are exchange time (CELERY_TIMEZONE = America/New_York). The tasks check business days
-# themselves, so running on a holiday is harmless.
-BEAT_SCHEDULE = {
-    "eligibility-apply-due-conversions": {
-        "task": "eligibility.apply_due_conversions",
-        "schedule": crontab(hour=7, minute=0, day_of_week="mon-fri"),
-    },
-    "eligibility-deficiency-timeline": {
-        "task": "eligibility.run_deficiency_timeline",
-        "schedule": crontab(hour=17, minute=30, day_of_week="mon-fri"),
-    },
-    "eligibility-expire-applications": {
-        "task": "eligibility.expire_applications",
-        "schedule": crontab(hour=18, minute=0),
-    },
-}

@@ -7,18 +7,18 @@ grants them (view_account); another firm's or another client's account is a 404.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import Account
 from brokerage.scope import current_firm_or_none
+from margin.explain import explain_snapshot
+from margin.snapshots import latest_snapshot
 
-from .explain import explain_snapshot
-from .snapshots import latest_snapshot
 
-
-def _visible_accounts(user):
+def _visible_accounts(user) -> QuerySet[Account]:
     if current_firm_or_none() is None:
         raise Http404("no firm")
     return get_objects_for_user(user, "accounts.view_account",
@@ -27,13 +27,13 @@ def _visible_accounts(user):
 
 
 @login_required
-def portal_home(request):
+def portal_home(request: HttpRequest) -> HttpResponse:
     rows = [(account, latest_snapshot(account)) for account in _visible_accounts(request.user)]
     return render(request, "portal/home.html", {"rows": rows})
 
 
 @login_required
-def portal_account(request, number: str):
+def portal_account(request: HttpRequest, number: str) -> HttpResponse:
     account = _visible_accounts(request.user).filter(number=number).first()
     if account is None:
         raise Http404("no such account")

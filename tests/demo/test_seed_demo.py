@@ -6,15 +6,18 @@ quietly stop telling them.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from accounts.models import Account, Client
+from accounts.models import Account, Client, Instrument
 from brokerage import audit
-from brokerage.models import Firm, Membership
+from brokerage.models import AuditEvent, Firm, Membership
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from eligibility.calendar import next_business_day
@@ -27,6 +30,46 @@ PASSWORD = "demo-pass-2026"
 
 def _login(client, username: str) -> None:
     assert client.login(username=username, password=PASSWORD), username
+
+
+def _every_row_has_its_audit_event(firms: list[Firm]) -> None:
+    """Firms and shared instruments on the platform chain; members and a firm's own
+    instruments on the firm's chain; no tenant member is a superuser."""
+    platform = AuditEvent.objects.filter(chain=audit.PLATFORM_CHAIN)
+    assert set(platform.filter(event_type="firm.created").values_list("object_id", flat=True)
+               ) == {str(f.pk) for f in firms}
+    instruments = Instrument.cross_firm.for_compliance(reason="the demo's trail")
+    listed = set(platform.filter(event_type="instrument.created").values_list(
+        "object_id", flat=True))
+    assert listed == {str(pk) for pk in instruments.filter(firm=None).values_list("pk", flat=True)}
+    assert audit.verify_chain(audit.PLATFORM_CHAIN) is None
+    for firm in firms:
+        trail = audit.events_for(firm)
+        with firm_scope(firm):
+            members = list(Membership.objects.select_related("user"))
+        created = set(trail.filter(event_type="user.created").values_list("object_id", flat=True))
+        assert created == {str(m.user_id) for m in members}
+        assert not any(m.user.is_superuser for m in members)
+        own = set(trail.filter(event_type="instrument.created").values_list("object_id", flat=True))
+        assert own == {str(pk) for pk in instruments.filter(firm=firm).values_list("pk", flat=True)}
+        assert own, "the crypto client's LP position is the firm's own instrument"
+
+
+def _as_the_readme_says() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    demo = readme[readme.index("## The demo"):readme.index("## Try the calculator")]
+    assert f"`{PASSWORD}`" in demo
+    logins = set(re.findall(r"`((?:northwind|bluewater|platform)\.[a-z0-9]+)`", demo))
+    numbers = set(re.findall(r"`((?:NO|BL)1000[0-9]{2})`", demo))
+    assert len(logins) >= 12 and {"NO100001", "NO100013", "NO100020", "BL100001"} <= numbers
+    for username in logins:
+        assert get_user_model().objects.get(username=username).check_password(PASSWORD)
+    for number in numbers:
+        firm = Firm.objects.get(slug="northwind" if number.startswith("NO") else "bluewater")
+        with firm_scope(firm):
+            assert Account.objects.filter(number=number).exists(), number
+    with firm_scope(Firm.objects.get(slug="northwind")):
+        assert MarginSnapshot.objects.filter(account__number="NO100013").latest().excess < 0
 
 
 def test_the_demo_tells_every_story(client) -> None:
@@ -47,6 +90,12 @@ def test_the_demo_tells_every_story(client) -> None:
             assert valued >= {a.pk for a in accounts if a.margin_type != "cash"}
             assert MarginSnapshot.objects.filter(excess__lt=0).exists(), "an under-margined account"
         assert audit.verify_chain(audit.chain_key(firm)) is None
+
+    # -- written through the services: every row the seed made has its audit event
+    _every_row_has_its_audit_event(firms)
+
+    # -- what README's demo section promises: its logins and accounts, NO100013 under-margined
+    _as_the_readme_says()
 
     # -- issue 2: the staff desk shows one firm's book only
     _login(client, "northwind.admin")

@@ -1,0 +1,438 @@
+"""The demo: two firms, staff of every role, ~20 clients per firm with realistic books, prices
+for everything, then margin computed. A second run loads nothing again (it recomputes margin
+and prints the logins).
+
+Every number here is demo data (clearly synthetic prices in a plausible range), written through
+the services of the app that owns each row, so the audit trail tells the story from its first
+event. README.md documents the logins, the password, the firms and the account numbers
+(Northwind NO100001..., Bluewater BL100001..., NO100013 under-margined, NO100020 the crypto
+client): later issues add to the demo, never renumber it.
+
+`load` reads in the story's order: the platform's auditor, shared reference data, each firm with
+its people and books, then the market; `seed` computes margin and prints the logins.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import services as book
+from accounts.models import Account, Client, Instrument
+from brokerage.models import Firm, Membership
+from brokerage.roles import Role
+from brokerage.scope import firm_scope
+from brokerage.tenancy import create_firm, create_member
+from margin import services as risk_parameters
+from margin.engine import pricing
+from margin.engine.defi import uniswap_v3
+from margin.engine.portfolio import LPPosition
+from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
+from margin.models import MarginSnapshot
+from margin.receivers import recompute_suspended
+from margin.tasks import recompute_firm
+
+PASSWORD = "demo-pass-2026"
+RATE = 0.043
+
+# symbol: (kind, product_class, class_group, price, implied vol, dividend yield)
+UNDERLYINGS = {
+    "AAPL": ("stock", "equity", "AAPL", 232.0, 0.26, 0.0),
+    "MSFT": ("stock", "equity", "MSFT", 418.0, 0.24, 0.0),
+    "IBM": ("stock", "equity", "IBM", 238.0, 0.22, 0.0),
+    "NVDA": ("stock", "equity", "NVDA", 142.0, 0.48, 0.0),
+    "TSLA": ("stock", "equity", "TSLA", 251.0, 0.58, 0.0),
+    "AMZN": ("stock", "equity", "AMZN", 201.0, 0.32, 0.0),
+    "KO": ("stock", "equity", "KO", 69.5, 0.16, 0.0),
+    "XOM": ("stock", "equity", "XOM", 116.0, 0.24, 0.0),
+    "JPM": ("stock", "equity", "JPM", 242.0, 0.23, 0.0),
+    "SPX": ("index", "broad_index_high_cap", "SPX", 6010.0, 0.15, 0.013),
+    "SPY": ("etf", "broad_index_high_cap", "SPX", 599.0, 0.15, 0.0),
+    "IWM": ("etf", "broad_index", "IWM", 226.0, 0.21, 0.0),
+    # Index futures follow their index's class group when held with it (METHODOLOGY.md 1).
+    "ES": ("future", "future", "SPX", 6035.0, 0.15, 0.0),
+    "ETH": ("crypto", "crypto", "ETH", 3000.0, 0.65, 0.0),
+    "BTC": ("crypto", "crypto", "BTC", 91000.0, 0.55, 0.0),
+    "USDC": ("crypto", "stablecoin", "USDC", 1.0, 0.02, 0.0),
+}
+FUTURE_MULTIPLIER = {"ES": 50}
+
+# Shared instruments by symbol: the underlyings, the perpetual and every option a book holds
+# (listed once, the first time a book needs it; both firms trade the same contracts).
+Listing = dict[str, Instrument]
+Write = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Leg:
+    symbol: str            # underlying symbol
+    quantity: float
+    right: str = ""        # call / put for options
+    moneyness: float = 0.0  # strike = price x (1 + moneyness), rounded to the strike grid
+    months: int = 1        # expiry: third Friday this many months ahead
+
+
+def third_friday(year: int, month: int) -> date:
+    first_weekday, _ = calendar.monthrange(year, month)
+    first_friday = 1 + (4 - first_weekday) % 7
+    return date(year, month, first_friday + 14)
+
+
+def expiry_in(months: int, today: date) -> date:
+    month, year = today.month + months, today.year
+    while month > 12:
+        month, year = month - 12, year + 1
+    return third_friday(year, month)
+
+
+def strike_for(price: float, moneyness: float) -> Decimal:
+    raw = price * (1 + moneyness)
+    step = 5 if price >= 100 else 1 if price >= 20 else 0.5
+    if price >= 2000:
+        step = 25
+    return Decimal(str(round(raw / step) * step))
+
+
+# The books: (name, equity deposited, margin type, legs); the legs describe real strategies.
+# Trades settle against the deposit (purchases debit cash, sales and premiums credit it).
+BOOKS = [
+    ("Long AAPL with protective puts", 70_000, "reg_t",
+     [Leg("AAPL", 500), Leg("AAPL", 5, "put", -0.10, 2)]),
+    ("Covered calls on MSFT", 70_000, "reg_t",
+     [Leg("MSFT", 300), Leg("MSFT", -3, "call", 0.05, 1)]),
+    ("SPX put credit spread", 120_000, "portfolio_margin",
+     [Leg("SPX", -5, "put", -0.05, 1), Leg("SPX", 5, "put", -0.07, 1)]),
+    ("SPX iron condor", 150_000, "portfolio_margin",
+     [Leg("SPX", -4, "put", -0.05, 2), Leg("SPX", 4, "put", -0.08, 2),
+      Leg("SPX", -4, "call", 0.04, 2), Leg("SPX", 4, "call", 0.06, 2)]),
+    ("ES futures with SPY hedge", 60_000, "reg_t",
+     [Leg("ES", 2), Leg("SPY", -150)]),
+    ("Diversified long stock", 130_000, "reg_t",
+     [Leg("KO", 800), Leg("XOM", 400), Leg("JPM", 300), Leg("AMZN", 250)]),
+    ("IBM collar", 130_000, "reg_t",
+     [Leg("IBM", 1000), Leg("IBM", 10, "put", -0.08, 2), Leg("IBM", -10, "call", 0.08, 2)]),
+    ("Hedged SPY with SPX calls written", 250_000, "portfolio_margin",
+     [Leg("SPY", 2000), Leg("SPX", -2, "call", 0.03, 1), Leg("SPX", 2, "put", -0.06, 3)]),
+    ("NVDA call debit spread", 15_000, "reg_t",
+     [Leg("NVDA", 20, "call", 0.0, 2), Leg("NVDA", -20, "call", 0.10, 2)]),
+    ("TSLA short strangle", 180_000, "portfolio_margin",
+     [Leg("TSLA", -10, "call", 0.20, 1), Leg("TSLA", -10, "put", -0.20, 1), Leg("TSLA", 100)]),
+    ("IWM long with puts", 120_000, "reg_t",
+     [Leg("IWM", 1000), Leg("IWM", 10, "put", -0.05, 3)]),
+    ("Options-experienced applicant ($180,000)", 180_000, "reg_t",
+     [Leg("AAPL", 150), Leg("MSFT", 90)]),
+]
+CRYPTO_BOOK = ("Crypto-native: LP, ETH and a perp", 150_000, "portfolio_margin")
+UNDER_MARGINED = ("Under-margined naked puts", 30_000, "portfolio_margin",
+                  [Leg("NVDA", -30, "put", -0.05, 1), Leg("TSLA", -20, "put", -0.05, 1)])
+
+FIRST = ["Avery", "Jordan", "Morgan", "Riley", "Casey", "Quinn", "Dana", "Harper", "Rowan",
+         "Emerson", "Sasha", "Kendall", "Reese", "Parker", "Skyler", "Drew", "Blake", "Cameron",
+         "Hayden", "Logan"]
+LAST = ["Whitfield", "Okafor", "Lindqvist", "Marchetti", "Haddad", "Nakamura", "Fairbanks",
+        "Castellano", "Abernathy", "Delacroix", "Ivanova", "Mbeki", "Sorensen", "Villanueva",
+        "Kowalski", "Brennan", "Achebe", "Thornton", "Yamamoto", "Pereira"]
+
+LOGIN_NAMES = {Role.FIRM_ADMIN: "admin", Role.RISK_OFFICER: "risk", Role.MARGIN_DESK: "desk",
+               Role.COMPLIANCE: "compliance"}
+# Staff per firm, the firm admin first: the platform opens the firm with its admin, and the admin
+# adds everyone after (user administration of a firm is its admin's, on the firm's chain).
+STAFF = ((Role.FIRM_ADMIN, 1), (Role.RISK_OFFICER, 2), (Role.MARGIN_DESK, 1),
+         (Role.COMPLIANCE, 1))
+FIRMS = [("northwind", "Northwind Securities"), ("bluewater", "Bluewater Brokerage")]
+PLATFORM_AUDITOR = "platform.auditor"
+
+
+def seed(*, write: Write) -> None:
+    """Load the demo once, compute every firm's margin, print the logins."""
+    if Firm.objects.filter(slug=FIRMS[0][0]).exists():
+        write("Demo data already loaded.")
+    else:
+        # One transaction: a seed that fails half-way leaves nothing behind, so a rerun starts
+        # clean. Margin is computed once at the end, not after every write.
+        with recompute_suspended(), transaction.atomic():
+            load(today=timezone.localdate())
+    compute_margin(write=write)
+    print_logins(write=write)
+
+
+def load(*, today: date) -> None:
+    """The story, in the order it happens."""
+    rng = random.Random(20261124)  # a fixed seed: every run tells the same story
+    create_platform_auditor()
+    listing = list_shared_instruments(today=today)
+    for firm_index, (slug, name) in enumerate(FIRMS):
+        firm, staff = open_firm(slug=slug, name=name)
+        admin = staff[f"{slug}.admin"]
+        with firm_scope(firm):
+            if slug == "bluewater":
+                stricter_crypto_haircuts(firm=firm, proposer=staff["bluewater.risk1"],
+                                         approver=staff["bluewater.risk2"])
+            open_books(firm=firm, firm_index=firm_index, admin=admin, listing=listing,
+                       today=today, rng=rng)
+    price_market(listing=listing, today=today)
+    # Daily close history (what VaR reads) loads here: after the instruments and today's prices
+    # exist, before margin is computed.
+
+
+# -- the platform -----------------------------------------------------------------------------
+def create_platform_auditor() -> None:
+    """The platform's auditor: a login of no firm, for cross-firm audit reads.
+
+    Kept apart on purpose: this is the one write of the seed that no app's service makes yet;
+    it becomes a call of the platform-user service when platform roles replace superusers.
+    """
+    get_user_model().objects.create_user(
+        username=PLATFORM_AUDITOR, password=PASSWORD, is_staff=True, is_superuser=True,
+        email=f"{PLATFORM_AUDITOR}@demo.example")
+
+
+# -- shared reference data (platform chain) ---------------------------------------------------
+def list_shared_instruments(*, today: date) -> Listing:
+    listing: Listing = {}
+    for symbol, (kind, pclass, cgroup, _price, _vol, q) in UNDERLYINGS.items():
+        listing[symbol] = book.create_instrument(
+            symbol=symbol, kind=kind, actor=None, product_class=pclass, class_group=cgroup,
+            product_group=cgroup, dividend_yield=Decimal(str(q)),
+            multiplier=Decimal(FUTURE_MULTIPLIER.get(symbol, 1)),
+            expiry=expiry_in(3, today) if kind == "future" else None,
+            description=f"{symbol} (demo)")
+    listing["ETH-PERP"] = book.create_instrument(
+        symbol="ETH-PERP", kind="perpetual", actor=None, product_class="crypto",
+        class_group="ETH", product_group="ETH", underlying=listing["ETH"],
+        description="ETH perpetual")
+    return listing
+
+
+def option_for(leg: Leg, *, listing: Listing, today: date) -> Instrument:
+    """The listed option a leg trades, listed on first use."""
+    under = listing[leg.symbol]
+    price = UNDERLYINGS[leg.symbol][3]
+    strike = strike_for(price, leg.moneyness)
+    expiry = expiry_in(leg.months, today)
+    symbol = f"{leg.symbol} {expiry:%y%m%d}{leg.right[0].upper()}{strike.normalize():f}"
+    if symbol not in listing:
+        index = under.kind == "index"
+        listing[symbol] = book.create_instrument(
+            symbol=symbol, kind="index_option" if index else "equity_option", actor=None,
+            underlying=under, product_class=under.product_class,
+            class_group=under.class_group, product_group=under.product_group,
+            multiplier=Decimal(100), strike=strike, right=leg.right, expiry=expiry,
+            exercise_style="european" if index else "american",
+            description=f"{leg.symbol} {expiry} {strike} {leg.right}")
+    return listing[symbol]
+
+
+def skewed_vol(option: Instrument) -> float:
+    spot, vol = UNDERLYINGS[option.underlying.symbol][3], UNDERLYINGS[option.underlying.symbol][4]
+    return vol * (1 + 0.8 * max(0.0, 1 - float(option.strike) / spot))  # a put skew
+
+
+def mark(option: Instrument, today: date) -> Decimal:
+    """The option's demo mark: its model value at the demo vol, to the cent."""
+    spot, q = UNDERLYINGS[option.underlying.symbol][3], UNDERLYINGS[option.underlying.symbol][5]
+    t = (option.expiry - today).days / 365.0
+    model = pricing.EUROPEAN if option.exercise_style == "european" else pricing.AMERICAN
+    value = float(pricing.option_value(model, spot, float(option.strike), t, RATE, q,
+                                       skewed_vol(option), option.right == "call"))
+    return Decimal(f"{max(value, 0.05):.2f}")
+
+
+def price_market(*, listing: Listing, today: date) -> None:
+    """Today's prices for every underlying and option, the options' vols, the rate."""
+    now = timezone.now()
+    options = [instrument for instrument in listing.values() if instrument.is_option]
+    rows = [{"symbol": s, "price": f"{UNDERLYINGS[s][3]:.2f}", "observed_at": now}
+            for s in UNDERLYINGS]
+    rows += [{"symbol": o.symbol, "price": str(mark(o, today)), "observed_at": now}
+             for o in options]
+    vols = [{"symbol": o.symbol, "volatility": f"{skewed_vol(o):.4f}", "observed_at": now}
+            for o in options]
+    load_prices(observations=rows, source="demo", actor=None)
+    if vols:
+        load_implied_vols(observations=vols, source="demo", actor=None)
+    set_risk_free_rate(rate=RATE, observed_on=today, actor=None)
+
+
+# -- each firm: its people, its parameters, its books (the firm's chain) ----------------------
+def open_firm(*, slug: str, name: str) -> tuple[Firm, dict[str, Any]]:
+    """The firm and its staff logins (`<slug>.admin`, `<slug>.risk1`...), by username."""
+    firm = create_firm(name=name, slug=slug, actor=None)
+    staff: dict[str, Any] = {}
+    admin = None
+    for role, count in STAFF:
+        for n in range(1, count + 1):
+            username = f"{slug}.{LOGIN_NAMES[role]}{n if count > 1 else ''}"
+            staff[username] = create_member(firm=firm, username=username, role=role,
+                                            email=f"{username}@demo.example",
+                                            password=PASSWORD, actor=admin).user
+            admin = admin or staff[username]  # the admin (first) adds the others
+    return firm, staff
+
+
+def stricter_crypto_haircuts(*, firm: Firm, proposer, approver) -> None:
+    """Bluewater's own haircut table (twice the platform's), proposed and approved by its
+    two risk officers: its crypto client's collateral counts for less than Northwind's."""
+    proposal = risk_parameters.propose_parameters(
+        firm=firm, actor=proposer,
+        overrides={"defi": {"haircut_tiers": {
+            "large_cap": [[1000000, 0.10], [10000000, 0.20], [None, 0.30]],
+            "other": [[1000000, 0.40], [10000000, 0.60], [None, 0.80]]}}},
+        reason="house view: crypto haircuts twice the platform default")
+    risk_parameters.approve_parameters(proposal=proposal, actor=approver, reason="agreed")
+
+
+def open_books(*, firm: Firm, firm_index: int, admin, listing: Listing, today: date,
+               rng: random.Random) -> None:
+    """Twenty clients: the model books, the under-margined one (13th), the crypto client
+    (20th), the rest filled with model books at random."""
+    books = list(BOOKS) + [UNDER_MARGINED]
+    while len(books) < 19:
+        books.append(rng.choice(BOOKS[:11]))
+    books.append(CRYPTO_BOOK + ([],))
+    for n, (label, cash, margin_type, legs) in enumerate(books, start=1):
+        account = open_client(firm=firm, firm_index=firm_index, n=n, label=label,
+                              margin_type=margin_type, admin=admin, today=today, rng=rng)
+        book.post_ledger_entry(account=account, kind="deposit", amount=Decimal(cash),
+                               actor=admin, memo="initial funding")
+        if label == CRYPTO_BOOK[0]:
+            crypto_book(firm=firm, account=account, admin=admin, listing=listing)
+        else:
+            for leg in legs:
+                trade(account=account, leg=leg, admin=admin, listing=listing, today=today)
+
+
+def open_client(*, firm: Firm, firm_index: int, n: int, label: str, margin_type: str, admin,
+                today: date, rng: random.Random) -> Account:
+    """The n-th client of the firm with its disclosures and account (and portal login: the
+    first three, the applicant and the crypto client have one)."""
+    first, last = FIRST[(n + firm_index * 7) % 20], LAST[(n * 3 + firm_index) % 20]
+    is_applicant = label.startswith("Options-experienced")
+    wants_pm = margin_type == "portfolio_margin" or is_applicant
+    client = book.create_client(
+        firm=firm, actor=admin, kind="person", name=f"{first} {last}",
+        email=f"{first}.{last}@demo.example".lower(),
+        born_or_incorporated_on=date(1955 + rng.randrange(40), rng.randrange(1, 13), 15),
+        investment_objective="speculation" if wants_pm else rng.choice(["growth", "income"]),
+        years_trading_stocks=rng.randrange(3, 25),
+        years_trading_options=6 if is_applicant else rng.randrange(0, 15),
+        years_trading_futures=rng.randrange(0, 8),
+        options_approval_level=4 if wants_pm else rng.randrange(1, 4),
+        annual_income=Decimal(rng.randrange(120, 900) * 1000),
+        net_worth=Decimal(rng.randrange(800, 9000) * 1000),
+        liquid_net_worth=Decimal(rng.randrange(300, 3000) * 1000),
+    )
+    login = (f"{firm.slug}.client{n}" if n <= 3 else f"{firm.slug}.applicant"
+             if is_applicant else f"{firm.slug}.crypto" if label == CRYPTO_BOOK[0] else None)
+    user = None
+    if login:
+        user = create_member(firm=firm, username=login, role=Role.CLIENT, password=PASSWORD,
+                             email=f"{login}@demo.example", actor=admin).user
+        book.update_client(client=client, actor=admin, portal_user=user)
+    deliver_disclosures(client=client, admin=admin, portfolio_margin=wants_pm)
+    account = book.open_account(
+        client=client, number=f"{firm.slug[:2].upper()}{100000 + n}",
+        registration="individual", margin_type=margin_type, actor=admin,
+        opened_on=today - timedelta(days=rng.randrange(90, 2000)))
+    if user is not None:
+        book.grant_account_access(account=account, user=user, actor=admin)
+    return account
+
+
+def deliver_disclosures(*, client: Client, admin, portfolio_margin: bool) -> None:
+    documents = ["options_odd", "margin"] + (["portfolio_margin"] if portfolio_margin else [])
+    for document in documents:
+        book.deliver_disclosure(client=client, document=document, actor=admin,
+                                acknowledged=True)
+
+
+def trade(*, account: Account, leg: Leg, admin, listing: Listing, today: date) -> None:
+    quantity = Decimal(str(leg.quantity))
+    if leg.right:
+        instrument = option_for(leg, listing=listing, today=today)
+        price = mark(instrument, today) * instrument.multiplier
+    else:
+        instrument = listing[leg.symbol]
+        # Futures are settled daily (no premium changes hands at the trade).
+        price = Decimal(0) if instrument.kind == "future" else Decimal(
+            str(UNDERLYINGS[leg.symbol][3]))
+    book.set_position(account=account, instrument=instrument, quantity=quantity,
+                      cost_basis=quantity * price, actor=admin)
+    settle(account=account, admin=admin, instrument=instrument, quantity=quantity,
+           unit_cost=price)
+
+
+def settle(*, account: Account, admin, instrument: Instrument, quantity: Decimal,
+           unit_cost: Decimal) -> None:
+    amount = (-quantity * unit_cost).quantize(Decimal("0.01"))
+    if amount:
+        book.post_ledger_entry(account=account, kind="trade_settlement", amount=amount,
+                               actor=admin, memo=f"{'buy' if quantity > 0 else 'sell'} "
+                                                 f"{abs(quantity)} {instrument.symbol}")
+
+
+def crypto_book(*, firm: Firm, account: Account, admin, listing: Listing) -> None:
+    """An ETH/USDC LP position (the firm's own instrument), ETH, BTC, USDC and a short perp."""
+    # A concentrated ETH/USDC position around 3,000 (ticks of the 0.05 % pool, spacing 10):
+    # token0 = USDC (6 decimals), token1 = ETH (18 decimals), as on mainnet.
+    price_tick = uniswap_v3.get_tick_at_sqrt_ratio(uniswap_v3.sqrt_price_x96_from_prices(
+        1.0, 3000.0, 6, 18))
+    lower, upper = (price_tick - 2000) // 10 * 10, (price_tick + 2000) // 10 * 10
+    lp = book.create_instrument(
+        symbol=f"UNIV3-USDC/ETH-{firm.slug}-1", kind="uniswap_v3_lp", firm=firm, actor=admin,
+        product_class="crypto", class_group="ETH", product_group="ETH",
+        token0=listing["USDC"], token1=listing["ETH"], decimals0=6, decimals1=18,
+        tick_lower=lower, tick_upper=upper, liquidity="2000000000000000", fee_tier=500,
+        description="Uniswap v3 USDC/ETH 0.05 % position (demo)")
+    position = LPPosition(token0="USDC", token1="ETH", decimals0=6, decimals1=18,
+                          liquidity=int(lp.liquidity), tick_lower=lower, tick_upper=upper)
+    lp_value = Decimal(f"{uniswap_v3.lp_value(position, 1.0, 3000.0):.2f}")
+    book.set_position(account=account, instrument=lp, quantity=Decimal(1),
+                      cost_basis=lp_value, actor=admin)
+    settle(account=account, admin=admin, instrument=lp, quantity=Decimal(1), unit_cost=lp_value)
+    for symbol, quantity in (("ETH", Decimal(12)), ("BTC", Decimal("0.5")),
+                             ("USDC", Decimal(25000))):
+        price = Decimal(str(UNDERLYINGS[symbol][3]))
+        book.set_position(account=account, instrument=listing[symbol], quantity=quantity,
+                          cost_basis=quantity * price, actor=admin)
+        settle(account=account, admin=admin, instrument=listing[symbol], quantity=quantity,
+               unit_cost=price)
+    book.set_position(account=account, instrument=listing["ETH-PERP"],
+                      quantity=Decimal(-5), cost_basis=Decimal(-5 * 2950), actor=admin)
+
+
+# -- margin and logins ------------------------------------------------------------------------
+def compute_margin(*, write: Write) -> None:
+    for firm in Firm.objects.order_by("pk"):
+        result = recompute_firm(firm.pk)
+        flagged = result["flagged"]
+        write(f"Margin computed for {firm.name}: {result['computed']} accounts"
+              + (f", flagged: {flagged}" if flagged else ""))
+        with firm_scope(firm):
+            deficits = MarginSnapshot.objects.filter(excess__lt=0).values_list(
+                "account__number", flat=True).distinct()
+            if deficits:
+                write(f"  under-margined: {', '.join(sorted(deficits))}")
+
+
+def print_logins(*, write: Write) -> None:
+    write(f"\nDemo logins (password for all: {PASSWORD})")
+    write("  http://127.0.0.1:8000/admin/   staff desk")
+    for slug, name in FIRMS:
+        firm = Firm.objects.get(slug=slug)
+        write(f"  {name}:")
+        with firm_scope(firm):
+            for m in Membership.objects.select_related("user").order_by("role", "user__username"):
+                write(f"    {m.user.username:<28} {m.get_role_display()}")
+    write(f"  Platform operator (no firm): {PLATFORM_AUDITOR}")
+    accounts = Account.cross_firm.for_compliance(reason="demo banner").count()
+    write(f"  {accounts} accounts in 2 firms\n")
