@@ -25,6 +25,7 @@ from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from brokerage.tenancy import add_member
 from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
+from margin.market_history import load_synthetic_demo_history
 from margin.receivers import recompute_suspended
 
 PASSWORD = "demo-pass-2026"
@@ -237,6 +238,8 @@ class Command(BaseCommand):
                         self._stricter_crypto_haircuts(firm)
                     options += self._clients(firm, firm_index, admin, instruments, today, rng)
         self._price_everything(instruments, options, today)
+        # The demo's VaR history is SYNTHETIC, loaded as such so every snapshot using it says so.
+        load_synthetic_demo_history()
 
     @staticmethod
     def _stricter_crypto_haircuts(firm) -> None:
