@@ -33,6 +33,7 @@ from .book import (
     market_for,
     price_history,
 )
+from .equity import from_engine
 from .market_data import outstanding_rejections
 from .models import MarginSnapshot, RiskParameterSet
 from .signals import snapshots_written
@@ -134,8 +135,9 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
         except EngineInputError as exc:
             outcomes.append(SnapshotOutcome(account.pk, None, f"{exc.code}: {exc.message}"))
             continue
-        nlv = money(result["net_liquidation_value"])
-        equity = cash + nlv
+        # The one definition of equity (margin.equity), which eligibility reads too.
+        value = from_engine(cash=cash, net_liquidation_value=result["net_liquidation_value"])
+        nlv, equity = value.net_liquidation_value, value.equity
         requirement = _requirement(account, result)
         pm, reg_t, collateral = (result.get("portfolio_margin"), result.get("reg_t"),
                                  result.get("collateral"))
