@@ -82,6 +82,22 @@ def _close(value: Any, field_name: str, errors: list[dict[str, str]]) -> Decimal
     return number.quantize(CLOSE_PLACES)
 
 
+def _underlying(instruments: dict[str, Instrument], value: Any, field_name: str,
+                errors: list[dict[str, str]]) -> Instrument | None:
+    instrument = instruments.get(str(value or "").strip())
+    if instrument is None:
+        errors.append({"field": field_name, "code": "unknown_symbol",
+                       "message": f"unknown symbol {value!r}"})
+        return None
+    if instrument.kind not in HISTORY_KINDS:
+        errors.append({"field": field_name, "code": "not_an_underlying",
+                       "message": f"{instrument.symbol} is a {instrument.get_kind_display()}: "
+                                  "history is kept for underlyings (stock, ETF, index, future, "
+                                  "crypto)"})
+        return None
+    return instrument
+
+
 def _validated_rows(rows: list[dict[str, Any]], source: str
                     ) -> list[tuple[Instrument, date, Decimal]]:
     """Every row checked, all problems collected and raised together (nothing is stored)."""
@@ -105,16 +121,7 @@ def _validated_rows(rows: list[dict[str, Any]], source: str
             errors.append({"field": at, "code": "unknown_field",
                            "message": f"unknown fields {sorted(unknown)}"})
         symbol = str(row.get("symbol", "")).strip()
-        instrument = instruments.get(symbol)
-        if instrument is None:
-            errors.append({"field": f"{at}.symbol", "code": "unknown_symbol",
-                           "message": f"unknown symbol {row.get('symbol')!r}"})
-        elif instrument.kind not in HISTORY_KINDS:
-            errors.append({"field": f"{at}.symbol", "code": "not_an_underlying",
-                           "message": f"{symbol} is a {instrument.get_kind_display()}: history "
-                                      "is kept for underlyings (stock, ETF, index, future, "
-                                      "crypto)"})
-            instrument = None
+        instrument = _underlying(instruments, row.get("symbol"), f"{at}.symbol", errors)
         day = _close_date(row.get("date"), f"{at}.date", today, errors)
         close = _close(row.get("close"), f"{at}.close", errors)
         if day is not None and symbol:
