@@ -37,6 +37,7 @@ from margin.engine import pricing
 from margin.engine.defi import uniswap_v3
 from margin.engine.portfolio import LPPosition
 from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
+from margin.market_history import load_synthetic_demo_history
 from margin.models import MarginSnapshot
 from margin.receivers import recompute_suspended
 from margin.tasks import recompute_firm
@@ -180,8 +181,10 @@ def load(*, today: date) -> None:
             open_books(firm=firm, firm_index=firm_index, admin=admin, listing=listing,
                        today=today, rng=rng)
     price_market(listing=listing, today=today)
-    # Daily close history (what VaR reads) loads here: after the instruments and today's prices
-    # exist, before margin is computed.
+    # Daily close history (what VaR reads), after the instruments and today's prices exist and
+    # before margin is computed. It is SYNTHETIC and loaded as such, so every snapshot whose VaR
+    # rests on it says so (flag history_source: synthetic) and the portal labels it.
+    load_synthetic_demo_history()
 
 
 # -- the platform -----------------------------------------------------------------------------

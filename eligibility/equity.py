@@ -1,15 +1,16 @@
-"""An account's equity for eligibility: the engine's latest snapshot, else the book at market.
+"""An account's equity for eligibility: margin's definition, never a second one.
 
-The margin engine writes `margin.models.MarginSnapshot` rows (one per account and market
-version) with the account's `equity`. Until it has run for an account (or before the model
-exists at all) equity is cash plus every position at its latest price:
-cash_balance + sum(quantity x multiplier x latest price).
-The engine runs asynchronously after a book change (a Celery sweep), so a snapshot older than
-the account's latest ledger entry or position change describes a book that no longer exists:
-until the engine catches up, the book at current prices is the equity (a deposit cures a
-deficiency, and makes an application under review stale, the moment it is booked).
-A position with no price at all cannot be valued; the reading says which symbols, and the
-evaluation refuses to judge equity on it (see evaluation.equity rules).
+Equity is what the margin engine says it is (``margin.equity``): cash plus the net liquidation
+value of the positions, where a future counts 0 (settled daily into cash), a perpetual its
+unrealised P&L, an option its mark x multiplier and an LP position its value. The latest
+`margin.models.MarginSnapshot` carries it. The engine runs asynchronously after a book change
+(a Celery sweep), so a snapshot older than the account's latest ledger entry or position change
+describes a book that no longer exists: until the engine catches up, margin values the book
+now by the same definition without writing (``margin.equity.value_book``), so a deposit cures
+a deficiency, and makes an application under review stale, the moment it is booked.
+A book margin cannot value (a position without a price, a rejected oracle round) gives no
+equity: the reading says which symbols, and the evaluation refuses to judge equity on it (see
+evaluation.equity rules).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.apps import apps
-
 from accounts.models import Account, LedgerEntry, Position
-from accounts.services import cash_balance
-from margin.market_data import latest_prices
+from margin.equity import value_book
+from margin.models import MarginSnapshot
+from margin.snapshots import latest_snapshot
 
 CENT = Decimal("0.01")
 
@@ -46,67 +46,32 @@ class EquityReading:
                 "snapshot_id": self.snapshot_id, "unpriced": list(self.unpriced)}
 
 
-def _snapshot_model():
-    """margin.MarginSnapshot once the lead's model lands; None until then."""
-    try:
-        return apps.get_model("margin", "MarginSnapshot")
-    except LookupError:
-        return None
-
-
-def _latest_snapshot(account: Account):
-    model = _snapshot_model()
-    if model is None:
-        return None
-    rows = model._default_manager.filter(account=account)
-    ordering = model._meta.get_latest_by
-    if ordering:
-        ordering = [ordering] if isinstance(ordering, str) else list(ordering)
-        return rows.order_by(*(f"-{o}" if not o.startswith("-") else o[1:] for o in ordering),
-                             "-pk").first()
-    return rows.order_by("-pk").first()
-
-
 def book_equity(account: Account) -> EquityReading:
-    cash = cash_balance(account)
-    positions = list(Position.objects.filter(account=account).select_related("instrument"))
-    prices = latest_prices(p.instrument_id for p in positions)
-    market_value = Decimal(0)
-    unpriced: list[str] = []
-    for position in positions:
-        price = prices.get(position.instrument_id)
-        if price is None:
-            unpriced.append(position.instrument.symbol)
-            continue
-        market_value += position.quantity * position.instrument.multiplier * price.price
-    amount = (cash + market_value).quantize(CENT)
-    if unpriced:
-        return EquityReading(amount, SOURCE_BOOK_INCOMPLETE, unpriced=tuple(sorted(unpriced)))
-    return EquityReading(amount, SOURCE_BOOK)
+    """The book valued now by margin (the snapshot's definition), without writing."""
+    value = value_book(account)
+    if value.equity is None:
+        # Nothing to judge equity on: cash alone is shown, the unvalued symbols named.
+        return EquityReading(value.cash.quantize(CENT), SOURCE_BOOK_INCOMPLETE,
+                             unpriced=value.unvalued)
+    return EquityReading(value.equity.quantize(CENT), SOURCE_BOOK)
 
 
-def _book_changed_since(account: Account, snapshot) -> bool:
-    field_name = snapshot._meta.get_latest_by if hasattr(snapshot, "_meta") else None
-    moment = getattr(snapshot, field_name, None) if isinstance(field_name, str) else None
-    if moment is None:
-        return False
+def _book_changed_since(account: Account, snapshot: MarginSnapshot) -> bool:
+    moment = snapshot.computed_at
     return (LedgerEntry.objects.filter(account=account, created_at__gt=moment).exists()
             or Position.objects.filter(account=account, updated_at__gt=moment).exists())
 
 
 def read_equity(account: Account) -> EquityReading:
-    snapshot = _latest_snapshot(account)
-    if (snapshot is not None and getattr(snapshot, "equity", None) is not None
-            and not _book_changed_since(account, snapshot)):
-        return EquityReading(Decimal(snapshot.equity).quantize(CENT), SOURCE_SNAPSHOT,
+    """The latest snapshot's equity while it still describes the book, else the book now."""
+    snapshot = latest_snapshot(account)
+    if snapshot is not None and not _book_changed_since(account, snapshot):
+        return EquityReading(snapshot.equity.quantize(CENT), SOURCE_SNAPSHOT,
                              snapshot_id=snapshot.pk)
     return book_equity(account)
 
 
 def account_equity(account: Account) -> tuple[Decimal, str]:
-    """(equity, source): source is 'margin_snapshot', 'book' or 'book_incomplete'.
-
-    The latest `margin.MarginSnapshot` equity when the model exists, has a row for the account
-    and the book has not changed since; otherwise cash plus positions at current prices."""
+    """(equity, source): source is 'margin_snapshot', 'book' or 'book_incomplete'."""
     reading = read_equity(account)
     return reading.amount, reading.source

@@ -2,7 +2,8 @@
 
 `evaluate(client=, account=, equity=, rule_set=)` reads attributes only (no database): the facts
 are frozen dataclasses built by `facts_for(account)`, the equity reading comes from
-`equity.read_equity` (latest margin snapshot, else the book at current prices), and the rule set
+`equity.read_equity` (margin's one definition: the latest snapshot, else margin's valuation of
+the book now), and the rule set
 is a `RuleSet` row or anything with the same attributes. The result names every rule with
 pass/fail, the value seen, the threshold and a sentence a client can read.
 """

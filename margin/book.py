@@ -12,6 +12,7 @@ from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Under
 from margin.engine.portfolio import Position as EnginePosition
 
 from .market_data import latest_prices
+from .market_history import ChunkHistory, read_history
 from .models import ImpliedVolatility, RiskFreeRate
 
 # The engine's underlying type for each instrument kind that can be an underlying.
@@ -149,11 +150,19 @@ def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, d
     return latest_prices(ids), latest_vols(ids)
 
 
-def price_history() -> dict[str, tuple[float, ...]] | None:
-    """Daily closes per underlying for historical VaR: the shipped synthetic demo history
-    (clearly labelled synthetic) until a firm loads real closes."""
-    try:
-        from margin.engine.history import demo_history
-    except ImportError:  # the history module ships with the VaR engine
-        return None
-    return demo_history()
+def history_instruments(position: Position) -> list[Instrument]:
+    """The underlyings whose daily closes the position's VaR scenarios move (the instruments
+    `build_portfolio` declares for it): a stock itself, an option's or a perpetual's
+    underlying, an LP position's two tokens."""
+    instrument = position.instrument
+    return [i for i in (instrument, instrument.underlying, instrument.token0, instrument.token1)
+            if i is not None and i.kind in UNDERLYING_TYPE]
+
+
+def price_history(positions_by_account: dict[int, list[Position]], *, on: date,
+                  returns_needed: int) -> ChunkHistory:
+    """Stored daily closes (``margin.market_history``) of every underlying in a chunk, up to
+    ``on``, in two queries; ``for_symbols`` then cuts each account's window."""
+    held = {i.pk: i for rows in positions_by_account.values() for row in rows
+            for i in history_instruments(row)}
+    return read_history(list(held.values()), on=on, returns_needed=returns_needed)

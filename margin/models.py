@@ -161,3 +161,31 @@ class OracleRejection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument} round {self.round_id}: {self.failed_check}"
+
+
+class DailyClose(models.Model):
+    """One underlying's close on one trading day (market reference data, shared): the history
+    historical VaR draws its scenarios from (METHODOLOGY.md section 5). Loaded through
+    ``margin.market_history.load_daily_closes``; a later load of the same day replaces it."""
+
+    class Source(models.TextChoices):
+        EXCHANGE = "exchange", "Exchange"
+        VENDOR = "vendor", "Vendor"
+        MANUAL = "manual", "Manual"
+        # The demo's generated closes: labelled on every snapshot whose VaR rests on them.
+        SYNTHETIC = "synthetic", "Synthetic (demo only, not market prices)"
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT,
+                                   related_name="daily_closes")
+    date = models.DateField()
+    close = models.DecimalField(max_digits=24, decimal_places=8)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    loaded_at = models.DateTimeField(help_text="when this close was (last) loaded")
+
+    class Meta:
+        ordering = ["instrument", "date"]
+        constraints = [models.UniqueConstraint(fields=["instrument", "date"],
+                                               name="daily_close_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.instrument} {self.date:%Y-%m-%d} close {self.close}"

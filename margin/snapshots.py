@@ -28,10 +28,12 @@ from .book import (
     MissingMarketData,
     build_portfolio,
     current_rate,
+    history_instruments,
     load_positions,
     market_for,
     price_history,
 )
+from .equity import from_engine
 from .market_data import outstanding_rejections
 from .models import MarginSnapshot, RiskParameterSet
 from .signals import snapshots_written
@@ -60,6 +62,13 @@ def parameters_for(firm) -> tuple[dict, str]:
         params = load_parameter_set()
         return params, params["name"]
     return overlay(load_parameter_set(row.base), row.overrides), row.label
+
+
+def var_window(params) -> int:
+    """Daily returns a snapshot's historical VaR needs per underlying: the parameter set's
+    window (METHODOLOGY.md section 5: 500 by default), never fewer than the engine accepts."""
+    var = params["var"]
+    return max(int(var["window"]), int(var["min_history"]) - 1)
 
 
 def _requirement(account: Account, result: dict) -> Decimal:
@@ -98,7 +107,9 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     now = timezone.now()
     today = timezone.localdate()
     rate = current_rate(today)
-    history = price_history()
+    wants_var = "var" in params.get("snapshots", {}).get("methods", ())
+    history = price_history(positions, on=today, returns_needed=var_window(params)) \
+        if wants_var else None
     outcomes: list[SnapshotOutcome] = []
     for account in accounts:
         cash = cash_balance(account)
@@ -109,10 +120,14 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             outcomes.append(SnapshotOutcome(account.pk, None,
                                             f"oracle_rejected: {', '.join(blocked)}"))
             continue
+        # VaR only on the account's own stored closes: short history leaves it out, flagged.
+        held = None if history is None else history.for_symbols(
+            i.symbol for p in positions.get(account.pk, []) for i in history_instruments(p))
         try:
             portfolio = build_portfolio(positions.get(account.pk, []), valuation_date=today,
                                         prices=prices, vols=vols, rate=rate, params=params,
-                                        valuation_time=now, history=history)
+                                        valuation_time=now,
+                                        history=held.history if held else None)
             result = calculate(portfolio, params) if portfolio.positions else _empty(today)
         except MissingMarketData as exc:
             outcomes.append(SnapshotOutcome(account.pk, None, f"missing_price: {exc}"))
@@ -120,8 +135,9 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
         except EngineInputError as exc:
             outcomes.append(SnapshotOutcome(account.pk, None, f"{exc.code}: {exc.message}"))
             continue
-        nlv = money(result["net_liquidation_value"])
-        equity = cash + nlv
+        # The one definition of equity (margin.equity), which eligibility reads too.
+        value = from_engine(cash=cash, net_liquidation_value=result["net_liquidation_value"])
+        nlv, equity = value.net_liquidation_value, value.equity
         requirement = _requirement(account, result)
         pm, reg_t, collateral = (result.get("portfolio_margin"), result.get("reg_t"),
                                  result.get("collateral"))
@@ -137,7 +153,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             regt_maintenance=money(reg_t["maintenance"]) if reg_t else None,
             collateral_effective_value=money(collateral["effective_value"]) if collateral else None,
             requirement=requirement, excess=equity - requirement,
-            flags=list(result.get("warnings", [])), result=result,
+            flags=list(result.get("warnings", [])) + list(held.flags if held else ()),
+            result=result,
         )
         try:
             with transaction.atomic():

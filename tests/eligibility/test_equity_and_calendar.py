@@ -1,4 +1,4 @@
-"""Equity (snapshot first, else the book at current prices) and XNYS business days."""
+"""Equity (the latest snapshot, else margin values the book now) and XNYS business days."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_dates_outside_the_calendar_and_unknown_calendars_are_clear_errors():
         cal.exchange("NOPE")
 
 
-def test_book_equity_is_cash_plus_positions_at_latest_prices(in_desk_firm):
+def test_without_a_snapshot_margin_values_the_book_at_latest_prices(in_desk_firm):
     desk = in_desk_firm
     stock = shared_instrument("EQX")
     option = shared_instrument("EQX 261218C50", kind="equity_option", multiplier=Decimal(100),
@@ -85,11 +85,4 @@ def test_a_snapshot_older_than_the_book_gives_way_to_the_book(in_desk_firm):
     snapshot(desk.account, "150000.00", at=timezone.now() - timedelta(minutes=5))
     # The deposit of $200,000 (conftest) was booked after that snapshot: the engine has not
     # caught up, so the book at current prices is the equity.
-    assert equity.account_equity(desk.account) == (Decimal("200000.00"), "book")
-
-
-def test_without_the_snapshot_model_the_book_is_the_equity(in_desk_firm, monkeypatch):
-    desk = in_desk_firm
-    snapshot(desk.account, "1.00", at=timezone.now() + timedelta(seconds=1))
-    monkeypatch.setattr(equity, "_snapshot_model", lambda: None)
     assert equity.account_equity(desk.account) == (Decimal("200000.00"), "book")

@@ -1,0 +1,100 @@
+"""Equity has one definition, the engine's: eligibility reads it from the snapshot, and when
+there is none (or the book moved since) margin values the book now by the same definition.
+
+A future counts 0 (settled daily into cash), a perpetual its unrealised P&L: a notional sum
+(quantity x multiplier x price) would give a futures account millions it does not have.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from accounts import services as book
+from eligibility import equity
+from margin.engine.errors import OracleRejected
+from margin.market_data import load_oracle_round, load_prices
+from margin.snapshots import compute_snapshots
+from tests.factories import shared_instrument
+
+from .conftest import deposit
+
+
+def priced(symbol: str, price: str, **fields):
+    instrument = shared_instrument(symbol, **fields)
+    load_prices(observations=[{"symbol": symbol, "price": price,
+                               "observed_at": timezone.now() - timedelta(minutes=5)}],
+                source="exchange", actor=None)
+    return instrument
+
+
+def snapshot_equity(account) -> Decimal:
+    [outcome] = compute_snapshots(accounts=[account])
+    assert outcome.snapshot is not None, outcome.flag
+    return outcome.snapshot.equity
+
+
+def test_a_futures_account_has_the_same_equity_in_eligibility_as_in_its_snapshot(in_desk_firm):
+    desk = in_desk_firm
+    future = priced("ESZ", "6035", kind="future", product_class="future",
+                    multiplier=Decimal(50), expiry=timezone.localdate() + timedelta(days=90))
+    book.set_position(account=desk.account, instrument=future, quantity=Decimal(2),
+                      actor=desk.margin_desk)
+    before = equity.read_equity(desk.account)  # no snapshot yet: margin values the book
+    assert before.source == "book"
+    # Futures count 0: the notional 2 x 50 x 6,035 = 603,500 is not equity.
+    assert before.amount == Decimal("200000.00")
+    assert snapshot_equity(desk.account) == before.amount
+    after = equity.read_equity(desk.account)
+    assert (after.amount, after.source) == (before.amount, "margin_snapshot")
+
+
+def test_a_perpetual_counts_its_unrealised_pnl_in_eligibility_and_in_its_snapshot(
+        in_desk_firm):
+    desk = in_desk_firm
+    eth = priced("ETHX", "3000", kind="crypto", product_class="crypto")
+    perp = priced("ETHX-PERP", "3000", kind="perpetual", product_class="crypto",
+                  underlying=eth, class_group="ETHX", product_group="ETHX")
+    # Short 5 entered at 2,950: (3,000 - 2,950) x -5 = -250 unrealised.
+    book.set_position(account=desk.account, instrument=perp, quantity=Decimal(-5),
+                      cost_basis=Decimal(-5 * 2950), actor=desk.margin_desk)
+    before = equity.read_equity(desk.account)
+    assert (before.amount, before.source) == (Decimal("199750.00"), "book")
+    assert snapshot_equity(desk.account) == before.amount
+    assert equity.read_equity(desk.account).source == "margin_snapshot"
+
+
+def test_after_a_deposit_the_book_is_valued_by_the_same_definition(in_desk_firm):
+    desk = in_desk_firm
+    stock = priced("EQY", "40")
+    option = priced("EQY 270115C45", "1.25", kind="equity_option", multiplier=Decimal(100),
+                    underlying=stock, strike=Decimal(45), right="call",
+                    expiry=timezone.localdate() + timedelta(days=45))
+    book.set_position(account=desk.account, instrument=stock, quantity=Decimal(300),
+                      actor=desk.margin_desk)
+    book.set_position(account=desk.account, instrument=option, quantity=Decimal(-3),
+                      actor=desk.margin_desk)
+    snapshot = snapshot_equity(desk.account)
+    assert snapshot == Decimal("211625.00")  # 200,000 + 300 x 40 - 3 x 100 x 1.25
+    deposit(desk.account, "5000")  # booked after the snapshot: the engine has not caught up
+    reading = equity.read_equity(desk.account)
+    assert (reading.amount, reading.source) == (snapshot + 5000, "book")
+
+
+def test_a_rejected_oracle_round_leaves_the_book_unvalued(in_desk_firm):
+    desk = in_desk_firm
+    coin = priced("CNX", "100", kind="crypto", product_class="crypto")
+    book.set_position(account=desk.account, instrument=coin, quantity=Decimal(10),
+                      actor=desk.margin_desk)
+    stale = (timezone.now() - timedelta(hours=3)).isoformat()  # beyond its 1 h heartbeat
+    with pytest.raises(OracleRejected):
+        load_oracle_round(symbol="CNX", round={
+            "round_id": "9", "answer": "10100000000", "decimals": 8, "started_at": stale,
+            "updated_at": stale, "answered_in_round": "9", "heartbeat_s": 3600,
+            "previous_answer": "10000000000"}, reference_price=100.0, actor=None)
+    reading = equity.read_equity(desk.account)
+    assert reading.source == "book_incomplete" and not reading.complete
+    assert reading.unpriced[0].startswith("CNX (oracle round rejected")
