@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts import services as book
 from brokerage import audit
+from brokerage.errors import FourEyesViolation
 from brokerage.scope import firm_scope
 from margin import services
 from margin.market_data import load_prices
@@ -87,7 +88,8 @@ def test_the_proposer_cannot_approve_and_a_decided_version_cannot_be_decided_aga
         risk = world.a.users["risk_officer"]
         proposal = services.propose_parameters(firm=world.firm_a, actor=risk,
                                                overrides=STRICTER, reason="x")
-        with pytest.raises(services.NotPermitted, match="proposer cannot also decide"):
+        with pytest.raises(FourEyesViolation, match="alpha_risk_officer proposed risk "
+                                                    "parameters v1 and so cannot approve"):
             services.approve_parameters(proposal=proposal, actor=risk)
         services.reject_parameters(proposal=proposal, actor=world.a.users["firm_admin"],
                                    reason="too strict")
