@@ -203,6 +203,12 @@ def pending(*, kinds: Iterable[str] | None = None) -> models.QuerySet[ApprovalRe
 
 # Deciding -------------------------------------------------------------------------------------
 
+def _in_scope(request: ApprovalRequest) -> None:
+    # Before any lock: another firm's request reads as missing, whatever its kind's lock does.
+    if not ApprovalRequest.objects.filter(pk=request.pk).exists():
+        raise NotFound("no such approval request in your firm")
+
+
 def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
     try:
         return ApprovalRequest.objects.select_for_update().get(pk=request.pk)
@@ -254,6 +260,7 @@ def decide(*, request: ApprovalRequest, decider, approve: bool, reason: str = ""
     the kind wants more approvers than have approved).
     """
     kind = kind_of(request.kind)
+    _in_scope(request)
     refusal: Refusal | None = None
     with transaction.atomic():
         subject = kind.lock(request)
@@ -301,6 +308,7 @@ def withdraw(*, request: ApprovalRequest, actor, reason: str) -> ApprovalRequest
     """Whoever asked (or another maker) takes the request back; the subject is turned down as
     on a rejection. Not a decision: it needs no second person, since it changes nothing."""
     kind = kind_of(request.kind)
+    _in_scope(request)
     with transaction.atomic():
         subject = kind.lock(request)
         locked = _lock_request(request)

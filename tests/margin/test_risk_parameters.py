@@ -152,3 +152,66 @@ def test_the_api_door(client, world):
     assert approved.status_code == 200, approved.json()
     assert approved.json()["status"] == "active"
     assert approved.json()["decided_by"] == "alpha_firm_admin"
+
+
+def _v1_then_two_drafts(world) -> tuple[RiskParameterSet, RiskParameterSet]:
+    """v1 active; v2 and v3 both drafted on v1 (the regression: approving v3 then v2 made v2,
+    drafted before v3 existed, active, silently undoing v3)."""
+    admin, risk = world.a.users["firm_admin"], world.a.users["risk_officer"]
+    v1 = services.propose_parameters(firm=world.firm_a, actor=risk, overrides=STRICTER,
+                                     reason="v1")
+    services.approve_parameters(proposal=v1, actor=admin)
+    v2 = services.propose_parameters(firm=world.firm_a, actor=risk, reason="v2",
+                                     overrides={"house": {"vol_shift": 0.3}})
+    v3 = services.propose_parameters(firm=world.firm_a, actor=risk, reason="v3",
+                                     overrides={**STRICTER, "house": {"vol_shift": 0.4}})
+    assert (v2.drafted_on, v3.drafted_on) == (1, 1)
+    services.approve_parameters(proposal=v3, actor=admin)
+    return v2, v3
+
+
+def test_approving_a_stale_proposal_is_refused_and_changes_nothing(world):
+    with firm_scope(world.firm_a):
+        v2, v3 = _v1_then_two_drafts(world)
+        events = audit.events_for(world.firm_a).count()
+        with pytest.raises(services.Conflict, match="risk parameters v2 was drafted on version 1 "
+                                                    ".*version 3 is in force now"):
+            services.approve_parameters(proposal=v2, actor=world.a.users["firm_admin"])
+        statuses = dict(RiskParameterSet.objects.values_list("version", "status"))
+        params, label = parameters_for(world.firm_a)
+    assert statuses == {1: "superseded", 2: "proposed", 3: "active"}
+    assert label == "default-2026.1/firm-v3" and params["house"]["vol_shift"] == 0.4
+    assert audit.events_for(world.firm_a).count() == events
+    with firm_scope(world.firm_a):  # a stale proposal can still be turned down, and leaves
+        rejected = services.reject_parameters(proposal=v2, actor=world.a.users["firm_admin"],
+                                              reason="overtaken by v3")
+    assert rejected.status == "rejected"
+
+
+def test_a_stale_approval_through_the_api_is_a_409_and_changes_nothing(client, world):
+    with firm_scope(world.firm_a):
+        v2, _ = _v1_then_two_drafts(world)
+    client.login(username="alpha_firm_admin", password=PASSWORD)
+    url = f"/api/v1/risk-parameters/{v2.pk}/"
+    assert client.get(url).json()["drafted_on"] == 1
+    refused = client.post(url + "approve/", {"reason": "late"}, content_type="application/json")
+    assert refused.status_code == 409, refused.json()
+    (error,) = refused.json()["errors"]
+    assert error["code"] == "conflict" and "propose the change again" in error["message"]
+    assert client.get(url).json()["status"] == "proposed"
+    listed = client.get("/api/v1/risk-parameters/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert {row["version"]: row["status"] for row in rows} == {1: "superseded", 2: "proposed",
+                                                              3: "active"}
+
+
+def test_the_proposer_withdraws_by_rejecting(world):
+    with firm_scope(world.firm_a):
+        risk = world.a.users["risk_officer"]
+        proposal = services.propose_parameters(firm=world.firm_a, actor=risk,
+                                               overrides=STRICTER, reason="x")
+        withdrawn = services.reject_parameters(proposal=proposal, actor=risk, reason="wrong table")
+        assert withdrawn.status == "rejected"
+        events = list(audit.events_for(world.firm_a).filter(
+            event_type__startswith="risk_parameters").values_list("event_type", flat=True))
+    assert events == ["risk_parameters.proposed", "risk_parameters.withdrawn"]
