@@ -215,3 +215,28 @@ def test_the_proposer_withdraws_by_rejecting(world):
         events = list(audit.events_for(world.firm_a).filter(
             event_type__startswith="risk_parameters").values_list("event_type", flat=True))
     assert events == ["risk_parameters.proposed", "risk_parameters.withdrawn"]
+
+
+def test_the_data_migration_gives_pending_proposals_what_they_were_drafted_on(world):
+    import importlib
+
+    from django.apps import apps
+
+    from brokerage.models import ApprovalRequest
+
+    with firm_scope(world.firm_a):
+        v2, _ = _v1_then_two_drafts(world)
+        fresh = services.propose_parameters(firm=world.firm_a, actor=world.a.users["firm_admin"],
+                                            overrides=STRICTER, reason="v4")
+        RiskParameterSet.objects.filter(pk__in=[v2.pk, fresh.pk]).update(drafted_on=0)
+        ApprovalRequest.objects.filter(state="pending").delete()  # as before the migration
+        migration = importlib.import_module("margin.migrations.0005_risk_parameter_drafted_on")
+        migration.pending_proposals_to_requests(apps, None)
+        drafted = dict(RiskParameterSet.objects.filter(status="proposed")
+                       .values_list("version", "drafted_on"))
+        pending = {r.subject_id: r.drafted_on
+                   for r in ApprovalRequest.objects.filter(state="pending")}
+        assert drafted == {2: 1, 4: 3}
+        assert pending == {v2.pk: 1, fresh.pk: 3}
+        with pytest.raises(services.Conflict):  # the migrated stale one is refused too
+            services.approve_parameters(proposal=v2, actor=world.a.users["firm_admin"])
