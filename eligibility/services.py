@@ -210,11 +210,13 @@ def _rule_set_request(rule_set: RuleSet) -> ApprovalRequest:
     return request
 
 
-def approve_rule_set(*, rule_set: RuleSet, approver, reason: str = "") -> RuleSet:
+def approve_rule_set(*, rule_set: RuleSet, approver, reason: str = "",
+                     expected_version: int | None = None) -> RuleSet:
     """Activate a proposed version (second person only, and only while the version it was
-    drafted on is still active); the old version is kept, superseded."""
+    drafted on is still active); the old version is kept, superseded. `expected_version`: the
+    active version the approver saw, when they say."""
     approvals.decide(request=_rule_set_request(rule_set), decider=approver, approve=True,
-                     reason=reason)
+                     reason=reason, expected_version=expected_version)
     return RuleSet.objects.get(pk=rule_set.pk)
 
 
@@ -591,8 +593,8 @@ def _approve(ruling: approvals.Ruling) -> approvals.Change:
     application: Application = ruling.subject
     before = _view(application)
     firm = application.firm
-    effective_on = business_days.next_business_day(ruling.context["today"],
-                                                   firm.exchange_calendar)
+    today = ruling.context.get("today") or business_days.today()  # a desk may not pass it
+    effective_on = business_days.next_business_day(today, firm.exchange_calendar)
     locked = _move(application, "approve", decided_by=ruling.decider, decided_at=timezone.now(),
                    decision_reasons=ruling.reason, rule_set=ruling.context["rule_set"],
                    effective_on=effective_on)
