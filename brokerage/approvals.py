@@ -193,6 +193,16 @@ def request_for(*, kind: str, subject: models.Model) -> ApprovalRequest | None:
             .order_by("-requested_at", "-pk").first())
 
 
+def request_of(*, kind: str, subject: models.Model) -> ApprovalRequest:
+    """`request_for`, refusing a subject that was never asked about (a version adopted without
+    a second person, such as the house defaults)."""
+    found = request_for(kind=kind, subject=subject)
+    if found is None:
+        raise Conflict(f"{kind_of(kind).describe(subject)} is not awaiting a decision",
+                       field="state")
+    return found
+
+
 def pending(*, kinds: Iterable[str] | None = None) -> models.QuerySet[ApprovalRequest]:
     """The firm's requests awaiting a second person, oldest first (the desk's queue)."""
     queue = ApprovalRequest.objects.filter(state=State.PENDING)
@@ -324,6 +334,14 @@ def withdraw(*, request: ApprovalRequest, actor, reason: str) -> ApprovalRequest
         _close(locked, state=State.WITHDRAWN, by=actor, reason=ruling.reason)
         _record(kind, ruling, "withdrawn", change, reason=ruling.reason)
     return locked
+
+
+def turn_down(*, request: ApprovalRequest, actor, reason: str) -> ApprovalRequest:
+    """No to a proposal: from whoever asked, a withdrawal (no second person is needed to change
+    nothing); from anyone else, a rejection, a decision like any other."""
+    if request.state == State.PENDING and str(actor.pk) in request.makers:
+        return withdraw(request=request, actor=actor, reason=reason)
+    return decide(request=request, decider=actor, approve=False, reason=reason)
 
 
 def close_pending(*, kind: str, subject: models.Model, reason: str, by=None

@@ -202,21 +202,14 @@ def propose_rule_set(*, firm: Firm, proposer, reason: str, **changes: Any) -> Ru
     return rule_set
 
 
-def _rule_set_request(rule_set: RuleSet) -> ApprovalRequest:
-    request = approvals.request_for(kind=RULE_SET_KIND, subject=rule_set)
-    if request is None:  # the house defaults, adopted without a request
-        raise Conflict(f"rule set v{rule_set.version} is {rule_set.status}, not proposed",
-                       field="status")
-    return request
-
-
 def approve_rule_set(*, rule_set: RuleSet, approver, reason: str = "",
                      expected_version: int | None = None) -> RuleSet:
     """Activate a proposed version (second person only, and only while the version it was
     drafted on is still active); the old version is kept, superseded. `expected_version`: the
     active version the approver saw, when they say."""
-    approvals.decide(request=_rule_set_request(rule_set), decider=approver, approve=True,
-                     reason=reason, expected_version=expected_version)
+    approvals.decide(request=approvals.request_of(kind=RULE_SET_KIND, subject=rule_set),
+                     decider=approver, approve=True, reason=reason,
+                     expected_version=expected_version)
     return RuleSet.objects.get(pk=rule_set.pk)
 
 
@@ -225,11 +218,8 @@ def reject_rule_set(*, rule_set: RuleSet, approver, reason: str) -> RuleSet:
     only activating a change needs a second person."""
     if not reason or not reason.strip():
         raise InvalidRequest("say why the proposal is rejected", field="reason")
-    request = _rule_set_request(rule_set)
-    if request.state == ApprovalRequest.State.PENDING and str(approver.pk) in request.makers:
-        approvals.withdraw(request=request, actor=approver, reason=reason)
-    else:
-        approvals.decide(request=request, decider=approver, approve=False, reason=reason)
+    approvals.turn_down(request=approvals.request_of(kind=RULE_SET_KIND, subject=rule_set),
+                        actor=approver, reason=reason)
     return RuleSet.objects.get(pk=rule_set.pk)
 
 

@@ -98,19 +98,12 @@ def propose_parameters(*, firm: Firm, actor, overrides: Any, reason: str,
     return proposal
 
 
-def _request(proposal: RiskParameterSet) -> ApprovalRequest:
-    request = approvals.request_for(kind=APPROVAL_KIND, subject=proposal)
-    if request is None:
-        raise Conflict(f"version {proposal.version} is {proposal.status}, not proposed",
-                       field="status")
-    return request
-
-
 def approve_parameters(*, proposal: RiskParameterSet, actor, reason: str = "",
                        expected_version: int | None = None) -> RiskParameterSet:
     """Activate a proposal (superseding the active version); margin is recomputed on commit.
     `expected_version`: the active version the approver saw, when they say."""
-    approvals.decide(request=_request(proposal), decider=actor, approve=True, reason=reason,
+    approvals.decide(request=approvals.request_of(kind=APPROVAL_KIND, subject=proposal),
+                     decider=actor, approve=True, reason=reason,
                      expected_version=expected_version)
     return RiskParameterSet.objects.get(pk=proposal.pk)
 
@@ -120,11 +113,8 @@ def reject_parameters(*, proposal: RiskParameterSet, actor, reason: str) -> Risk
     needed to change nothing)."""
     if not (reason or "").strip():
         raise RiskParameterError([("reason", "required", "say why the proposal is rejected")])
-    request = _request(proposal)
-    if request.state == ApprovalRequest.State.PENDING and str(actor.pk) in request.makers:
-        approvals.withdraw(request=request, actor=actor, reason=reason)
-    else:
-        approvals.decide(request=request, decider=actor, approve=False, reason=reason)
+    approvals.turn_down(request=approvals.request_of(kind=APPROVAL_KIND, subject=proposal),
+                        actor=actor, reason=reason)
     return RiskParameterSet.objects.get(pk=proposal.pk)
 
 

@@ -10,13 +10,10 @@ parameters, rule sets, applications) for the one-queue read and for races on Pos
 from __future__ import annotations
 
 import ast
-import threading
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from brokerage import approvals, audit
 from brokerage.errors import (
@@ -31,6 +28,7 @@ from brokerage.models import ApprovalDecision, ApprovalRequest, AuditEvent, Firm
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from brokerage.tenancy import role_of
+from tests.concurrency import race
 
 RENAME = "test.rename_firm"
 RENAME_BY_TWO = "test.rename_firm_by_two"
@@ -296,29 +294,6 @@ def test_the_core_module_imports_no_app():
 
 
 # Races on PostgreSQL: two connections, exactly one decision stands -----------------------------
-
-def race(*calls: Callable[[], object]) -> list[object]:
-    """Run the calls in threads (each its own connection) released together."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[object] = [None] * len(calls)
-
-    def worker(index: int, call: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = call()
-        except BaseException as exc:  # the test inspects what each thread got
-            outcomes[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
-    return outcomes
-
 
 @pytest.mark.django_db(transaction=True)
 def test_two_deciders_of_one_request_at_once_exactly_one_wins(world, renames):
