@@ -211,6 +211,13 @@ def pending(*, kinds: Iterable[str] | None = None) -> models.QuerySet[ApprovalRe
     return queue.order_by("requested_at", "pk")
 
 
+def awaiting(*, user, kinds: Iterable[str] | None = None) -> models.QuerySet[ApprovalRequest]:
+    """What `user` could still decide: pending, not worked on by them, not yet decided by them
+    (their kind's role rules aside)."""
+    return (pending(kinds=kinds).exclude(makers__has_key=str(user.pk))
+            .exclude(decisions__user=user))
+
+
 # Deciding -------------------------------------------------------------------------------------
 
 def _in_scope(request: ApprovalRequest) -> None:

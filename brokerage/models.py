@@ -11,7 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from .roles import Role
-from .scope import CrossFirmManager, TenantManager
+from .scope import AppendOnlyTenantManager, CrossFirmManager, TenantManager
 
 
 class Firm(models.Model):
@@ -194,6 +194,8 @@ class ApprovalDecision(TenantModel):
     approve = models.BooleanField()
     reason = models.TextField(blank=True)
     decided_at = models.DateTimeField()
+
+    objects = AppendOnlyTenantManager()
 
     class Meta(TenantModel.Meta):
         ordering = ["request", "decided_at", "id"]

@@ -162,8 +162,11 @@ def test_one_decision_per_person_and_the_quorum_decides(in_a):
         approvals.decide(request=request, decider=world.a.users["firm_admin"], approve=True)
     assert list(approvals.pending().values_list("pk", flat=True)) == [request.pk]
 
-    second = approvals.decide(request=request, decider=world.a.users["risk_officer"],
-                              approve=True)
+    admin, risk = world.a.users["firm_admin"], world.a.users["risk_officer"]
+    assert not approvals.awaiting(user=admin).exists()  # decided already
+    assert not approvals.awaiting(user=world.a.users["margin_desk"]).exists()  # asked
+    assert list(approvals.awaiting(user=risk)) == [request]
+    second = approvals.decide(request=request, decider=risk, approve=True)
     assert second.state == "approved" and _name(world) == "Alpha Two"
     assert sorted(ApprovalDecision.objects.filter(request=request)
                   .values_list("user__username", flat=True)) == ["alpha_firm_admin",
@@ -172,6 +175,22 @@ def test_one_decision_per_person_and_the_quorum_decides(in_a):
                  .values_list("event_type", flat=True))
     assert trail == [f"{RENAME_BY_TWO}.approval_recorded", f"{RENAME_BY_TWO}.approved"]
     assert not approvals.pending().exists()
+
+
+def test_a_decision_is_never_changed_not_even_in_sql(in_a):
+    from django.db import DatabaseError, connection, transaction
+
+    request = ask(in_a, "Alpha Two")
+    approvals.decide(request=request, decider=in_a.a.users["firm_admin"], approve=True)
+    decision = ApprovalDecision.objects.get(request=request)
+    with pytest.raises(PermissionError):
+        ApprovalDecision.objects.filter(pk=decision.pk).update(approve=False)
+    with pytest.raises(PermissionError):
+        decision.save()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
+            connection.cursor() as cursor:
+        cursor.execute("UPDATE brokerage_approvaldecision SET approve = false WHERE id = %s",
+                       [decision.pk])
 
 
 def test_a_decided_request_is_a_conflict_for_anyone_after(in_a):
