@@ -14,7 +14,10 @@ asked and everyone else who worked on it (the makers). The rules live here and o
 - the change is re-validated when it is applied, not only when it was asked for.
 
 `decide` does all of it in one transaction with the audit event: lock what the kind serialises
-on and the subject, lock the request, check, record the decision, re-validate, apply.
+on and the subject, lock the request, check, record the decision, re-validate, apply. The lock
+order is always the same (the kind's rows, then the request, then the audit chain head, which
+`audit.record` takes last), and the subject's own workflow takes its row before closing a
+request (`close_pending`), so deciders and the workflow never wait on each other in a circle.
 
 Each app registers its kind (`register`) with callbacks: how to lock the subject, the current
 version of what it changes, who may decide (roles, designated approvers), re-validation, and
@@ -293,8 +296,8 @@ def decide(*, request: ApprovalRequest, decider, approve: bool, reason: str = ""
                            "person", field="approver")
         _check_versions(kind, locked, subject, label, approve=approve,
                         expected_version=expected_version)
-        approvals = locked.decisions.filter(approve=True).count() + (1 if approve else 0)
-        final = not approve or approvals >= locked.required_approvals
+        approved = locked.decisions.filter(approve=True).count() + (1 if approve else 0)
+        final = not approve or approved >= locked.required_approvals
         if final and approve:
             refusal = kind.revalidate(ruling)
         if refusal is not None:
@@ -309,7 +312,7 @@ def decide(*, request: ApprovalRequest, decider, approve: bool, reason: str = ""
                                             decided_at=timezone.now())
             if not final:
                 _record(kind, ruling, "approval_recorded", Change(),
-                        approvals=approvals, required=locked.required_approvals)
+                        approvals=approved, required=locked.required_approvals)
             else:
                 change = kind.apply(ruling) if approve else kind.reject(ruling)
                 _close(locked, state=State.APPROVED if approve else State.REJECTED, by=decider,
