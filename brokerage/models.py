@@ -1,4 +1,5 @@
-"""Tenancy (Firm, Membership) and the audit trail (AuditEvent, hash-chained per firm)."""
+"""Tenancy (Firm, Membership), the audit trail (AuditEvent, hash-chained per firm) and
+approvals (ApprovalRequest, ApprovalDecision: one maker-checker for every kind)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from .roles import Role
-from .scope import CrossFirmManager, TenantManager
+from .scope import AppendOnlyTenantManager, CrossFirmManager, TenantManager
 
 
 class Firm(models.Model):
@@ -127,3 +128,84 @@ class AuditEvent(models.Model):
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"),
                                cls=DjangoJSONEncoder)
         return hashlib.sha256((self.prev_hash + canonical).encode()).hexdigest()
+
+
+class ApprovalRequest(TenantModel):
+    """A change waiting for a second person (maker-checker), whatever the change is.
+
+    What the change is lives in its subject (a proposed rule-set or parameter version, a PM
+    application) or, when the subject cannot hold it (an extension's new due date), in
+    `payload`. `drafted_on` is the version of what it would change when it was asked for: at
+    decision time the current version must still be that one, or the request is stale
+    (``brokerage.approvals.decide``). One table for every kind, so "awaiting a second person"
+    is one query.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending (awaiting a second person)"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        WITHDRAWN = "withdrawn", "Withdrawn by whoever asked"
+        CLOSED = "closed", "Closed undecided (its subject moved on)"
+
+    kind = models.CharField(max_length=40, help_text="the registered kind: who decides, how")
+    subject_type = models.CharField(max_length=64, help_text="app_label.model of the subject")
+    subject_id = models.PositiveBigIntegerField()
+    summary = models.CharField(max_length=300, blank=True)
+    payload = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder,
+                               help_text="what is asked, where the subject does not hold it")
+    drafted_on = models.PositiveIntegerField(help_text="version of what it changes, when asked")
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                     related_name="+")
+    requested_at = models.DateTimeField()
+    makers = models.JSONField(default=dict, blank=True,
+                              help_text="user id -> what they did (drafted, proposed, reviewed): "
+                                        "none of them may decide it")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="the decision's or the closing's reason")
+
+    class Meta(TenantModel.Meta):
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "subject_type", "subject_id"],
+                                    condition=models.Q(state="pending"),
+                                    name="one_pending_approval_per_subject"),
+            models.CheckConstraint(condition=models.Q(required_approvals__gte=1),
+                                   name="approval_needs_an_approver"),
+        ]
+        indexes = [models.Index(fields=["firm", "state", "kind"]),
+                   models.Index(fields=["subject_type", "subject_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} on {self.subject_type}:{self.subject_id} ({self.state})"
+
+
+class ApprovalDecision(TenantModel):
+    """One person's decision on one request: at most one each, never changed."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT,
+                                related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                             related_name="+")
+    approve = models.BooleanField()
+    reason = models.TextField(blank=True)
+    decided_at = models.DateTimeField()
+
+    objects = AppendOnlyTenantManager()
+
+    class Meta(TenantModel.Meta):
+        ordering = ["request", "decided_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["request", "user"],
+                                               name="one_decision_per_person")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {'approved' if self.approve else 'rejected'} {self.request_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise PermissionError("a decision is a record: never changed")
+        super().save(*args, **kwargs)

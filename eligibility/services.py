@@ -6,8 +6,11 @@ the audit event in the same transaction, mail on commit). The API, the admin act
 signal receivers and the Celery tasks call these and hold no rule of their own, so the rules
 below hold whatever the door:
 
-- Four eyes: nobody who drafted, submitted or reviewed an application may approve or reject it;
-  nobody approves the rule-set change they proposed.
+- Four eyes, through `brokerage.approvals` (the one maker-checker): a rule-set proposal is a
+  request (kind ``rule_set``) drafted on the active version; an application under review is a
+  request (kind ``pm_application``) drafted on the application's version. Nobody who drafted,
+  submitted or reviewed an application may approve or reject it; nobody approves the rule-set
+  change they proposed; a decision is refused once what it changes has moved (`Conflict`).
 - Roles: a risk officer reviews; a risk officer or a firm admin decides (and, where an
   application has designated approvers, only they); a client acts only on their own accounts.
 - Evaluation runs at submission, at review and again at approval; approval of an application
@@ -34,8 +37,8 @@ from guardian.shortcuts import assign_perm
 
 from accounts.models import Account, AccountUserObjectPermission, Client
 from accounts.services import change_account
-from brokerage import audit
-from brokerage.models import Firm, Membership
+from brokerage import approvals, audit
+from brokerage.models import ApprovalRequest, Firm, Membership
 from brokerage.roles import Role
 from brokerage.scope import current_firm, firm_scope
 from brokerage.tenancy import membership_of
@@ -44,7 +47,6 @@ from . import calendar as business_days
 from .equity import read_equity
 from .errors import (
     Conflict,
-    FourEyesViolation,
     IllegalTransition,
     InvalidRequest,
     InvalidRuleSet,
@@ -188,73 +190,102 @@ def propose_rule_set(*, firm: Firm, proposer, reason: str, **changes: Any) -> Ru
                            change_reason=reason.strip(), **clean)
         rule_set.full_clean()
         rule_set.save()
+        request = approvals.request_approval(
+            kind=RULE_SET_KIND, firm=firm, subject=rule_set, requested_by=proposer,
+            drafted_on=base.version, makers=approvals.makers_of((proposer, "proposed")),
+            summary=f"rule set v{rule_set.version}: {rule_set.change_reason}")
         changed = sorted(k for k in clean if clean[k] != current[k])
         audit.record(firm=firm, actor=proposer, event_type="ruleset.proposed", obj=rule_set,
                      before={"version": base.version, **{k: current[k] for k in changed}},
                      after={"version": rule_set.version, "reason": rule_set.change_reason,
-                            **{k: clean[k] for k in changed}})
+                            "approval_request": request.pk, **{k: clean[k] for k in changed}})
     return rule_set
 
 
-def _lock_rule_set(rule_set: RuleSet) -> RuleSet:
-    try:
-        return RuleSet.objects.select_for_update().get(pk=rule_set.pk)
-    except RuleSet.DoesNotExist:
-        raise NotPermitted("no such rule set in your firm") from None
-
-
-def approve_rule_set(*, rule_set: RuleSet, approver, reason: str = "") -> RuleSet:
-    """Activate a proposed version (second person only); the old version is kept, superseded."""
-    firm = rule_set.firm
-    _require_role(approver, firm, RULE_SET_ROLES, "approve a rule-set change")
-    with transaction.atomic():
-        Firm.objects.select_for_update().get(pk=firm.pk)
-        proposal = _lock_rule_set(rule_set)
-        if proposal.status != RuleSet.Status.PROPOSED:
-            raise Conflict(f"rule set v{proposal.version} is {proposal.status}, not proposed")
-        if proposal.proposed_by_id == approver.pk:
-            raise FourEyesViolation(f"{approver.username} proposed rule set v{proposal.version} "
-                                    "and so cannot approve it: a second person approves")
-        current = RuleSet.objects.select_for_update().filter(
-            status=RuleSet.Status.ACTIVE).order_by("pk").first()
-        if current is not None and proposal.based_on_id != current.pk:
-            raise Conflict(f"rule set v{proposal.version} was drafted against another version; "
-                           f"v{current.version} is active now: propose the change again")
-        _, errors = normalise_thresholds(proposal.thresholds())  # re-validated at apply time
-        if errors:
-            raise InvalidRuleSet(errors)
-        now = timezone.now()
-        if current is not None:
-            current.status, current.superseded_at = RuleSet.Status.SUPERSEDED, now
-            current.save(update_fields=["status", "superseded_at"])
-        proposal.status = RuleSet.Status.ACTIVE
-        proposal.decided_by, proposal.decided_at = approver, now
-        proposal.decision_reason = reason.strip()
-        proposal.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
-        audit.record(firm=firm, actor=approver, event_type="ruleset.approved", obj=proposal,
-                     before={"active_version": current.version if current else None},
-                     after={"active_version": proposal.version, "reason": proposal.decision_reason})
-    return proposal
+def approve_rule_set(*, rule_set: RuleSet, approver, reason: str = "",
+                     expected_version: int | None = None) -> RuleSet:
+    """Activate a proposed version (second person only, and only while the version it was
+    drafted on is still active); the old version is kept, superseded. `expected_version`: the
+    active version the approver saw, when they say."""
+    approvals.decide(request=approvals.request_of(kind=RULE_SET_KIND, subject=rule_set),
+                     decider=approver, approve=True, reason=reason,
+                     expected_version=expected_version)
+    return RuleSet.objects.get(pk=rule_set.pk)
 
 
 def reject_rule_set(*, rule_set: RuleSet, approver, reason: str) -> RuleSet:
     """Turn a proposal down. Anyone who may approve may reject, the proposer too (a withdrawal):
     only activating a change needs a second person."""
-    firm = rule_set.firm
-    _require_role(approver, firm, RULE_SET_ROLES, "reject a rule-set change")
     if not reason or not reason.strip():
         raise InvalidRequest("say why the proposal is rejected", field="reason")
-    with transaction.atomic():
-        proposal = _lock_rule_set(rule_set)
-        if proposal.status != RuleSet.Status.PROPOSED:
-            raise Conflict(f"rule set v{proposal.version} is {proposal.status}, not proposed")
-        proposal.status = RuleSet.Status.REJECTED
-        proposal.decided_by, proposal.decided_at = approver, timezone.now()
-        proposal.decision_reason = reason.strip()
-        proposal.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
-        audit.record(firm=firm, actor=approver, event_type="ruleset.rejected", obj=proposal,
-                     after={"version": proposal.version, "reason": proposal.decision_reason})
-    return proposal
+    approvals.turn_down(request=approvals.request_of(kind=RULE_SET_KIND, subject=rule_set),
+                        actor=approver, reason=reason)
+    return RuleSet.objects.get(pk=rule_set.pk)
+
+
+# Rule sets: the approval kind (how brokerage.approvals decides a proposal) ----------------------
+
+RULE_SET_KIND = "rule_set"
+
+
+def _lock_rule_set(request: ApprovalRequest) -> RuleSet:
+    # The firm row first, as every rule-set write does: the active version read next cannot
+    # change before this decision commits.
+    Firm.objects.select_for_update().get(pk=request.firm_id)
+    return RuleSet.objects.select_for_update().get(pk=request.subject_id)
+
+
+def _active_locked() -> RuleSet | None:
+    return RuleSet.objects.select_for_update().filter(
+        status=RuleSet.Status.ACTIVE).order_by("pk").first()
+
+
+def _rule_set_version(proposal: RuleSet) -> int:
+    current = _active_locked()
+    return current.version if current is not None else 0
+
+
+def _authorize_rule_set(ruling: approvals.Ruling) -> None:
+    _require_role(ruling.decider, ruling.subject.firm, RULE_SET_ROLES,
+                  f"{ruling.verb} a rule-set change")
+
+
+def _revalidate_rule_set(ruling: approvals.Ruling) -> None:
+    _, errors = normalise_thresholds(ruling.subject.thresholds())  # the floors may have moved
+    if errors:
+        raise InvalidRuleSet(errors)
+
+
+def _decided(proposal: RuleSet, ruling: approvals.Ruling, status: str) -> None:
+    proposal.status = status
+    proposal.decided_by, proposal.decided_at = ruling.decider, timezone.now()
+    proposal.decision_reason = ruling.reason
+    proposal.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+
+
+def _activate_rule_set(ruling: approvals.Ruling) -> approvals.Change:
+    proposal: RuleSet = ruling.subject
+    current = _active_locked()
+    if current is not None:
+        current.status, current.superseded_at = RuleSet.Status.SUPERSEDED, timezone.now()
+        current.save(update_fields=["status", "superseded_at"])
+    _decided(proposal, ruling, RuleSet.Status.ACTIVE)
+    return approvals.Change(before={"active_version": current.version if current else None},
+                            after={"active_version": proposal.version})
+
+
+def _turn_down_rule_set(ruling: approvals.Ruling) -> approvals.Change:
+    _decided(ruling.subject, ruling, RuleSet.Status.REJECTED)
+    return approvals.Change(after={"version": ruling.subject.version})
+
+
+approvals.register(approvals.ApprovalKind(
+    name=RULE_SET_KIND, subject_model="eligibility.ruleset", audit_prefix="ruleset",
+    lock=_lock_rule_set, current_version=_rule_set_version,
+    describe=lambda proposal: f"rule set v{proposal.version}",
+    authorize=_authorize_rule_set, revalidate=_revalidate_rule_set,
+    apply=_activate_rule_set, reject=_turn_down_rule_set,
+    target="the firm's rule set", remedy="propose the change again"))
 
 
 # Applications: helpers ------------------------------------------------------------------------
@@ -310,17 +341,13 @@ def _makers(application: Application, *users) -> list[int]:
     return sorted(set(application.makers or []) | {u.pk for u in users if u is not None})
 
 
-def _check_four_eyes(application: Application, decider, doing: str) -> None:
-    """The one place four eyes is enforced, for the API, the admin and direct calls alike."""
-    if decider.pk not in set(application.makers or []):
-        return
-    roles = [label for label, user_id in (("drafted", application.created_by_id),
-                                          ("submitted", application.submitted_by_id),
-                                          ("reviewed", application.reviewed_by_id))
-             if user_id == decider.pk] or ["worked on"]
-    raise FourEyesViolation(
-        f"{decider.username} {' and '.join(roles)} application #{application.pk} and so cannot "
-        f"{doing} it: a second person decides (four eyes)", field="approver")
+def _makers_of(application: Application) -> dict[str, list[str]]:
+    """Everyone who worked on the application, with what they did (for four eyes): the ids in
+    `makers` accumulate over stale rounds, so earlier drafters and reviewers stay in."""
+    steps = (("drafted", application.created_by_id), ("submitted", application.submitted_by_id),
+             ("reviewed", application.reviewed_by_id))
+    return {str(user_id): [did for did, id_ in steps if id_ == user_id] or ["worked on"]
+            for user_id in application.makers or []}
 
 
 def designated_approver_ids(application: Application) -> set[int]:
@@ -462,17 +489,35 @@ def review_application(*, application: Application, reviewer, recommendation: st
         locked = _move(locked, "review", reviewed_by=reviewer, reviewed_at=timezone.now(),
                        recommendation=recommendation, review_notes=notes.strip(),
                        review_inputs=inputs, makers=_makers(locked, reviewer))
+        # The decision step is a request to a second person, drafted on this version: any
+        # later move of the application (stale, withdrawn) closes it.
+        request = approvals.request_approval(
+            kind=APPLICATION_KIND, firm=locked.firm, subject=locked, requested_by=reviewer,
+            drafted_on=locked.version, makers=_makers_of(locked),
+            summary=f"PM application #{locked.pk} for account {locked.account.number}: "
+                    f"{recommendation} recommended")
         audit.record(firm=locked.firm, actor=reviewer, event_type="pm_application.reviewed",
                      obj=locked, before=before,
                      after={**_view(locked), "notes": locked.review_notes,
-                            "evaluation": judged.evaluation.pk, "passed": judged.result.passed})
+                            "evaluation": judged.evaluation.pk, "passed": judged.result.passed,
+                            "approval_request": request.pk})
     return locked
 
 
-def _check_expected(locked: Application, expected_version: int | None) -> None:
-    if expected_version is not None and locked.version != expected_version:
-        raise Conflict(f"application #{locked.pk} is at version {locked.version}, not "
-                       f"{expected_version}: it changed since you read it", field="version")
+def _decide(application: Application, approver, *, approve: bool, reasons: str,
+            expected_version: int | None, **context) -> Application:
+    """The decision step: the application's pending request, decided by brokerage.approvals
+    (four eyes, one decision each, the version compare-and-swap, re-evaluation, the move)."""
+    action = "approve" if approve else "reject"
+    current = Application.objects.filter(pk=application.pk).first()
+    if current is None:
+        raise NotPermitted("no such application in your firm")
+    request = approvals.request_for(kind=APPLICATION_KIND, subject=current)
+    if current.state != S.UNDER_REVIEW or request is None:
+        raise _refuse(current, action)
+    approvals.decide(request=request, decider=approver, approve=approve, reason=reasons,
+                     expected_version=expected_version, **context)
+    return Application.objects.get(pk=application.pk)
 
 
 def approve_application(*, application: Application, approver, reasons: str = "",
@@ -481,71 +526,93 @@ def approve_application(*, application: Application, approver, reasons: str = ""
     """Under review -> approved, by a second person; effective the next business day.
 
     Concurrent approvals of one application: the row lock makes them queue, and the second
-    finds it approved already and gets `Conflict` (HTTP 409). Exactly one wins.
+    finds it approved already and gets `Conflict` (HTTP 409). Exactly one wins. An account
+    that fails a rule at this moment is refused (`NotEligible`), the failed evaluation kept.
     """
-    firm = application.firm
-    _require_role(approver, firm, APPROVER_ROLES, "approve an application")
-    today = today or business_days.today()
-    refused: NotEligible | None = None
-    with transaction.atomic():
-        locked = _lock(application)
-        _check_expected(locked, expected_version)
-        _check_can(locked, "approve")
-        _check_four_eyes(locked, approver, "approve")
-        _check_designated(locked, approver)
-        if locked.recommendation == Application.Recommendation.REJECT and not reasons.strip():
-            raise InvalidRequest("the reviewer recommended rejection: approving anyway needs "
-                                 "reasons", field="reasons")
-        before = _view(locked)
-        rule_set = active_rule_set(firm=firm)
-        judged = _judge(locked, stage=Evaluation.Stage.APPROVAL, actor=approver, rule_set=rule_set)
-        if not judged.result.passed:
-            # Keep the failed evaluation and the attempt on record; the state does not move.
-            failures = judged.result.failures
-            audit.record(firm=firm, actor=approver, event_type="pm_application.approval_refused",
-                         obj=locked, before=before,
-                         after={"evaluation": judged.evaluation.pk,
-                                "failed_rules": [f.rule for f in failures]})
-            refused = NotEligible(
-                "the account fails " + "; ".join(f.sentence for f in failures),
-                field="rules", details=judged.result.as_json())
-        else:
-            effective_on = business_days.next_business_day(today, firm.exchange_calendar)
-            locked = _move(locked, "approve", decided_by=approver, decided_at=timezone.now(),
-                           decision_reasons=reasons.strip(), rule_set=rule_set,
-                           effective_on=effective_on)
-            audit.record(firm=firm, actor=approver, event_type="pm_application.approved",
-                         obj=locked, before=before,
-                         after={**_view(locked), "reasons": locked.decision_reasons,
-                                "evaluation": judged.evaluation.pk})
-            mail_client_on_commit(client=locked.client, template="application_approved",
-                                  context={"application": locked})
-    if refused is not None:
-        raise refused
-    return locked
+    return _decide(application, approver, approve=True, reasons=reasons,
+                   expected_version=expected_version,
+                   today=today or business_days.today())
 
 
 def reject_application(*, application: Application, approver, reasons: str,
                        expected_version: int | None = None) -> Application:
     """Under review -> rejected, by a second person, with reasons the client is told."""
-    firm = application.firm
-    _require_role(approver, firm, APPROVER_ROLES, "reject an application")
     if not reasons or not reasons.strip():
         raise InvalidRequest("a rejection gives its reasons", field="reasons")
-    with transaction.atomic():
-        locked = _lock(application)
-        _check_expected(locked, expected_version)
-        _check_can(locked, "reject")
-        _check_four_eyes(locked, approver, "reject")
-        _check_designated(locked, approver)
-        before = _view(locked)
-        locked = _move(locked, "reject", decided_by=approver, decided_at=timezone.now(),
-                       decision_reasons=reasons.strip())
-        audit.record(firm=firm, actor=approver, event_type="pm_application.rejected", obj=locked,
-                     before=before, after={**_view(locked), "reasons": locked.decision_reasons})
-        mail_client_on_commit(client=locked.client, template="application_rejected",
-                              context={"application": locked})
-    return locked
+    return _decide(application, approver, approve=False, reasons=reasons,
+                   expected_version=expected_version)
+
+
+# Applications: the approval kind (how brokerage.approvals decides the decision step) ----------
+
+APPLICATION_KIND = "pm_application"
+
+
+def _lock_for_decision(request: ApprovalRequest) -> Application:
+    return _lock(Application(pk=request.subject_id))
+
+
+def _authorize_decision(ruling: approvals.Ruling) -> None:
+    application: Application = ruling.subject
+    _require_role(ruling.decider, application.firm, APPROVER_ROLES,
+                  f"{ruling.verb} an application")
+    _check_designated(application, ruling.decider)
+    if (ruling.approve and application.recommendation == Application.Recommendation.REJECT
+            and not ruling.reason):
+        raise InvalidRequest("the reviewer recommended rejection: approving anyway needs "
+                             "reasons", field="reasons")
+
+
+def _evaluate_for_approval(ruling: approvals.Ruling) -> approvals.Refusal | None:
+    """Judge the account again, now, against the active rule set; a failure keeps the
+    evaluation on record and the application where it is."""
+    rule_set = active_rule_set(firm=ruling.subject.firm)
+    judged = _judge(ruling.subject, stage=Evaluation.Stage.APPROVAL, actor=ruling.decider,
+                    rule_set=rule_set)
+    ruling.context.update(rule_set=rule_set, evaluation=judged.evaluation)
+    if judged.result.passed:
+        return None
+    failures = judged.result.failures
+    return approvals.Refusal(
+        NotEligible("the account fails " + "; ".join(f.sentence for f in failures),
+                    field="rules", details=judged.result.as_json()),
+        record={"evaluation": judged.evaluation.pk, "failed_rules": [f.rule for f in failures]})
+
+
+def _approve(ruling: approvals.Ruling) -> approvals.Change:
+    application: Application = ruling.subject
+    before = _view(application)
+    firm = application.firm
+    today = ruling.context.get("today") or business_days.today()  # a desk may not pass it
+    effective_on = business_days.next_business_day(today, firm.exchange_calendar)
+    locked = _move(application, "approve", decided_by=ruling.decider, decided_at=timezone.now(),
+                   decision_reasons=ruling.reason, rule_set=ruling.context["rule_set"],
+                   effective_on=effective_on)
+    mail_client_on_commit(client=locked.client, template="application_approved",
+                          context={"application": locked})
+    return approvals.Change(before=before, after={
+        **_view(locked), "reasons": locked.decision_reasons,
+        "evaluation": ruling.context["evaluation"].pk})
+
+
+def _reject(ruling: approvals.Ruling) -> approvals.Change:
+    before = _view(ruling.subject)
+    locked = _move(ruling.subject, "reject", decided_by=ruling.decider,
+                   decided_at=timezone.now(), decision_reasons=ruling.reason)
+    mail_client_on_commit(client=locked.client, template="application_rejected",
+                          context={"application": locked})
+    return approvals.Change(before=before,
+                            after={**_view(locked), "reasons": locked.decision_reasons})
+
+
+approvals.register(approvals.ApprovalKind(
+    name=APPLICATION_KIND, subject_model="eligibility.application",
+    audit_prefix="pm_application", lock=_lock_for_decision,
+    current_version=lambda application: application.version,
+    describe=lambda application: f"application #{application.pk}",
+    authorize=_authorize_decision, revalidate=_evaluate_for_approval,
+    apply=_approve, reject=_reject, target="the application",
+    remedy="read it again"))
 
 
 def withdraw_application(*, application: Application, actor, reason: str = "") -> Application:
@@ -556,6 +623,8 @@ def withdraw_application(*, application: Application, actor, reason: str = "") -
         _check_can(locked, "withdraw")
         before = _view(locked)
         locked = _move(locked, "withdraw", closed_reason=reason.strip() or "withdrawn")
+        approvals.close_pending(kind=APPLICATION_KIND, subject=locked, by=actor,
+                                reason=f"application withdrawn: {locked.closed_reason}")
         audit.record(firm=locked.firm, actor=actor, event_type="pm_application.withdrawn",
                      obj=locked, before=before, after={**_view(locked), "reason": locked.closed_reason})
     return locked
@@ -571,7 +640,8 @@ def designate_approver(*, application: Application, approver, actor) -> Applicat
         locked = _lock(application)
         if locked.state not in TRANSITIONS["approve"][0] | TRANSITIONS["review"][0]:
             raise _refuse(locked, "approve")
-        _check_four_eyes(locked, approver, "approve")
+        approvals.check_four_eyes(makers=_makers_of(locked), user=approver,
+                                  subject=f"application #{locked.pk}", doing="approve")
         assign_perm("eligibility.approve_application", approver, locked)
         audit.record(firm=firm, actor=actor, event_type="pm_application.approver_designated",
                      obj=locked, after={"approver": approver.pk})
@@ -586,6 +656,8 @@ def mark_stale(*, application: Application, reason: str) -> Application | None:
             return None
         before = _view(locked)
         locked = _move(locked, "mark_stale", closed_reason=reason)
+        approvals.close_pending(kind=APPLICATION_KIND, subject=locked,
+                                reason=f"application went stale: {reason}")
         audit.record(firm=locked.firm, actor=None, event_type="pm_application.stale", obj=locked,
                      before=before, after={**_view(locked), "reason": reason})
     return locked
@@ -690,6 +762,8 @@ def expire_applications(*, firm: Firm, today: date) -> list[Application]:
                 before = _view(locked)
                 locked = _move(locked, "expire", closed_reason=f"not decided within {valid_days} "
                                f"business days (by {deadline})")
+                approvals.close_pending(kind=APPLICATION_KIND, subject=locked,
+                                        reason=f"application expired: {locked.closed_reason}")
                 audit.record(firm=firm, actor=None, event_type="pm_application.expired",
                              obj=locked, before=before, after=_view(locked))
                 mail_client_on_commit(client=locked.client, template="application_expired",

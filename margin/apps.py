@@ -6,4 +6,4 @@ class MarginConfig(AppConfig):
     verbose_name = "Margin: market data, parameters, snapshots"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401
+        from . import receivers, services  # noqa: F401  (services registers its approval kind)

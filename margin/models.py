@@ -69,7 +69,8 @@ class RiskParameterSet(TenantModel):
 
     Snapshots record the version they used so any number can be recomputed from what was
     stored. A new version is proposed by one staff member and takes effect only when a second
-    approves it (``margin.services``); every row stays for the record.
+    approves it (``margin.services`` through ``brokerage.approvals``), and only if the version
+    it was drafted on is still the active one; every row stays for the record.
     """
 
     class Status(models.TextChoices):
@@ -84,6 +85,9 @@ class RiskParameterSet(TenantModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE,
                               db_index=True)
     reason = models.TextField(blank=True)
+    drafted_on = models.PositiveIntegerField(
+        default=0, help_text="the firm's active version when proposed (0: the platform default): "
+                             "approval is refused once another version has become active")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,9 +5,12 @@ overrides of the sections it may change (``engine.parameters.FIRM_SECTIONS``: th
 SPAN, the DeFi tables such as the size-tiered haircuts, VaR and what snapshots compute). The
 regulatory layer (portfolio-margin points and offsets, Reg T) is the platform's alone.
 
-A change is a new version: proposed (validated, audited), then approved by a different firm
-admin or risk officer (four eyes, as for eligibility rule sets), which supersedes the active
-version and recomputes the firm's margin after commit; or rejected. Old versions stay.
+A change is a new version: proposed (validated, audited) with the active version it was drafted
+on, then decided through ``brokerage.approvals`` (kind ``risk_parameters``): a different firm
+admin or risk officer approves (four eyes, as for eligibility rule sets), and only while the
+version it was drafted on is still the active one, so approving a stale proposal never undoes
+a change approved in between; approval supersedes the active version and recomputes the firm's
+margin after commit. Or it is rejected (by its proposer: withdrawn). Old versions stay.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from brokerage import audit
-from brokerage.errors import InvalidInput
-from brokerage.models import Firm
+from brokerage import approvals, audit
+from brokerage.errors import Conflict, InvalidInput, NotPermitted
+from brokerage.models import ApprovalRequest, Firm
 from brokerage.roles import Role
 from brokerage.tenancy import firm_of, role_of
 
@@ -28,8 +31,12 @@ from .engine.parameters import DEFAULT_PARAMETER_SET, check_overrides, load_para
 from .models import RiskParameterSet
 from .receivers import recompute_is_suspended
 
+__all__ = ["Conflict", "NotPermitted", "RiskParameterError", "active_parameter_set",
+           "approve_parameters", "propose_parameters", "reject_parameters"]
+
 #: who may propose and approve a firm's risk parameters
 PARAMETER_ROLES = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER})
+APPROVAL_KIND = "risk_parameters"
 
 
 class RiskParameterError(InvalidInput):
@@ -39,18 +46,9 @@ class RiskParameterError(InvalidInput):
         super().__init__(errors=[(f or "overrides", c, m) for f, c, m in errors])
 
 
-class NotPermitted(RiskParameterError):
-    code, status = "not_permitted", 403
-
-
-class Conflict(RiskParameterError):
-    code, status = "conflict", 409
-
-
 def _require_role(actor, firm: Firm, doing: str) -> None:
     if firm_of(actor) != firm or role_of(actor) not in PARAMETER_ROLES:
-        raise NotPermitted([("", "not_permitted",
-                             f"only the firm's admins and risk officers may {doing}")])
+        raise NotPermitted(f"only the firm's admins and risk officers may {doing}")
 
 
 def active_parameter_set(firm: Firm) -> RiskParameterSet | None:
@@ -58,12 +56,12 @@ def active_parameter_set(firm: Firm) -> RiskParameterSet | None:
             .order_by("-version").first())
 
 
-def propose_parameters(*, firm: Firm, actor, overrides: Any, reason: str,
-                       base: str = DEFAULT_PARAMETER_SET) -> RiskParameterSet:
-    """A new version holding the firm's complete overrides (not a diff of the active one)."""
-    _require_role(actor, firm, "propose risk parameters")
-    if not (reason or "").strip():
-        raise RiskParameterError([("reason", "required", "say why the parameters change")])
+def _active_version(firm: Firm) -> int:
+    active = active_parameter_set(firm)
+    return active.version if active is not None else 0
+
+
+def _check(base: str, overrides: Any) -> None:
     try:
         base_set = load_parameter_set(base)
     except KeyError:
@@ -72,66 +70,105 @@ def propose_parameters(*, firm: Firm, actor, overrides: Any, reason: str,
     if problems:
         raise RiskParameterError([(f"overrides.{path}" if path else "overrides", "invalid", message)
                                   for path, message in problems])
+
+
+def propose_parameters(*, firm: Firm, actor, overrides: Any, reason: str,
+                       base: str = DEFAULT_PARAMETER_SET) -> RiskParameterSet:
+    """A new version holding the firm's complete overrides (not a diff of the active one)."""
+    _require_role(actor, firm, "propose risk parameters")
+    if not (reason or "").strip():
+        raise RiskParameterError([("reason", "required", "say why the parameters change")])
+    _check(base, overrides)
     with transaction.atomic():
         Firm.objects.select_for_update().get(pk=firm.pk)  # versions are numbered one at a time
         latest = RiskParameterSet.objects.filter(firm=firm).aggregate(v=Max("version"))["v"]
+        drafted_on = _active_version(firm)
         proposal = RiskParameterSet.objects.create(
             firm=firm, version=(latest or 0) + 1, base=base, overrides=overrides,
-            status=RiskParameterSet.Status.PROPOSED, reason=reason.strip(), created_by=actor)
+            status=RiskParameterSet.Status.PROPOSED, reason=reason.strip(), created_by=actor,
+            drafted_on=drafted_on)
+        request = approvals.request_approval(
+            kind=APPROVAL_KIND, firm=firm, subject=proposal, requested_by=actor,
+            drafted_on=drafted_on, makers=approvals.makers_of((actor, "proposed")),
+            summary=f"risk parameters v{proposal.version}: {proposal.reason}")
         audit.record(firm=firm, actor=actor, event_type="risk_parameters.proposed", obj=proposal,
                      after={"version": proposal.version, "base": base, "overrides": overrides,
-                            "reason": proposal.reason})
+                            "reason": proposal.reason, "drafted_on": drafted_on,
+                            "approval_request": request.pk})
     return proposal
 
 
-def _decide(proposal: RiskParameterSet, actor, doing: str) -> RiskParameterSet:
-    _require_role(actor, proposal.firm, doing)
-    locked = RiskParameterSet.objects.select_for_update().get(pk=proposal.pk)
-    if locked.status != RiskParameterSet.Status.PROPOSED:
-        raise Conflict([("status", "conflict", f"version {locked.version} is {locked.status}, "
-                                               "not proposed")])
-    if locked.created_by_id == actor.pk:
-        raise NotPermitted([("", "four_eyes", "the proposer cannot also decide: a second "
-                                              "admin or risk officer must")])
-    return locked
-
-
-def approve_parameters(*, proposal: RiskParameterSet, actor, reason: str = ""
-                       ) -> RiskParameterSet:
-    """Activate a proposal (superseding the active version); margin is recomputed on commit."""
-    from .tasks import recompute_firm
-
-    with transaction.atomic():
-        locked = _decide(proposal, actor, "approve risk parameters")
-        previous = active_parameter_set(locked.firm)
-        if previous is not None:
-            previous.status = RiskParameterSet.Status.SUPERSEDED
-            previous.save(update_fields=["status"])
-        locked.status = RiskParameterSet.Status.ACTIVE
-        locked.decided_by, locked.decided_at = actor, timezone.now()
-        locked.decision_reason = reason.strip()
-        locked.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
-        audit.record(firm=locked.firm, actor=actor, event_type="risk_parameters.approved",
-                     obj=locked,
-                     before={"version": previous.version if previous else None,
-                             "overrides": previous.overrides if previous else {}},
-                     after={"version": locked.version, "overrides": locked.overrides,
-                            "reason": locked.decision_reason})
-        firm_id = locked.firm_id
-        if not recompute_is_suspended():  # a bulk load (the demo seed) recomputes at its end
-            transaction.on_commit(lambda: recompute_firm.delay(firm_id))
-    return locked
+def approve_parameters(*, proposal: RiskParameterSet, actor, reason: str = "",
+                       expected_version: int | None = None) -> RiskParameterSet:
+    """Activate a proposal (superseding the active version); margin is recomputed on commit.
+    `expected_version`: the active version the approver saw, when they say."""
+    approvals.decide(request=approvals.request_of(kind=APPROVAL_KIND, subject=proposal),
+                     decider=actor, approve=True, reason=reason,
+                     expected_version=expected_version)
+    return RiskParameterSet.objects.get(pk=proposal.pk)
 
 
 def reject_parameters(*, proposal: RiskParameterSet, actor, reason: str) -> RiskParameterSet:
+    """Turn a proposal down; its proposer turning it down withdraws it (no second person is
+    needed to change nothing)."""
     if not (reason or "").strip():
         raise RiskParameterError([("reason", "required", "say why the proposal is rejected")])
-    with transaction.atomic():
-        locked = _decide(proposal, actor, "reject risk parameters")
-        locked.status = RiskParameterSet.Status.REJECTED
-        locked.decided_by, locked.decided_at = actor, timezone.now()
-        locked.decision_reason = reason.strip()
-        locked.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
-        audit.record(firm=locked.firm, actor=actor, event_type="risk_parameters.rejected",
-                     obj=locked, after={"version": locked.version, "reason": reason.strip()})
-    return locked
+    approvals.turn_down(request=approvals.request_of(kind=APPROVAL_KIND, subject=proposal),
+                        actor=actor, reason=reason)
+    return RiskParameterSet.objects.get(pk=proposal.pk)
+
+
+# The approval kind: how brokerage.approvals decides a proposal -------------------------------
+
+def _lock(request: ApprovalRequest) -> RiskParameterSet:
+    # The firm row first: every decision on the firm's parameters queues behind it, so the
+    # active version read next cannot change before this decision commits.
+    Firm.objects.select_for_update().get(pk=request.firm_id)
+    return RiskParameterSet.objects.select_for_update().get(pk=request.subject_id)
+
+
+def _authorize(ruling: approvals.Ruling) -> None:
+    _require_role(ruling.decider, ruling.subject.firm, f"{ruling.verb} risk parameters")
+
+
+def _revalidate(ruling: approvals.Ruling) -> None:
+    # The platform's bounds may have moved (a release) since the proposal was checked.
+    _check(ruling.subject.base, ruling.subject.overrides)
+
+
+def _apply(ruling: approvals.Ruling) -> approvals.Change:
+    from .tasks import recompute_firm
+
+    proposal: RiskParameterSet = ruling.subject
+    previous = active_parameter_set(proposal.firm)
+    if previous is not None:
+        previous.status = RiskParameterSet.Status.SUPERSEDED
+        previous.save(update_fields=["status"])
+    _close(proposal, ruling, RiskParameterSet.Status.ACTIVE)
+    firm_id = proposal.firm_id
+    if not recompute_is_suspended():  # a bulk load (the demo seed) recomputes at its end
+        transaction.on_commit(lambda: recompute_firm.delay(firm_id))
+    return approvals.Change(
+        before={"version": previous.version if previous else None,
+                "overrides": previous.overrides if previous else {}},
+        after={"version": proposal.version, "overrides": proposal.overrides})
+
+
+def _reject(ruling: approvals.Ruling) -> approvals.Change:
+    _close(ruling.subject, ruling, RiskParameterSet.Status.REJECTED)
+    return approvals.Change(after={"version": ruling.subject.version})
+
+
+def _close(proposal: RiskParameterSet, ruling: approvals.Ruling, status: str) -> None:
+    proposal.status = status
+    proposal.decided_by, proposal.decided_at = ruling.decider, timezone.now()
+    proposal.decision_reason = ruling.reason
+    proposal.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+
+
+approvals.register(approvals.ApprovalKind(
+    name=APPROVAL_KIND, subject_model="margin.riskparameterset", audit_prefix="risk_parameters",
+    lock=_lock, current_version=lambda proposal: _active_version(proposal.firm),
+    describe=lambda proposal: f"risk parameters v{proposal.version}",
+    authorize=_authorize, revalidate=_revalidate, apply=_apply, reject=_reject,
+    target="the firm's risk parameters", remedy="propose the change again"))

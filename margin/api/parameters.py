@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from brokerage.api import IsFirmStaff, TenantViewSet, validated
+from brokerage.errors import DomainError
 from brokerage.scope import current_firm
 
 from .. import services
@@ -26,8 +27,8 @@ class RiskParameterSetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RiskParameterSet
-        fields = ["id", "version", "status", "base", "overrides", "reason", "created_by",
-                  "created_at", "decided_by", "decided_at", "decision_reason"]
+        fields = ["id", "version", "status", "base", "overrides", "reason", "drafted_on",
+                  "created_by", "created_at", "decided_by", "decided_at", "decision_reason"]
         read_only_fields = fields
 
 
@@ -40,7 +41,7 @@ class DecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
 
 
-def _refusal(exc: services.RiskParameterError) -> Response:
+def _refusal(exc: DomainError) -> Response:
     return Response({"errors": exc.errors}, status=exc.status)
 
 
@@ -57,7 +58,7 @@ class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     def _done(self, call, created: bool = False) -> Response:
         try:
             row = call()
-        except services.RiskParameterError as exc:
+        except DomainError as exc:  # a stale approval is a Conflict: 409
             return _refusal(exc)
         return Response(self.get_serializer(row).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -132,7 +132,7 @@ def test_rule_set_proposals_in_the_admin_need_a_second_person(desk):
         proposal = RuleSet.objects.get(status="proposed")
     assert proposal.min_annual_income == Decimal("150000.00") and proposal.proposed_by == desk.risk
     refused = act(risk, RULES_CHANGELIST, "approve_selected", [proposal.pk])
-    assert any("cannot approve it: a second person approves" in m for m in messages_of(refused))
+    assert any("cannot approve it: a second person decides" in m for m in messages_of(refused))
     act(as_staff(desk.admin), RULES_CHANGELIST, "approve_selected", [proposal.pk])
     with firm_scope(desk.firm):
         assert services.active_rule_set(firm=desk.firm).pk == proposal.pk

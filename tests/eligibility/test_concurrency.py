@@ -7,12 +7,9 @@ lock makes the second wait, then it finds the application decided and gets a con
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 
 import pytest
-from django.db import connections
 from rest_framework.test import APIClient
 
 from brokerage import audit
@@ -20,33 +17,11 @@ from brokerage.scope import firm_scope
 from eligibility import services
 from eligibility.errors import Conflict
 from eligibility.models import Application
+from tests.concurrency import race
 
 from .conftest import reviewed_application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def race(*calls: Callable[[], object]) -> list[object]:
-    """Run the calls in threads released at the same moment; return results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[object] = [None] * len(calls)
-
-    def worker(index: int, call: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = call()
-        except BaseException as exc:  # the test inspects what each thread got
-            outcomes[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
-    return outcomes
 
 
 def test_two_approvers_at_once_exactly_one_wins(desk, monkeypatch):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts import services as book
 from brokerage import audit
+from brokerage.errors import FourEyesViolation
 from brokerage.scope import firm_scope
 from margin import services
 from margin.market_data import load_prices
@@ -87,7 +88,8 @@ def test_the_proposer_cannot_approve_and_a_decided_version_cannot_be_decided_aga
         risk = world.a.users["risk_officer"]
         proposal = services.propose_parameters(firm=world.firm_a, actor=risk,
                                                overrides=STRICTER, reason="x")
-        with pytest.raises(services.NotPermitted, match="proposer cannot also decide"):
+        with pytest.raises(FourEyesViolation, match="alpha_risk_officer proposed risk "
+                                                    "parameters v1 and so cannot approve"):
             services.approve_parameters(proposal=proposal, actor=risk)
         services.reject_parameters(proposal=proposal, actor=world.a.users["firm_admin"],
                                    reason="too strict")
@@ -150,3 +152,91 @@ def test_the_api_door(client, world):
     assert approved.status_code == 200, approved.json()
     assert approved.json()["status"] == "active"
     assert approved.json()["decided_by"] == "alpha_firm_admin"
+
+
+def _v1_then_two_drafts(world) -> tuple[RiskParameterSet, RiskParameterSet]:
+    """v1 active; v2 and v3 both drafted on v1 (the regression: approving v3 then v2 made v2,
+    drafted before v3 existed, active, silently undoing v3)."""
+    admin, risk = world.a.users["firm_admin"], world.a.users["risk_officer"]
+    v1 = services.propose_parameters(firm=world.firm_a, actor=risk, overrides=STRICTER,
+                                     reason="v1")
+    services.approve_parameters(proposal=v1, actor=admin)
+    v2 = services.propose_parameters(firm=world.firm_a, actor=risk, reason="v2",
+                                     overrides={"house": {"vol_shift": 0.3}})
+    v3 = services.propose_parameters(firm=world.firm_a, actor=risk, reason="v3",
+                                     overrides={**STRICTER, "house": {"vol_shift": 0.4}})
+    assert (v2.drafted_on, v3.drafted_on) == (1, 1)
+    services.approve_parameters(proposal=v3, actor=admin)
+    return v2, v3
+
+
+def test_approving_a_stale_proposal_is_refused_and_changes_nothing(world):
+    with firm_scope(world.firm_a):
+        v2, v3 = _v1_then_two_drafts(world)
+        events = audit.events_for(world.firm_a).count()
+        with pytest.raises(services.Conflict, match="risk parameters v2 was drafted on version 1 "
+                                                    ".*version 3 is in force now"):
+            services.approve_parameters(proposal=v2, actor=world.a.users["firm_admin"])
+        statuses = dict(RiskParameterSet.objects.values_list("version", "status"))
+        params, label = parameters_for(world.firm_a)
+    assert statuses == {1: "superseded", 2: "proposed", 3: "active"}
+    assert label == "default-2026.1/firm-v3" and params["house"]["vol_shift"] == 0.4
+    assert audit.events_for(world.firm_a).count() == events
+    with firm_scope(world.firm_a):  # a stale proposal can still be turned down, and leaves
+        rejected = services.reject_parameters(proposal=v2, actor=world.a.users["firm_admin"],
+                                              reason="overtaken by v3")
+    assert rejected.status == "rejected"
+
+
+def test_a_stale_approval_through_the_api_is_a_409_and_changes_nothing(client, world):
+    with firm_scope(world.firm_a):
+        v2, _ = _v1_then_two_drafts(world)
+    client.login(username="alpha_firm_admin", password=PASSWORD)
+    url = f"/api/v1/risk-parameters/{v2.pk}/"
+    assert client.get(url).json()["drafted_on"] == 1
+    refused = client.post(url + "approve/", {"reason": "late"}, content_type="application/json")
+    assert refused.status_code == 409, refused.json()
+    (error,) = refused.json()["errors"]
+    assert error["code"] == "conflict" and "propose the change again" in error["message"]
+    assert client.get(url).json()["status"] == "proposed"
+    listed = client.get("/api/v1/risk-parameters/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert {row["version"]: row["status"] for row in rows} == {1: "superseded", 2: "proposed",
+                                                              3: "active"}
+
+
+def test_the_proposer_withdraws_by_rejecting(world):
+    with firm_scope(world.firm_a):
+        risk = world.a.users["risk_officer"]
+        proposal = services.propose_parameters(firm=world.firm_a, actor=risk,
+                                               overrides=STRICTER, reason="x")
+        withdrawn = services.reject_parameters(proposal=proposal, actor=risk, reason="wrong table")
+        assert withdrawn.status == "rejected"
+        events = list(audit.events_for(world.firm_a).filter(
+            event_type__startswith="risk_parameters").values_list("event_type", flat=True))
+    assert events == ["risk_parameters.proposed", "risk_parameters.withdrawn"]
+
+
+def test_the_data_migration_gives_pending_proposals_what_they_were_drafted_on(world):
+    import importlib
+
+    from django.apps import apps
+
+    from brokerage.models import ApprovalRequest
+
+    with firm_scope(world.firm_a):
+        v2, _ = _v1_then_two_drafts(world)
+        fresh = services.propose_parameters(firm=world.firm_a, actor=world.a.users["firm_admin"],
+                                            overrides=STRICTER, reason="v4")
+        RiskParameterSet.objects.filter(pk__in=[v2.pk, fresh.pk]).update(drafted_on=0)
+        ApprovalRequest.objects.filter(state="pending").delete()  # as before the migration
+        migration = importlib.import_module("margin.migrations.0005_risk_parameter_drafted_on")
+        migration.pending_proposals_to_requests(apps, None)
+        drafted = dict(RiskParameterSet.objects.filter(status="proposed")
+                       .values_list("version", "drafted_on"))
+        pending = {r.subject_id: r.drafted_on
+                   for r in ApprovalRequest.objects.filter(state="pending")}
+        assert drafted == {2: 1, 4: 3}
+        assert pending == {v2.pk: 1, fresh.pk: 3}
+        with pytest.raises(services.Conflict):  # the migrated stale one is refused too
+            services.approve_parameters(proposal=v2, actor=world.a.users["firm_admin"])
