@@ -230,7 +230,7 @@ def test_the_data_migration_gives_pending_proposals_what_they_were_drafted_on(wo
                                             overrides=STRICTER, reason="v4")
         RiskParameterSet.objects.filter(pk__in=[v2.pk, fresh.pk]).update(drafted_on=0)
         ApprovalRequest.objects.filter(state="pending").delete()  # as before the migration
-        migration = importlib.import_module("margin.migrations.0005_risk_parameter_drafted_on")
+        migration = importlib.import_module("margin.migrations.0006_risk_parameter_drafted_on")
         migration.pending_proposals_to_requests(apps, None)
         drafted = dict(RiskParameterSet.objects.filter(status="proposed")
                        .values_list("version", "drafted_on"))

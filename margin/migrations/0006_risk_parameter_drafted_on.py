@@ -34,7 +34,7 @@ def requests_back(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('margin', '0004_risk_parameter_approval'),
+        ('margin', '0005_dailyclose'),
         ('brokerage', '0003_approvals'),
     ]
 
