@@ -1,28 +1,43 @@
-"""Staff logins are audited (DEVELOPERS.md: every state change that matters)."""
+"""Logins of staff and platform users are audited; no user is ever saved as a superuser."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
+from django.db.models.signals import pre_save
 from django.dispatch import receiver
 
 from . import audit
-from .tenancy import membership_of
+from .errors import NotPermitted
+from .tenancy import membership_of, platform_role_of
 
 
 @receiver(user_logged_in)
 def audit_login(sender, request, user, **kwargs) -> None:
+    ip = request.META.get("REMOTE_ADDR", "") if request else ""
     membership = membership_of(user)
-    if membership is None and not user.is_superuser:
+    if membership is None:
+        platform_role = platform_role_of(user)
+        if platform_role is None:
+            return
+        with transaction.atomic():  # the platform's own people: on the platform chain
+            audit.record(firm=None, actor=user, event_type="platform.login",
+                         object_type="auth.user", object_id=user.pk,
+                         after={"ip": ip, "role": platform_role})
         return
-    if membership is not None and membership.role == "client":
+    if membership.role == "client":
         return
     with transaction.atomic():
-        audit.record(
-            firm=membership.firm if membership else None,
-            actor=user,
-            event_type="staff.login",
-            object_type="auth.user",
-            object_id=user.pk,
-            after={"ip": request.META.get("REMOTE_ADDR", "") if request else ""},
-        )
+        audit.record(firm=membership.firm, actor=user, event_type="staff.login",
+                     object_type="auth.user", object_id=user.pk, after={"ip": ip})
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def refuse_superusers(sender, instance, **kwargs) -> None:
+    # A superuser bypasses every role, scope and audit rule (and `createsuperuser` would still
+    # make one): rights come from a firm role or a platform role, never from this flag.
+    if instance.is_superuser:
+        raise NotPermitted("no user is a superuser: platform users are created with "
+                           "`manage.py create_platform_user USERNAME --role auditor|market_data`",
+                           field="is_superuser")

@@ -220,7 +220,10 @@ class Command(BaseCommand):
         instruments = self._market(today)
         options: list[Instrument] = []
         with transaction.atomic():
-            self._user("platform.auditor", staff=True, superuser=True)
+            from brokerage.tenancy import create_platform_user  # a platform role, no superuser
+
+            create_platform_user(username="platform.auditor", role="auditor", password=PASSWORD,
+                                 email="platform.auditor@demo.example")
             for firm_index, (slug, name) in enumerate(FIRMS):
                 firm = Firm.objects.create(name=name, slug=slug)
                 staff = {}
