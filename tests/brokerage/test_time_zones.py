@@ -1,0 +1,112 @@
+"""Times are stored in UTC and shown in the firm's own zone, with the zone's name: a snapshot
+taken at a known instant reads as that instant in each firm's zone, never as a local time
+labelled "UTC"."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from accounts import services as book
+from brokerage.models import Firm
+from brokerage.scope import firm_scope
+from margin.market_data import load_prices
+from margin.models import MarginSnapshot
+from margin.tasks import recompute_accounts
+from tests.factories import PASSWORD, shared_instrument
+
+pytestmark = pytest.mark.django_db
+
+SUMMER = datetime(2026, 7, 1, 14, 40, tzinfo=UTC)
+WINTER = datetime(2026, 1, 15, 15, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+def valued(world):
+    """Each firm's account valued once, its snapshot dated at a known instant."""
+    stock = shared_instrument("ACME")
+    load_prices(observations=[{"symbol": "ACME", "price": "100",
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+    for fw in (world.a, world.b):
+        with firm_scope(fw.firm):
+            admin = fw.users["firm_admin"]
+            book.set_position(account=fw.account, instrument=stock, quantity=Decimal(10),
+                              actor=admin)
+            book.grant_account_access(account=fw.account, user=fw.users["client"], actor=admin)
+        recompute_accounts(fw.firm.pk, [fw.account.pk])
+    return world
+
+
+def _dated(account, instant: datetime) -> None:
+    MarginSnapshot.cross_firm.for_compliance(reason="test: a known instant").filter(
+        account=account).update(computed_at=instant)
+
+
+def _zone(firm, name: str) -> None:
+    Firm.objects.filter(pk=firm.pk).update(time_zone=name)
+
+
+@pytest.mark.parametrize(("zone", "instant", "shown"), [
+    ("America/New_York", SUMMER, "2026-07-01 10:40 EDT"),
+    ("America/New_York", WINTER, "2026-01-15 10:40 EST"),
+    ("Europe/London", SUMMER, "2026-07-01 15:40 BST"),
+    ("UTC", SUMMER, "2026-07-01 14:40 UTC"),
+])
+def test_the_portal_shows_a_snapshot_time_in_the_firms_zone(client, valued, zone, instant, shown):
+    _zone(valued.firm_a, zone)
+    _dated(valued.a.account, instant)
+    client.login(username="alpha_client", password=PASSWORD)
+    for url in ("/portal/", "/portal/accounts/ALPHA-0001/"):
+        html = client.get(url).content.decode()
+        assert shown in html, url
+        # The machine-readable <time datetime=...> is the same instant, with the zone's offset.
+        stamps = {datetime.fromisoformat(v) for v in re.findall(r'<time datetime="([^"]+)"', html)}
+        assert stamps == {instant}, url
+
+
+def test_two_firms_in_two_zones_each_see_their_own(client, valued):
+    _zone(valued.firm_a, "America/New_York")
+    _zone(valued.firm_b, "Asia/Tokyo")
+    for fw in (valued.a, valued.b):
+        _dated(fw.account, SUMMER)
+    client.login(username="alpha_client", password=PASSWORD)
+    assert "2026-07-01 10:40 EDT" in client.get("/portal/accounts/ALPHA-0001/").content.decode()
+    client.logout()
+    client.login(username="beta_client", password=PASSWORD)
+    page = client.get("/portal/accounts/BETA-0001/").content.decode()
+    assert "2026-07-01 23:40 JST" in page and "10:40" not in page
+
+
+def test_the_desk_shows_times_in_the_firms_zone_and_names_it(client, valued):
+    _zone(valued.firm_a, "Europe/London")
+    _dated(valued.a.account, SUMMER)
+    client.login(username="alpha_risk_officer", password=PASSWORD)
+    page = client.get("/admin/margin/marginsnapshot/").content.decode()
+    assert "Times in Europe/London" in page
+    assert "3:40 p.m." in page  # 14:40 UTC in London in summer
+
+
+def test_the_zone_is_not_left_active_after_the_request(client, valued):
+    _zone(valued.firm_a, "Asia/Tokyo")
+    client.login(username="alpha_client", password=PASSWORD)
+    client.get("/portal/")
+    assert timezone.get_current_timezone_name() == "America/New_York"  # settings.TIME_ZONE
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus_Mons", "UTC+3", "../etc/passwd", ""])
+def test_a_firms_zone_is_an_iana_name(world, name):
+    firm = Firm.objects.get(pk=world.firm_a.pk)
+    firm.time_zone = name
+    with pytest.raises(ValidationError) as refused:
+        firm.full_clean()
+    assert "time_zone" in refused.value.message_dict
+
+
+def test_a_new_firm_defaults_to_new_york(db):
+    assert Firm.objects.create(name="Gamma", slug="gamma").time_zone == "America/New_York"
