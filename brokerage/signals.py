@@ -1,4 +1,5 @@
-"""Logins of staff and platform users are audited; no user is ever saved as a superuser."""
+"""Logins of staff and platform users are audited; no user is ever saved as a superuser; no
+one writes a firm's data but its own members (or the system)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from django.dispatch import receiver
 
 from . import audit
 from .errors import NotPermitted
-from .tenancy import membership_of, platform_role_of
+from .models import AuditEvent, Membership
+from .tenancy import membership_of, platform_role_of, require_tenant_actor
 
 
 @receiver(user_logged_in)
@@ -41,3 +43,16 @@ def refuse_superusers(sender, instance, **kwargs) -> None:
         raise NotPermitted("no user is a superuser: platform users are created with "
                            "`manage.py create_platform_user USERNAME --role auditor|market_data`",
                            field="is_superuser")
+
+
+@receiver(pre_save, sender=AuditEvent)
+def refuse_outside_actors(sender, instance: AuditEvent, **kwargs) -> None:
+    """The backstop behind every service's own check: each change to a firm's data is recorded
+    on its chain inside the change's transaction, so refusing the record refuses the change.
+    A platform user, or a member of another firm, is never the actor of a firm's event."""
+    if instance.firm_id is None or instance.actor_id is None:
+        return  # the platform chain, or the system acting
+    member_of = Membership.cross_firm.for_compliance(reason="the actor's own firm").filter(
+        user_id=instance.actor_id).values_list("firm_id", flat=True).first()
+    if member_of != instance.firm_id:
+        require_tenant_actor(firm=instance.firm, actor=instance.actor)

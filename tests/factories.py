@@ -34,10 +34,10 @@ class World:
     b: FirmWorld
 
 
-def make_user(username: str, *, staff: bool = True, superuser: bool = False):
+def make_user(username: str, *, staff: bool = True):
     User = get_user_model()
     return User.objects.create_user(username=username, password=PASSWORD, is_staff=staff,
-                                    is_superuser=superuser, email=f"{username}@example.com")
+                                    email=f"{username}@example.com")
 
 
 def make_firm(slug: str) -> FirmWorld:

@@ -15,7 +15,7 @@ from django.urls import reverse
 from accounts import services as book
 from accounts.models import Client, LedgerEntry
 from brokerage import audit
-from brokerage.errors import DomainError, NotPermitted
+from brokerage.errors import DomainError, NotFound, NotPermitted
 from brokerage.models import AuditEvent, PlatformRole
 from brokerage.scope import firm_scope
 from brokerage.tenancy import (
@@ -147,3 +147,42 @@ def test_a_platform_auditor_gets_nothing_from_the_desk(client, world, auditor):
     assert target.check_password(PASSWORD)
     assert Client.cross_firm.for_compliance(reason="test").get(
         pk=world.a.client.pk).name == "Client of alpha"
+
+
+def test_the_firms_audit_trail_refuses_a_platform_actor_whatever_the_service(world, auditor):
+    """The backstop behind each service's own check: every change to a firm's data is recorded
+    on its chain inside the change's transaction, and that record refuses a platform actor,
+    so the change rolls back with it."""
+    from django.db import transaction
+
+    with pytest.raises(NotPermitted), transaction.atomic():
+        Client.cross_firm.for_compliance(reason="test: a service without its own check").filter(
+            pk=world.a.client.pk).update(name="Changed")
+        audit.record(firm=world.firm_a, actor=auditor, event_type="client.updated",
+                     obj=world.a.client, after={"name": "Changed"})
+    assert Client.cross_firm.for_compliance(reason="test").get(
+        pk=world.a.client.pk).name == "Client of alpha"
+    with pytest.raises(NotFound), transaction.atomic():  # nor a member of another firm
+        audit.record(firm=world.firm_a, actor=world.b.users["firm_admin"],
+                     event_type="client.updated", obj=world.a.client)
+    assert not AuditEvent.objects.filter(actor__in=[auditor, world.b.users["firm_admin"]],
+                                         firm=world.firm_a).exists()
+
+
+def test_a_member_of_another_firm_is_not_an_actor_here(world):
+    with firm_scope(world.firm_a), pytest.raises(NotFound):
+        book.update_client(client=world.a.client, actor=world.b.users["firm_admin"],
+                           name="Changed")
+    assert Client.cross_firm.for_compliance(reason="test").get(
+        pk=world.a.client.pk).name == "Client of alpha"
+
+
+def test_a_platform_auditor_writes_nothing_through_the_api(client, world, auditor):
+    client.login(username="platform.auditor", password=PASSWORD)
+    response = client.post("/api/v1/applications/", {"account": world.a.account.pk},
+                           content_type="application/json")
+    assert response.status_code == 403
+    assert client.get("/api/v1/audit/export").status_code == 403  # no firm chain either
+    from eligibility.models import Application
+
+    assert not Application.cross_firm.for_compliance(reason="test").exists()
