@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from . import audit, tenancy
 from .admin_base import ReadOnlyTenantAdmin, TenantAdmin
 from .errors import DomainError
-from .models import AuditEvent, Membership
+from .models import AuditEvent, Firm, Membership, iana_zone_names
 from .roles import Role
 from .scope import current_firm, current_firm_or_none
 
@@ -47,6 +47,41 @@ class AuditEventAdmin(ReadOnlyTenantAdmin):
 
     def get_queryset(self, request):
         return audit.events_for(current_firm())
+
+
+class FirmForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(choices=lambda: [(z, z) for z in sorted(iana_zone_names())])
+
+    class Meta:
+        model = Firm
+        fields = ("time_zone",)
+
+
+@admin.register(Firm)
+class FirmAdmin(TenantAdmin):
+    """The firm's own row: every staff member reads it; its firm admin sets the time zone."""
+
+    form = FirmForm
+    exclude = ()
+    fields = ("name", "slug", "exchange_calendar", "time_zone")
+    readonly_fields = ("name", "slug", "exchange_calendar")
+    list_display = ("name", "slug", "exchange_calendar", "time_zone")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return (current_firm_or_none() is not None
+                and tenancy.role_of(request.user) == Role.FIRM_ADMIN)
+
+    def get_queryset(self, request):
+        firm = current_firm_or_none()
+        return Firm.objects.filter(pk=firm.pk) if firm is not None else Firm.objects.none()
+
+    def save_model(self, request, obj, form, change) -> None:
+        if "time_zone" in form.changed_data:
+            tenancy.set_firm_time_zone(firm=current_firm(), actor=request.user,
+                                       time_zone=form.cleaned_data["time_zone"])
 
 
 for _model in (User, Group):

@@ -20,13 +20,13 @@ DEFAULT_TIME_ZONE = "America/New_York"
 
 
 @lru_cache(maxsize=1)
-def _iana_zone_names() -> frozenset[str]:
+def iana_zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
 def validate_time_zone(name: str) -> None:
     """An IANA zone name (``Europe/London``); abbreviations and offsets are ambiguous."""
-    if name not in _iana_zone_names():
+    if name not in iana_zone_names():
         raise ValidationError(f"{name!r} is not an IANA time zone name (e.g. America/New_York)",
                               code="invalid_time_zone")
 

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from . import audit
 from .errors import InvalidInput, NotFound, NotPermitted
-from .models import Firm, Membership, PlatformRole
+from .models import Firm, Membership, PlatformRole, validate_time_zone
 from .roles import STAFF_ROLES, PlatformRoleName, Role
 
 
@@ -102,6 +102,23 @@ def add_member(*, firm: Firm, user, role: Role | str, actor=None) -> Membership:
         audit.record(firm=firm, actor=actor, event_type="membership.created", obj=membership,
                      after={"user": user.username, "role": str(role)})
     return membership
+
+
+def set_firm_time_zone(*, firm: Firm, actor, time_zone: str) -> Firm:
+    """The zone the firm's people see times in (an IANA name); set by its firm admin."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    try:
+        validate_time_zone(time_zone)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="time_zone") from None
+    with transaction.atomic():
+        locked = Firm.objects.select_for_update().get(pk=firm.pk)
+        before = locked.time_zone
+        locked.time_zone = time_zone
+        locked.save(update_fields=["time_zone"])
+        audit.record(firm=locked, actor=actor, event_type="firm.time_zone_set", obj=locked,
+                     before={"time_zone": before}, after={"time_zone": time_zone})
+    return locked
 
 
 # -- a firm's users, administered by its firm admin ------------------------------------------

@@ -186,3 +186,9 @@ def test_a_platform_auditor_writes_nothing_through_the_api(client, world, audito
     from eligibility.models import Application
 
     assert not Application.cross_firm.for_compliance(reason="test").exists()
+
+
+def test_the_home_page_tells_a_platform_user_where_their_door_is(client, auditor):
+    client.login(username="platform.auditor", password=PASSWORD)
+    response = client.get("/")
+    assert response.status_code == 200 and b"export_audit_trail --all-firms" in response.content

@@ -110,3 +110,25 @@ def test_a_firms_zone_is_an_iana_name(world, name):
 
 def test_a_new_firm_defaults_to_new_york(db):
     assert Firm.objects.create(name="Gamma", slug="gamma").time_zone == "America/New_York"
+
+
+def test_the_firm_admin_sets_the_firms_zone_audited(client, world):
+    from django.urls import reverse
+
+    from brokerage import audit
+
+    client.login(username="alpha_firm_admin", password=PASSWORD)
+    url = reverse("admin:brokerage_firm_change", args=[world.firm_a.pk])
+    assert client.post(url, {"time_zone": "Mars/Olympus_Mons"}).status_code == 200  # refused
+    assert client.post(url, {"time_zone": "Europe/Zurich"}).status_code == 302
+    assert Firm.objects.get(pk=world.firm_a.pk).time_zone == "Europe/Zurich"
+    event = audit.events_for(world.firm_a).get(event_type="firm.time_zone_set")
+    assert (event.before, event.after) == ({"time_zone": "America/New_York"},
+                                           {"time_zone": "Europe/Zurich"})
+    other = reverse("admin:brokerage_firm_change", args=[world.firm_b.pk])
+    assert client.post(other, {"time_zone": "Asia/Tokyo"}).status_code == 404
+    client.logout()
+    client.login(username="alpha_risk_officer", password=PASSWORD)
+    assert client.post(url, {"time_zone": "Asia/Tokyo"}).status_code == 403
+    assert Firm.objects.get(pk=world.firm_b.pk).time_zone == "America/New_York"
+    assert Firm.objects.get(pk=world.firm_a.pk).time_zone == "Europe/Zurich"
