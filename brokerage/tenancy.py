@@ -139,6 +139,23 @@ def _checked_password(password: str, user, field: str = "password") -> str:
     return password
 
 
+def _validated(user) -> None:
+    """The model's own checks (username characters, email), refused as a DomainError."""
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise InvalidInput("; ".join(messages), field=field) from None
+
+
+def _set_initial_password(user, password: str | None) -> None:
+    # No password given: unusable until someone sets one through an audited door.
+    if password:
+        user.set_password(_checked_password(password, user))
+    else:
+        user.set_unusable_password()
+
+
 def firm_users(firm: Firm):
     """The users of one firm (members of every role): what its admin sees and manages."""
     return get_user_model().objects.filter(
@@ -190,15 +207,8 @@ def create_firm_user(*, firm: Firm, actor, username: str, role: Role | str, emai
             raise InvalidInput(f"the username {username!r} is taken", field="username")
         user = User(username=username, email=email, first_name=first_name, last_name=last_name,
                     is_staff=role in STAFF_ROLES)
-        try:
-            user.full_clean(exclude=["password"])
-        except ValidationError as exc:
-            field, messages = next(iter(exc.message_dict.items()))
-            raise InvalidInput("; ".join(messages), field=field) from None
-        if password:
-            user.set_password(_checked_password(password, user))
-        else:
-            user.set_unusable_password()
+        _validated(user)
+        _set_initial_password(user, password)
         user.save()
         membership = Membership(firm=firm, user=user, role=Role(role))
         membership.save()
@@ -226,11 +236,7 @@ def update_firm_user(*, firm: Firm, user, actor, **changes: Any):
         _keep_an_active_admin(firm=firm, user=user, role=role, is_active=user.is_active,
                               was_admin=before["role"] == Role.FIRM_ADMIN and before["is_active"])
         user.is_staff = role in STAFF_ROLES  # the admin door follows the role
-        try:
-            user.full_clean(exclude=["password"])
-        except ValidationError as exc:
-            field, messages = next(iter(exc.message_dict.items()))
-            raise InvalidInput("; ".join(messages), field=field) from None
+        _validated(user)
         user.save()
         if role != membership.role:
             membership.role = Role(role)
@@ -282,15 +288,8 @@ def create_platform_user(*, username: str, role: PlatformRoleName | str, email: 
             raise InvalidInput(f"the username {username!r} is taken", field="username")
         # is_staff stays False: the tenant admin has nothing for a platform user to see.
         user = User(username=username, email=email, is_staff=False, is_superuser=False)
-        try:
-            user.full_clean(exclude=["password"])
-        except ValidationError as exc:
-            field, messages = next(iter(exc.message_dict.items()))
-            raise InvalidInput("; ".join(messages), field=field) from None
-        if password:
-            user.set_password(_checked_password(password, user))
-        else:
-            user.set_unusable_password()
+        _validated(user)
+        _set_initial_password(user, password)
         user.save()
         PlatformRole.objects.create(user=user, role=PlatformRoleName(role))
         audit.record(firm=None, actor=actor, event_type="platform_user.created", obj=user,

@@ -22,6 +22,13 @@ def _events(firm, event_type: str):
     return audit.events_for(firm).filter(event_type=event_type)
 
 
+def _post_password(client, user) -> int:
+    """Post the desk's set-password form for `user`; the status code."""
+    return client.post(reverse("admin:auth_user_set_password", args=[user.pk]),
+                       {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+                       ).status_code
+
+
 @pytest.fixture
 def firm_admin(client, world):
     client.login(username="alpha_firm_admin", password=PASSWORD)
@@ -45,9 +52,7 @@ def test_the_firm_admin_sees_only_the_firms_users(firm_admin, world):
 
 def test_the_firm_admin_cannot_reset_another_firms_password(firm_admin, world):
     beta_user = world.b.users["firm_admin"]
-    response = firm_admin.post(reverse("admin:auth_user_set_password", args=[beta_user.pk]),
-                               {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
-    assert response.status_code == 404
+    assert _post_password(firm_admin, beta_user) == 404
     beta_user.refresh_from_db()
     assert beta_user.check_password(PASSWORD)
     with pytest.raises(NotFound):  # nor through the service
@@ -57,9 +62,7 @@ def test_the_firm_admin_cannot_reset_another_firms_password(firm_admin, world):
 
 def test_a_password_reset_is_audited_on_the_firms_chain(firm_admin, world):
     target = world.a.users["risk_officer"]
-    response = firm_admin.post(reverse("admin:auth_user_set_password", args=[target.pk]),
-                               {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
-    assert response.status_code == 302
+    assert _post_password(firm_admin, target) == 302
     target.refresh_from_db()
     assert target.check_password(NEW_PASSWORD)
     event = _events(world.firm_a, "user.password_set").get()
@@ -117,9 +120,7 @@ def test_no_other_role_administers_users(client, world, role):
     client.login(username=f"alpha_{role}", password=PASSWORD)
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
     target = world.a.users["client"]
-    response = client.post(reverse("admin:auth_user_set_password", args=[target.pk]),
-                           {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
-    assert response.status_code == 404
+    assert _post_password(client, target) == 404
     with pytest.raises(NotPermitted):
         update_firm_user(firm=world.firm_a, user=target, actor=world.a.users[role],
                          role="firm_admin")

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from accounts import services as book
 from brokerage.models import Firm
-from brokerage.scope import firm_scope
-from margin.market_data import load_prices
 from margin.models import MarginSnapshot
-from margin.tasks import recompute_accounts
-from tests.factories import PASSWORD, shared_instrument
+from tests.factories import PASSWORD, value_each_firms_account
 
 pytestmark = pytest.mark.django_db
 
@@ -28,19 +23,8 @@ WINTER = datetime(2026, 1, 15, 15, 40, tzinfo=UTC)
 
 @pytest.fixture
 def valued(world):
-    """Each firm's account valued once, its snapshot dated at a known instant."""
-    stock = shared_instrument("ACME")
-    load_prices(observations=[{"symbol": "ACME", "price": "100",
-                               "observed_at": timezone.now().isoformat()}],
-                source="vendor", actor=None)
-    for fw in (world.a, world.b):
-        with firm_scope(fw.firm):
-            admin = fw.users["firm_admin"]
-            book.set_position(account=fw.account, instrument=stock, quantity=Decimal(10),
-                              actor=admin)
-            book.grant_account_access(account=fw.account, user=fw.users["client"], actor=admin)
-        recompute_accounts(fw.firm.pk, [fw.account.pk])
-    return world
+    """Each firm's account valued once (its snapshot is then dated at a known instant)."""
+    return value_each_firms_account(world)
 
 
 def _dated(account, instant: datetime) -> None:
