@@ -115,3 +115,21 @@ def test_an_unknown_client_field_is_refused_by_name(world):
         book.update_client(client=world.a.client, actor=world.a.users["firm_admin"],
                            firm=world.firm_b)
     assert refused.value.field == "firm"
+
+
+@pytest.mark.parametrize(("whose", "status"), [("own", 302), ("foreign", 200)])
+def test_a_new_client_gets_only_the_firms_own_client_user(client, world, whose, status):
+    user = world.a.users["client"] if whose == "own" else world.b.users["client"]
+    client.login(username="alpha_firm_admin", password=PASSWORD)
+    data = _form_data(world.a.client, name="New client", portal_user=user.pk)
+    response = client.post(reverse("admin:accounts_client_add"), data)
+    assert response.status_code == status
+    created = Client.cross_firm.for_compliance(reason="test").filter(name="New client").first()
+    if whose == "own":
+        assert created.firm == world.firm_a and created.portal_user == user
+        event = audit.events_for(world.firm_a).get(event_type="client.created",
+                                                   object_id=str(created.pk))
+        assert event.after["portal_user"] == user.username
+    else:
+        assert created is None
+        assert "portal_user" in response.context["adminform"].form.errors

@@ -192,3 +192,14 @@ def test_the_home_page_tells_a_platform_user_where_their_door_is(client, auditor
     client.login(username="platform.auditor", password=PASSWORD)
     response = client.get("/")
     assert response.status_code == 200 and b"export_audit_trail --all-firms" in response.content
+
+
+def test_a_platform_users_password_is_set_from_stdin_audited(client, db):
+    call_command("create_platform_user", "ops2", "--role", "market_data", stdout=StringIO())
+    call_command("platform_user", "ops2", "--set-password", "--password-stdin",
+                 stdin=StringIO(PASSWORD + "\n"), stdout=StringIO())
+    assert client.login(username="ops2", password=PASSWORD)
+    event = _platform_events("platform_user.changed").get()
+    assert event.after["password_set"] is True and PASSWORD not in str(event.after)
+    with pytest.raises(CommandError):  # no source, no password
+        call_command("platform_user", "ops2", "--set-password", stdout=StringIO())

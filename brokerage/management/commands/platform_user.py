@@ -34,11 +34,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         username = options["username"]
-        password = None
-        if options["set_password"]:
-            password = password_from(options)
-            if password is None:
-                raise CommandError("--set-password needs --password-env VAR or --password-stdin")
+        password = password_from(options)  # a password source given means: set it
+        if options["set_password"] and password is None:
+            raise CommandError("--set-password needs --password-env VAR or --password-stdin")
         is_active = True if options["activate"] else False if options["deactivate"] else None
         if options["role"] is None and is_active is None and password is None:
             role = PlatformRole.objects.select_related("user").filter(
