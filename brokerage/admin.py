@@ -68,11 +68,7 @@ class FirmAdmin(TenantAdmin):
     list_display = ("name", "slug", "exchange_calendar", "time_zone")
 
     def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return (current_firm_or_none() is not None
-                and tenancy.role_of(request.user) == Role.FIRM_ADMIN)
+        return False  # firms are created by the platform, not from a firm's desk
 
     def get_queryset(self, request):
         firm = current_firm_or_none()
@@ -152,9 +148,8 @@ class FirmUserAdmin(TenantAdmin):
     readonly_fields = ("username", "last_login", "date_joined", "password_link")
 
     def _allowed(self, request, action: str) -> bool:
-        if action == "delete" or current_firm_or_none() is None:
-            return False
-        return tenancy.role_of(request.user) == Role.FIRM_ADMIN
+        # Seeing the firm's users is part of administering them: the firm admin's alone.
+        return super()._allowed(request, "change" if action == "view" else action)
 
     def get_queryset(self, request):
         firm = current_firm_or_none()

@@ -38,6 +38,7 @@ _WRITE_MODELS = {
         "accounts.client", "accounts.account", "accounts.position", "accounts.instrument",
         "accounts.ledgerentry", "accounts.riskdisclosure", "brokerage.membership",
         "auth.user",  # the firm's own users, through the audited services in tenancy
+        "brokerage.firm",  # the firm's own settings (its time zone)
     },
     Role.MARGIN_DESK: {"accounts.position", "accounts.ledgerentry"},
     Role.RISK_OFFICER: set(),
