@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 
 from brokerage.admin_base import ReadOnlyTenantAdmin, SharedReferenceAdmin, TenantAdmin
+from brokerage.scope import current_firm
 
 from . import services
 from .models import Account, Client, Instrument, LedgerEntry, Position, RiskDisclosure
@@ -14,26 +16,38 @@ class ServiceAdmin(TenantAdmin):
         raise PermissionDenied("use the service actions for this record")
 
 
+class ClientAdminForm(forms.ModelForm):
+    class Meta:
+        model = Client
+        fields = services.CLIENT_WRITABLE_FIELDS
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "portal_user" in self.fields:
+            # Only the firm's own client users not linked elsewhere: a foreign id posted anyway
+            # is "not one of the available choices", and the service refuses it too.
+            self.fields["portal_user"].queryset = services.portal_user_choices(
+                client=self.instance if self.instance.pk else None)
+
+
 @admin.register(Client)
 class ClientAdmin(TenantAdmin):
+    form = ClientAdminForm
     list_display = ("name", "kind", "email", "options_approval_level", "years_trading_options",
-                    "net_worth")
+                    "net_worth", "portal_user")
     search_fields = ("name", "email")
     list_filter = ("kind", "options_approval_level", "investment_objective")
+    list_select_related = ("portal_user",)
 
     def save_model(self, request, obj, form, change):
         if change:
             services.update_client(client=obj, actor=request.user,
                                    **{f: form.cleaned_data[f] for f in form.changed_data})
         else:
-            data = {f: form.cleaned_data[f] for f in services.CLIENT_FIELDS if f in form.cleaned_data}
-            created = services.create_client(firm=self._firm(), actor=request.user, **data)
+            data = {f: form.cleaned_data[f] for f in services.CLIENT_WRITABLE_FIELDS
+                    if f in form.cleaned_data}
+            created = services.create_client(firm=current_firm(), actor=request.user, **data)
             obj.pk = created.pk
-
-    def _firm(self):
-        from brokerage.scope import current_firm
-
-        return current_firm()
 
 
 @admin.register(RiskDisclosure)

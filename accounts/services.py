@@ -6,13 +6,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from brokerage import audit
 from brokerage.errors import InvalidInput
-from brokerage.models import Firm
+from brokerage.models import Firm, Membership
+from brokerage.roles import Role
+from brokerage.tenancy import membership_of, require_tenant_actor
 
 from .models import Account, Client, Instrument, LedgerEntry, Position, RiskDisclosure
 
@@ -34,30 +37,78 @@ CLIENT_FIELDS = [
     "options_approval_level", "annual_income", "net_worth", "liquid_net_worth",
     "holds_unlisted_derivatives",
 ]
+# What a client write may set, and what its audited before/after shows.
+CLIENT_WRITABLE_FIELDS = [*CLIENT_FIELDS, "phone", "address", "portal_user"]
+
+
+def _client_snapshot(client: Client) -> dict[str, Any]:
+    snapshot = _snapshot(client, [*CLIENT_FIELDS, "phone", "address"])
+    # The portal login linked to the client: who can read this client's accounts.
+    snapshot["portal_user"] = client.portal_user.username if client.portal_user_id else None
+    return snapshot
+
+
+def portal_user_choices(*, client: Client | None = None):
+    """Users who may be linked as a client's portal login: the firm in scope's client-role
+    users not already linked to another client (fails closed without a firm in scope)."""
+    client_members = Membership.objects.filter(role=Role.CLIENT).values("user_id")
+    linked = Client.cross_firm.for_compliance(reason="one client per portal login").filter(
+        portal_user__isnull=False)
+    if client is not None and client.pk:
+        linked = linked.exclude(pk=client.pk)
+    return get_user_model().objects.filter(pk__in=client_members, is_active=True).exclude(
+        pk__in=linked.values("portal_user_id")).order_by("username")
+
+
+def _check_portal_user(*, firm: Firm, client_pk: int | None, user) -> None:
+    """Only the firm's own client-role user, not linked elsewhere, becomes a portal login."""
+    if user is None:
+        return
+    membership = membership_of(user)
+    if membership is None or membership.firm_id != firm.pk or membership.role != Role.CLIENT:
+        # The same words for a foreign, a staff and an unknown user: nothing to learn here.
+        raise BookError("portal_user", "must be a client user of this firm")
+    linked = Client.cross_firm.for_compliance(reason="one client per portal login").filter(
+        portal_user=user)
+    if client_pk is not None:
+        linked = linked.exclude(pk=client_pk)
+    if linked.exists():
+        raise BookError("portal_user", "this user is already the portal login of another client")
+
+
+def _check_client_fields(names) -> None:
+    for name in names:
+        if name not in CLIENT_WRITABLE_FIELDS:
+            raise BookError(name, "not a client field that can be set")
 
 
 def create_client(*, firm: Firm, actor, **fields: Any) -> Client:
+    require_tenant_actor(firm=firm, actor=actor)
+    _check_client_fields(fields)
     with transaction.atomic():
+        _check_portal_user(firm=firm, client_pk=None, user=fields.get("portal_user"))
         client = Client(firm=firm, **fields)
         client.full_clean()
         client.save()
         audit.record(firm=firm, actor=actor, event_type="client.created", obj=client,
-                     after=_snapshot(client, CLIENT_FIELDS))
+                     after=_client_snapshot(client))
     return client
 
 
 def update_client(*, client: Client, actor, **changes: Any) -> Client:
+    require_tenant_actor(firm=client.firm, actor=actor)
+    _check_client_fields(changes)
     with transaction.atomic():
         client = Client.objects.select_for_update().get(pk=client.pk)
-        before = _snapshot(client, CLIENT_FIELDS)
+        before = _client_snapshot(client)
+        if "portal_user" in changes:
+            _check_portal_user(firm=client.firm, client_pk=client.pk, user=changes["portal_user"])
         for name, value in changes.items():
-            if name not in CLIENT_FIELDS and name not in ("phone", "address", "portal_user"):
-                raise BookError(name, "not a client field that can be changed")
             setattr(client, name, value)
         client.full_clean()
         client.save()
         audit.record(firm=client.firm, actor=actor, event_type="client.updated", obj=client,
-                     before=before, after=_snapshot(client, CLIENT_FIELDS))
+                     before=before, after=_client_snapshot(client))
         from .signals import client_profile_changed
 
         transaction.on_commit(lambda: client_profile_changed.send(Client, client=client))
@@ -66,6 +117,7 @@ def update_client(*, client: Client, actor, **changes: Any) -> Client:
 
 def deliver_disclosure(*, client: Client, document: str, actor, version: str = "2026-01",
                        acknowledged: bool = False, at: datetime | None = None) -> RiskDisclosure:
+    require_tenant_actor(firm=client.firm, actor=actor)
     at = at or timezone.now()
     with transaction.atomic():
         disclosure = RiskDisclosure.objects.create(
@@ -80,6 +132,7 @@ def deliver_disclosure(*, client: Client, document: str, actor, version: str = "
 
 def acknowledge_disclosure(*, disclosure: RiskDisclosure, actor,
                            at: datetime | None = None) -> RiskDisclosure:
+    require_tenant_actor(firm=disclosure.firm, actor=actor)
     with transaction.atomic():
         disclosure = RiskDisclosure.objects.select_for_update().get(pk=disclosure.pk)
         if disclosure.acknowledged_at is not None:
@@ -93,6 +146,7 @@ def acknowledge_disclosure(*, disclosure: RiskDisclosure, actor,
 
 def open_account(*, client: Client, number: str, registration: str, margin_type: str, actor,
                  opened_on: date | None = None, base_currency: str = "USD") -> Account:
+    require_tenant_actor(firm=client.firm, actor=actor)
     with transaction.atomic():
         if Account.objects.filter(number=number).exists():
             raise BookError("number", f"account number {number} is already used in this firm")
@@ -111,6 +165,7 @@ def open_account(*, client: Client, number: str, registration: str, margin_type:
 def change_account(*, account: Account, actor, event_type: str, reason: str = "",
                    **changes: Any) -> Account:
     """Change margin type or status (approval, restriction, downgrade): audited, locked."""
+    require_tenant_actor(firm=account.firm, actor=actor)
     allowed = {"margin_type", "status"}
     with transaction.atomic():
         account = Account.objects.select_for_update().get(pk=account.pk)
@@ -130,6 +185,7 @@ def change_account(*, account: Account, actor, event_type: str, reason: str = ""
 def post_ledger_entry(*, account: Account, kind: str, amount: Decimal, actor, memo: str = "",
                       effective_at: datetime | None = None,
                       corrects: LedgerEntry | None = None) -> LedgerEntry:
+    require_tenant_actor(firm=account.firm, actor=actor)
     amount = Decimal(amount)
     if not amount.is_finite():
         raise BookError("amount", "must be a finite amount")
@@ -164,6 +220,7 @@ def cash_balance(account: Account, as_of: datetime | None = None) -> Decimal:
 def set_position(*, account: Account, instrument: Instrument, quantity: Decimal, actor,
                  cost_basis: Decimal | None = None) -> Position | None:
     """Book the account's position in an instrument (a fill or a transfer). 0 closes it."""
+    require_tenant_actor(firm=account.firm, actor=actor)
     quantity = Decimal(quantity)
     if not quantity.is_finite():
         raise BookError("quantity", "must be a finite number")
@@ -202,6 +259,7 @@ def grant_account_access(*, account: Account, user, actor) -> None:
 
     from brokerage.tenancy import firm_of
 
+    require_tenant_actor(firm=account.firm, actor=actor)
     if firm_of(user) != account.firm:
         raise BookError("user", "a user of another firm cannot be granted this account")
     with transaction.atomic():

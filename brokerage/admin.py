@@ -1,9 +1,34 @@
-from django.contrib import admin
+"""The desk's tenancy pages: memberships and the audit trail (read-only), and the firm's own
+users, which its firm admin administers through the audited services in `tenancy`.
 
-from . import audit
-from .admin_base import ReadOnlyTenantAdmin
-from .models import AuditEvent, Membership
-from .scope import current_firm
+Django's own User and Group admins are replaced: they show every firm's users to whoever holds
+the global permission (a superuser, before there were none), and their saves and password
+resets bypass the audit trail.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from . import audit, tenancy
+from .admin_base import ReadOnlyTenantAdmin, TenantAdmin
+from .errors import DomainError
+from .models import AuditEvent, Firm, Membership, iana_zone_names
+from .roles import Role
+from .scope import current_firm, current_firm_or_none
+
+User = get_user_model()
 
 
 @admin.register(Membership)
@@ -22,3 +47,182 @@ class AuditEventAdmin(ReadOnlyTenantAdmin):
 
     def get_queryset(self, request):
         return audit.events_for(current_firm())
+
+
+class FirmForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(choices=lambda: [(z, z) for z in sorted(iana_zone_names())])
+
+    class Meta:
+        model = Firm
+        fields = ("time_zone",)
+
+
+@admin.register(Firm)
+class FirmAdmin(TenantAdmin):
+    """The firm's own row: every staff member reads it; its firm admin sets the time zone."""
+
+    form = FirmForm
+    exclude = ()
+    fields = ("name", "slug", "exchange_calendar", "time_zone")
+    readonly_fields = ("name", "slug", "exchange_calendar")
+    list_display = ("name", "slug", "exchange_calendar", "time_zone")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # firms are created by the platform, not from a firm's desk
+
+    def get_queryset(self, request):
+        firm = current_firm_or_none()
+        return Firm.objects.filter(pk=firm.pk) if firm is not None else Firm.objects.none()
+
+    def save_model(self, request, obj, form, change) -> None:
+        if "time_zone" in form.changed_data:
+            tenancy.set_firm_time_zone(firm=current_firm(), actor=request.user,
+                                       time_zone=form.cleaned_data["time_zone"])
+
+
+for _model in (User, Group):
+    try:
+        admin.site.unregister(_model)
+    except NotRegistered:
+        pass
+
+
+class FirmUserAddForm(forms.ModelForm):
+    role = forms.ChoiceField(choices=Role.choices)
+    password1 = forms.CharField(label="Password", required=False, strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                help_text="Leave empty to set one later (the user cannot log in "
+                                          "until then).")
+    password2 = forms.CharField(label="Password again", required=False, strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    class Meta:
+        model = User
+        fields = ("username", "first_name", "last_name", "email")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password1", "") != cleaned.get("password2", ""):
+            raise ValidationError({"password2": "the two passwords differ"})
+        return cleaned
+
+
+class FirmUserChangeForm(forms.ModelForm):
+    role = forms.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = User
+        fields = ("first_name", "last_name", "email", "is_active")
+        labels = {"is_active": "Active (untick to deactivate the user)"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        membership = tenancy.membership_of(self.instance)
+        if membership is not None:
+            self.fields["role"].initial = membership.role
+
+    def clean(self):
+        cleaned = super().clean()
+        if "role" in cleaned and "is_active" in cleaned:
+            try:
+                tenancy.check_firm_user_change(firm=current_firm(), user=self.instance,
+                                               role=cleaned["role"],
+                                               is_active=cleaned["is_active"])
+            except DomainError as exc:
+                raise ValidationError({exc.field or None: exc.message}) from None
+        return cleaned
+
+
+@admin.register(User)
+class FirmUserAdmin(TenantAdmin):
+    """The firm's own users, for its firm admin only: create (staff or client, with a role),
+    change name, email and role, deactivate, set a password. Every write is a service call,
+    audited on the firm's chain; another firm's user is a 404."""
+
+    exclude = ()
+    list_display = ("username", "first_name", "last_name", "email", "firm_role", "is_active",
+                    "last_login")
+    list_filter = ("is_active",)
+    search_fields = ("username", "first_name", "last_name", "email")
+    ordering = ("username",)
+    readonly_fields = ("username", "last_login", "date_joined", "password_link")
+
+    def _allowed(self, request, action: str) -> bool:
+        # Seeing the firm's users is part of administering them: the firm admin's alone.
+        return super()._allowed(request, "change" if action == "view" else action)
+
+    def get_queryset(self, request):
+        firm = current_firm_or_none()
+        if firm is None:
+            return User.objects.none()
+        return tenancy.firm_users(firm).select_related("membership")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = FirmUserChangeForm if obj is not None else FirmUserAddForm
+        kwargs["fields"] = None  # the form's own fields, not the model's
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["username", "first_name", "last_name", "email", "role", "password1",
+                    "password2"]
+        return ["username", "first_name", "last_name", "email", "role", "is_active",
+                "password_link", "last_login", "date_joined"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else ()
+
+    @admin.display(description="role")
+    def firm_role(self, obj) -> str:
+        return obj.membership.get_role_display()
+
+    @admin.display(description="password")
+    def password_link(self, obj) -> str:
+        url = reverse("admin:auth_user_set_password", args=[obj.pk])
+        return format_html('<a href="{}">Set a new password</a>', url)
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        if change:
+            changes = {name: data[name] for name in form.changed_data
+                       if name in (*tenancy.USER_FIELDS, "role")}
+            tenancy.update_firm_user(firm=current_firm(), user=obj, actor=request.user,
+                                     **changes)
+        else:
+            created = tenancy.create_firm_user(
+                firm=current_firm(), actor=request.user, username=data["username"],
+                role=data["role"], email=data.get("email", ""),
+                first_name=data.get("first_name", ""), last_name=data.get("last_name", ""),
+                password=data.get("password1") or None)
+            obj.pk = created.pk
+
+    def save_related(self, request, form, formsets, change) -> None:
+        pass  # no groups or permissions here: rights come from the role
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/password/",
+                 self.admin_site.admin_view(self.set_password_view),
+                 name="auth_user_set_password"),
+            *super().get_urls(),
+        ]
+
+    def set_password_view(self, request, object_id: str):
+        user = self.get_object(request, unquote(object_id))
+        if user is None or not self.has_change_permission(request, user):
+            raise Http404("no such user in your firm")
+        form = SetPasswordForm(user, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                tenancy.set_firm_user_password(firm=current_firm(), user=user,
+                                               actor=request.user,
+                                               password=form.cleaned_data["new_password1"])
+            except DomainError as exc:
+                form.add_error("new_password1", exc.message)
+            else:
+                self.message_user(request, f"Password set for {user.username}.",
+                                  messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
+        context = {**self.admin_site.each_context(request), "title": f"Set a password for "
+                   f"{user.username}", "opts": self.opts, "original": user, "form": form}
+        return TemplateResponse(request, "admin/brokerage/set_password.html", context)

@@ -2,13 +2,15 @@
 
 Tenant staff hold no global model permission: what they may do comes from their role
 (`brokerage.roles.can`). Querysets come from the scoped default manager, so another firm's
-object is simply not found (404). Platform operators (superusers without a firm) see nothing
-here: their cross-firm reads go through the audited compliance export.
+object is simply not found (404). Platform users (a PlatformRole, no firm) see nothing and
+change nothing here: their cross-firm reads go through the audited compliance export. Times
+show in the firm's zone (TenantScopeMiddleware activates it).
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from .roles import can
@@ -41,6 +43,9 @@ class TenantAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request):
+        if current_firm_or_none() is None:
+            # No firm, no tenant rows: a clean 403 rather than the scope's NoFirmInScope (500).
+            raise PermissionDenied("the desk shows a firm's data to that firm's staff only")
         return self.model._default_manager.get_queryset()
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):

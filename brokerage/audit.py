@@ -31,12 +31,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def _role_of(user) -> str:
+    """The actor's role as the trail shows it: a firm role, `platform_<role>`, or system."""
     if user is None:
         return "system"
-    membership = getattr(user, "membership", None) if user.pk else None
+    if not user.pk:
+        return ""
+    membership = getattr(user, "membership", None)
     if membership is not None:
         return membership.role
-    return "platform_operator" if user.is_superuser or user.is_staff else ""
+    platform_role = getattr(user, "platform_role", None)
+    return f"platform_{platform_role.role}" if platform_role is not None else ""
 
 
 def record(

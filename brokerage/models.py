@@ -1,17 +1,35 @@
-"""Tenancy (Firm, Membership), the audit trail (AuditEvent, hash-chained per firm) and
-approvals (ApprovalRequest, ApprovalDecision: one maker-checker for every kind)."""
+"""Tenancy (Firm, Membership), the platform's own roles (PlatformRole), the audit trail
+(AuditEvent, hash-chained per firm) and approvals (ApprovalRequest, ApprovalDecision: one
+maker-checker for every kind)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zoneinfo
+from functools import lru_cache
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
-from .roles import Role
+from .roles import PlatformRoleName, Role
 from .scope import AppendOnlyTenantManager, CrossFirmManager, TenantManager
+
+DEFAULT_TIME_ZONE = "America/New_York"
+
+
+@lru_cache(maxsize=1)
+def iana_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    """An IANA zone name (``Europe/London``); abbreviations and offsets are ambiguous."""
+    if name not in iana_zone_names():
+        raise ValidationError(f"{name!r} is not an IANA time zone name (e.g. America/New_York)",
+                              code="invalid_time_zone")
 
 
 class Firm(models.Model):
@@ -20,6 +38,10 @@ class Firm(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=50, unique=True)
     exchange_calendar = models.CharField(max_length=20, default="XNYS")
+    # Times are stored in UTC and shown to the firm's people in this zone, with its name.
+    time_zone = models.CharField(max_length=64, default=DEFAULT_TIME_ZONE,
+                                 validators=[validate_time_zone],
+                                 help_text="IANA name, e.g. America/New_York or Europe/London")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -53,6 +75,22 @@ class Membership(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.get_role_display()}, {self.firm_id})"
+
+
+class PlatformRole(models.Model):
+    """A platform user's one role. Platform users belong to no firm (no Membership), hold no
+    tenant write and are created and changed by management commands, audited on the platform
+    chain (`brokerage.tenancy.create_platform_user`)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="platform_role"
+    )
+    role = models.CharField(max_length=32, choices=PlatformRoleName.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()})"
 
 
 class AuditChainHead(models.Model):

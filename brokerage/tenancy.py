@@ -1,14 +1,27 @@
-"""Who belongs to which firm, and tenant-aware helpers shared by admin and API."""
+"""Who belongs to which firm, the platform's own users, and the services that administer both.
+
+Two kinds of people log in. A firm's people hold one Membership with a tenant role; their
+firm's admin creates and changes them (audited on the firm's chain). The platform's people
+(auditor, market-data operator) hold one PlatformRole and no Membership; management commands
+create and change them (audited on the platform chain), and they write no tenant data. No one
+is a Django superuser: rights come from the role, never from a flag.
+"""
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Collection
+from typing import Any
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from . import audit
-from .errors import InvalidInput
-from .models import Firm, Membership
-from .roles import STAFF_ROLES, Role
+from .errors import InvalidInput, NotFound, NotPermitted
+from .models import Firm, Membership, PlatformRole, validate_time_zone
+from .roles import STAFF_ROLES, PlatformRoleName, Role
 
 
 def membership_of(user) -> Membership | None:
@@ -36,10 +49,42 @@ def is_staff_member(user) -> bool:
     return role_of(user) in STAFF_ROLES
 
 
+def platform_role_of(user) -> str | None:
+    """The user's platform role (auditor, market_data), or None for everyone else."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    return PlatformRole.objects.filter(user=user).values_list("role", flat=True).first()
+
+
 def is_platform_operator(user) -> bool:
-    """The installation's own staff: no firm; every cross-firm read they make is audited."""
-    return bool(getattr(user, "is_authenticated", False) and user.is_superuser
-                and membership_of(user) is None)
+    """The installation's own people: a platform role and no firm."""
+    return platform_role_of(user) is not None and membership_of(user) is None
+
+
+def is_platform_auditor(user) -> bool:
+    """Who may export every firm's audit trail (with a reason, recorded on the platform chain)."""
+    return platform_role_of(user) == PlatformRoleName.AUDITOR and membership_of(user) is None
+
+
+def require_tenant_actor(*, firm: Firm, actor, roles: Collection[str] | None = None) -> None:
+    """Refuse a write to `firm`'s data by anyone but its own members (of `roles` if given).
+
+    `actor=None` is the system itself (tasks, loaders, the demo seed). A platform user is
+    refused whatever door they come through: the platform reads, it never writes a firm's book.
+    A member of another firm is told the object does not exist (404, never a hint).
+    """
+    if actor is None:
+        return
+    if PlatformRole.objects.filter(user_id=actor.pk).exists():
+        raise NotPermitted("platform users make no changes to a firm's data", field="actor")
+    membership = membership_of(actor)
+    if membership is None:
+        raise NotPermitted("only a member of the firm changes its data", field="actor")
+    if membership.firm_id != firm.pk:
+        raise NotFound("no such object in your firm")
+    if roles is not None and membership.role not in roles:
+        raise NotPermitted(f"a {membership.get_role_display().lower()} may not do this",
+                           field="actor")
 
 
 def add_member(*, firm: Firm, user, role: Role | str, actor=None) -> Membership:
@@ -49,6 +94,9 @@ def add_member(*, firm: Firm, user, role: Role | str, actor=None) -> Membership:
             user=user
         ).exists():
             raise ValueError(f"user {user.username} already belongs to a firm")
+        if PlatformRole.objects.filter(user=user).exists():
+            raise NotPermitted(f"user {user.username} is a platform user and joins no firm",
+                               field="user")
         membership = Membership.objects.model(firm=firm, user=user, role=Role(role))
         membership.save()
         audit.record(firm=firm, actor=actor, event_type="membership.created", obj=membership,
@@ -70,25 +118,229 @@ def create_firm(*, name: str, slug: str, actor=None, exchange_calendar: str = "X
     return firm
 
 
-def create_member(*, firm: Firm, username: str, email: str, password: str, role: Role | str,
-                  actor=None) -> Membership:
-    """A new login of `firm` with `role`: the user and its membership in one transaction,
-    audited on the firm's chain (never the password).
-
-    Staff roles may open the staff desk (is_staff); clients only their portal. Nobody made here
-    is a superuser: what a member may do comes from the role.
-    """
+def set_firm_time_zone(*, firm: Firm, actor, time_zone: str) -> Firm:
+    """The zone the firm's people see times in (an IANA name); set by its firm admin."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
     try:
-        role = Role(role)
-    except ValueError:
-        raise InvalidInput(f"{role!r} is not a firm role", field="role") from None
+        validate_time_zone(time_zone)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="time_zone") from None
+    with transaction.atomic():
+        locked = Firm.objects.select_for_update().get(pk=firm.pk)
+        before = locked.time_zone
+        locked.time_zone = time_zone
+        locked.save(update_fields=["time_zone"])
+        audit.record(firm=locked, actor=actor, event_type="firm.time_zone_set", obj=locked,
+                     before={"time_zone": before}, after={"time_zone": time_zone})
+    return locked
+
+
+# -- a firm's users, administered by its firm admin ------------------------------------------
+
+USER_FIELDS = ("first_name", "last_name", "email", "is_active")
+
+
+def _user_snapshot(user, membership: Membership) -> dict[str, Any]:
+    return {"username": user.username, **{name: getattr(user, name) for name in USER_FIELDS},
+            "role": membership.role, "is_staff": user.is_staff}
+
+
+def _checked_password(password: str, user, field: str = "password") -> str:
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(exc.messages), field=field) from None
+    return password
+
+
+def _validated(user) -> None:
+    """The model's own checks (username characters, email), refused as a DomainError."""
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise InvalidInput("; ".join(messages), field=field) from None
+
+
+def _set_initial_password(user, password: str | None) -> None:
+    # No password given: unusable until someone sets one through an audited door.
+    if password:
+        user.set_password(_checked_password(password, user))
+    else:
+        user.set_unusable_password()
+
+
+def firm_users(firm: Firm):
+    """The users of one firm (members of every role): what its admin sees and manages."""
+    return get_user_model().objects.filter(
+        pk__in=Membership.cross_firm.for_compliance(reason="the firm's own users").filter(
+            firm=firm).values("user_id"))
+
+
+def _firm_member(*, firm: Firm, user) -> Membership:
+    membership = Membership.cross_firm.for_compliance(
+        reason="lock the firm's own user").select_for_update().filter(user_id=user.pk).first()
+    if membership is None or membership.firm_id != firm.pk:
+        raise NotFound("no such user in your firm", field="user")
+    return membership
+
+
+def _keep_an_active_admin(*, firm: Firm, user, was_admin: bool, role: str,
+                          is_active: bool) -> None:
+    """A firm without an active admin could no longer administer its users: refuse that."""
+    if not was_admin or (role == Role.FIRM_ADMIN and is_active):
+        return
+    others = Membership.cross_firm.for_compliance(reason="the firm keeps an admin").filter(
+        firm=firm, role=Role.FIRM_ADMIN, user__is_active=True).exclude(user_id=user.pk)
+    if not others.exists():
+        raise NotPermitted("the firm keeps at least one active firm admin", field="role")
+
+
+def check_firm_user_change(*, firm: Firm, user, role: str, is_active: bool) -> None:
+    """What `update_firm_user` would refuse about a role or active change (for forms)."""
+    membership = Membership.cross_firm.for_compliance(reason="the firm keeps an admin").filter(
+        firm=firm, user_id=user.pk).first()
+    if membership is None:
+        raise NotFound("no such user in your firm", field="user")
+    was_active = get_user_model().objects.filter(pk=user.pk).values_list(
+        "is_active", flat=True).first()
+    _keep_an_active_admin(firm=firm, user=user, role=role, is_active=is_active,
+                          was_admin=membership.role == Role.FIRM_ADMIN and bool(was_active))
+
+
+def create_firm_user(*, firm: Firm, actor, username: str, role: Role | str, email: str = "",
+                     first_name: str = "", last_name: str = "",
+                     password: str | None = None):
+    """A new user of `firm` with `role`, created by its firm admin (or the system)."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    if role not in Role.values:
+        raise InvalidInput(f"{role!r} is not a firm role", field="role")
     User = get_user_model()
     with transaction.atomic():
         if User.objects.filter(username=username).exists():
             raise InvalidInput(f"the username {username!r} is taken", field="username")
-        user = User.objects.create_user(username=username, email=email, password=password,
-                                        is_staff=role in STAFF_ROLES)
-        audit.record(firm=firm, actor=actor, event_type="user.created", object_type="auth.user",
-                     object_id=user.pk,
-                     after={"username": username, "email": email, "is_staff": user.is_staff})
-        return add_member(firm=firm, user=user, role=role, actor=actor)
+        user = User(username=username, email=email, first_name=first_name, last_name=last_name,
+                    is_staff=role in STAFF_ROLES)
+        _validated(user)
+        _set_initial_password(user, password)
+        user.save()
+        membership = Membership(firm=firm, user=user, role=Role(role))
+        membership.save()
+        audit.record(firm=firm, actor=actor, event_type="user.created", obj=user,
+                     after={**_user_snapshot(user, membership), "password_set": bool(password)})
+    return user
+
+
+def update_firm_user(*, firm: Firm, user, actor, **changes: Any):
+    """Change a firm user's name, email, role or active flag (deactivate: is_active=False)."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    unknown = set(changes) - {*USER_FIELDS, "role"}
+    if unknown:
+        raise InvalidInput("not a user field that can be changed", field=sorted(unknown)[0])
+    if "role" in changes and changes["role"] not in Role.values:
+        raise InvalidInput(f"{changes['role']!r} is not a firm role", field="role")
+    User = get_user_model()
+    with transaction.atomic():
+        membership = _firm_member(firm=firm, user=user)
+        user = User.objects.select_for_update().get(pk=user.pk)
+        before = _user_snapshot(user, membership)
+        role = changes.pop("role", membership.role)
+        for name, value in changes.items():
+            setattr(user, name, value)
+        _keep_an_active_admin(firm=firm, user=user, role=role, is_active=user.is_active,
+                              was_admin=before["role"] == Role.FIRM_ADMIN and before["is_active"])
+        user.is_staff = role in STAFF_ROLES  # the admin door follows the role
+        _validated(user)
+        user.save()
+        if role != membership.role:
+            membership.role = Role(role)
+            membership.save(update_fields=["role"])
+        after = _user_snapshot(user, membership)
+        event = "user.deactivated" if before["is_active"] and not user.is_active else "user.updated"
+        audit.record(firm=firm, actor=actor, event_type=event, obj=user, before=before,
+                     after=after)
+    return user
+
+
+def set_firm_user_password(*, firm: Firm, user, actor, password: str):
+    """Reset a firm user's password (the firm admin's door; the password is never recorded)."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    with transaction.atomic():
+        _firm_member(firm=firm, user=user)
+        user = get_user_model().objects.select_for_update().get(pk=user.pk)
+        user.set_password(_checked_password(password, user))
+        user.save(update_fields=["password"])
+        audit.record(firm=firm, actor=actor, event_type="user.password_set", obj=user,
+                     after={"username": user.username})
+    return user
+
+
+# -- the platform's own users, administered by management commands ---------------------------
+
+def _operator_note() -> dict[str, str]:
+    # Commands run from a server shell with no logged-in user: the OS account says who ran them.
+    try:
+        return {"os_user": getpass.getuser()}
+    except (KeyError, OSError):
+        return {"os_user": ""}
+
+
+def _platform_snapshot(user, role: str) -> dict[str, Any]:
+    return {"username": user.username, "email": user.email, "role": role,
+            "is_active": user.is_active}
+
+
+def create_platform_user(*, username: str, role: PlatformRoleName | str, email: str = "",
+                         password: str | None = None, actor=None):
+    """A platform user (no firm, no tenant write), recorded on the platform chain."""
+    if role not in PlatformRoleName.values:
+        raise InvalidInput(f"{role!r} is not a platform role ({', '.join(PlatformRoleName.values)})",
+                           field="role")
+    User = get_user_model()
+    with transaction.atomic():
+        if User.objects.filter(username=username).exists():
+            raise InvalidInput(f"the username {username!r} is taken", field="username")
+        # is_staff stays False: the tenant admin has nothing for a platform user to see.
+        user = User(username=username, email=email, is_staff=False, is_superuser=False)
+        _validated(user)
+        _set_initial_password(user, password)
+        user.save()
+        PlatformRole.objects.create(user=user, role=PlatformRoleName(role))
+        audit.record(firm=None, actor=actor, event_type="platform_user.created", obj=user,
+                     after={**_platform_snapshot(user, str(role)), "password_set": bool(password),
+                            **_operator_note()})
+    return user
+
+
+def _locked_platform_user(username: str):
+    User = get_user_model()
+    user = User.objects.select_for_update().filter(username=username).first()
+    platform_role = PlatformRole.objects.select_for_update().filter(user=user).first() if user else None
+    if platform_role is None:
+        raise NotFound(f"no platform user {username!r}", field="username")
+    return user, platform_role
+
+
+def change_platform_user(*, username: str, actor=None, role: PlatformRoleName | str | None = None,
+                         is_active: bool | None = None, password: str | None = None):
+    """Change a platform user's role, activate or deactivate them, or set their password."""
+    if role is not None and role not in PlatformRoleName.values:
+        raise InvalidInput(f"{role!r} is not a platform role ({', '.join(PlatformRoleName.values)})",
+                           field="role")
+    with transaction.atomic():
+        user, platform_role = _locked_platform_user(username)
+        before = _platform_snapshot(user, platform_role.role)
+        if role is not None and role != platform_role.role:
+            platform_role.role = PlatformRoleName(role)
+            platform_role.save(update_fields=["role", "updated_at"])
+        if is_active is not None:
+            user.is_active = is_active
+        if password:
+            user.set_password(_checked_password(password, user))
+        user.save(update_fields=["is_active", "password"])
+        after = _platform_snapshot(user, platform_role.role)
+        event = ("platform_user.deactivated" if before["is_active"] and not user.is_active
+                 else "platform_user.changed")
+        audit.record(firm=None, actor=actor, event_type=event, obj=user, before=before,
+                     after={**after, "password_set": bool(password), **_operator_note()})
+    return user

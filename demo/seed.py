@@ -22,16 +22,15 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import services as book
 from accounts.models import Account, Client, Instrument
 from brokerage.models import Firm, Membership
-from brokerage.roles import Role
+from brokerage.roles import PlatformRoleName, Role
 from brokerage.scope import firm_scope
-from brokerage.tenancy import create_firm, create_member
+from brokerage.tenancy import create_firm, create_firm_user, create_platform_user
 from margin import services as risk_parameters
 from margin.engine import pricing
 from margin.engine.defi import uniswap_v3
@@ -189,14 +188,10 @@ def load(*, today: date) -> None:
 
 # -- the platform -----------------------------------------------------------------------------
 def create_platform_auditor() -> None:
-    """The platform's auditor: a login of no firm, for cross-firm audit reads.
-
-    Kept apart on purpose: this is the one write of the seed that no app's service makes yet;
-    it becomes a call of the platform-user service when platform roles replace superusers.
-    """
-    get_user_model().objects.create_user(
-        username=PLATFORM_AUDITOR, password=PASSWORD, is_staff=True, is_superuser=True,
-        email=f"{PLATFORM_AUDITOR}@demo.example")
+    """The platform's auditor: a login of no firm holding the platform `auditor` role
+    (read-only, cross-firm audit export with a reason), never a superuser."""
+    create_platform_user(username=PLATFORM_AUDITOR, role=PlatformRoleName.AUDITOR,
+                         password=PASSWORD, email=f"{PLATFORM_AUDITOR}@demo.example")
 
 
 # -- shared reference data (platform chain) ---------------------------------------------------
@@ -275,9 +270,9 @@ def open_firm(*, slug: str, name: str) -> tuple[Firm, dict[str, Any]]:
     for role, count in STAFF:
         for n in range(1, count + 1):
             username = f"{slug}.{LOGIN_NAMES[role]}{n if count > 1 else ''}"
-            staff[username] = create_member(firm=firm, username=username, role=role,
-                                            email=f"{username}@demo.example",
-                                            password=PASSWORD, actor=admin).user
+            staff[username] = create_firm_user(firm=firm, username=username, role=role,
+                                              email=f"{username}@demo.example",
+                                              password=PASSWORD, actor=admin)
             admin = admin or staff[username]  # the admin (first) adds the others
     return firm, staff
 
@@ -338,8 +333,8 @@ def open_client(*, firm: Firm, firm_index: int, n: int, label: str, margin_type:
              if is_applicant else f"{firm.slug}.crypto" if label == CRYPTO_BOOK[0] else None)
     user = None
     if login:
-        user = create_member(firm=firm, username=login, role=Role.CLIENT, password=PASSWORD,
-                             email=f"{login}@demo.example", actor=admin).user
+        user = create_firm_user(firm=firm, username=login, role=Role.CLIENT, password=PASSWORD,
+                                email=f"{login}@demo.example", actor=admin)
         book.update_client(client=client, actor=admin, portal_user=user)
     deliver_disclosures(client=client, admin=admin, portfolio_margin=wants_pm)
     account = book.open_account(

@@ -34,10 +34,10 @@ class World:
     b: FirmWorld
 
 
-def make_user(username: str, *, staff: bool = True, superuser: bool = False):
+def make_user(username: str, *, staff: bool = True):
     User = get_user_model()
     return User.objects.create_user(username=username, password=PASSWORD, is_staff=staff,
-                                    is_superuser=superuser, email=f"{username}@example.com")
+                                    email=f"{username}@example.com")
 
 
 def make_firm(slug: str) -> FirmWorld:
@@ -74,3 +74,26 @@ def shared_instrument(symbol: str, kind: str = "stock", product_class: str = "eq
         defaults={"kind": kind, "product_class": product_class, "class_group": symbol,
                   "product_group": symbol, **extra})
     return instrument
+
+
+def value_each_firms_account(world: World) -> World:
+    """Each firm's account holds 10 ACME at 100, is granted to its client user and valued once
+    (a snapshot the portal shows)."""
+    from django.utils import timezone
+
+    from margin.market_data import load_prices
+    from margin.tasks import recompute_accounts
+
+    stock = shared_instrument("ACME")
+    load_prices(observations=[{"symbol": "ACME", "price": "100",
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+    for fw in (world.a, world.b):
+        with firm_scope(fw.firm):
+            admin = fw.users[Role.FIRM_ADMIN.value]
+            book.set_position(account=fw.account, instrument=stock, quantity=Decimal(10),
+                              actor=admin)
+            book.grant_account_access(account=fw.account, user=fw.users[Role.CLIENT.value],
+                                      actor=admin)
+        recompute_accounts(fw.firm.pk, [fw.account.pk])
+    return world

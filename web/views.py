@@ -23,7 +23,7 @@ def _visible_accounts(user) -> QuerySet[Account]:
         raise Http404("no firm")
     return get_objects_for_user(user, "accounts.view_account",
                                 klass=Account.objects.select_related("client"),
-                                accept_global_perms=False)
+                                accept_global_perms=False, with_superuser=False)
 
 
 @login_required

@@ -1,5 +1,5 @@
 """Compliance exports: a firm's own chain through the API; every chain only for a platform
-operator, with a reason; both exports audited."""
+auditor, with a reason; both exports audited."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from django.core.management.base import CommandError
 
 from brokerage import audit
 from brokerage.models import AuditEvent
-from tests.factories import PASSWORD, make_user
+from brokerage.tenancy import create_platform_user
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +36,8 @@ def test_other_roles_cannot_export(client, world):
     assert client.get("/api/v1/audit/export").status_code == 403
 
 
-def test_a_platform_operator_exports_every_chain_with_a_reason(world):
-    make_user("operator", superuser=True)
+def test_a_platform_auditor_exports_every_chain_with_a_reason(world):
+    create_platform_user(username="operator", role="auditor")
     out = StringIO()
     call_command("export_audit_trail", "--all-firms", "--user", "operator",
                  "--reason", "regulator request 2026-17", stdout=out)
@@ -44,6 +45,14 @@ def test_a_platform_operator_exports_every_chain_with_a_reason(world):
     assert audit.chain_key(world.firm_a) in document and audit.chain_key(world.firm_b) in document
     event = AuditEvent.objects.get(event_type="audit.exported_cross_firm")
     assert event.after["reason"] == "regulator request 2026-17"
+    assert (event.chain, event.actor_role) == (audit.PLATFORM_CHAIN, "platform_auditor")
+
+
+def test_the_market_data_operator_does_not_export_the_trail(world):
+    create_platform_user(username="prices", role="market_data")
+    with pytest.raises(CommandError):
+        call_command("export_audit_trail", "--all-firms", "--user", "prices",
+                     "--reason", "curious", stdout=StringIO())
 
 
 def test_a_tenant_user_cannot_export_across_firms(world):

@@ -78,6 +78,14 @@ def test_the_demo_tells_every_story(client) -> None:
     printed = out.getvalue()
     assert "northwind.risk1" in printed and "platform.auditor" in printed
 
+    # -- issue 9: no superuser; the platform auditor holds a platform role and no firm
+    from django.contrib.auth import get_user_model
+
+    from brokerage.tenancy import is_platform_auditor
+
+    assert not get_user_model().objects.filter(is_superuser=True).exists()
+    assert is_platform_auditor(get_user_model().objects.get(username="platform.auditor"))
+
     # -- two firms, a user of every role in each, about 20 clients with valued books
     firms = list(Firm.objects.order_by("slug"))
     assert [f.slug for f in firms] == ["bluewater", "northwind"]

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
-from django.utils import timezone
 
 from accounts import services as book
 from brokerage.scope import firm_scope
-from margin.market_data import load_prices
-from margin.tasks import recompute_accounts
-from tests.factories import PASSWORD, shared_instrument
+from tests.factories import PASSWORD, value_each_firms_account
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def granted(world):
-    stock = shared_instrument("ACME")
-    load_prices(observations=[{"symbol": "ACME", "price": "100",
-                               "observed_at": timezone.now().isoformat()}],
-                source="vendor", actor=None)
-    for fw in (world.a, world.b):
-        with firm_scope(fw.firm):
-            admin = fw.users["firm_admin"]
-            book.set_position(account=fw.account, instrument=stock, quantity=Decimal(10),
-                              actor=admin)
-            book.grant_account_access(account=fw.account, user=fw.users["client"], actor=admin)
-        recompute_accounts(fw.firm.pk, [fw.account.pk])
-    return world
+    return value_each_firms_account(world)
 
 
 def test_a_client_sees_their_account_and_its_explanation(client, granted):

@@ -1,7 +1,7 @@
 """Export the audit trail as JSON (hashes included, so a reader can re-verify every link).
 
     manage.py export_audit_trail --firm SLUG --user COMPLIANCE_USER     one firm's chain
-    manage.py export_audit_trail --all-firms --user OPERATOR --reason "..."   every chain
+    manage.py export_audit_trail --all-firms --user AUDITOR --reason "..."    every chain
 Both are recorded in the audit trail themselves.
 """
 
@@ -14,11 +14,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from brokerage import audit
 from brokerage.models import Firm
 from brokerage.roles import Role
-from brokerage.tenancy import firm_of, is_platform_operator, role_of
+from brokerage.tenancy import firm_of, is_platform_auditor, role_of
 
 
 class Command(BaseCommand):
-    help = "Export the audit trail (one firm, or every firm for a platform operator)."
+    help = "Export the audit trail (one firm, or every firm for a platform auditor)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--user", required=True, help="who is exporting (audited)")
@@ -31,8 +31,8 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"unknown user {options['user']!r}")
         if options["all_firms"]:
-            if not is_platform_operator(user):
-                raise CommandError("only a platform operator exports across firms")
+            if not is_platform_auditor(user):
+                raise CommandError("only a platform auditor exports across firms")
             if not options["reason"]:
                 raise CommandError("--reason is required for a cross-firm export")
             document = audit.export_cross_firm(actor=user, reason=options["reason"])

@@ -1,0 +1,118 @@
+"""Times are stored in UTC and shown in the firm's own zone, with the zone's name: a snapshot
+taken at a known instant reads as that instant in each firm's zone, never as a local time
+labelled "UTC"."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from brokerage.models import Firm
+from margin.models import MarginSnapshot
+from tests.factories import PASSWORD, value_each_firms_account
+
+pytestmark = pytest.mark.django_db
+
+SUMMER = datetime(2026, 7, 1, 14, 40, tzinfo=UTC)
+WINTER = datetime(2026, 1, 15, 15, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+def valued(world):
+    """Each firm's account valued once (its snapshot is then dated at a known instant)."""
+    return value_each_firms_account(world)
+
+
+def _dated(account, instant: datetime) -> None:
+    MarginSnapshot.cross_firm.for_compliance(reason="test: a known instant").filter(
+        account=account).update(computed_at=instant)
+
+
+def _zone(firm, name: str) -> None:
+    Firm.objects.filter(pk=firm.pk).update(time_zone=name)
+
+
+@pytest.mark.parametrize(("zone", "instant", "shown"), [
+    ("America/New_York", SUMMER, "2026-07-01 10:40 EDT"),
+    ("America/New_York", WINTER, "2026-01-15 10:40 EST"),
+    ("Europe/London", SUMMER, "2026-07-01 15:40 BST"),
+    ("UTC", SUMMER, "2026-07-01 14:40 UTC"),
+])
+def test_the_portal_shows_a_snapshot_time_in_the_firms_zone(client, valued, zone, instant, shown):
+    _zone(valued.firm_a, zone)
+    _dated(valued.a.account, instant)
+    client.login(username="alpha_client", password=PASSWORD)
+    for url in ("/portal/", "/portal/accounts/ALPHA-0001/"):
+        html = client.get(url).content.decode()
+        assert shown in html, url
+        # The machine-readable <time datetime=...> is the same instant, with the zone's offset.
+        stamps = {datetime.fromisoformat(v) for v in re.findall(r'<time datetime="([^"]+)"', html)}
+        assert stamps == {instant}, url
+
+
+def test_two_firms_in_two_zones_each_see_their_own(client, valued):
+    _zone(valued.firm_a, "America/New_York")
+    _zone(valued.firm_b, "Asia/Tokyo")
+    for fw in (valued.a, valued.b):
+        _dated(fw.account, SUMMER)
+    client.login(username="alpha_client", password=PASSWORD)
+    assert "2026-07-01 10:40 EDT" in client.get("/portal/accounts/ALPHA-0001/").content.decode()
+    client.logout()
+    client.login(username="beta_client", password=PASSWORD)
+    page = client.get("/portal/accounts/BETA-0001/").content.decode()
+    assert "2026-07-01 23:40 JST" in page and "10:40" not in page
+
+
+def test_the_desk_shows_times_in_the_firms_zone_and_names_it(client, valued):
+    _zone(valued.firm_a, "Europe/London")
+    _dated(valued.a.account, SUMMER)
+    client.login(username="alpha_risk_officer", password=PASSWORD)
+    page = client.get("/admin/margin/marginsnapshot/").content.decode()
+    assert "Times in Europe/London" in page
+    assert "3:40 p.m." in page  # 14:40 UTC in London in summer
+
+
+def test_the_zone_is_not_left_active_after_the_request(client, valued):
+    _zone(valued.firm_a, "Asia/Tokyo")
+    client.login(username="alpha_client", password=PASSWORD)
+    client.get("/portal/")
+    assert timezone.get_current_timezone_name() == "America/New_York"  # settings.TIME_ZONE
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus_Mons", "UTC+3", "../etc/passwd", ""])
+def test_a_firms_zone_is_an_iana_name(world, name):
+    firm = Firm.objects.get(pk=world.firm_a.pk)
+    firm.time_zone = name
+    with pytest.raises(ValidationError) as refused:
+        firm.full_clean()
+    assert "time_zone" in refused.value.message_dict
+
+
+def test_a_new_firm_defaults_to_new_york(db):
+    assert Firm.objects.create(name="Gamma", slug="gamma").time_zone == "America/New_York"
+
+
+def test_the_firm_admin_sets_the_firms_zone_audited(client, world):
+    from django.urls import reverse
+
+    from brokerage import audit
+
+    client.login(username="alpha_firm_admin", password=PASSWORD)
+    url = reverse("admin:brokerage_firm_change", args=[world.firm_a.pk])
+    assert client.post(url, {"time_zone": "Mars/Olympus_Mons"}).status_code == 200  # refused
+    assert client.post(url, {"time_zone": "Europe/Zurich"}).status_code == 302
+    assert Firm.objects.get(pk=world.firm_a.pk).time_zone == "Europe/Zurich"
+    event = audit.events_for(world.firm_a).get(event_type="firm.time_zone_set")
+    assert (event.before, event.after) == ({"time_zone": "America/New_York"},
+                                           {"time_zone": "Europe/Zurich"})
+    other = reverse("admin:brokerage_firm_change", args=[world.firm_b.pk])
+    assert client.post(other, {"time_zone": "Asia/Tokyo"}).status_code == 404
+    client.logout()
+    client.login(username="alpha_risk_officer", password=PASSWORD)
+    assert client.post(url, {"time_zone": "Asia/Tokyo"}).status_code == 403
+    assert Firm.objects.get(pk=world.firm_b.pk).time_zone == "America/New_York"
+    assert Firm.objects.get(pk=world.firm_a.pk).time_zone == "Europe/Zurich"
