@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from accounts.models import Account, Instrument, Position
+from margin.engine.parameters import ParameterSet
 from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Underlying
 from margin.engine.portfolio import Position as EnginePosition
 
@@ -53,7 +54,7 @@ def current_rate(on: date) -> float:
 
 
 def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
-                    vols: dict[int, float], rate: float, params: dict,
+                    vols: dict[int, float], rate: float, params: ParameterSet,
                     valuation_time: datetime | None = None,
                     history: dict[str, tuple[float, ...]] | None = None) -> Portfolio:
     """The account's book as the engine's `Portfolio`, with the firm's snapshot settings:
@@ -121,18 +122,17 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
                 **common))
     if missing:
         raise MissingMarketData(sorted(missing))
-    settings = params.get("snapshots", {})
+    settings = params.snapshots
     held_history = None
     if history and all(symbol in history for symbol in underlyings):
         held_history = {symbol: history[symbol] for symbol in underlyings}
     return Portfolio(
         valuation_date=valuation_date, underlyings=underlyings,
         positions=tuple(engine_positions), rate=rate, valuation_time=valuation_time,
-        methods=tuple(m for m in settings.get("methods", ("portfolio_margin", "reg_t"))
-                      if m != "var" or held_history),
-        house=dict(params.get("house", {}).get("snapshot_components", {})) or None,
+        methods=tuple(m for m in settings.methods if m != "var" or held_history),
+        house=params.house.snapshot_components.as_house_request(),
         history=held_history,
-        stress=tuple(StressScenario(name=name, moves={}) for name in settings.get("stress", ())),
+        stress=tuple(StressScenario(name=name, moves={}) for name in settings.stress),
     )
 
 

@@ -527,7 +527,7 @@ def check_class_groups(drafts: dict[str, UnderlyingDraft], params: ParameterSet,
 def _check_product_group_grids(drafts: dict[str, UnderlyingDraft], effective: dict[str, str],
                                params: ParameterSet, errors: Errors) -> None:
     """Points align by index across a product group's class groups, so grids must agree."""
-    grids = params["portfolio_margin"]["points"]
+    grids = params.portfolio_margin.points
     first_of_group: dict[str, tuple[tuple[float, ...], str]] = {}
     for symbol, draft in drafts.items():
         cls = effective.get(draft.fields["class_group"])
@@ -879,7 +879,7 @@ def parse_span_parameters(f: Fields, params: ParameterSet,
     given = f.object("span_parameters")
     if given is None:
         return {}
-    defaults = params["span"]
+    defaults = params.span
     result: dict[str, dict] = {}
     for commodity, value in given.items():
         path = join(f.at("span_parameters"), commodity)
@@ -891,14 +891,14 @@ def parse_span_parameters(f: Fields, params: ParameterSet,
             continue
         entry = {
             "price_scan": s.number("price_scan", lower=0, strict=True),
-            "vol_scan": s.number("vol_scan", default=defaults["vol_scan"], lower=0),
+            "vol_scan": s.number("vol_scan", default=defaults.vol_scan, lower=0),
             "extreme_multiplier": s.number("extreme_multiplier",
-                                           default=defaults["extreme_multiplier"], lower=0,
+                                           default=defaults.extreme_multiplier, lower=0,
                                            strict=True),
             "extreme_coverage": s.number("extreme_coverage",
-                                         default=defaults["extreme_coverage"], lower=0, upper=1),
+                                         default=defaults.extreme_coverage, lower=0, upper=1),
             "short_option_minimum": s.number("short_option_minimum",
-                                             default=defaults["short_option_minimum"], lower=0),
+                                             default=defaults.short_option_minimum, lower=0),
             "intra_spread_charge": s.number("intra_spread_charge", default=0.0, lower=0),
             "inter_spreads": _inter_spreads(s, drafts),
         }
@@ -937,7 +937,7 @@ def parse_history(f: Fields, params: ParameterSet, drafts: dict[str, UnderlyingD
     given = f.object("history")
     if given is None:
         return None
-    minimum = int(params["var"]["min_history"])
+    minimum = params.var.min_history
     history: dict[str, tuple[float, ...]] = {}
     lengths: dict[int, str] = {}
     for symbol, values in given.items():

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import scenarios
 from .errors import EngineInputError
-from .parameters import ParameterSet, offset_for
+from .parameters import ParameterSet
 from .portfolio import Portfolio, Position
 from .series import (
     CUSTOM,
@@ -124,7 +124,8 @@ class PMRun:
                         f"underlyings.{sym}.product_group", "mixed_grids",
                         f"product group {pg!r} mixes class groups with different valuation "
                         f"grids ({self.cg_class[members[0]]}, {self.cg_class[m]})")
-            pg_offset[k] = min(offset_for(params, pg, self.cg_class[m], portfolio.offsets)
+            pg_offset[k] = min(params.portfolio_margin.offset_for(pg, self.cg_class[m],
+                                                                  portfolio.offsets)
                                for m in members)
         table = scenarios.GridTable.build(self.reg_grids)
         self.groups = ClassGroupTable(self.cg_names, self.cg_class, cg_pg, table.points,
@@ -143,7 +144,7 @@ class PMRun:
         """One series per distinct contract (model, group, spot, strike, expiry, vol, mark)."""
         portfolio, val = self.portfolio, self.valuation
         positions = portfolio.positions
-        min_contract = float(self.params["portfolio_margin"]["minimum_per_contract"])
+        min_contract = self.params.portfolio_margin.minimum_per_contract
         unds = portfolio.underlyings
         is_opt = np.array([p.kind in OPTION_KINDS for p in positions], dtype=bool)
         is_lp = np.array([p.kind == "uniswap_v3_lp" for p in positions], dtype=bool)

@@ -38,7 +38,7 @@ over their parts under these rules (the put is paid in full either way); they ar
 the optimisation by attaching unpaired, non-long-dated long puts (calls) to the stock, which
 leaves every total unchanged.
 
-Every percentage comes from ``params["reg_t"]``; the per-strategy requirement functions below
+Every percentage comes from ``params.reg_t``; the per-strategy requirement functions below
 (``*_requirement``) are public so they can be checked one by one.
 """
 
@@ -122,26 +122,26 @@ def rates_for(params: ParameterSet, underlying: Underlying) -> Rates:
     percentages (including the 10 % minimum) and the stock maintenance percentages (capped at
     100 %); Reg T's 50 % initial stays, raised only where the leveraged maintenance exceeds it.
     """
-    r = params["reg_t"]
+    r = params.reg_t
     lev = max(1.0, abs(float(underlying.leverage or 1.0)))
-    long_m = _leveraged(float(r["long_stock_maintenance"]), lev)
-    short_m = _leveraged(float(r["short_stock_maintenance"]), lev)
+    long_m = _leveraged(r.long_stock_maintenance, lev)
+    short_m = _leveraged(r.short_stock_maintenance, lev)
     broad = underlying.product_class in BROAD_INDEX_CLASSES
-    uncovered = float(r["uncovered_broad_index"] if broad else r["uncovered_equity"])
+    uncovered = r.uncovered_broad_index if broad else r.uncovered_equity
     return Rates(
-        long_stock_initial=max(float(r["long_stock_initial"]), long_m),
+        long_stock_initial=max(r.long_stock_initial, long_m),
         long_stock_maintenance=long_m,
-        short_stock_initial=max(float(r["short_stock_initial"]), short_m),
+        short_stock_initial=max(r.short_stock_initial, short_m),
         short_stock_maintenance=short_m,
-        short_stock_per_share=float(r["short_stock_maintenance_per_share"]),
-        short_stock_low_price=float(r["short_stock_low_price"]),
+        short_stock_per_share=r.short_stock_maintenance_per_share,
+        short_stock_low_price=r.short_stock_low_price,
         short_stock_low_price_maintenance=_leveraged(
-            float(r["short_stock_low_price_maintenance"]), lev),
-        short_stock_low_price_per_share=float(r["short_stock_low_price_per_share"]),
+            r.short_stock_low_price_maintenance, lev),
+        short_stock_low_price_per_share=r.short_stock_low_price_per_share,
         uncovered=uncovered * lev,
-        uncovered_minimum=float(r["uncovered_minimum"]) * lev,
-        long_option_loan_value=float(r["long_option_loan_value"]),
-        long_option_loan_months=int(r["long_option_loan_months"]),
+        uncovered_minimum=r.uncovered_minimum * lev,
+        long_option_loan_value=r.long_option_loan_value,
+        long_option_loan_months=r.long_option_loan_months,
     )
 
 
@@ -503,7 +503,7 @@ def build_legs(portfolio: Portfolio, marks: np.ndarray, params: ParameterSet
     appearance. Returns (legs by underlying, position-index groups that net to zero, excluded
     ids). An option instrument is (underlying, right, strike, expiry, multiplier, exercise);
     a netted leg is marked at the |quantity|-weighted mark of its positions."""
-    months = int(params["reg_t"]["long_option_loan_months"])
+    months = params.reg_t.long_option_loan_months
     vdate = portfolio.valuation_date
     positions = portfolio.positions
     excluded: list[str] = []
@@ -870,7 +870,7 @@ def calculate_block(portfolio: Portfolio, params: ParameterSet, valuation: Any) 
     return {
         "initial": math.fsum(e[2].initial for e in entries),
         "maintenance": math.fsum(e[2].maintenance for e in entries),
-        "minimum_equity": float(params["reg_t"]["minimum_equity"]),
+        "minimum_equity": params.reg_t.minimum_equity,
         "strategies": strategies,
         "excluded": excluded,
     }

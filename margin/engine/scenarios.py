@@ -1,6 +1,6 @@
 """Valuation points (METHODOLOGY.md sections 1 and 2), all read from the parameter set.
 
-Regulatory grids: ``parameters["portfolio_margin"]["points"][product_class]`` (10 points, the
+Regulatory grids: ``params.portfolio_margin.points[product_class]`` (10 points, the
 unchanged price excluded; stablecoin 5). House grids are derived from them:
 
 - extended stress: each side of a grid that does not reach ``stress_range`` is replaced by as
@@ -28,13 +28,12 @@ DEPEG_CLASS = "stablecoin"
 
 def points_for(params: ParameterSet, product_class: str) -> np.ndarray:
     """The regulatory valuation points of a product class (relative moves, ascending)."""
-    points = params["portfolio_margin"]["points"][product_class]
-    return np.asarray(points, dtype=np.float64)
+    return np.asarray(params.portfolio_margin.points[product_class], dtype=np.float64)
 
 
 def regulatory_grids(params: ParameterSet) -> dict[str, np.ndarray]:
     """Every product class's regulatory grid."""
-    return {cls: points_for(params, cls) for cls in params["portfolio_margin"]["points"]}
+    return {cls: points_for(params, cls) for cls in params.portfolio_margin.points}
 
 
 def side_counts(points: np.ndarray) -> tuple[int, int]:

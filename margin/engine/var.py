@@ -11,7 +11,7 @@ to expiry advanced by the horizon (calendar days / 365; intrinsic value once exp
 its model value now; a Uniswap v3 position through ``defi.uniswap_v3.lp_values`` at the shocked
 prices of its two tokens. A symbol without its own history moves with its class group's.
 
-- ``historical``: the loss quantile at ``params["var"]["confidence"]`` (99 %), the lower
+- ``historical``: the loss quantile at ``params.var.confidence`` (99 %), the lower
   empirical quantile ``inf{x: P(loss <= x) >= c}`` (``tail_measures``);
 - ``expected_shortfall``: at ``es_confidence`` (97.5 %), the mean of the worst (1 - a) N losses
   with the boundary scenario weighted fractionally (Acerbi & Tasche 2002);
@@ -302,12 +302,6 @@ def historical_var_batch(series: VarSeries, positions: sp.spmatrix, returns: np.
 # --------------------------------------------------------------------------- request path
 
 
-def _params(params: ParameterSet) -> dict[str, Any]:
-    v = params["var"]
-    return {"confidence": float(v["confidence"]), "es_confidence": float(v["es_confidence"]),
-            "horizons": [int(h) for h in v["horizons"]], "min_history": int(v["min_history"])}
-
-
 def _add_warning(valuation: Any, message: str) -> None:
     warnings = getattr(valuation, "warnings", None)
     if isinstance(warnings, list) and message not in warnings:
@@ -559,21 +553,21 @@ def calculate_var_block(portfolio: Portfolio, params: ParameterSet,
     """The ``var`` block (CALCULATOR.md key order, raw floats), or None without history."""
     if not portfolio.history:
         return None
-    cfg = _params(params)
-    _check_history(portfolio, cfg["min_history"])
+    cfg = params.var
+    _check_history(portfolio, cfg.min_history)
     include_lp = True
     if any(p.kind == LP_KIND for p in portfolio.positions) and not _lp_available():
         include_lp = False  # pragma: no cover - the module ships with the engine
         _add_warning(valuation, "var: Uniswap v3 positions are left out (no LP valuation)")
     horizons = []
-    for h in cfg["horizons"]:
+    for h in cfg.horizons:
         pnl = portfolio_scenario_pnl(portfolio, valuation, h, include_lp)
-        var, es = tail_measures(-pnl[None, :], cfg["confidence"], cfg["es_confidence"])
-        par = parametric_var(portfolio, valuation, h, cfg["confidence"], include_lp)
+        var, es = tail_measures(-pnl[None, :], cfg.confidence, cfg.es_confidence)
+        par = parametric_var(portfolio, valuation, h, cfg.confidence, include_lp)
         horizons.append({"days": h, "historical": max(0.0, float(var[0])),
                          "expected_shortfall": max(0.0, float(es[0])),
                          "parametric": max(0.0, par)})
-    return {"confidence": cfg["confidence"], "horizons": horizons}
+    return {"confidence": cfg.confidence, "horizons": horizons}
 
 
 # --------------------------------------------------------------------------- stress

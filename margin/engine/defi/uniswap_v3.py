@@ -601,10 +601,10 @@ def stress_families(tokens: Iterable[str]) -> list[tuple[str, ...]]:
 def grid_for(params: ParameterSet, product_class: str) -> np.ndarray:
     """The LP grid of a product class: the portfolio-margin points of that class (so LP P&L
     aligns by index with the class group it nets in), else the ``defi`` crypto / depeg grid."""
-    points = params.get("portfolio_margin", {}).get("points", {}).get(product_class)
+    points = params.portfolio_margin.points.get(product_class)
     if points is None:
-        defi = params["defi"]
-        points = defi["depeg_grid"] if product_class == STABLECOIN else defi["crypto_grid"]
+        defi = params.defi
+        points = defi.depeg_grid if product_class == STABLECOIN else defi.crypto_grid
     return np.asarray(points, dtype=np.float64)
 
 
