@@ -268,8 +268,8 @@ def test_volatile_pair_lp_in_the_block() -> None:
     lp = LPPosition("ETH", "BTC", 18, 8, 10 ** 13, tick - 2000, tick + 2000)
     position = lp_pos(lp)
     pf = portfolio(position)
-    _, _, pnl = u.lp_scenario_pnl(pf, pf.positions[0], overlay(
-        PARAMS, {"portfolio_margin": {"points": {"crypto": DEFI["crypto_grid"]}}}))
+    _, _, pnl = u.lp_scenario_pnl(pf, pf.positions[0], PARAMS.with_overrides(
+        {"portfolio_margin": {"points": {"crypto": DEFI["crypto_grid"]}}}))
     result = block(position)
     assert result["stressed_loss"] == pytest.approx(-pnl.min())
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from margin import bench
+from margin.bench import book as bench
 from margin.engine import pricing
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import load_parameter_set
@@ -331,7 +331,7 @@ def test_cboe_ibm_covered_call_shape():
     (pg,) = block["product_groups"]
     (cg,) = block["class_groups"]
     assert pg["product_group"] == cg["class_group"] == "IBM" and pg["offset"] == 0.0
-    assert cg["points"] == PARAMS.portfolio_margin.points["equity"]
+    assert tuple(cg["points"]) == PARAMS.portfolio_margin.points["equity"]
     mpc = PARAMS.portfolio_margin.minimum_per_contract
     assert block["minimum_charge"] == pytest.approx(100 * 100 * mpc)
     assert block["driver"] == {"product_group": "IBM", "point": -0.15}
@@ -380,7 +380,7 @@ def test_index_future_follows_its_index_class_group():
         {"kind": "future", "underlying": "ES", "expiry": "2026-03-20", "quantity": -1,
          "multiplier": 50, "price": 5000}]))
     (cg,) = block["class_groups"]
-    assert cg["points"] == PARAMS.portfolio_margin.points["broad_index_high_cap"]
+    assert tuple(cg["points"]) == PARAMS.portfolio_margin.points["broad_index_high_cap"]
     assert block["regulatory_requirement"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -396,8 +396,8 @@ def test_crypto_and_perpetual_on_the_crypto_grid_own_product_groups():
         {"kind": "perpetual", "symbol": "ETH", "quantity": -10, "entry_price": 2900},
         {"kind": "crypto", "symbol": "USDC", "quantity": 10000}]))
     cgs = {g["class_group"]: g for g in block["class_groups"]}
-    assert cgs["BTC"]["points"] == PARAMS.portfolio_margin.points["crypto"]
-    assert cgs["USDC"]["points"] == PARAMS.portfolio_margin.points["stablecoin"]
+    assert tuple(cgs["BTC"]["points"]) == PARAMS.portfolio_margin.points["crypto"]
+    assert tuple(cgs["USDC"]["points"]) == PARAMS.portfolio_margin.points["stablecoin"]
     assert len(block["product_groups"]) == 3
     assert cgs["BTC"]["worst_loss"] == pytest.approx(60000 * 0.66)
     assert cgs["ETH"]["worst_loss"] == pytest.approx(30000 * 1.0)  # short perp, +100 %

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
+from margin.bench.book import make_var_book
 from margin.engine import pricing, var
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import load_parameter_set
@@ -435,7 +436,7 @@ def test_stress_errors_and_none() -> None:
 
 
 def test_batch_matches_the_per_account_computation() -> None:
-    series, positions, returns = var.make_var_book(
+    series, positions, returns = make_var_book(
         seed=5, n_accounts=300, n_positions=3000, n_series=400, n_underlyings=20,
         n_scenarios=520)
     res = var.historical_var_batch(series, positions, returns, 0.04, dtype=np.float64,
@@ -454,7 +455,7 @@ def test_batch_matches_the_per_account_computation() -> None:
 
 
 def test_batch_prices_each_series_once_per_scenario(monkeypatch) -> None:
-    series, positions, returns = var.make_var_book(
+    series, positions, returns = make_var_book(
         seed=6, n_accounts=50, n_positions=500, n_series=60, n_underlyings=6, n_scenarios=30)
     calls = []
     real = pricing.option_value

@@ -645,22 +645,3 @@ def lp_scenario_pnl(portfolio: Portfolio, position: Position, params: ParameterS
         raise EngineInputError(f"positions[{position.index}]", "invalid",
                                f"cannot value the LP position: {exc}") from exc
     return class_group, product_class, pnl.min(axis=0)
-
-
-def bench_lp_valuations(points: int = 10_000) -> float:
-    """LP valuations per second: a concentrated ETH/USDC position with fee-growth state,
-    each point at its own exact oracle-derived sqrt price (for ``make bench``)."""
-    import time
-
-    sqrt_price = sqrt_price_x96_from_prices(3000.0, 1.0, 18, 6)
-    tick = get_tick_at_sqrt_ratio(sqrt_price)
-    lower, upper = (tick - 4000) // 60 * 60, (tick + 4000) // 60 * 60
-    liquidity = get_liquidity_for_amounts(sqrt_price, get_sqrt_ratio_at_tick(lower),
-                                          get_sqrt_ratio_at_tick(upper), 10 ** 18, 3 * 10 ** 9)
-    lp = LPPosition("ETH", "USDC", 18, 6, liquidity, lower, upper, tokens_owed0=10 ** 15,
-                    fee_growth_inside_last0=0, fee_growth_inside_last1=0,
-                    fee_growth_global0=Q128, fee_growth_global1=Q128, tick_current=tick)
-    prices = 3000.0 * (1.0 + np.linspace(-0.66, 1.0, points))
-    start = time.perf_counter()
-    lp_values(lp, prices, 1.0, base_prices=(3000.0, 1.0))
-    return points / (time.perf_counter() - start)
