@@ -19,7 +19,7 @@ import numpy as np
 from . import scenarios
 from .errors import EngineInputError
 from .parameters import ParameterSet
-from .portfolio import Portfolio, Position
+from .portfolio import FUTURE_CLASS, OPTION_KINDS, Portfolio, Position
 from .series import (
     CUSTOM,
     LINEAR,
@@ -32,9 +32,8 @@ from .series import (
     build_structure,
     series_pnl,
 )
-from .valuation import OPTION_KINDS, Valuation
+from .valuation import Valuation
 
-FUTURE_CLASS = "future"  # index futures follow their index's class when held with it
 SECURITY_FUTURE_CLASSES = ("equity", "narrow_index")  # futures on these are security futures
 
 

@@ -56,13 +56,18 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import csc_matrix, csr_matrix
 
 from margin.engine.errors import EngineInputError
-from margin.engine.portfolio import BROAD_INDEX_CLASSES, Portfolio, Position, Underlying
+from margin.engine.portfolio import (
+    BROAD_INDEX_CLASSES,
+    OPTION_MULTIPLIER,
+    Portfolio,
+    Position,
+    Underlying,
+)
 
 ParameterSet = dict[str, Any]
 
 EXCLUDED_KINDS = frozenset({"future", "future_option", "crypto", "perpetual", "uniswap_v3_lp"})
 EXCLUDED_PRODUCT_CLASSES = frozenset({"future", "crypto", "stablecoin"})
-DEFAULT_OPTION_MULTIPLIER = 100.0
 
 _TIME_TOL = 1e-9          # years: two expiries closer than this are the same expiry
 _STRIKE_TOL = 1e-9        # strikes / widths equal within this (relative to the strike)
@@ -486,7 +491,7 @@ def _is_excluded(p: Position, portfolio: Portfolio) -> bool:
 
 def _option_multiplier(p: Position) -> float:
     m = p.multiplier
-    return float(m) if m else DEFAULT_OPTION_MULTIPLIER
+    return float(m) if m else OPTION_MULTIPLIER
 
 
 def _years(p: Position, valuation_date: date | None) -> float:

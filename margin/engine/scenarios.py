@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .parameters import ParameterSet
+from .portfolio import STABLECOIN
 
-DEPEG_CLASS = "stablecoin"
+DEPEG_CLASS = STABLECOIN  # the depeg grid is its own stress
 
 
 def points_for(params: ParameterSet, product_class: str) -> np.ndarray:

@@ -67,10 +67,9 @@ import numpy as np
 
 from .errors import EngineInputError
 from .parameters import ParameterSet
-from .portfolio import Portfolio, Position
+from .portfolio import RISK_ARRAY_LENGTH, SPAN_KINDS, Portfolio, Position
 
-SPAN_KINDS = ("future", "future_option")
-N_SCENARIOS = 16
+N_SCENARIOS = RISK_ARRAY_LENGTH
 
 # (price move as a fraction of the scan range, vol direction); None = the extreme move
 SCENARIOS: tuple[tuple[float | None, int], ...] = (

@@ -52,16 +52,12 @@ from scipy.special import ndtri
 
 from .errors import EngineInputError
 from .parameters import ParameterSet
-from .portfolio import Portfolio, Position
+from .portfolio import DAYS_PER_YEAR, LP_KIND, OPTION_KINDS, Portfolio, Position
 
 LINEAR = 0  # P&L per unit = spot x return
 OPTION = 1  # P&L per unit = model value at the shocked spot (time advanced) - value now
 CUSTOM = 2  # P&L given per scenario (Uniswap v3 positions)
 
-OPTION_KINDS = ("option", "future_option")
-LINEAR_KINDS = ("stock", "crypto", "future", "perpetual")
-LP_KIND = "uniswap_v3_lp"
-DAYS_PER_YEAR = 365.0  # time to expiry is calendar days / 365 (CALCULATOR.md)
 FUZZ = 1e-9  # tolerance of the tail counts (1 - c) x N against floating-point noise
 LP_BUMP = 1e-3  # relative price bump of the LP finite differences (parametric VaR)
 STRESS_FILE = Path(__file__).with_name("data") / "stress_scenarios.json"

@@ -54,9 +54,8 @@ import numpy as np
 
 from ..errors import EngineInputError
 from ..parameters import ParameterSet
-from ..portfolio import Portfolio, Position
+from ..portfolio import STABLECOIN, Portfolio, Position
 from .uniswap_v3 import (
-    STABLECOIN,
     lp_class_group,
     lp_value,
     lp_values,

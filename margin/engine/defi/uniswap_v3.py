@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import EngineInputError
 from ..parameters import ParameterSet
-from ..portfolio import LPPosition, Portfolio, Position, Underlying
+from ..portfolio import STABLECOIN, LPPosition, Portfolio, Position, Underlying
 
 # --------------------------------------------------------------------------------------------
 # Constants (v3-core FixedPoint96 / FixedPoint128 / TickMath)
@@ -53,7 +53,6 @@ MAX_TICK = -MIN_TICK
 MIN_SQRT_RATIO = 4295128739
 MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342
 
-STABLECOIN = "stablecoin"
 CRYPTO = "crypto"
 
 # TickMath.getSqrtRatioAtTick: 1/sqrt(1.0001)^(2^i) as Q128.128, for bits 1 .. 19 of |tick|.
