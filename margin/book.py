@@ -11,6 +11,7 @@ from accounts.models import Account, Instrument, Position
 from margin.engine.parameters import ParameterSet
 from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Underlying
 from margin.engine.portfolio import Position as EnginePosition
+from margin.engine.validation import validate_portfolio
 
 from .market_data import latest_prices
 from .models import ImpliedVolatility, RiskFreeRate
@@ -126,14 +127,16 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
     held_history = None
     if history and all(symbol in history for symbol in underlyings):
         held_history = {symbol: history[symbol] for symbol in underlyings}
-    return Portfolio(
+    # the engine's one validator: the same bounds a calculator request meets (raises
+    # InvalidPortfolio, an EngineInputError the sweep reports as the account's flag)
+    return validate_portfolio(Portfolio(
         valuation_date=valuation_date, underlyings=underlyings,
         positions=tuple(engine_positions), rate=rate, valuation_time=valuation_time,
         methods=tuple(m for m in settings.methods if m != "var" or held_history),
         house=params.house.snapshot_components.as_house_request(),
         history=held_history,
         stress=tuple(StressScenario(name=name, moves={}) for name in settings.stress),
-    )
+    ), params)
 
 
 def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, dict[int, float]]:
