@@ -55,13 +55,7 @@ def extended_grid(points: np.ndarray, stress_range: float, product_class: str) -
     points = np.asarray(points, dtype=np.float64)
     if product_class == DEPEG_CLASS or stress_range <= 0:
         return points.copy()
-    down = points[points < 0]
-    up = points[points > 0]
-    if down.size and -down.min() < stress_range:
-        down = symmetric_grid(down.size, 0, stress_range)
-    if up.size and up.max() < stress_range:
-        up = symmetric_grid(0, up.size, 0.0, stress_range)
-    return np.concatenate([down, up])
+    return widened_grid(points, stress_range)
 
 
 def scaled_grid(points: np.ndarray, down: float, up: float | None = None) -> np.ndarray:
