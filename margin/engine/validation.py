@@ -279,6 +279,9 @@ def _check_lp(index: int, lp: LPPosition, declared: set[str], problems: Problems
     at: Callable[[str], Path] = lambda name: ("positions", index, "lp", name)  # noqa: E731
     _declared(lp.token0, at("token0"), declared, problems)
     _declared(lp.token1, at("token1"), declared, problems)
+    for name in ("decimals0", "decimals1", "liquidity", "tick_lower", "tick_upper"):
+        if getattr(lp, name) is None:  # a book's instrument may lack one
+            problems.add(at(name), "required", f"a Uniswap v3 position needs its {name}")
     problems.integer(lp.decimals0, at("decimals0"), 0, TOKEN_DECIMALS_LIMIT)
     problems.integer(lp.decimals1, at("decimals1"), 0, TOKEN_DECIMALS_LIMIT)
     problems.integer(lp.liquidity, at("liquidity"), 0, UINT128)
@@ -294,7 +297,8 @@ def _check_lp(index: int, lp: LPPosition, declared: set[str], problems: Problems
     problems.integer(lp.sqrt_price_x96, at("sqrt_price_x96"), MIN_SQRT_RATIO, MAX_SQRT_RATIO)
     if lp.token0 == lp.token1:
         problems.add(at("token1"), "invalid", "token1 must differ from token0")
-    ticks_in_range = all(MIN_TICK <= t <= MAX_TICK for t in (lp.tick_lower, lp.tick_upper))
+    ticks_in_range = all(t is not None and MIN_TICK <= t <= MAX_TICK
+                         for t in (lp.tick_lower, lp.tick_upper))
     if ticks_in_range and lp.tick_lower >= lp.tick_upper:
         problems.add(at("tick_upper"), "out_of_range", "tick_upper must exceed tick_lower")
     for pair in FEE_GROWTH_PAIRS:

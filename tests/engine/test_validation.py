@@ -108,6 +108,7 @@ def test_class_group_mixing_product_classes_and_product_group_mixing_grids() -> 
     ({"token1": "ETH"}, ("positions[0].lp.token1", "invalid")),
     ({"token1": "DAI"}, ("positions[0].lp.token1", "undeclared_underlying")),
     ({"fee_growth_inside_last0": 0}, ("positions[0].lp.fee_growth_global0", "required")),
+    ({"tick_lower": None}, ("positions[0].lp.tick_lower", "required")),
 ])
 def test_lp_positions_within_v3_core_bounds(changes, expected) -> None:
     lp = dataclasses.replace(LP, **changes)
