@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from accounts.models import Account, Instrument, Position
+from margin.engine.parameters import ParameterSet
 from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Underlying
 from margin.engine.portfolio import Position as EnginePosition
+from margin.engine.validation import validate_portfolio
 
 from .market_data import latest_prices
 from .market_history import ChunkHistory, read_history
@@ -54,7 +56,7 @@ def current_rate(on: date) -> float:
 
 
 def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
-                    vols: dict[int, float], rate: float, params: dict,
+                    vols: dict[int, float], rate: float, params: ParameterSet,
                     valuation_time: datetime | None = None,
                     history: dict[str, tuple[float, ...]] | None = None) -> Portfolio:
     """The account's book as the engine's `Portfolio`, with the firm's snapshot settings:
@@ -122,19 +124,20 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
                 **common))
     if missing:
         raise MissingMarketData(sorted(missing))
-    settings = params.get("snapshots", {})
+    settings = params.snapshots
     held_history = None
     if history and all(symbol in history for symbol in underlyings):
         held_history = {symbol: history[symbol] for symbol in underlyings}
-    return Portfolio(
+    # the engine's one validator: the same bounds a calculator request meets (raises
+    # InvalidPortfolio, an EngineInputError the sweep reports as the account's flag)
+    return validate_portfolio(Portfolio(
         valuation_date=valuation_date, underlyings=underlyings,
         positions=tuple(engine_positions), rate=rate, valuation_time=valuation_time,
-        methods=tuple(m for m in settings.get("methods", ("portfolio_margin", "reg_t"))
-                      if m != "var" or held_history),
-        house=dict(params.get("house", {}).get("snapshot_components", {})) or None,
+        methods=tuple(m for m in settings.methods if m != "var" or held_history),
+        house=params.house.snapshot_components.as_house_request(),
         history=held_history,
-        stress=tuple(StressScenario(name=name, moves={}) for name in settings.get("stress", ())),
-    )
+        stress=tuple(StressScenario(name=name, moves={}) for name in settings.stress),
+    ), params)
 
 
 def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, dict[int, float]]:

@@ -22,7 +22,7 @@ from accounts.services import cash_balance
 from brokerage import audit
 from margin.engine import ENGINE_VERSION
 from margin.engine.errors import EngineInputError
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import ParameterSet, load_parameter_set
 
 from .book import (
     MissingMarketData,
@@ -54,14 +54,14 @@ class SnapshotOutcome:
     flag: str = ""
 
 
-def parameters_for(firm) -> tuple[dict, str]:
+def parameters_for(firm) -> tuple[ParameterSet, str]:
     """The firm's active parameter set (or the platform default) and its label."""
     row = RiskParameterSet.objects.filter(
         firm=firm, status=RiskParameterSet.Status.ACTIVE).order_by("-version").first()
     if row is None:
         params = load_parameter_set()
-        return params, params["name"]
-    return overlay(load_parameter_set(row.base), row.overrides), row.label
+        return params, params.name
+    return load_parameter_set(row.base).with_overrides(row.overrides), row.label
 
 
 def var_window(params) -> int:

@@ -58,7 +58,7 @@ def _calculate(portfolio: Portfolio, params: ParameterSet) -> dict[str, Any]:
         if "collateral" in asked else None
     return {
         "valuation_date": portfolio.valuation_date.isoformat(),
-        "parameter_set": params["name"],
+        "parameter_set": params.name,
         "net_liquidation_value": valued.net_liquidation_value,
         # built last: blocks may add their warnings to the valuation's list (VaR proxies)
         "warnings": list(valued.warnings),

@@ -1,7 +1,14 @@
 """Strict parsing of a calculator request (CALCULATOR.md) into a normalised `Portfolio`.
 
-Every error that can be found is collected before anything is refused, each named by its
-request path (``positions[3].strike``, ``underlyings.IBM.price``) with a stable code:
+The parser checks the JSON's shape and types (unknown fields, wrong types, missing fields,
+dates, non-finite literals), builds the `Portfolio` and hands it to the engine's one validator
+(``margin.engine.validation``), which checks every domain bound (positive prices, declared
+underlyings, expiries, class groups, LP ticks...). Its problems come back named by their
+portfolio path, mapped here to the request's (an LP position's ``lp.`` fields are flat in the
+request, a stress scenario is numbered as the request numbers it), and merged with the
+parser's in document order. Every error that can be found is collected before anything is
+refused, each named by its request path (``positions[3].strike``, ``underlyings.IBM.price``)
+with a stable code:
 
 ==========================  ==============================================================
 code                        meaning
@@ -46,10 +53,18 @@ from typing import Any
 
 from margin.engine.defi.oracles import MAX_DECIMALS as MAX_ORACLE_DECIMALS
 from margin.engine.defi.oracles import check_round
-from margin.engine.errors import EngineInputError
+from margin.engine.errors import EngineInputError, Path, render_path
 from margin.engine.parameters import ParameterSet, load_parameter_set
 from margin.engine.portfolio import (
+    DAYS_PER_YEAR,
+    DEFAULT_TYPE,
+    EUROPEAN_TYPES,
+    EXERCISES,
+    METHODS,
+    OPTION_MULTIPLIER,
     PRODUCT_CLASSES,
+    RIGHTS,
+    RISK_ARRAY_LENGTH,
     UNDERLYING_TYPES,
     LPPosition,
     Portfolio,
@@ -57,34 +72,9 @@ from margin.engine.portfolio import (
     StressScenario,
     Underlying,
 )
+from margin.engine.validation import portfolio_problems
 
-METHODS = ("portfolio_margin", "reg_t", "span", "var", "collateral")
-NAMED_STRESS = ("1987-10-19", "2008-10", "2020-03-16", "2022-05", "2022-11")
-RIGHTS = ("call", "put")
-EXERCISES = ("american", "european")
-DAYS_PER_YEAR = 365.0
-OPTION_MULTIPLIER = 100.0
-RISK_ARRAY_LENGTH = 16
-
-DEFAULT_TYPE = {
-    "equity": "stock",
-    "narrow_index": "index",
-    "broad_index_high_cap": "index",
-    "broad_index": "index",
-    "future": "future",
-    "crypto": "token",
-    "stablecoin": "token",
-}
-EUROPEAN_TYPES = ("index", "token")  # cash-settled index and crypto options
-FUTURE_CLASS = "future"
-
-# Uniswap v3 bounds (v3-core TickMath): int24 ticks, uint128 liquidity, uint160 sqrt prices.
-MIN_TICK, MAX_TICK = -887272, 887272
-MIN_SQRT_RATIO = 4295128739
-MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342
-UINT128 = 2**128
 MAX_UNIX_SECONDS = 253402300800  # 10000-01-01: beyond it datetime cannot hold the time
-UINT256 = 2**256
 
 TOP_FIELDS = (
     "valuation_date", "valuation_time", "rate", "underlyings", "positions", "methods", "house",
@@ -106,6 +96,7 @@ LP_SCALARS = (
     "tokens_owed0", "tokens_owed1", "fee_growth_inside_last0", "fee_growth_inside_last1",
     "fee_growth_global0", "fee_growth_global1",
 )
+LP_REQUIRED_INTS = ("decimals0", "decimals1", "liquidity", "tick_lower", "tick_upper")
 LP_FIELDS = (
     "token0", "token1", "decimals0", "decimals1", "liquidity", "tick_lower", "tick_upper",
     *LP_SCALARS, "fee_growth_outside_lower", "fee_growth_outside_upper", "tick_current",
@@ -231,9 +222,8 @@ def _kind_of(value: Any) -> str:
 # value, so that callers carry on and report the rest.
 
 
-def read_number(value: Any, path: str, errors: Errors, *, lower: float | None = None,
-                strict: bool = False, upper: float | None = None) -> float | None:
-    """A finite float; ``lower`` is exclusive when ``strict`` (``not_positive`` at 0)."""
+def read_number(value: Any, path: str, errors: Errors) -> float | None:
+    """A finite float (its bounds are the validator's)."""
     if isinstance(value, NonFinite):
         errors.add(path, "not_finite", f"{value.literal} is not a finite number")
         return None
@@ -244,18 +234,6 @@ def read_number(value: Any, path: str, errors: Errors, *, lower: float | None = 
         number = float(value)
     except OverflowError:
         errors.add(path, "not_finite", "the number is beyond the range of a float")
-        return None
-    if lower is not None and (number < lower or (strict and number == lower)):
-        if strict and lower == 0:
-            errors.add(path, "not_positive", f"must be greater than 0, got {value}")
-        elif lower == 0:
-            errors.add(path, "negative", f"must not be negative, got {value}")
-        else:
-            op = ">" if strict else ">="
-            errors.add(path, "out_of_range", f"must be {op} {lower}, got {value}")
-        return None
-    if upper is not None and number > upper:
-        errors.add(path, "out_of_range", f"must be <= {upper}, got {value}")
         return None
     return 0.0 if number == 0 else number  # no -0.0 reaches the engine
 
@@ -367,11 +345,11 @@ class Fields:
             self.errors.add(self.at(key), "required", "this field is required")
         return False
 
-    def number(self, key: str, *, required: bool = False, default: float | None = None,
-               **bounds: Any) -> float | None:
+    def number(self, key: str, *, required: bool = False,
+               default: float | None = None) -> float | None:
         if not self._present(key, required):
             return default
-        return read_number(self.obj[key], self.at(key), self.errors, **bounds)
+        return read_number(self.obj[key], self.at(key), self.errors)
 
     def integer(self, key: str, *, required: bool = False, default: int | None = None,
                 **bounds: Any) -> int | None:
@@ -473,8 +451,8 @@ def parse_underlying(symbol: str, value: Any, errors: Errors) -> UnderlyingDraft
         "product_class": product_class,
         "type": f.string("type", default=default_type, choices=UNDERLYING_TYPES),
         "dividend_yield": f.number("dividend_yield", default=0.0),
-        "leverage": f.number("leverage", default=1.0, lower=0, strict=True),
-        "volatility": f.number("volatility", lower=0, strict=True),
+        "leverage": f.number("leverage", default=1.0),
+        "volatility": f.number("volatility"),
         "class_group": f.string("class_group", default=symbol),
     })
     draft.fields["product_group"] = f.string("product_group",
@@ -491,55 +469,12 @@ def _parse_price_source(f: Fields, draft: UnderlyingDraft, errors: Errors) -> No
     if f.has("oracle"):
         draft.oracle_path = f.at("oracle")
         draft.oracle = parse_oracle_round(f.obj["oracle"], draft.oracle_path, errors)
-        draft.fields["reference_price"] = f.number("reference_price", lower=0, strict=True)
+        draft.fields["reference_price"] = f.number("reference_price")
         return
     if f.has("reference_price"):
         errors.add(f.at("reference_price"), "conflicting_fields",
                    "reference_price only applies to an oracle round")
-    draft.fields["price"] = f.number("price", required=True, lower=0, strict=True)
-
-
-def check_class_groups(drafts: dict[str, UnderlyingDraft], params: ParameterSet,
-                       errors: Errors) -> None:
-    """One product class per class group; one valuation grid per product group.
-
-    A ``future`` may join another class's group (METHODOLOGY.md section 1: index futures follow
-    their index's class when held with it); any other mix is an error.
-    """
-    members: dict[str, list[tuple[str, str]]] = {}
-    for symbol, draft in drafts.items():
-        cls = draft.fields["product_class"]
-        if cls is not None:
-            members.setdefault(draft.fields["class_group"], []).append((symbol, cls))
-    effective: dict[str, str] = {}
-    for group, entries in members.items():
-        first = next(((s, c) for s, c in entries if c != FUTURE_CLASS), entries[0])
-        effective[group] = first[1]
-        for symbol, cls in entries:
-            if cls not in (first[1], FUTURE_CLASS):
-                errors.add(join(join("underlyings", symbol), "class_group"),
-                           "mixed_product_classes",
-                           f"class group {group!r} mixes {first[1]} ({first[0]}) and {cls} "
-                           f"({symbol})")
-    _check_product_group_grids(drafts, effective, params, errors)
-
-
-def _check_product_group_grids(drafts: dict[str, UnderlyingDraft], effective: dict[str, str],
-                               params: ParameterSet, errors: Errors) -> None:
-    """Points align by index across a product group's class groups, so grids must agree."""
-    grids = params["portfolio_margin"]["points"]
-    first_of_group: dict[str, tuple[tuple[float, ...], str]] = {}
-    for symbol, draft in drafts.items():
-        cls = effective.get(draft.fields["class_group"])
-        if cls is None or draft.fields["product_class"] is None:
-            continue
-        group = draft.fields["product_group"]
-        grid = tuple(grids.get(cls, ()))
-        first = first_of_group.setdefault(group, (grid, symbol))
-        if first[0] != grid:
-            errors.add(join(join("underlyings", symbol), "product_group"), "mixed_grids",
-                       f"product group {group!r} mixes valuation grids ({first[1]} and "
-                       f"{symbol}): the points of its class groups must align")
+    draft.fields["price"] = f.number("price", required=True)
 
 
 def resolve_oracles(drafts: dict[str, UnderlyingDraft], valuation_time: datetime | None,
@@ -548,6 +483,9 @@ def resolve_oracles(drafts: dict[str, UnderlyingDraft], valuation_time: datetime
     for symbol, draft in drafts.items():
         if draft.oracle is None or not draft.valid or valuation_time is None:
             continue
+        reference = draft.fields.get("reference_price")
+        if reference is not None and not reference > 0:
+            continue  # no band to check against: the validator refuses it (not_positive)
         try:
             price = check_round(symbol, draft.oracle, valuation_time,
                                 draft.fields.get("reference_price"), params, draft.oracle_path)
@@ -569,15 +507,6 @@ class Context:
     errors: Errors
 
 
-def _declared(ctx: Context, f: Fields, key: str) -> str | None:
-    symbol = f.string(key, required=True)
-    if symbol is not None and symbol not in ctx.drafts:
-        ctx.errors.add(f.at(key), "undeclared_underlying",
-                       f"{symbol!r} is not declared in underlyings")
-        return None
-    return symbol
-
-
 def _expiry(ctx: Context, f: Fields, *, allow_time: bool) -> tuple[date | None, float | None]:
     """Expiry date and years to it (calendar days / 365), or a given ``time_to_expiry``."""
     if allow_time and f.has("time_to_expiry"):
@@ -585,17 +514,11 @@ def _expiry(ctx: Context, f: Fields, *, allow_time: bool) -> tuple[date | None, 
             ctx.errors.add(f.at("time_to_expiry"), "conflicting_fields",
                            "give either expiry or time_to_expiry, not both")
             return None, None
-        return None, f.number("time_to_expiry", lower=0)
+        return None, f.number("time_to_expiry")
     expiry = f.date("expiry", required=True)
     if expiry is None or ctx.valuation_date is None:
         return expiry, None
-    days = (expiry - ctx.valuation_date).days
-    if days < 0:
-        ctx.errors.add(f.at("expiry"), "expired",
-                       f"expiry {expiry.isoformat()} is before the valuation date "
-                       f"{ctx.valuation_date.isoformat()}")
-        return None, None
-    return expiry, days / DAYS_PER_YEAR
+    return expiry, (expiry - ctx.valuation_date).days / DAYS_PER_YEAR
 
 
 def _risk_array(f: Fields) -> tuple[float, ...] | None:
@@ -611,9 +534,9 @@ def _risk_array(f: Fields) -> tuple[float, ...] | None:
 
 
 def _option_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
-    underlying = _declared(ctx, f, "underlying")
+    underlying = f.string("underlying", required=True)
     right = f.string("right", required=True, choices=RIGHTS)
-    strike = f.number("strike", required=True, lower=0, strict=True)
+    strike = f.number("strike", required=True)
     expiry, years = _expiry(ctx, f, allow_time=True)
     draft = ctx.drafts.get(underlying or "")
     exercise_default = None
@@ -626,16 +549,11 @@ def _option_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
         "expiry": expiry,
         "time_to_expiry": years,
         "multiplier": f.number("multiplier", required=kind == "future_option",
-                               default=OPTION_MULTIPLIER, lower=0, strict=True),
+                               default=OPTION_MULTIPLIER),
         "exercise": f.string("exercise", default=exercise_default, choices=EXERCISES),
-        "price": f.number("price", lower=0),
-        "implied_vol": f.number("implied_vol", lower=0, strict=True),
+        "price": f.number("price"),
+        "implied_vol": f.number("implied_vol"),
     }
-    has_vol = draft is not None and draft.fields.get("volatility") is not None
-    checkable = draft is not None and draft.valid
-    if checkable and not (f.has("price") or f.has("implied_vol") or has_vol):
-        ctx.errors.add(f.at("price"), "required",
-                       "an option needs a price, an implied_vol or its underlying's volatility")
     if kind == "future_option":
         fields["risk_array"] = _risk_array(f)
     return fields
@@ -644,29 +562,21 @@ def _option_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
 def _future_fields(ctx: Context, f: Fields) -> dict[str, Any]:
     expiry, years = _expiry(ctx, f, allow_time=False)
     return {
-        "underlying": _declared(ctx, f, "underlying"),
+        "underlying": f.string("underlying", required=True),
         "expiry": expiry,
         "time_to_expiry": years,
-        "multiplier": f.number("multiplier", required=True, lower=0, strict=True),
-        "price": f.number("price", required=True, lower=0, strict=True),
+        "multiplier": f.number("multiplier", required=True),
+        "price": f.number("price", required=True),
         "risk_array": _risk_array(f),
     }
 
 
 def _perpetual_fields(ctx: Context, f: Fields) -> dict[str, Any]:
     return {
-        "symbol": _declared(ctx, f, "symbol"),
-        "entry_price": f.number("entry_price", required=True, lower=0, strict=True),
+        "symbol": f.string("symbol", required=True),
+        "entry_price": f.number("entry_price", required=True),
         "funding_accrued": f.number("funding_accrued", default=0.0),
     }
-
-
-def _uint(f: Fields, key: str, bound: int, *, required: bool = False) -> int | None:
-    return f.integer(key, required=required, lower=0, upper_exclusive=bound)
-
-
-def _tick(f: Fields, key: str, *, required: bool = False) -> int | None:
-    return f.integer(key, required=required, lower=MIN_TICK, upper_exclusive=MAX_TICK + 1)
 
 
 def _pair(f: Fields, key: str) -> tuple[int, int] | None:
@@ -676,50 +586,27 @@ def _pair(f: Fields, key: str) -> tuple[int, int] | None:
     if len(values) != 2:
         f.errors.add(f.at(key), "invalid", "must be a pair [token0, token1]")
         return None
-    pair = [read_int(v, join(f.at(key), i), f.errors, lower=0, upper_exclusive=UINT256)
-            for i, v in enumerate(values)]
+    pair = [read_int(v, join(f.at(key), i), f.errors) for i, v in enumerate(values)]
     return None if None in pair else (pair[0], pair[1])  # type: ignore[return-value]
 
 
 def _lp_fields(ctx: Context, f: Fields) -> dict[str, Any]:
     before = len(ctx.errors)
     lp = {
-        "token0": _declared(ctx, f, "token0"),
-        "token1": _declared(ctx, f, "token1"),
-        "decimals0": f.integer("decimals0", required=True, lower=0, upper_exclusive=256),
-        "decimals1": f.integer("decimals1", required=True, lower=0, upper_exclusive=256),
-        "liquidity": _uint(f, "liquidity", UINT128, required=True),
-        "tick_lower": _tick(f, "tick_lower", required=True),
-        "tick_upper": _tick(f, "tick_upper", required=True),
-        "tokens_owed0": _uint(f, "tokens_owed0", UINT128) or 0,
-        "tokens_owed1": _uint(f, "tokens_owed1", UINT128) or 0,
-        **{key: _uint(f, key, UINT256) for key in LP_SCALARS[2:]},
+        "token0": f.string("token0", required=True),
+        "token1": f.string("token1", required=True),
+        **{key: f.integer(key, required=True) for key in LP_REQUIRED_INTS},
+        "tokens_owed0": f.integer("tokens_owed0", default=0),
+        "tokens_owed1": f.integer("tokens_owed1", default=0),
+        **{key: f.integer(key) for key in LP_SCALARS[2:]},
         "fee_growth_outside_lower": _pair(f, "fee_growth_outside_lower"),
         "fee_growth_outside_upper": _pair(f, "fee_growth_outside_upper"),
-        "tick_current": _tick(f, "tick_current"),
-        "sqrt_price_x96": f.integer("sqrt_price_x96", lower=MIN_SQRT_RATIO,
-                                    upper_exclusive=MAX_SQRT_RATIO),
+        "tick_current": f.integer("tick_current"),
+        "sqrt_price_x96": f.integer("sqrt_price_x96"),
     }
-    _check_lp(f, lp)
     if len(ctx.errors) != before:
         return {}
     return {"lp": LPPosition(**lp), "quantity": 1.0}
-
-
-def _check_lp(f: Fields, lp: dict[str, Any]) -> None:
-    if lp["token0"] is not None and lp["token0"] == lp["token1"]:
-        f.errors.add(f.at("token1"), "invalid", "token1 must differ from token0")
-    lower, upper = lp["tick_lower"], lp["tick_upper"]
-    if lower is not None and upper is not None and lower >= upper:
-        f.errors.add(f.at("tick_upper"), "out_of_range", "tick_upper must exceed tick_lower")
-    # Fees since the checkpoint need, per token, both the position's last and the global growth.
-    for token in ("0", "1"):
-        pair = (f"fee_growth_inside_last{token}", f"fee_growth_global{token}")
-        given = [f.has(k) for k in pair]
-        if any(given) and not all(given):
-            missing = pair[given.index(False)]
-            f.errors.add(f.at(missing), "required",
-                         f"{missing} is required with {pair[given.index(True)]}")
 
 
 def parse_position(index: int, value: Any, ctx: Context) -> Position | None:
@@ -750,7 +637,7 @@ def parse_position(index: int, value: Any, ctx: Context) -> Position | None:
 
 def _kind_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
     if kind in ("stock", "crypto"):
-        return {"symbol": _declared(ctx, f, "symbol")}
+        return {"symbol": f.string("symbol", required=True)}
     if kind in ("option", "future_option"):
         return _option_fields(ctx, f, kind)
     if kind == "future":
@@ -758,15 +645,6 @@ def _kind_fields(ctx: Context, f: Fields, kind: str) -> dict[str, Any]:
     if kind == "perpetual":
         return _perpetual_fields(ctx, f)
     return _lp_fields(ctx, f)
-
-
-def check_ids(positions: list[Position], errors: Errors) -> None:
-    seen: set[str] = set()
-    for position in positions:
-        if position.id in seen:
-            errors.add(join(join("positions", position.index), "id"), "duplicate_id",
-                       f"id {position.id!r} names another position already")
-        seen.add(position.id)
 
 
 # --------------------------------------------------------------------------- request options
@@ -781,8 +659,8 @@ def parse_methods(f: Fields) -> tuple[str, ...]:
     return tuple(m for m in METHODS if m in chosen)
 
 
-def parse_house(f: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, Any] | None:
-    """The house layer asked for, validated; ``margin.engine.house`` resolves its defaults.
+def parse_house(f: Fields) -> dict[str, Any] | None:
+    """The house layer asked for; ``margin.engine.house`` resolves its defaults.
 
     ``{"vol_shift": 0.25, "concentration": true, "stress_range": 0.25, "overrides": {...}}``:
     ``true`` takes the parameter set's value, a number or an object replaces or overlays it,
@@ -793,10 +671,10 @@ def parse_house(f: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, Any]
     if h is None:
         return None
     readers = {
-        "vol_shift": lambda v, p: read_number(v, p, h.errors, lower=0, strict=True, upper=1),
-        "stress_range": lambda v, p: read_number(v, p, h.errors, lower=0, strict=True),
+        "vol_shift": lambda v, p: read_number(v, p, h.errors),
+        "stress_range": lambda v, p: read_number(v, p, h.errors),
         "concentration": lambda v, p: _concentration(v, p, h.errors),
-        "overrides": lambda v, p: _overrides(v, p, h.errors, drafts),
+        "overrides": lambda v, p: _overrides(v, p, h.errors),
     }
     house: dict[str, Any] = {}
     for key, read in readers.items():
@@ -812,101 +690,77 @@ def _concentration(value: Any, path: str, errors: Errors) -> dict | None:
     if c is None:
         return None
     settings = {
-        "top_class_groups": c.integer("top_class_groups", lower=1, allow_string=False),
-        "top_move": c.number("top_move", lower=0, strict=True, upper=1),
-        "other_move": c.number("other_move", lower=0, upper=1),
+        "top_class_groups": c.integer("top_class_groups", allow_string=False),
+        "top_move": c.number("top_move"),
+        "other_move": c.number("other_move"),
     }
     return {k: v for k, v in settings.items() if c.has(k)}
 
 
-def _overrides(value: Any, path: str, errors: Errors,
-               drafts: dict[str, UnderlyingDraft]) -> dict | None:
+def _overrides(value: Any, path: str, errors: Errors) -> dict | None:
     o = fields_of(value, path, errors, OVERRIDE_FIELDS)
     if o is None:
         return None
-    settings: dict[str, Any] = {
-        "min_price_for_pm": o.number("min_price_for_pm", lower=0),
-        "naked_short_fraction": o.number("naked_short_fraction", lower=0, upper=1),
-        "ineligible_range": o.number("ineligible_range", lower=0, strict=True),
-    }
-    settings = {k: v for k, v in settings.items() if o.has(k)}
+    settings: dict[str, Any] = {key: o.number(key) for key in OVERRIDE_FIELDS[:3] if o.has(key)}
     if o.has("symbols"):
-        settings["symbols"] = _symbol_overrides(o, drafts)
+        settings["symbols"] = _symbol_overrides(o)
     return settings
 
 
-def _symbol_overrides(o: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, dict]:
+def _symbol_overrides(o: Fields) -> dict[str, dict]:
     symbols: dict[str, dict] = {}
     for symbol, spec in (o.object("symbols") or {}).items():
-        path = join(o.at("symbols"), symbol)
-        if symbol not in drafts:
-            o.errors.add(path, "undeclared_underlying", f"{symbol!r} is not declared")
-            continue
-        s = fields_of(spec, path, o.errors, SYMBOL_OVERRIDE_FIELDS)
+        s = fields_of(spec, join(o.at("symbols"), symbol), o.errors, SYMBOL_OVERRIDE_FIELDS)
         if s is None:
             continue
-        entry: dict[str, Any] = {key: s.number(key, lower=0, strict=True)
-                                 for key in ("range", "down", "up") if s.has(key)}
-        if s.has("naked_short_fraction"):
-            entry["naked_short_fraction"] = s.number("naked_short_fraction", lower=0, upper=1)
+        entry: dict[str, Any] = {key: s.number(key)
+                                 for key in ("range", "down", "up", "naked_short_fraction")
+                                 if s.has(key)}
         if s.has("eligible"):
             entry["eligible"] = read_bool(s.obj["eligible"], s.at("eligible"), o.errors)
         symbols[symbol] = entry
     return symbols
 
 
-def parse_offsets(f: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, float]:
+def parse_offsets(f: Fields) -> dict[str, float]:
     offsets = f.object("offsets")
     if offsets is None:
         return {}
-    groups = {d.fields["product_group"] for d in drafts.values()}
     result: dict[str, float] = {}
     for group, value in offsets.items():
-        path = join(f.at("offsets"), group)
-        if group not in groups:
-            f.errors.add(path, "undeclared_product_group",
-                         f"no underlying belongs to product group {group!r}")
-            continue
-        number = read_number(value, path, f.errors, lower=0, upper=1)
+        number = read_number(value, join(f.at("offsets"), group), f.errors)
         if number is not None:
             result[group] = number
     return result
 
 
-def parse_span_parameters(f: Fields, params: ParameterSet,
-                          drafts: dict[str, UnderlyingDraft]) -> dict[str, dict]:
+def parse_span_parameters(f: Fields, params: ParameterSet) -> dict[str, dict]:
     """Per combined commodity, with CALCULATOR.md's defaults from the parameter set filled in."""
     given = f.object("span_parameters")
     if given is None:
         return {}
-    defaults = params["span"]
+    defaults = params.span
     result: dict[str, dict] = {}
     for commodity, value in given.items():
-        path = join(f.at("span_parameters"), commodity)
-        if commodity not in drafts:
-            f.errors.add(path, "undeclared_underlying", f"{commodity!r} is not declared")
-            continue
-        s = fields_of(value, path, f.errors, SPAN_FIELDS)
+        s = fields_of(value, join(f.at("span_parameters"), commodity), f.errors, SPAN_FIELDS)
         if s is None:
             continue
         entry = {
-            "price_scan": s.number("price_scan", lower=0, strict=True),
-            "vol_scan": s.number("vol_scan", default=defaults["vol_scan"], lower=0),
+            "price_scan": s.number("price_scan"),
+            "vol_scan": s.number("vol_scan", default=defaults.vol_scan),
             "extreme_multiplier": s.number("extreme_multiplier",
-                                           default=defaults["extreme_multiplier"], lower=0,
-                                           strict=True),
-            "extreme_coverage": s.number("extreme_coverage",
-                                         default=defaults["extreme_coverage"], lower=0, upper=1),
+                                           default=defaults.extreme_multiplier),
+            "extreme_coverage": s.number("extreme_coverage", default=defaults.extreme_coverage),
             "short_option_minimum": s.number("short_option_minimum",
-                                             default=defaults["short_option_minimum"], lower=0),
-            "intra_spread_charge": s.number("intra_spread_charge", default=0.0, lower=0),
-            "inter_spreads": _inter_spreads(s, drafts),
+                                             default=defaults.short_option_minimum),
+            "intra_spread_charge": s.number("intra_spread_charge", default=0.0),
+            "inter_spreads": _inter_spreads(s),
         }
         result[commodity] = {k: v for k, v in entry.items() if v is not None}
     return result
 
 
-def _inter_spreads(s: Fields, drafts: dict[str, UnderlyingDraft]) -> list[dict]:
+def _inter_spreads(s: Fields) -> list[dict]:
     spreads = []
     for i, value in enumerate(s.list("inter_spreads") or []):
         sp = fields_of(value, join(s.at("inter_spreads"), i), s.errors, INTER_SPREAD_FIELDS)
@@ -914,116 +768,62 @@ def _inter_spreads(s: Fields, drafts: dict[str, UnderlyingDraft]) -> list[dict]:
             continue
         legs: dict[str, float] = {}
         for symbol, ratio in (sp.object("legs", required=True) or {}).items():
-            path = join(sp.at("legs"), symbol)
-            if symbol not in drafts:
-                s.errors.add(path, "undeclared_underlying", f"{symbol!r} is not declared")
-                continue
-            number = read_number(ratio, path, s.errors, lower=0, strict=True)
+            number = read_number(ratio, join(sp.at("legs"), symbol), s.errors)
             if number is not None:
                 legs[symbol] = number
-        credit = sp.number("credit", required=True, lower=0, upper=1)
-        spreads.append({"legs": legs, "credit": credit})
+        spreads.append({"legs": legs, "credit": sp.number("credit", required=True)})
     return spreads
 
 
-def _symbol_or_group(symbol: str, drafts: dict[str, UnderlyingDraft]) -> bool:
-    """A declared underlying, or a class group's name (it stands for every member)."""
-    return symbol in drafts or any(d.fields["class_group"] == symbol for d in drafts.values())
-
-
-def parse_history(f: Fields, params: ParameterSet, drafts: dict[str, UnderlyingDraft],
-                  ) -> dict[str, tuple[float, ...]] | None:
+def parse_history(f: Fields) -> dict[str, tuple[float, ...]] | None:
     """Daily closes per underlying (or per class group, which its members then follow)."""
     given = f.object("history")
     if given is None:
         return None
-    minimum = int(params["var"]["min_history"])
     history: dict[str, tuple[float, ...]] = {}
-    lengths: dict[int, str] = {}
     for symbol, values in given.items():
         path = join(f.at("history"), symbol)
-        if not _symbol_or_group(symbol, drafts):
-            f.errors.add(path, "undeclared_underlying",
-                         f"{symbol!r} is neither a declared underlying nor a class group")
-            continue
         closes = read_list(values, path, f.errors)
         if closes is None:
             continue
-        if len(closes) < minimum:
-            f.errors.add(path, "too_short",
-                         f"needs at least {minimum} daily closes, got {len(closes)}")
-        numbers = [read_number(v, join(path, i), f.errors, lower=0, strict=True)
-                   for i, v in enumerate(closes)]
-        first = lengths.setdefault(len(closes), symbol)
-        if len(lengths) > 1 and first == symbol:
-            f.errors.add(path, "unequal_lengths", "every history must have the same length")
+        numbers = [read_number(v, join(path, i), f.errors) for i, v in enumerate(closes)]
         if None not in numbers:
             history[symbol] = tuple(numbers)  # type: ignore[arg-type]
     return history
 
 
-def check_history_covers(history: dict[str, tuple[float, ...]] | None,
-                         positions: list[Position], drafts: dict[str, UnderlyingDraft],
-                         errors: Errors) -> None:
-    """Historical VaR moves every held underlying by its own closes or its class group's."""
-    if history is None:
-        return
-    reported: set[str] = set()
-    for position in positions:
-        roots = (position.lp.token0, position.lp.token1) if position.lp else (position.root,)
-        for symbol in roots:
-            if symbol is None or symbol in history or symbol in reported:
-                continue
-            group = drafts[symbol].fields["class_group"] if symbol in drafts else None
-            if group in history:
-                continue
-            reported.add(symbol)
-            errors.add(join("history", symbol), "required",
-                       f"position {position.id!r} needs the history of {symbol!r} "
-                       f"or of its class group {group!r}")
-
-
-def parse_stress(f: Fields, drafts: dict[str, UnderlyingDraft]) -> tuple[StressScenario, ...]:
-    """Named scenarios carry no moves here (the engine ships their data); custom ones do.
-
-    A custom move is keyed by an underlying or a class group (moving every member without a
-    move of its own), and is >= -1 (-1: the price goes to zero).
-    """
-    scenarios = []
+def parse_stress(f: Fields) -> tuple[tuple[StressScenario, ...], tuple[int, ...]]:
+    """The scenarios and their indices in the request. Named scenarios carry no moves here
+    (the engine ships their data); custom ones are keyed by an underlying or a class group
+    (moving every member without a move of its own)."""
+    scenarios: list[StressScenario] = []
+    indices: list[int] = []
     for i, value in enumerate(f.list("stress") or []):
         path = join(f.at("stress"), i)
         if isinstance(value, str):
-            name = read_string(value, path, f.errors, NAMED_STRESS)
-            if name is not None:
-                scenarios.append(StressScenario(name=name, moves={}))
-            continue
-        s = fields_of(value, path, f.errors, STRESS_FIELDS)
-        if s is None:
-            continue
-        name = s.string("name", required=True)
-        moves = _stress_moves(s, drafts)
-        if name is not None and moves:
+            name = read_string(value, path, f.errors)
+            moves: dict[str, float] | None = {}
+        else:
+            s = fields_of(value, path, f.errors, STRESS_FIELDS)
+            if s is None:
+                continue
+            name, moves = s.string("name", required=True), _stress_moves(s)
+        if name is not None and moves is not None:
             scenarios.append(StressScenario(name=name, moves=moves))
-    return tuple(scenarios)
+            indices.append(i)
+    return tuple(scenarios), tuple(indices)
 
 
-def _stress_moves(s: Fields, drafts: dict[str, UnderlyingDraft]) -> dict[str, float]:
+def _stress_moves(s: Fields) -> dict[str, float] | None:
     given = s.object("moves", required=True)
     if given is None:
-        return {}
+        return None
     if not given:
         s.errors.add(s.at("moves"), "invalid", "a custom scenario moves at least one symbol")
-    moves: dict[str, float] = {}
-    for symbol, move in given.items():
-        path = join(s.at("moves"), symbol)
-        if not _symbol_or_group(symbol, drafts):
-            s.errors.add(path, "undeclared_underlying",
-                         f"{symbol!r} is neither a declared underlying nor a class group")
-            continue
-        number = read_number(move, path, s.errors, lower=-1)
-        if number is not None:
-            moves[symbol] = number
-    return moves
+        return None
+    moves = {symbol: read_number(move, join(s.at("moves"), symbol), s.errors)
+             for symbol, move in given.items()}
+    return None if None in moves.values() else moves  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- the request
@@ -1033,34 +833,32 @@ def parse_request(raw: bytes | str, params: ParameterSet | None = None) -> Portf
     """The validated, defaulted `Portfolio` of a request; raises CalculatorError otherwise."""
     params = load_parameter_set() if params is None else params
     errors = Errors()
-    f = fields_of(decode(raw), "", errors, TOP_FIELDS)
+    document = decode(raw)
+    f = fields_of(document, "", errors, TOP_FIELDS)
     if f is None:
         raise CalculatorError(errors.items)
     valuation_date = f.date("valuation_date", required=True)
     valuation_time = f.datetime("valuation_time")
     rate = f.number("rate", default=0.0)
     drafts = _parse_underlyings(f, errors)
-    check_class_groups(drafts, params, errors)
     _require_valuation_time(f, drafts, valuation_time, errors)
-    ctx = Context(valuation_date, drafts, errors)
-    positions = _parse_positions(f, ctx)
-    check_ids(positions, errors)
+    positions = _parse_positions(f, Context(valuation_date, drafts, errors))
     methods = parse_methods(f)
-    house = parse_house(f, drafts)
-    offsets = parse_offsets(f, drafts)
-    span_parameters = parse_span_parameters(f, params, drafts)
-    history = parse_history(f, params, drafts)
-    if "var" in methods:
-        check_history_covers(history, positions, drafts, errors)
-    stress = parse_stress(f, drafts)
-    resolve_oracles(drafts, valuation_time, params, errors)
-    if errors:
-        raise CalculatorError(errors.items)
-    return Portfolio(
-        valuation_date=valuation_date,  # type: ignore[arg-type]
-        underlyings={s: Underlying(**d.fields) for s, d in drafts.items()},
+    house = parse_house(f)
+    offsets = parse_offsets(f)
+    span_parameters = parse_span_parameters(f, params)
+    history = parse_history(f)
+    stress, stress_indices = parse_stress(f)
+    rejected = Errors()  # oracle rounds are judged last and reported last
+    resolve_oracles(drafts, valuation_time, params, rejected)
+    underlyings = {s: Underlying(**d.fields) for s, d in drafts.items()
+                   if d.valid and d.fields.get("price") is not None}
+    portfolio = Portfolio(
+        # without a valuation date (already reported) nothing is expired
+        valuation_date=valuation_date or date.min,
+        underlyings=underlyings,
         positions=tuple(positions),
-        rate=rate,  # type: ignore[arg-type]
+        rate=0.0 if rate is None else rate,
         valuation_time=valuation_time,
         methods=methods,
         house=house,
@@ -1069,6 +867,74 @@ def parse_request(raw: bytes | str, params: ParameterSet | None = None) -> Portf
         history=history,
         stress=stress,
     )
+    refused = {s: d.fields for s, d in drafts.items() if s not in underlyings}
+    problems = portfolio_problems(portfolio, params, refused)
+    found = _merged(document, errors.items,
+                    [_request_error(p, stress_indices) for p in problems]) + rejected.items
+    if found:
+        raise CalculatorError(found)
+    return portfolio
+
+
+def _request_error(problem: EngineInputError, stress_indices: tuple[int, ...]
+                   ) -> dict[str, str]:
+    """The validator's problem named by its request path: an LP position's fields are flat in
+    the request (``positions[0].tick_upper``), stress scenarios numbered as the request does."""
+    path: Path = problem.path or ()
+    if len(path) > 3 and path[0] == "positions" and path[2] == "lp":
+        path = (*path[:2], *path[3:])
+    if len(path) > 1 and path[0] == "stress" and isinstance(path[1], int):
+        path = ("stress", stress_indices[path[1]], *path[2:])
+    return _error(render_path(path), problem.code, problem.message)
+
+
+def _merged(document: Any, parsed: list[dict[str, str]], validated: list[dict[str, str]]
+            ) -> list[dict[str, str]]:
+    """The parser's errors and the validator's, merged in document order: each list keeps its
+    own order, a validator error goes before the first parser error found further on in the
+    document (a missing top-level field has no place in it: it is passed over)."""
+    validated = sorted(validated, key=lambda e: _document_key(document, e["field"]))
+    out: list[dict[str, str]] = []
+    i = 0
+    for error in parsed:
+        key = _document_key(document, error["field"])
+        while (i < len(validated) and key[0] != _AFTER
+               and _document_key(document, validated[i]["field"]) < key):
+            out.append(validated[i])
+            i += 1
+        out.append(error)
+    return out + validated[i:]
+
+
+_AFTER = 1 << 62  # the position of a field the document does not hold: after its siblings
+
+
+def _document_key(document: Any, field: str) -> tuple[int, ...]:
+    """Positions of ``field``'s keys and indices in the decoded document, outermost first.
+
+    Keys may hold dots (``BRK.B``), so at each object the longest key that starts the rest of
+    the path (followed by ``.``, ``[`` or the end) is taken.
+    """
+    key: list[int] = []
+    node, rest = document, field
+    while rest:
+        if isinstance(node, list) and rest.startswith("["):
+            index, _, rest = rest[1:].partition("]")
+            if not index.isdigit() or int(index) >= len(node):
+                return (*key, _AFTER)
+            key.append(int(index))
+            node = node[int(index)]
+        elif isinstance(node, dict):
+            names = [k for k in node if rest == k or rest.startswith((f"{k}.", f"{k}["))]
+            if not names:
+                return (*key, _AFTER)
+            name = max(names, key=len)
+            key.append(list(node).index(name))
+            node, rest = node[name], rest[len(name):]
+        else:
+            return (*key, _AFTER)
+        rest = rest.removeprefix(".")
+    return tuple(key)
 
 
 def _parse_underlyings(f: Fields, errors: Errors) -> dict[str, UnderlyingDraft]:

@@ -117,47 +117,67 @@ def _lines(source: str | Path | io.TextIOBase) -> tuple[str, list[str]]:
 def load_closes_csv(source: str | Path | io.TextIOBase) -> DailyCloses:
     """Read and validate a ``date,symbol,close`` CSV (see the module docstring)."""
     name, lines = _lines(source)
-    rows: list[tuple[int, date, str, float]] = []
+    rows = _read_rows(name, lines)
+    per_symbol = _by_symbol(name, rows)
+    ref_dates = _aligned_dates(name, per_symbol)
+    closes = {sym: np.array([c for _, _, c in series], dtype=np.float64)
+              for sym, series in per_symbol.items()}
+    return DailyCloses(tuple(ref_dates), closes)
+
+
+Row = tuple[int, date, str, float]  # line number, date, symbol, close
+
+
+def _read_rows(name: str, lines: list[str]) -> list[Row]:
+    """The data rows after the header; comments and blank lines skipped."""
+    rows: list[Row] = []
     header_seen = False
     for lineno, raw in enumerate(lines, start=1):
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
-        fields = next(csv.reader([text]))
-        fields = [f.strip() for f in fields]
+        fields = [f.strip() for f in next(csv.reader([text]))]
         if not header_seen:
             if tuple(f.lower() for f in fields) != HEADER:
                 raise HistoryError(name, lineno, "bad_header",
                                    f"expected header 'date,symbol,close', got {text!r}")
             header_seen = True
             continue
-        if len(fields) != 3:
-            raise HistoryError(name, lineno, "bad_row",
-                               f"expected 3 fields (date,symbol,close), got {len(fields)}")
-        d_text, sym, c_text = fields
-        try:
-            d = date.fromisoformat(d_text)
-        except ValueError:
-            raise HistoryError(name, lineno, "bad_date",
-                               f"date {d_text!r} is not an ISO date (YYYY-MM-DD)") from None
-        if not sym:
-            raise HistoryError(name, lineno, "bad_symbol", "empty symbol")
-        try:
-            close = float(c_text)
-        except ValueError:
-            raise HistoryError(name, lineno, "bad_close",
-                               f"close {c_text!r} of {sym} is not a number") from None
-        if not math.isfinite(close):
-            raise HistoryError(name, lineno, "bad_close", f"close of {sym} is not finite")
-        if close <= 0:
-            raise HistoryError(name, lineno, "bad_close",
-                               f"close {c_text} of {sym} on {d} is not positive")
-        rows.append((lineno, d, sym, close))
+        rows.append(_read_row(name, lineno, fields))
     if not header_seen:
         raise HistoryError(name, None, "empty", "no header 'date,symbol,close' found")
     if not rows:
         raise HistoryError(name, None, "empty", "no rows")
+    return rows
 
+
+def _read_row(name: str, lineno: int, fields: list[str]) -> Row:
+    if len(fields) != 3:
+        raise HistoryError(name, lineno, "bad_row",
+                           f"expected 3 fields (date,symbol,close), got {len(fields)}")
+    d_text, sym, c_text = fields
+    try:
+        d = date.fromisoformat(d_text)
+    except ValueError:
+        raise HistoryError(name, lineno, "bad_date",
+                           f"date {d_text!r} is not an ISO date (YYYY-MM-DD)") from None
+    if not sym:
+        raise HistoryError(name, lineno, "bad_symbol", "empty symbol")
+    try:
+        close = float(c_text)
+    except ValueError:
+        raise HistoryError(name, lineno, "bad_close",
+                           f"close {c_text!r} of {sym} is not a number") from None
+    if not math.isfinite(close):
+        raise HistoryError(name, lineno, "bad_close", f"close of {sym} is not finite")
+    if close <= 0:
+        raise HistoryError(name, lineno, "bad_close",
+                           f"close {c_text} of {sym} on {d} is not positive")
+    return lineno, d, sym, close
+
+
+def _by_symbol(name: str, rows: list[Row]) -> dict[str, list[tuple[int, date, float]]]:
+    """Each symbol's (line, date, close) in file order, dates strictly increasing."""
     per_symbol: dict[str, list[tuple[int, date, float]]] = {}
     for lineno, d, sym, close in rows:
         series = per_symbol.setdefault(sym, [])
@@ -167,7 +187,12 @@ def load_closes_csv(source: str | Path | io.TextIOBase) -> DailyCloses:
                                f"{sym}: date {d} {what} the previous {sym} date "
                                f"{series[-1][1]} (line {series[-1][0]})")
         series.append((lineno, d, close))
+    return per_symbol
 
+
+def _aligned_dates(name: str, per_symbol: dict[str, list[tuple[int, date, float]]]
+                   ) -> list[date]:
+    """The first symbol's dates, which every other symbol must have exactly."""
     symbols = list(per_symbol)
     first = symbols[0]
     ref_dates = [d for _, d, _ in per_symbol[first]]
@@ -180,9 +205,7 @@ def load_closes_csv(source: str | Path | io.TextIOBase) -> DailyCloses:
             if d != ref:
                 raise HistoryError(name, lineno, "dates_mismatch",
                                    f"{sym} has a close on {d} where {first} has {ref}")
-    closes = {sym: np.array([c for _, _, c in per_symbol[sym]], dtype=np.float64)
-              for sym in symbols}
-    return DailyCloses(tuple(ref_dates), closes)
+    return ref_dates
 
 
 def write_closes_csv(path: str | Path, closes: DailyCloses, comment: Sequence[str] = (),

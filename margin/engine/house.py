@@ -28,19 +28,20 @@ whole portfolio, with the regulatory offsets and minimums, run through the same 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import scenarios
-from .parameters import overlay
+from .parameters import ConcentrationParameters, HouseOverrides, SymbolOverride
 from .series import Result
 
 if TYPE_CHECKING:  # pragma: no cover
     from .portfolio_margin import PMRun
 
 EQUITY_TYPES = ("stock", "etf")
-WHOLE_VALUE = 1.0  # an ineligible position is stressed by its whole value (100 %)
+NO_OVERRIDE = SymbolOverride()
 
 
 def _setting(request: dict[str, Any], *names: str) -> Any:
@@ -57,32 +58,32 @@ def _enabled(value: Any) -> bool:
 def house_components(run: PMRun, regulatory: Result) -> dict[str, float]:
     """Every house component the request asks for: name -> requirement (raw float)."""
     request = run.portfolio.house or {}
-    defaults = run.params.get("house", {})
+    defaults = run.params.house
     out: dict[str, float] = {}
 
     value = _setting(request, "vol_shift")
     if _enabled(value):
-        shift = float(defaults["vol_shift"]) if value is True else float(value)
+        shift = defaults.vol_shift if value is True else float(value)
         out["vol_shift"] = vol_shift_requirement(run, regulatory, shift)
 
     value = _setting(request, "concentration")
     if _enabled(value):
-        settings = dict(defaults["concentration"])
+        concentration = defaults.concentration
         if isinstance(value, dict):
-            settings.update(value)
-        out["concentration"] = concentration_requirement(run, regulatory, settings)
+            concentration = replace(concentration, **value)
+        out["concentration"] = concentration_requirement(run, regulatory, concentration)
 
     value = _setting(request, "stress_range", "extended_stress")
     if _enabled(value):
-        stress_range = float(defaults["stress_range"]) if value is True else float(value)
+        stress_range = defaults.stress_range if value is True else float(value)
         out["extended_stress"] = extended_stress_requirement(run, stress_range)
 
     value = _setting(request, "overrides")
     if _enabled(value):
-        settings = defaults.get("overrides", {})
+        overrides = defaults.overrides
         if isinstance(value, dict):
-            settings = overlay(settings, value)
-        out["overrides"] = overrides_requirement(run, settings)
+            overrides = overrides.overlaid(value)
+        out["overrides"] = overrides_requirement(run, overrides)
     return out
 
 
@@ -95,17 +96,18 @@ def vol_shift_requirement(run: PMRun, regulatory: Result, shift: float) -> float
     return float(np.maximum(worst, regulatory.pg_minimum).sum())
 
 
-def concentration_requirement(run: PMRun, regulatory: Result, settings: dict[str, Any]) -> float:
+def concentration_requirement(run: PMRun, regulatory: Result,
+                              settings: ConcentrationParameters) -> float:
     """The riskiest class groups at +/- top_move, the others at +/- other_move."""
     st = run.structure
     cg_pnl = regulatory.cg_pnl
     valid = run.groups.valid[st.row_cg]
     cg_worst = np.maximum(-np.where(valid, cg_pnl, np.inf).min(axis=1), 0.0)
     order = np.argsort(-cg_worst, kind="stable")  # ties: first listed
-    top = set(st.row_cg[order[: int(settings["top_class_groups"])]].tolist())
+    top = set(st.row_cg[order[: int(settings.top_class_groups)]].tolist())
     grids = []
     for cg, reg in enumerate(run.reg_grids):
-        move = float(settings["top_move"] if cg in top else settings["other_move"])
+        move = float(settings.top_move if cg in top else settings.other_move)
         grids.append(scenarios.scaled_grid(reg, move))
     result, _ = run.run(grids=grids)
     return float(result.account_requirement[0])
@@ -118,37 +120,32 @@ def extended_stress_requirement(run: PMRun, stress_range: float) -> float:
     return float(result.account_requirement[0])
 
 
-def overrides_requirement(run: PMRun, settings: dict[str, Any]) -> float:
+def overrides_requirement(run: PMRun, settings: HouseOverrides) -> float:
     """Per-symbol ranges, PM ineligibility under a minimum price, naked-short minimums."""
     portfolio = run.portfolio
-    symbols = settings.get("symbols", {}) or {}
-    min_price = settings.get("min_price_for_pm")
-    ineligible_range = float(settings.get("ineligible_range", WHOLE_VALUE))
+    min_price = settings.min_price_for_pm
     grids = []
     for cg, reg in enumerate(run.reg_grids):
         down = up = 0.0
         for sym in run.cg_members[cg]:
             und = portfolio.underlyings[sym]
-            o = symbols.get(sym, {}) or {}
-            rng = o.get("range")
-            down = max(down, float(o.get("down", rng or 0.0)))
-            up = max(up, float(o.get("up", rng or 0.0)))
-            if (o.get("eligible") is False
+            o = settings.symbols.get(sym) or NO_OVERRIDE
+            down = max(down, o.down if o.down is not None else (o.range or 0.0))
+            up = max(up, o.up if o.up is not None else (o.range or 0.0))
+            if (o.eligible is False
                     or (min_price is not None and und.type in EQUITY_TYPES
-                        and und.price < float(min_price))):
-                down = max(down, ineligible_range)
-                up = max(up, ineligible_range)
+                        and und.price < min_price)):
+                down = max(down, settings.ineligible_range)
+                up = max(up, settings.ineligible_range)
         grids.append(scenarios.widened_grid(reg, down, up) if (down or up) else reg)
     floor = _naked_short_minimums(run, settings)
     result, _ = run.run(grids=grids, cg_min_floor=floor)
     return float(result.account_requirement[0])
 
 
-def _naked_short_minimums(run: PMRun, settings: dict[str, Any]) -> np.ndarray:
+def _naked_short_minimums(run: PMRun, settings: HouseOverrides) -> np.ndarray:
     """Per class group: fraction x deliverable value of its uncovered short options."""
     portfolio, val = run.portfolio, run.valuation
-    symbols = settings.get("symbols", {}) or {}
-    default_fraction = float(settings.get("naked_short_fraction", 0.0) or 0.0)
     # per underlying symbol: long/short call and put units, stock units
     book: dict[str, dict[str, float]] = {}
     for i, p in enumerate(portfolio.positions):
@@ -165,8 +162,8 @@ def _naked_short_minimums(run: PMRun, settings: dict[str, Any]) -> np.ndarray:
             b["lp" if units > 0 else "spu"] += abs(units)
     floor = np.zeros(len(run.cg_names))
     for sym, b in book.items():
-        fraction = float((symbols.get(sym, {}) or {}).get("naked_short_fraction",
-                                                          default_fraction))
+        own = (settings.symbols.get(sym) or NO_OVERRIDE).naked_short_fraction
+        fraction = settings.naked_short_fraction if own is None else own
         naked = max(b["sc"] - b["lc"] - b["ls"], 0.0) + max(b["spu"] - b["lp"] - b["ss"], 0.0)
         if naked and fraction:
             cg = run.cg_index[portfolio.underlyings[sym].class_group]

@@ -1,9 +1,14 @@
 """The normalised portfolio every engine part reads.
 
-The calculator parses and validates a request (CALCULATOR.md) into these frozen dataclasses;
-the live path builds the same from the book. By the time a `Portfolio` exists every number is
-finite and in range, every option's underlying is declared, every oracle round has passed its
-checks and left a plain `price` on its `Underlying`. Engine code never re-validates input.
+The calculator parses a request (CALCULATOR.md) into these frozen dataclasses; the live path
+builds the same from the book. Both hand the result to ``validation.validate_portfolio``, the
+one place the domain bounds are checked (finite positive prices, declared underlyings, expiry
+not before the valuation date, one product class per class group...). After it every number
+is finite and in range and every oracle round has passed its checks and left a plain `price`
+on its `Underlying`; engine code does not re-validate input.
+
+The names below (product classes, kinds, methods, rights...) are the contract's vocabulary,
+defined here once and imported wherever they are needed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,31 @@ POSITION_KINDS = (
     "stock", "option", "future", "future_option", "crypto", "perpetual", "uniswap_v3_lp",
 )
 BROAD_INDEX_CLASSES = ("broad_index_high_cap", "broad_index")
+FUTURE_CLASS = "future"  # index futures follow their index's class when held with it
+STABLECOIN = "stablecoin"
+#: the underlying type a product class implies when a request gives none (CALCULATOR.md)
+DEFAULT_TYPE = {
+    "equity": "stock",
+    "narrow_index": "index",
+    "broad_index_high_cap": "index",
+    "broad_index": "index",
+    "future": "future",
+    "crypto": "token",
+    "stablecoin": "token",
+}
+EUROPEAN_TYPES = ("index", "token")  # cash-settled index and crypto options are European
+OPTION_KINDS = ("option", "future_option")
+LINEAR_KINDS = ("stock", "crypto", "future", "perpetual")
+SPAN_KINDS = ("future", "future_option")
+LP_KIND = "uniswap_v3_lp"
+METHODS = ("portfolio_margin", "reg_t", "span", "var", "collateral")
+RIGHTS = ("call", "put")
+EXERCISES = ("american", "european")
+#: the shipped named stress scenarios (data/stress_scenarios.json holds their moves)
+NAMED_STRESS = ("1987-10-19", "2008-10", "2020-03-16", "2022-05", "2022-11")
+DAYS_PER_YEAR = 365.0  # time to expiry is calendar days / 365 (CALCULATOR.md)
+OPTION_MULTIPLIER = 100.0  # an equity option's default deliverable
+RISK_ARRAY_LENGTH = 16  # SPAN scenarios per risk array
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numpy as np
 
 from . import scenarios
 from .errors import EngineInputError
-from .parameters import ParameterSet, offset_for
-from .portfolio import Portfolio, Position
+from .parameters import ParameterSet
+from .portfolio import OPTION_KINDS, Portfolio, Position
 from .series import (
     CUSTOM,
     LINEAR,
@@ -32,9 +32,9 @@ from .series import (
     build_structure,
     series_pnl,
 )
-from .valuation import OPTION_KINDS, Valuation
+from .validation import Problems, check_class_groups, effective_class
+from .valuation import Valuation
 
-FUTURE_CLASS = "future"  # index futures follow their index's class when held with it
 SECURITY_FUTURE_CLASSES = ("equity", "narrow_index")  # futures on these are security futures
 
 
@@ -54,16 +54,18 @@ def _product_group_of(portfolio: Portfolio, class_group: str) -> str:
     return class_group
 
 
-def _effective_class(g: _Group, portfolio: Portfolio) -> str:
-    classes = [c for c in dict.fromkeys(g.classes)]
-    non_future = [c for c in classes if c != FUTURE_CLASS]
-    if len(non_future) > 1:
-        sym = next((s for s in g.members
-                    if portfolio.underlyings[s].product_class == non_future[1]), g.name)
-        raise EngineInputError(
-            f"underlyings.{sym}.class_group", "mixed_product_classes",
-            f"class group {g.name!r} mixes product classes {', '.join(non_future)}")
-    return non_future[0] if non_future else classes[0]
+def _check_held_groups(groups: list[_Group], portfolio: Portfolio,
+                       params: ParameterSet) -> None:
+    """The validator's class-group rule on the groups as held: an index future follows its
+    index's class only when held with it (METHODOLOGY.md section 1), so the classes and grids
+    that meet here can differ from the declared ones ``validate_portfolio`` checked."""
+    held = [(next((s for s in g.members if portfolio.underlyings[s].product_class == cls),
+                  g.name), g.name, g.product_group, cls)
+            for g in groups for cls in dict.fromkeys(g.classes)]
+    problems = Problems()
+    check_class_groups(held, params, problems)
+    if problems.items:
+        raise problems.items[0]
 
 
 class PMRun:
@@ -105,7 +107,8 @@ class PMRun:
         ordered = sorted(groups.values(), key=lambda g: (pg_order[g.product_group], g.order))
         self.cg_names = [g.name for g in ordered]
         self.cg_index = {name: k for k, name in enumerate(self.cg_names)}
-        self.cg_class = [_effective_class(g, portfolio) for g in ordered]
+        _check_held_groups(ordered, portfolio, params)
+        self.cg_class = [effective_class(g.classes) for g in ordered]
         self.cg_members = [g.members for g in ordered]
         self.pg_names = list(pg_order)
         cg_pg = np.array([pg_order[g.product_group] for g in ordered], dtype=np.int64)
@@ -114,17 +117,8 @@ class PMRun:
         pg_offset = np.zeros(len(self.pg_names))
         for k, pg in enumerate(self.pg_names):
             members = np.flatnonzero(cg_pg == k).tolist()
-            grid0 = self.reg_grids[members[0]]
-            for m in members[1:]:
-                grid = self.reg_grids[m]
-                if grid is not grid0 and (grid.shape != grid0.shape
-                                          or not np.array_equal(grid, grid0)):
-                    sym = (self.cg_members[m] or [self.cg_names[m]])[0]
-                    raise EngineInputError(
-                        f"underlyings.{sym}.product_group", "mixed_grids",
-                        f"product group {pg!r} mixes class groups with different valuation "
-                        f"grids ({self.cg_class[members[0]]}, {self.cg_class[m]})")
-            pg_offset[k] = min(offset_for(params, pg, self.cg_class[m], portfolio.offsets)
+            pg_offset[k] = min(params.portfolio_margin.offset_for(pg, self.cg_class[m],
+                                                                  portfolio.offsets)
                                for m in members)
         table = scenarios.GridTable.build(self.reg_grids)
         self.groups = ClassGroupTable(self.cg_names, self.cg_class, cg_pg, table.points,
@@ -143,7 +137,7 @@ class PMRun:
         """One series per distinct contract (model, group, spot, strike, expiry, vol, mark)."""
         portfolio, val = self.portfolio, self.valuation
         positions = portfolio.positions
-        min_contract = float(self.params["portfolio_margin"]["minimum_per_contract"])
+        min_contract = self.params.portfolio_margin.minimum_per_contract
         unds = portfolio.underlyings
         is_opt = np.array([p.kind in OPTION_KINDS for p in positions], dtype=bool)
         is_lp = np.array([p.kind == "uniswap_v3_lp" for p in positions], dtype=bool)

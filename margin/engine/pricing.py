@@ -28,8 +28,9 @@ the one stationary date of S e^{-q tau} - K e^{-r tau} in between.
 Accuracy of ``AMERICAN`` (tests/engine/test_pricing.py): within METHODOLOGY.md's $0.035 per unit
 of the binomial limit everywhere on S = 100, K 50-200, t 1 week to 3 years, vol 5-100 %, r 0-8 %,
 q 0-5 % (12,936 options: worst 0.015 against a 1001-step Leisen-Reimer tree, most of it the
-tree's own error; 0.0034 against a converged ALO scheme). ``bs2002_value`` keeps Bjerksund &
-Stensland (2002) for comparison: METHODOLOGY.md names it as meeting the tolerance, and it does on
+tree's own error; 0.0034 against a converged ALO scheme). The tree and ``bs2002_value``
+(Bjerksund & Stensland 2002 on the whole domain) are test oracles in ``margin.engine.reference``,
+which production code never imports. BS2002 was kept for comparison: METHODOLOGY.md names it as meeting the tolerance, and it does on
 the Cboe IBM grid and short-dated near-the-money options, but on the grid above it misses in
 17 % of cases, by up to $4.6 (deep in the money, long-dated, high rate). For American options on
 futures use ``AMERICAN`` with ``div_yield = rate`` (zero cost of carry).
@@ -80,24 +81,22 @@ _EXP_MAX = 700.0
 _T1_FRACTION = 0.5 * (math.sqrt(5.0) - 1.0)
 _RHO = math.sqrt(_T1_FRACTION)
 
-# Gauss-Legendre abscissae/weights on (0, 1] halves used by Genz (2004) for 6, 12, 20 points
-_GL_X = {
-    6: np.array([0.9324695142031522, 0.6612093864662647, 0.2386191860831970]),
-    12: np.array([0.9815606342467191, 0.9041172563704750, 0.7699026741943050,
-                  0.5873179542866171, 0.3678314989981802, 0.1252334085114692]),
-    20: np.array([0.9931285991850949, 0.9639719272779138, 0.9122344282513259,
-                  0.8391169718222188, 0.7463319064601508, 0.6360536807265150,
-                  0.5108670019508271, 0.3737060887154196, 0.2277858511416451,
-                  0.07652652113349733]),
-}
-_GL_W = {
-    6: np.array([0.1713244923791705, 0.3607615730481384, 0.4679139345726904]),
-    12: np.array([0.04717533638651177, 0.1069393259953183, 0.1600783285433464,
-                  0.2031674267230659, 0.2334925365383547, 0.2491470458134029]),
-    20: np.array([0.01761400713915212, 0.04060142980038694, 0.06267204833410906,
-                  0.08327674157670475, 0.1019301198172404, 0.1181945319615184,
-                  0.1316886384491766, 0.1420961093183821, 0.1491729864726037,
-                  0.1527533871307259]),
+# Gauss-Legendre (abscissae, weights) on (0, 1] halves used by Genz (2004) for 6, 12, 20 points
+_GL = {
+    6: (np.array([0.9324695142031522, 0.6612093864662647, 0.2386191860831970]),
+        np.array([0.1713244923791705, 0.3607615730481384, 0.4679139345726904])),
+    12: (np.array([0.9815606342467191, 0.9041172563704750, 0.7699026741943050,
+                   0.5873179542866171, 0.3678314989981802, 0.1252334085114692]),
+         np.array([0.04717533638651177, 0.1069393259953183, 0.1600783285433464,
+                   0.2031674267230659, 0.2334925365383547, 0.2491470458134029])),
+    20: (np.array([0.9931285991850949, 0.9639719272779138, 0.9122344282513259,
+                   0.8391169718222188, 0.7463319064601508, 0.6360536807265150,
+                   0.5108670019508271, 0.3737060887154196, 0.2277858511416451,
+                   0.07652652113349733]),
+         np.array([0.01761400713915212, 0.04060142980038694, 0.06267204833410906,
+                   0.08327674157670475, 0.1019301198172404, 0.1181945319615184,
+                   0.1316886384491766, 0.1420961093183821, 0.1491729864726037,
+                   0.1527533871307259])),
 }
 # BS2002's bivariate terms all have correlation +/-_RHO: a 12-point Gauss-Legendre rule in
 # u = asin(.) of the Drezner-Wesolowsky integral (Genz uses 20 points for all |rho| < 0.925)
@@ -208,7 +207,7 @@ def bivariate_normal_cdf(x: ArrayLike, y: ArrayLike, rho: ArrayLike) -> Array:
         hs = 0.5 * (hs_ * hs_ + ks_ * ks_)
         asr = 0.5 * np.arcsin(rs_)
         acc = np.zeros_like(hs)
-        for xg, wg in zip(_GL_X[points], _GL_W[points], strict=True):
+        for xg, wg in zip(*_GL[points], strict=True):
             for node in (1.0 - xg, 1.0 + xg):
                 sn = np.sin(asr * node)
                 acc += wg * np.exp((sn * hk - hs) / (1.0 - sn * sn))
@@ -240,7 +239,7 @@ def _bvn_high_corr(h: Array, k: Array, r: Array) -> Array:
         bvn = np.where(hk > -100.0, bvn - np.exp(-hk / 2.0) * sp * b * (
             1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0), bvn)
         a = a / 2.0
-        for xg, wg in zip(_GL_X[20], _GL_W[20], strict=True):
+        for xg, wg in zip(*_GL[20], strict=True):
             for node in (1.0 - xg, 1.0 + xg):
                 xs = (a * node) ** 2
                 rs = np.sqrt(1.0 - xs)
@@ -587,27 +586,6 @@ def _value_shared(model: ArrayLike, spot: ArrayLike, strike: ArrayLike, t: Array
 
 
 @np.errstate(all="ignore")  # NaN/inf inputs propagate as NaN, no warnings
-def bs2002_value(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike,
-                 div_yield: ArrayLike, vol: ArrayLike, is_call: ArrayLike) -> Array:
-    """American values by Bjerksund & Stensland (2002), the engine's earlier ``AMERICAN``
-    model, kept for comparison: floored at the European value, European (at least intrinsic)
-    when the put-space yield is <= 0 (a call with q <= 0, a put with r <= 0). A lower bound of
-    the American value that misses the binomial limit by more than METHODOLOGY.md's $0.035
-    per unit on long-dated, deep in-the-money or high-rate options (the module docstring).
-    Special cases (t <= 0, vol <= 0, ...) as ``option_value``. Numpy only."""
-    shape, codes, calls, (s, k, tt, r, q, v) = _prepare(AMERICAN, is_call, spot, strike, t, rate,
-                                                         div_yield, vol)
-    out = _value_numpy(codes, s, k, tt, r, q, np.zeros_like(v), calls)  # the special cases
-    regular = (tt > 0.0) & (v > 0.0) & (s > 0.0) & (k > 0.0)
-    if regular.any():
-        g = regular
-        out[g] = _bs2002_numpy(s[g], k[g], tt[g], r[g], q[g], v[g], calls[g])
-    nan = np.isnan(s) | np.isnan(k) | np.isnan(tt) | np.isnan(r) | np.isnan(q) | np.isnan(v)
-    out[nan] = np.nan
-    return out.reshape(shape)
-
-
-@np.errstate(all="ignore")  # NaN/inf inputs propagate as NaN, no warnings
 def price_bounds(model: ArrayLike, spot: ArrayLike, strike: ArrayLike, t: ArrayLike,
                  rate: ArrayLike, div_yield: ArrayLike, is_call: ArrayLike
                  ) -> tuple[Array, Array]:
@@ -819,70 +797,3 @@ def _fd_greeks(model: NDArray[np.int64], s: Array, k: Array, t: Array, r: Array,
     vega = (vol_up - vol_dn) / (v_up - v_dn)
     theta = -(t_up - t_dn) / (2.0 * dt)
     return delta, gamma, vega, theta
-
-
-@np.errstate(all="ignore")  # NaN/inf inputs propagate as NaN, no warnings
-def binomial_american(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike,
-                      div_yield: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
-                      steps: int = 1001) -> Array:
-    """Reference American value: Leisen & Reimer (1996) binomial tree (Peizer-Pratt method 2
-    inversion, odd ``steps``; an even count is raised by one), with early exercise at every node.
-
-    The test yardstick for Bjerksund-Stensland 2002 (METHODOLOGY.md: within $0.035 per unit of
-    the binomial limit). Elements with t <= 0, vol <= 0 or a non-positive spot or strike take
-    ``option_value``'s special-case values. Uses the numba kernel when ``USE_NUMBA``.
-    """
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError("steps must be positive")
-    steps += 1 - steps % 2
-    shape, codes, calls, (s, k, tt, r, q, v) = _prepare(AMERICAN, is_call, spot, strike, t, rate,
-                                                         div_yield, vol)
-    out = _value_numpy(codes, s, k, tt, r, q, np.zeros_like(v), calls)
-    regular = (tt > 0.0) & (v > 0.0) & (s > 0.0) & (k > 0.0)
-    if regular.any():
-        g = regular
-        if USE_NUMBA and _kernels is not None:
-            out[g] = _kernels.lr_american_kernel(s[g], k[g], tt[g], r[g], q[g], v[g], calls[g],
-                                                 steps)
-        else:
-            out[g] = _lr_american_numpy(s[g], k[g], tt[g], r[g], q[g], v[g], calls[g], steps)
-    nan = np.isnan(s) | np.isnan(k) | np.isnan(tt) | np.isnan(r) | np.isnan(q) | np.isnan(v)
-    out[nan] = np.nan
-    return out.reshape(shape)
-
-
-def _lr_h(z: Array, n: int) -> Array:
-    """Peizer-Pratt inversion, method 2 (Leisen & Reimer 1996): h(z) = 1/2 + sign(z) sqrt(1/4 -
-    e/4), e = exp(-a^2 (n + 1/6)), with 1/2 - sqrt(1/4 - e/4) = (e/2) / (1 + sqrt(1 - e)) so
-    that a far tail (h near 0) loses no digits; use h(-z) for 1 - h(z)."""
-    a = z / (n + 1.0 / 3.0 + 0.1 / (n + 1.0))
-    e = np.exp(-a * a * (n + 1.0 / 6.0))
-    small = 0.5 * e / (1.0 + np.sqrt(1.0 - e))
-    return np.where(z >= 0.0, 1.0 - small, small)
-
-
-def _lr_american_numpy(s: Array, k: Array, t: Array, r: Array, q: Array, v: Array,
-                       call: NDArray[np.bool_], n: int) -> Array:
-    """Leisen-Reimer tree over arrays of options (one backward induction for all)."""
-    dt = t / n
-    sv = v * np.sqrt(t)
-    d1 = (np.log(s / k) + (r - q + 0.5 * v * v) * t) / sv
-    d2 = d1 - sv
-    p, p_down = _lr_h(d2, n), _lr_h(-d2, n)
-    growth = np.exp((r - q) * dt)
-    up = growth * _lr_h(d1, n) / p
-    down = growth * _lr_h(-d1, n) / p_down  # (growth - p up) / (1 - p) without cancellation
-    disc = np.exp(-r * dt)
-    pu, pd = (disc * p)[:, None], (disc * p_down)[:, None]
-    sign = np.where(call, 1.0, -1.0)[:, None]
-    kk = k[:, None]
-    j = np.arange(n + 1)
-    log_ratio = np.log(up / down)[:, None]
-    levels = s[:, None] * np.exp(n * np.log(down)[:, None] + j * log_ratio)
-    values = np.maximum(sign * (levels - kk), 0.0)
-    for i in range(n - 1, -1, -1):
-        levels = levels[:, : i + 1] / down[:, None]
-        values = np.maximum(pd * values[:, : i + 1] + pu * values[:, 1 : i + 2],
-                            sign * (levels - kk))
-    return values[:, 0]

@@ -38,7 +38,7 @@ over their parts under these rules (the put is paid in full either way); they ar
 the optimisation by attaching unpaired, non-long-dated long puts (calls) to the stock, which
 leaves every total unchanged.
 
-Every percentage comes from ``params["reg_t"]``; the per-strategy requirement functions below
+Every percentage comes from ``params.reg_t``; the per-strategy requirement functions below
 (``*_requirement``) are public so they can be checked one by one.
 """
 
@@ -56,13 +56,18 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import csc_matrix, csr_matrix
 
 from margin.engine.errors import EngineInputError
-from margin.engine.portfolio import BROAD_INDEX_CLASSES, Portfolio, Position, Underlying
+from margin.engine.portfolio import (
+    BROAD_INDEX_CLASSES,
+    OPTION_MULTIPLIER,
+    Portfolio,
+    Position,
+    Underlying,
+)
 
 ParameterSet = dict[str, Any]
 
 EXCLUDED_KINDS = frozenset({"future", "future_option", "crypto", "perpetual", "uniswap_v3_lp"})
 EXCLUDED_PRODUCT_CLASSES = frozenset({"future", "crypto", "stablecoin"})
-DEFAULT_OPTION_MULTIPLIER = 100.0
 
 _TIME_TOL = 1e-9          # years: two expiries closer than this are the same expiry
 _STRIKE_TOL = 1e-9        # strikes / widths equal within this (relative to the strike)
@@ -122,26 +127,26 @@ def rates_for(params: ParameterSet, underlying: Underlying) -> Rates:
     percentages (including the 10 % minimum) and the stock maintenance percentages (capped at
     100 %); Reg T's 50 % initial stays, raised only where the leveraged maintenance exceeds it.
     """
-    r = params["reg_t"]
+    r = params.reg_t
     lev = max(1.0, abs(float(underlying.leverage or 1.0)))
-    long_m = _leveraged(float(r["long_stock_maintenance"]), lev)
-    short_m = _leveraged(float(r["short_stock_maintenance"]), lev)
+    long_m = _leveraged(r.long_stock_maintenance, lev)
+    short_m = _leveraged(r.short_stock_maintenance, lev)
     broad = underlying.product_class in BROAD_INDEX_CLASSES
-    uncovered = float(r["uncovered_broad_index"] if broad else r["uncovered_equity"])
+    uncovered = r.uncovered_broad_index if broad else r.uncovered_equity
     return Rates(
-        long_stock_initial=max(float(r["long_stock_initial"]), long_m),
+        long_stock_initial=max(r.long_stock_initial, long_m),
         long_stock_maintenance=long_m,
-        short_stock_initial=max(float(r["short_stock_initial"]), short_m),
+        short_stock_initial=max(r.short_stock_initial, short_m),
         short_stock_maintenance=short_m,
-        short_stock_per_share=float(r["short_stock_maintenance_per_share"]),
-        short_stock_low_price=float(r["short_stock_low_price"]),
+        short_stock_per_share=r.short_stock_maintenance_per_share,
+        short_stock_low_price=r.short_stock_low_price,
         short_stock_low_price_maintenance=_leveraged(
-            float(r["short_stock_low_price_maintenance"]), lev),
-        short_stock_low_price_per_share=float(r["short_stock_low_price_per_share"]),
+            r.short_stock_low_price_maintenance, lev),
+        short_stock_low_price_per_share=r.short_stock_low_price_per_share,
         uncovered=uncovered * lev,
-        uncovered_minimum=float(r["uncovered_minimum"]) * lev,
-        long_option_loan_value=float(r["long_option_loan_value"]),
-        long_option_loan_months=int(r["long_option_loan_months"]),
+        uncovered_minimum=r.uncovered_minimum * lev,
+        long_option_loan_value=r.long_option_loan_value,
+        long_option_loan_months=r.long_option_loan_months,
     )
 
 
@@ -418,59 +423,71 @@ def strategy_requirement(group: Sequence[tuple[Leg, int]],
         units.extend([leg] * count)
     stocks = [u for u in units if u.right == "stock"]
     opts = [u for u in units if u.is_option]
-    if len(stocks) > 1 or not units:
-        return None
-    if not opts:
+    if len(stocks) > 1 or not opts:
         return None  # stock alone is priced per share, not per unit
     if stocks:
-        stock = stocks[0]
-        price = stock.value
-        if len(opts) == 1:
-            o = opts[0]
-            if stock.is_long and o.right == "call" and not o.is_long:
-                return "covered_call", covered_call_requirement(price, o, rates)
-            if not stock.is_long and o.right == "put" and not o.is_long:
-                return "covered_put", covered_put_requirement(price, o, rates)
-            if stock.is_long and o.right == "put" and o.is_long:
-                return "protective_put", protective_put_requirement(price, o, rates)
-            if not stock.is_long and o.right == "call" and o.is_long:
-                return "protective_call", protective_call_requirement(price, o, rates)
-            return None
-        if len(opts) == 2 and stock.is_long:
-            calls = [o for o in opts if o.right == "call" and not o.is_long]
-            puts = [o for o in opts if o.right == "put" and o.is_long]
-            if len(calls) == 1 and len(puts) == 1 and _same(
-                    calls[0].multiplier, puts[0].multiplier, _STRIKE_TOL):
-                return "collar", collar_requirement(price, calls[0], puts[0], rates)
-        return None
+        return _stock_strategy(stocks[0], opts, rates)
+    if len(opts) == 1:
+        return single_name(opts[0]), single_requirement(opts[0], rates)
+    if len(opts) == 2:
+        return _two_option_strategy(opts[0], opts[1], rates)
+    if len(opts) == 4:
+        return _four_option_strategy(opts)
+    return None
+
+
+def _stock_strategy(stock: Leg, opts: list[Leg], rates: Rates
+                    ) -> tuple[str, Requirement] | None:
+    """Stock with one option (covered / protective) or with a short call and a long put
+    (collar)."""
+    price = stock.value
     if len(opts) == 1:
         o = opts[0]
-        return single_name(o), single_requirement(o, rates)
-    if len(opts) == 2:
-        a, b = opts
-        if a.is_long and not b.is_long:
-            a, b = b, a
-        if not a.is_long and b.is_long and _spread_ok(a, b):
-            return spread_name(a, b), spread_requirement(a, b)
-        if not a.is_long and not b.is_long:
-            call, put = (a, b) if a.right == "call" else (b, a)
-            if _straddle_ok(call, put):
-                name = ("short_straddle" if _same(call.strike, put.strike, _STRIKE_TOL)
-                        else "short_strangle")
-                return name, straddle_requirement(call, put, rates)
+        if stock.is_long and o.right == "call" and not o.is_long:
+            return "covered_call", covered_call_requirement(price, o, rates)
+        if not stock.is_long and o.right == "put" and not o.is_long:
+            return "covered_put", covered_put_requirement(price, o, rates)
+        if stock.is_long and o.right == "put" and o.is_long:
+            return "protective_put", protective_put_requirement(price, o, rates)
+        if not stock.is_long and o.right == "call" and o.is_long:
+            return "protective_call", protective_call_requirement(price, o, rates)
         return None
-    if len(opts) == 4:
-        longs = sorted((o for o in opts if o.is_long), key=lambda o: o.strike)
-        shorts = sorted((o for o in opts if not o.is_long), key=lambda o: o.strike)
-        if len(longs) != 2 or len(shorts) != 2:
-            return None
-        best: tuple[str, Requirement] | None = None
-        for s1, s2 in ((shorts[0], shorts[1]), (shorts[1], shorts[0])):
-            req = combo_requirement(longs[0], s1, s2, longs[1])
-            if req is not None and (best is None or req.initial < best[1].initial):
-                best = (combo_name(s1, s2), req)
-        return best
+    if len(opts) == 2 and stock.is_long:
+        calls = [o for o in opts if o.right == "call" and not o.is_long]
+        puts = [o for o in opts if o.right == "put" and o.is_long]
+        if len(calls) == 1 and len(puts) == 1 and _same(
+                calls[0].multiplier, puts[0].multiplier, _STRIKE_TOL):
+            return "collar", collar_requirement(price, calls[0], puts[0], rates)
     return None
+
+
+def _two_option_strategy(a: Leg, b: Leg, rates: Rates) -> tuple[str, Requirement] | None:
+    """A spread (short one, long the other) or a short straddle / strangle."""
+    if a.is_long and not b.is_long:
+        a, b = b, a
+    if not a.is_long and b.is_long and _spread_ok(a, b):
+        return spread_name(a, b), spread_requirement(a, b)
+    if not a.is_long and not b.is_long:
+        call, put = (a, b) if a.right == "call" else (b, a)
+        if _straddle_ok(call, put):
+            name = ("short_straddle" if _same(call.strike, put.strike, _STRIKE_TOL)
+                    else "short_strangle")
+            return name, straddle_requirement(call, put, rates)
+    return None
+
+
+def _four_option_strategy(opts: list[Leg]) -> tuple[str, Requirement] | None:
+    """Two longs and two shorts: the cheaper pairing of butterfly / condor shapes."""
+    longs = sorted((o for o in opts if o.is_long), key=lambda o: o.strike)
+    shorts = sorted((o for o in opts if not o.is_long), key=lambda o: o.strike)
+    if len(longs) != 2 or len(shorts) != 2:
+        return None
+    best: tuple[str, Requirement] | None = None
+    for s1, s2 in ((shorts[0], shorts[1]), (shorts[1], shorts[0])):
+        req = combo_requirement(longs[0], s1, s2, longs[1])
+        if req is not None and (best is None or req.initial < best[1].initial):
+            best = (combo_name(s1, s2), req)
+    return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,7 +503,7 @@ def _is_excluded(p: Position, portfolio: Portfolio) -> bool:
 
 def _option_multiplier(p: Position) -> float:
     m = p.multiplier
-    return float(m) if m else DEFAULT_OPTION_MULTIPLIER
+    return float(m) if m else OPTION_MULTIPLIER
 
 
 def _years(p: Position, valuation_date: date | None) -> float:
@@ -503,7 +520,7 @@ def build_legs(portfolio: Portfolio, marks: np.ndarray, params: ParameterSet
     appearance. Returns (legs by underlying, position-index groups that net to zero, excluded
     ids). An option instrument is (underlying, right, strike, expiry, multiplier, exercise);
     a netted leg is marked at the |quantity|-weighted mark of its positions."""
-    months = int(params["reg_t"]["long_option_loan_months"])
+    months = params.reg_t.long_option_loan_months
     vdate = portfolio.valuation_date
     positions = portfolio.positions
     excluded: list[str] = []
@@ -607,7 +624,8 @@ class _Block:
 
 
 def build_block(symbol: str, legs: list[Leg], rates: Rates) -> _Block:
-    """Every strategy unit the legs of one underlying can form, as columns."""
+    """Every strategy unit the legs of one underlying can form, as columns (in this order:
+    singles, covered, spreads, straddles / strangles, condors / butterflies)."""
     stock = next((leg for leg in legs if leg.right == "stock"), None)
     options = [leg for leg in legs if leg.is_option]
     blk = _Block(symbol, rates, stock, options)
@@ -617,30 +635,42 @@ def build_block(symbol: str, legs: list[Leg], rates: Rates) -> _Block:
     if not shorts:
         return blk
     longs = [leg for leg in options if leg.is_long]
-
-    # covered call / covered put: one deliverable of the stock per contract
     if stock is not None:
-        want = "call" if stock.is_long else "put"
-        covered = [s for s in shorts if s.right == want]
-        if covered:
-            mults = {s.multiplier for s in covered}
-            row = len(blk.ub_rhs)
-            one = len(mults) == 1
-            blk.ub_rhs.append(math.floor(stock.quantity / covered[0].multiplier + 1e-9)
-                              if one else stock.quantity)
-            fn = covered_call_requirement if stock.is_long else covered_put_requirement
-            name = "covered_call" if stock.is_long else "covered_put"
-            for s in covered:
-                blk.add(name, ((s, 1),), fn(stock.value, s, rates), stock,
-                        ((row, 1.0 if one else s.multiplier),))
+        _add_covered(blk, stock, shorts)
+    _add_spreads(blk, shorts, longs)
+    _add_straddles(blk, shorts)
+    _add_combos(blk, shorts, longs)
+    return blk
 
-    # spreads (vertical, calendar, diagonal): the long expiring no earlier than the short
+
+def _add_covered(blk: _Block, stock: Leg, shorts: list[Leg]) -> None:
+    """Covered call / covered put: one deliverable of the stock per contract."""
+    want = "call" if stock.is_long else "put"
+    covered = [s for s in shorts if s.right == want]
+    if not covered:
+        return
+    mults = {s.multiplier for s in covered}
+    row = len(blk.ub_rhs)
+    one = len(mults) == 1
+    blk.ub_rhs.append(math.floor(stock.quantity / covered[0].multiplier + 1e-9)
+                      if one else stock.quantity)
+    fn = covered_call_requirement if stock.is_long else covered_put_requirement
+    name = "covered_call" if stock.is_long else "covered_put"
+    for s in covered:
+        blk.add(name, ((s, 1),), fn(stock.value, s, blk.rates), stock,
+                ((row, 1.0 if one else s.multiplier),))
+
+
+def _add_spreads(blk: _Block, shorts: list[Leg], longs: list[Leg]) -> None:
+    """Spreads (vertical, calendar, diagonal): the long expiring no earlier than the short."""
     for s in shorts:
         for lg in longs:
             if _spread_ok(s, lg):
                 blk.add(spread_name(s, lg), ((s, 1), (lg, 1)), spread_requirement(s, lg))
 
-    # short straddles / strangles
+
+def _add_straddles(blk: _Block, shorts: list[Leg]) -> None:
+    """Short straddles / strangles."""
     for c in shorts:
         if c.right != "call":
             continue
@@ -648,9 +678,13 @@ def build_block(symbol: str, legs: list[Leg], rates: Rates) -> _Block:
             if p.right == "put" and _straddle_ok(c, p):
                 name = ("short_straddle" if _same(c.strike, p.strike, _STRIKE_TOL)
                         else "short_strangle")
-                blk.add(name, ((c, 1), (p, 1)), straddle_requirement(c, p, rates))
+                blk.add(name, ((c, 1), (p, 1)), straddle_requirement(c, p, blk.rates))
 
-    # two verticals of one expiry: iron condors / butterflies, balanced condors / butterflies
+
+def _verticals(shorts: list[Leg], longs: list[Leg]
+               ) -> tuple[list[tuple[Leg, Leg]], list[tuple[Leg, Leg]]]:
+    """Same-expiry verticals: bull (long lower, short higher) and bear (short lower, long
+    higher), each (lower leg, higher leg)."""
     bulls: list[tuple[Leg, Leg]] = []
     bears: list[tuple[Leg, Leg]] = []
     for s in shorts:
@@ -661,6 +695,13 @@ def build_block(symbol: str, legs: list[Leg], rates: Rates) -> _Block:
                     bulls.append((lg, s))
                 elif lg.strike > s.strike:
                     bears.append((s, lg))
+    return bulls, bears
+
+
+def _add_combos(blk: _Block, shorts: list[Leg], longs: list[Leg]) -> None:
+    """Two verticals of one expiry: iron condors / butterflies, balanced condors /
+    butterflies."""
+    bulls, bears = _verticals(shorts, longs)
     body_rows: dict[int, int] = {}
     for bl, bs in bulls:
         for cs, cl in bears:
@@ -677,7 +718,6 @@ def build_block(symbol: str, legs: list[Leg], rates: Rates) -> _Block:
                         ub=((body_rows[id(bs)], 1.0),))
             else:
                 blk.add(combo_name(bs, cs), ((bl, 1), (bs, 1), (cs, 1), (cl, 1)), req)
-    return blk
 
 
 # --------------------------------------------------------------------------------------------
@@ -870,10 +910,26 @@ def calculate_block(portfolio: Portfolio, params: ParameterSet, valuation: Any) 
     return {
         "initial": math.fsum(e[2].initial for e in entries),
         "maintenance": math.fsum(e[2].maintenance for e in entries),
-        "minimum_equity": float(params["reg_t"]["minimum_equity"]),
+        "minimum_equity": params.reg_t.minimum_equity,
         "strategies": strategies,
         "excluded": excluded,
     }
+
+
+def _collars(stock: Leg, put: Leg, n: float, covered: list[list[Any]], rates: Rates,
+             out: list[_Chosen]) -> float:
+    """Pair up to ``n`` long puts with covered calls of the same deliverable as collars
+    (consuming the covered counts); the puts left."""
+    for entry in covered:
+        call = entry[0].legs[0][0]
+        j = min(n, entry[1])
+        if j <= 0 or not _same(call.multiplier, put.multiplier, _STRIKE_TOL):
+            continue
+        out.append(_Chosen("collar", [stock, call, put],
+                           collar_requirement(stock.value, call, put, rates).times(j)))
+        entry[1] -= j
+        n -= j
+    return n
 
 
 def decode_block(blk: _Block, x: np.ndarray) -> list[_Chosen]:
@@ -902,15 +958,7 @@ def decode_block(blk: _Block, x: np.ndarray) -> list[_Chosen]:
             if n <= 0 or not leg.is_long or leg.right != want or leg.long_dated:
                 continue  # a long-dated option alone is cheaper (75 %) than paid in full
             if stock.is_long:  # a put on stock already under a covered call: collar
-                for entry in covered:
-                    call = entry[0].legs[0][0]
-                    j = min(n, entry[1])
-                    if j <= 0 or not _same(call.multiplier, leg.multiplier, _STRIKE_TOL):
-                        continue
-                    out.append(_Chosen("collar", [stock, call, leg],
-                                       collar_requirement(stock.value, call, leg, rates).times(j)))
-                    entry[1] -= j
-                    n -= j
+                n = _collars(stock, leg, n, covered, rates, out)
             j = min(n, math.floor(free / leg.multiplier + 1e-9))
             if j > 0:
                 fn = protective_put_requirement if stock.is_long else protective_call_requirement

@@ -1,6 +1,6 @@
 """Valuation points (METHODOLOGY.md sections 1 and 2), all read from the parameter set.
 
-Regulatory grids: ``parameters["portfolio_margin"]["points"][product_class]`` (10 points, the
+Regulatory grids: ``params.portfolio_margin.points[product_class]`` (10 points, the
 unchanged price excluded; stablecoin 5). House grids are derived from them:
 
 - extended stress: each side of a grid that does not reach ``stress_range`` is replaced by as
@@ -22,19 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .parameters import ParameterSet
+from .portfolio import STABLECOIN
 
-DEPEG_CLASS = "stablecoin"
+DEPEG_CLASS = STABLECOIN  # the depeg grid is its own stress
 
 
 def points_for(params: ParameterSet, product_class: str) -> np.ndarray:
     """The regulatory valuation points of a product class (relative moves, ascending)."""
-    points = params["portfolio_margin"]["points"][product_class]
-    return np.asarray(points, dtype=np.float64)
+    return np.asarray(params.portfolio_margin.points[product_class], dtype=np.float64)
 
 
 def regulatory_grids(params: ParameterSet) -> dict[str, np.ndarray]:
     """Every product class's regulatory grid."""
-    return {cls: points_for(params, cls) for cls in params["portfolio_margin"]["points"]}
+    return {cls: points_for(params, cls) for cls in params.portfolio_margin.points}
 
 
 def side_counts(points: np.ndarray) -> tuple[int, int]:
@@ -55,13 +55,7 @@ def extended_grid(points: np.ndarray, stress_range: float, product_class: str) -
     points = np.asarray(points, dtype=np.float64)
     if product_class == DEPEG_CLASS or stress_range <= 0:
         return points.copy()
-    down = points[points < 0]
-    up = points[points > 0]
-    if down.size and -down.min() < stress_range:
-        down = symmetric_grid(down.size, 0, stress_range)
-    if up.size and up.max() < stress_range:
-        up = symmetric_grid(0, up.size, 0.0, stress_range)
-    return np.concatenate([down, up])
+    return widened_grid(points, stress_range)
 
 
 def scaled_grid(points: np.ndarray, down: float, up: float | None = None) -> np.ndarray:

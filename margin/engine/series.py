@@ -291,10 +291,13 @@ def aggregate_numpy(st: Structure, groups: ClassGroupTable, series: SeriesTable,
                   pg_req)
 
 
+# The numba kernel mirrors ``aggregate_numpy`` loop for loop (tests check they agree); split
+# into helpers it would cost calls in the hot loop, so it keeps its complexity.
 @njit(cache=True, parallel=True)
-def _aggregate_kernel(account_ptr, pg_ptr_of_account, pg_ptr, row_ptr, s_indices, s_data,
-                      entry_min, pgrow_offset, pgrow_valid, pnl, out_req, out_min, out_row,
-                      out_pt):  # pragma: no cover - compiled
+def _aggregate_kernel(  # noqa: C901
+        account_ptr, pg_ptr_of_account, pg_ptr, row_ptr, s_indices, s_data, entry_min,
+        pgrow_offset, pgrow_valid, pnl, out_req, out_min, out_row,
+        out_pt):  # pragma: no cover - compiled
     n_acc = account_ptr.shape[0] - 1
     width = pnl.shape[1]
     for a in prange(n_acc):

@@ -26,12 +26,12 @@ rate x short option contracts; requirement = max(scan + intra - inter, short opt
 The block requirement = sum of the requirements less the net option value (long option value
 minus short option value), never below zero.
 
-Parameters (``portfolio.span_parameters[COMMODITY]``, else ``params["span"]``):
+Parameters (``portfolio.span_parameters[COMMODITY]``, else ``params.span``):
 
 - ``price_scan``: money per contract; a number, or a mapping from a contract *period* to money
   for tiered scan ranges. A period is an expiry month ``"YYYY-MM"`` or an inclusive range of
   months ``"YYYY-MM/YYYY-MM"`` (a tier); an exact month wins over a range. Without one, the
-  fallback is ``params["span"]["price_scan"]`` and then the widest valuation point of the
+  fallback is ``params.span.price_scan`` and then the widest valuation point of the
   underlying's product class (``portfolio_margin.points``) x price x multiplier.
 - ``vol_scan`` (absolute vol), ``extreme_multiplier``, ``extreme_coverage``,
   ``short_option_minimum`` (money per short option).
@@ -50,8 +50,8 @@ Parameters (``portfolio.span_parameters[COMMODITY]``, else ``params["span"]``):
 
 Deltas are composite deltas: per contract, the weighted average of the deltas at the seven
 scan prices, read off the risk array by finite differences (central inside, one-sided at the
-ends) in units of one futures contract of the position's period (``params["span"]
-["composite_delta_weights"]``, seven weights, else equal weights).
+ends) in units of one futures contract of the position's period, weighted equally (an
+exchange's seven weights can be passed to ``composite_delta``).
 """
 
 from __future__ import annotations
@@ -67,10 +67,9 @@ import numpy as np
 
 from .errors import EngineInputError
 from .parameters import ParameterSet
-from .portfolio import Portfolio, Position
+from .portfolio import RISK_ARRAY_LENGTH, SPAN_KINDS, Portfolio, Position
 
-SPAN_KINDS = ("future", "future_option")
-N_SCENARIOS = 16
+N_SCENARIOS = RISK_ARRAY_LENGTH
 
 # (price move as a fraction of the scan range, vol direction); None = the extreme move
 SCENARIOS: tuple[tuple[float | None, int], ...] = (
@@ -188,16 +187,14 @@ def _number(value: Any, where: str, minimum: float | None = 0.0) -> float:
 def commodity_parameters(portfolio: Portfolio, params: ParameterSet,
                          commodity: str) -> CommodityParameters:
     """The request's ``span_parameters`` of a combined commodity over the parameter set's."""
-    base = params.get("span", {})
+    base = params.span
     own = portfolio.span_parameters.get(commodity, {}) or {}
     where = f"span_parameters.{commodity}"
 
-    def pick(name: str, default: Any = None) -> Any:
-        if name in own:
-            return own[name]
-        return base.get(name, default)
+    def pick(name: str, default: Any) -> Any:
+        return own[name] if name in own else default
 
-    raw_scan = pick("price_scan")
+    raw_scan = pick("price_scan", base.price_scan)
     price_scan: float | list[tuple[Period, float]] | None
     if raw_scan is None:
         price_scan = None
@@ -207,7 +204,7 @@ def commodity_parameters(portfolio: Portfolio, params: ParameterSet,
     else:
         price_scan = _number(raw_scan, f"{where}.price_scan")
 
-    raw_intra = pick("intra_spread_charge", 0.0)
+    raw_intra = pick("intra_spread_charge", 0.0)  # a request-only field
     intra: float | list[tuple[Period, Period, float]]
     if isinstance(raw_intra, Sequence) and not isinstance(raw_intra, str):
         intra = []
@@ -226,13 +223,12 @@ def commodity_parameters(portfolio: Portfolio, params: ParameterSet,
     if not isinstance(inter, Sequence) or isinstance(inter, str):
         raise EngineInputError(f"{where}.inter_spreads", "invalid", "expected a list")
 
-    try:
-        vol_scan = _number(pick("vol_scan", 0.0), f"{where}.vol_scan")
-        mult = _number(pick("extreme_multiplier"), f"{where}.extreme_multiplier")
-        cov = _number(pick("extreme_coverage"), f"{where}.extreme_coverage")
-        som = _number(pick("short_option_minimum", 0.0), f"{where}.short_option_minimum")
-    except KeyError as exc:  # pragma: no cover - the parameter set always carries them
-        raise EngineInputError(where, "required", f"missing SPAN parameter {exc}") from None
+    vol_scan = _number(pick("vol_scan", base.vol_scan), f"{where}.vol_scan")
+    mult = _number(pick("extreme_multiplier", base.extreme_multiplier),
+                   f"{where}.extreme_multiplier")
+    cov = _number(pick("extreme_coverage", base.extreme_coverage), f"{where}.extreme_coverage")
+    som = _number(pick("short_option_minimum", base.short_option_minimum),
+                  f"{where}.short_option_minimum")
     return CommodityParameters(commodity, price_scan, vol_scan, mult, cov, som, intra,
                                list(inter))
 
@@ -257,7 +253,7 @@ def _futures_price(portfolio: Portfolio, position: Position) -> float:
 def _fallback_price_scan(portfolio: Portfolio, params: ParameterSet, position: Position,
                          spot: float) -> float:
     und = portfolio.underlyings[position.root]
-    points = params.get("portfolio_margin", {}).get("points", {}).get(und.product_class)
+    points = params.portfolio_margin.points.get(und.product_class)
     if not points:
         raise EngineInputError(f"span_parameters.{position.root}.price_scan", "required",
                                f"no price scan range for {position.root}")
@@ -356,7 +352,6 @@ def span_lines(portfolio: Portfolio, params: ParameterSet,
     """Risk arrays per long contract of every future / future option, by combined commodity."""
     positions = portfolio.positions_of(*SPAN_KINDS)
     cparams = {} if cparams is None else cparams
-    weights = params.get("span", {}).get("composite_delta_weights")
     out: dict[str, list[SpanLine]] = {}
     opts: list[tuple[SpanLine, float]] = []  # lines needing a model, with their futures price
     for p in positions:
@@ -373,9 +368,9 @@ def span_lines(portfolio: Portfolio, params: ParameterSet,
                 raise
             scan = None  # an exchange array needs the range only to scale its delta
         if scan is None:
-            scan = params.get("span", {}).get("price_scan")
-            scan = (_fallback_price_scan(portfolio, params, p, spot) if scan is None
-                    else _number(scan, "parameters.span.price_scan"))
+            scan = params.span.price_scan
+            if scan is None:
+                scan = _fallback_price_scan(portfolio, params, p, spot)
         line = SpanLine(p, month, float(scan), np.zeros(N_SCENARIOS))
         if p.risk_array is not None:
             line.risk_array = np.asarray(p.risk_array, dtype=np.float64)
@@ -390,7 +385,7 @@ def span_lines(portfolio: Portfolio, params: ParameterSet,
         _value_options(portfolio, opts, cparams)
     for lines in out.values():
         for line in lines:
-            line.delta = composite_delta(line.risk_array, line.price_scan, weights)
+            line.delta = composite_delta(line.risk_array, line.price_scan)
     return out
 
 
@@ -573,9 +568,7 @@ def calculate_block(portfolio: Portfolio, params: ParameterSet) -> dict | None:
 
     spreads: list[dict[str, Any]] = []
     seen: set[str] = set()
-    sources = [cparams[c].inter_spreads for c in lines]
-    sources.append(list(params.get("span", {}).get("inter_spreads", [])))
-    for src in sources:
+    for src in (cparams[c].inter_spreads for c in lines):
         for spread in src:
             key = _spread_key(spread)
             if key not in seen:

@@ -25,11 +25,14 @@ import numpy as np
 
 from .errors import EngineInputError
 from .parameters import ParameterSet
-from .portfolio import Portfolio, Position, Underlying
+from .portfolio import (
+    EUROPEAN_TYPES,
+    OPTION_KINDS,
+    Portfolio,
+    Position,
+    Underlying,
+)
 
-OPTION_KINDS = ("option", "future_option")
-LINEAR_KINDS = ("stock", "crypto", "future", "perpetual")
-EUROPEAN_TYPES = ("index", "token")
 BOUNDS_RTOL = 1e-9  # a mark this close (relative, 1e-9 absolute at least) to a bound is on it
 
 

@@ -11,7 +11,7 @@ to expiry advanced by the horizon (calendar days / 365; intrinsic value once exp
 its model value now; a Uniswap v3 position through ``defi.uniswap_v3.lp_values`` at the shocked
 prices of its two tokens. A symbol without its own history moves with its class group's.
 
-- ``historical``: the loss quantile at ``params["var"]["confidence"]`` (99 %), the lower
+- ``historical``: the loss quantile at ``params.var.confidence`` (99 %), the lower
   empirical quantile ``inf{x: P(loss <= x) >= c}`` (``tail_measures``);
 - ``expected_shortfall``: at ``es_confidence`` (97.5 %), the mean of the worst (1 - a) N losses
   with the boundary scenario weighted fractionally (Acerbi & Tasche 2002);
@@ -30,7 +30,7 @@ group's name moves every member without a move of its own). ``loss`` is positive
 Batch path (``historical_var_batch``): distinct contracts are priced once per scenario
 (``series_scenario_pnl``, one vectorised pricing call per model), then accounts aggregate
 with a sparse accounts x series matrix of units, in row chunks, and the tail measures come
-from one ``np.partition`` per chunk. ``bench_var()`` prints the bench's JSON line. The
+from one ``np.partition`` per chunk (``margin.bench`` times it on its synthetic book). The
 per-request block is the same code on a book of one account.
 """
 
@@ -52,19 +52,14 @@ from scipy.special import ndtri
 
 from .errors import EngineInputError
 from .parameters import ParameterSet
-from .portfolio import Portfolio, Position
+from .portfolio import DAYS_PER_YEAR, LP_KIND, OPTION_KINDS, Portfolio, Position
 
 LINEAR = 0  # P&L per unit = spot x return
 OPTION = 1  # P&L per unit = model value at the shocked spot (time advanced) - value now
 CUSTOM = 2  # P&L given per scenario (Uniswap v3 positions)
 
-OPTION_KINDS = ("option", "future_option")
-LINEAR_KINDS = ("stock", "crypto", "future", "perpetual")
-LP_KIND = "uniswap_v3_lp"
-DAYS_PER_YEAR = 365.0  # time to expiry is calendar days / 365 (CALCULATOR.md)
 FUZZ = 1e-9  # tolerance of the tail counts (1 - c) x N against floating-point noise
 LP_BUMP = 1e-3  # relative price bump of the LP finite differences (parametric VaR)
-BENCH_GRID_NODES = 64  # spot nodes per series of the bench's American-grid variant
 STRESS_FILE = Path(__file__).with_name("data") / "stress_scenarios.json"
 
 
@@ -174,7 +169,7 @@ def _grid_values(series: VarSeries, k: np.ndarray, rets: np.ndarray, rate: float
     Nodes are equidistant in log spot over each series' own scenario range (every scenario
     falls inside); 4-point Lagrange (cubic) interpolation between them. An acceleration for
     the batch path only (the per-request block revalues every scenario exactly); its error
-    is measured by ``bench_var``.
+    is measured by ``make bench`` (``var_historical_full_revaluation``).
     """
     from . import pricing
 
@@ -239,7 +234,7 @@ def tail_measures(losses: np.ndarray, confidence: float,
 # --------------------------------------------------------------------------- batch
 
 
-def _cpus() -> int:
+def available_cpus() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
@@ -288,7 +283,7 @@ def historical_var_batch(series: VarSeries, positions: sp.spmatrix, returns: np.
         es[lo:hi] = e
 
     starts = range(0, n_acc, chunk_rows)
-    workers = threads if threads is not None else min(_cpus(), 8)
+    workers = threads if threads is not None else min(available_cpus(), 8)
     if workers > 1 and n_acc > chunk_rows:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, starts))
@@ -300,12 +295,6 @@ def historical_var_batch(series: VarSeries, positions: sp.spmatrix, returns: np.
 
 
 # --------------------------------------------------------------------------- request path
-
-
-def _params(params: ParameterSet) -> dict[str, Any]:
-    v = params["var"]
-    return {"confidence": float(v["confidence"]), "es_confidence": float(v["es_confidence"]),
-            "horizons": [int(h) for h in v["horizons"]], "min_history": int(v["min_history"])}
 
 
 def _add_warning(valuation: Any, message: str) -> None:
@@ -559,21 +548,21 @@ def calculate_var_block(portfolio: Portfolio, params: ParameterSet,
     """The ``var`` block (CALCULATOR.md key order, raw floats), or None without history."""
     if not portfolio.history:
         return None
-    cfg = _params(params)
-    _check_history(portfolio, cfg["min_history"])
+    cfg = params.var
+    _check_history(portfolio, cfg.min_history)
     include_lp = True
     if any(p.kind == LP_KIND for p in portfolio.positions) and not _lp_available():
         include_lp = False  # pragma: no cover - the module ships with the engine
         _add_warning(valuation, "var: Uniswap v3 positions are left out (no LP valuation)")
     horizons = []
-    for h in cfg["horizons"]:
+    for h in cfg.horizons:
         pnl = portfolio_scenario_pnl(portfolio, valuation, h, include_lp)
-        var, es = tail_measures(-pnl[None, :], cfg["confidence"], cfg["es_confidence"])
-        par = parametric_var(portfolio, valuation, h, cfg["confidence"], include_lp)
+        var, es = tail_measures(-pnl[None, :], cfg.confidence, cfg.es_confidence)
+        par = parametric_var(portfolio, valuation, h, cfg.confidence, include_lp)
         horizons.append({"days": h, "historical": max(0.0, float(var[0])),
                          "expected_shortfall": max(0.0, float(es[0])),
                          "parametric": max(0.0, par)})
-    return {"confidence": cfg["confidence"], "horizons": horizons}
+    return {"confidence": cfg.confidence, "horizons": horizons}
 
 
 # --------------------------------------------------------------------------- stress
@@ -656,132 +645,3 @@ def calculate_stress_block(portfolio: Portfolio, params: ParameterSet,
                 pnl += float(_lp_pnl(portfolio, p, moves[:, f0], moves[:, f1])[0])
         out.append({"scenario": getattr(scenario, "name", f"stress[{i}]"), "loss": 0.0 - pnl})
     return out
-
-
-# --------------------------------------------------------------------------- bench
-
-
-def make_var_book(seed: int = 20261124, n_accounts: int = 100_000,
-                  n_positions: int = 2_000_000, n_series: int = 50_000,
-                  n_underlyings: int = 2_000, n_scenarios: int = 500,
-                  rate: float = 0.04) -> tuple[VarSeries, sp.csr_matrix, np.ndarray]:
-    """A reproducible synthetic book like ``margin.bench``'s: series, positions, returns."""
-    from . import pricing
-
-    rng = np.random.default_rng(seed)
-    n_index = min(100, n_underlyings // 2)
-    spot = np.exp(rng.uniform(np.log(10.0), np.log(600.0), n_underlyings))
-    div_yield = np.where(np.arange(n_underlyings) < n_index, 0.015, 0.0)
-    per_und = int(np.ceil(n_series / n_underlyings))
-    opt_und = np.repeat(np.arange(n_underlyings), per_und)[:n_series]
-    t = rng.choice([7, 14, 30, 60, 91, 182, 365, 730], n_series) / 365.0
-    strike = np.round(spot[opt_und] * np.exp(rng.normal(0.0, 0.12, n_series)), 1)
-    is_call = rng.random(n_series) < 0.5
-    model = np.where(np.arange(n_series) % 2 == 0, pricing.AMERICAN, pricing.EUROPEAN)
-    vol = rng.uniform(0.15, 0.6, n_series)
-    series_und = np.r_[opt_und, np.arange(n_underlyings)]
-    series = VarSeries(
-        kind=np.r_[np.full(n_series, OPTION), np.full(n_underlyings, LINEAR)].astype(np.int8),
-        model=np.r_[model, np.full(n_underlyings, -1)].astype(np.int8),
-        factor=series_und.astype(np.int64),
-        spot=spot[series_und],
-        strike=np.r_[strike, np.zeros(n_underlyings)],
-        t=np.r_[t, np.zeros(n_underlyings)],
-        div_yield=div_yield[series_und],
-        vol=np.r_[vol, np.full(n_underlyings, np.nan)],
-        is_call=np.r_[is_call, np.zeros(n_underlyings, bool)],
-    )
-    # fat-tailed correlated daily returns: one market factor + idiosyncratic, Student-t(4)
-    dof = 4.0
-    scale = math.sqrt((dof - 2) / dof)
-    mkt = rng.standard_t(dof, n_scenarios) * scale
-    beta = rng.uniform(0.5, 1.2, n_underlyings)
-    daily = rng.uniform(0.01, 0.03, n_underlyings)
-    idio = rng.standard_t(dof, (n_scenarios, n_underlyings)) * scale
-    returns = (daily * (0.6 * beta * mkt[:, None] + 0.8 * idio)).astype(np.float32)
-    # accounts hold 2-6 underlyings, ~20 positions each, 10 % of them stock
-    per_account = rng.multinomial(n_positions - n_accounts,
-                                  np.full(n_accounts, 1 / n_accounts)) + 1
-    account = np.repeat(np.arange(n_accounts, dtype=np.int64), per_account)
-    n_pos = account.shape[0]
-    n_held = rng.integers(2, 7, n_accounts)
-    held = rng.integers(0, n_underlyings, (n_accounts, 6))
-    und = held[account, (rng.random(n_pos) * n_held[account]).astype(np.int64)]
-    is_stock = rng.random(n_pos) < 0.1
-    opt = np.minimum(und * per_und + rng.integers(0, per_und, n_pos), n_series - 1)
-    ser = np.where(is_stock, n_series + und, opt)
-    qty = rng.integers(1, 21, n_pos) * np.where(rng.random(n_pos) < 0.5, -1, 1)
-    positions = sp.csr_matrix((qty * 100.0, (account, ser)),
-                              shape=(n_accounts, len(series)))  # duplicates summed (netted)
-    series.base = option_base_values(series, rate)
-    return series, positions, returns
-
-
-def _best_run(fn: Any, repeat: int) -> tuple[float, Any]:
-    best: tuple[float, Any] | None = None
-    for _ in range(max(repeat, 1)):
-        t0 = time.perf_counter()
-        res = fn()
-        wall = time.perf_counter() - t0
-        if best is None or wall < best[0]:
-            best = (wall, res)
-    assert best is not None
-    return best
-
-
-def bench_var(repeat: int = 2, grid_nodes: int = BENCH_GRID_NODES,
-              echo: bool = True) -> dict[str, Any]:
-    """Print (and return) the JSON line of the historical VaR bench (full revaluation).
-
-    The book is ``make_var_book()`` (the scale of ``margin.bench``'s portfolio-margin book:
-    100,000 accounts, 2,000,000 positions, 50,000 option series of which half American, 2,000
-    underlyings) over 500 scenarios, 1-day horizon, float32 P&L. ``seconds`` is the best wall
-    time of the exact path (every option priced in every scenario); ``american_grid`` reports
-    the opt-in acceleration (early-exercise American options interpolated from ``grid_nodes``
-    exact values per series) and how far its VaRs are from the exact ones.
-    """
-    rate = 0.04
-    t0 = time.perf_counter()
-    series, positions, returns = make_var_book(rate=rate)
-    build_s = time.perf_counter() - t0
-    historical_var_batch(series, positions, returns[:8], rate)  # warm the JIT / caches
-    historical_var_batch(series, positions, returns[:8], rate, american_grid=grid_nodes)
-    wall, res = _best_run(lambda: historical_var_batch(series, positions, returns, rate), repeat)
-    g_wall, g_res = _best_run(lambda: historical_var_batch(
-        series, positions, returns, rate, american_grid=grid_nodes), repeat)
-    rel = np.abs(g_res.var - res.var) / np.maximum(np.abs(res.var), 1.0)
-    n_opt = int(np.count_nonzero(series.kind == OPTION))
-    line = {
-        "bench": "var_historical_full_revaluation",
-        "accounts": int(positions.shape[0]),
-        "positions_netted": int(positions.nnz),
-        "series": len(series),
-        "option_series": n_opt,
-        "american_series": int(np.count_nonzero((series.kind == OPTION) & (series.model == 1))),
-        "scenarios": int(returns.shape[0]),
-        "option_valuations": n_opt * int(returns.shape[0]),
-        "horizon_days": 1,
-        "confidence": 0.99,
-        "seconds": round(wall, 3),
-        "pricing_s": round(res.seconds["pricing_s"], 3),
-        "aggregate_s": round(res.seconds["aggregate_s"], 3),
-        "american_grid": {
-            "nodes": grid_nodes,
-            "seconds": round(g_wall, 3),
-            "pricing_s": round(g_res.seconds["pricing_s"], 3),
-            "aggregate_s": round(g_res.seconds["aggregate_s"], 3),
-            "var_max_rel_diff": float(f"{rel.max():.3g}"),
-            "var_p99_rel_diff": float(f"{np.percentile(rel, 99):.3g}"),
-        },
-        "cpus": _cpus(),
-        "target_s": 5.0,
-        "book_build_s": round(build_s, 3),
-        "median_var": round(float(np.median(res.var)), 2),
-    }
-    if echo:
-        print(json.dumps(line), flush=True)
-    return line
-
-
-if __name__ == "__main__":  # pragma: no cover
-    bench_var()

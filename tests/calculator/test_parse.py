@@ -297,3 +297,13 @@ def test_parse_errors_are_a_calculator_error_listing_every_entry():
         parse_request("{")
     assert caught.value.errors[0]["field"] == ""
     assert caught.value.errors[0]["code"] == "malformed_json"
+
+
+def test_the_validators_paths_are_the_requests_paths():
+    """The engine validator names portfolio paths; a 400 names the request's: an LP field flat
+    under its position, a stress scenario by its place in the request."""
+    request = _crypto(positions=[_lp(tick_lower=-190000, tick_upper=-200000)],
+                      stress=[{"name": "no moves"}, {"name": "crash", "moves": {"ETH": -1.5}}])
+    assert errors_of(request) == [("positions[0].tick_upper", "out_of_range"),
+                                  ("stress[0].moves", "required"),
+                                  ("stress[1].moves.ETH", "out_of_range")]

@@ -11,11 +11,11 @@ import pytest
 from margin.engine.defi import uniswap_v3 as u
 from margin.engine.defi.collateral import calculate_block, tiered_haircut
 from margin.engine.errors import EngineInputError
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import load_parameter_set
 from margin.engine.portfolio import LPPosition, Portfolio, Position, Underlying
 
 PARAMS = load_parameter_set()
-DEFI = PARAMS["defi"]
+DEFI = PARAMS.as_mapping()["defi"]  # the published numbers, as stored
 
 
 def token(symbol: str, price: float, product_class: str = "crypto") -> Underlying:
@@ -109,7 +109,7 @@ def brief_lp() -> LPPosition:
 
 def test_brief_example_lp_worth_10000_with_3000_stressed_loss_is_worth_7000() -> None:
     # a firm grid whose worst point is -30 %: the all-BTC position loses exactly $3,000 there
-    params = overlay(PARAMS, {"defi": {"crypto_grid": [-0.30, -0.15, 0.15, 0.30]}})
+    params = PARAMS.with_overrides({"defi": {"crypto_grid": [-0.30, -0.15, 0.15, 0.30]}})
     result = block(lp_pos(brief_lp()), params=params)
     assert result["market_value"] == pytest.approx(10_000.0, abs=1e-9)
     assert result["stressed_loss"] == pytest.approx(3_000.0, abs=1e-9)
@@ -195,7 +195,7 @@ def test_ltv_cap_and_advance_rate() -> None:
     assert result["effective_value"] == pytest.approx(95_000)
     assert result["ltv"] == DEFI["max_ltv"]
     assert result["borrowable"] == pytest.approx(80_000)  # min(95k, 80 % x 100k) x 100 %
-    half = overlay(PARAMS, {"defi": {"advance_rate": 0.5, "max_ltv": 0.9}})
+    half = PARAMS.with_overrides({"defi": {"advance_rate": 0.5, "max_ltv": 0.9}})
     result = block(spot("BTC", 2), params=half)
     assert result["ltv"] == pytest.approx(0.9)
     assert result["borrowable"] == pytest.approx(45_000)  # min(95k, 90k) x 50 %
@@ -268,8 +268,8 @@ def test_volatile_pair_lp_in_the_block() -> None:
     lp = LPPosition("ETH", "BTC", 18, 8, 10 ** 13, tick - 2000, tick + 2000)
     position = lp_pos(lp)
     pf = portfolio(position)
-    _, _, pnl = u.lp_scenario_pnl(pf, pf.positions[0], overlay(
-        PARAMS, {"portfolio_margin": {"points": {"crypto": DEFI["crypto_grid"]}}}))
+    _, _, pnl = u.lp_scenario_pnl(pf, pf.positions[0], PARAMS.with_overrides(
+        {"portfolio_margin": {"points": {"crypto": DEFI["crypto_grid"]}}}))
     result = block(position)
     assert result["stressed_loss"] == pytest.approx(-pnl.min())
 

@@ -10,7 +10,7 @@ from margin.engine.parameters import load_parameter_set
 from tests.engine.test_portfolio_margin import pm, request
 
 PARAMS = load_parameter_set()
-HOUSE = PARAMS["house"]
+HOUSE = PARAMS.house
 
 
 def stock(sym, qty):
@@ -69,7 +69,7 @@ def test_vol_shift_takes_the_worst_vol_state_per_product_group():
 
 
 def test_concentration_top_class_groups_at_30_others_at_5():
-    top, other = HOUSE["concentration"]["top_move"], HOUSE["concentration"]["other_move"]
+    top, other = HOUSE.concentration.top_move, HOUSE.concentration.other_move
     block = pm(request(equities(A=100, B=100, C=100, D=100),
                        [stock("A", 1000), stock("B", -500), stock("C", 100), stock("D", 50)],
                        house={"concentration": True}))
@@ -88,7 +88,7 @@ def test_concentration_keeps_the_regulatory_offsets():
             "B": {"price": 100, "product_class": "equity", "product_group": "G"}}
     block = pm(request(unds, [stock("A", 1000), stock("B", -500)], offsets={"G": 0.9},
                        house={"concentration": True}))
-    top = HOUSE["concentration"]["top_move"]
+    top = HOUSE.concentration.top_move
     assert block["house_components"]["concentration"] == pytest.approx(
         100 * 1000 * top - 0.9 * 100 * 500 * top)
 
@@ -97,7 +97,7 @@ def test_extended_stress_reaches_the_range_on_every_grid():
     unds = {"SPY": {"price": 500, "product_class": "broad_index_high_cap"}}
     block = pm(request(unds, [stock("SPY", -100)], house={"stress_range": True}))
     assert block["house_components"]["extended_stress"] == pytest.approx(
-        500 * 100 * HOUSE["stress_range"])
+        500 * 100 * HOUSE.stress_range)
     crypto = {"BTC": {"price": 60000, "product_class": "crypto"}}
     block = pm(request(crypto, [{"kind": "crypto", "symbol": "BTC", "quantity": 1}],
                        house={"stress_range": 0.25}))
@@ -118,7 +118,7 @@ def test_overrides_symbol_range_and_ineligible_low_priced_stock():
 
 
 def test_overrides_naked_short_minimum_and_cover():
-    fraction = HOUSE["overrides"]["naked_short_fraction"]
+    fraction = HOUSE.overrides.naked_short_fraction
     unds = equities(X=100)
     naked = [{"kind": "option", "underlying": "X", "right": "call", "strike": 130,
               "time_to_expiry": 0.1, "quantity": -2, "implied_vol": 0.2}]

@@ -15,7 +15,7 @@ from margin.engine.defi.oracles import (
     parse_round,
 )
 from margin.engine.errors import EngineInputError, OracleRejected
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import load_parameter_set
 
 PARAMS = load_parameter_set()
 AT = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
@@ -137,7 +137,7 @@ def test_timestamps_as_unix_seconds_and_naive_valuation_time() -> None:
 
 
 def test_checks_come_from_the_parameter_set() -> None:
-    tight = overlay(PARAMS, {"defi": {"oracle": {"max_jump": 0.001, "reference_band": 0.5}}})
+    tight = PARAMS.with_overrides({"defi": {"oracle": {"max_jump": 0.001, "reference_band": 0.5}}})
     assert reject(eth_round(), params=tight).check == "jump"  # +0.3 % over 0.1 %
     steady = eth_round(previous_answer="300000000000")
     assert check_round("ETH", steady, AT, 2000.0, tight, FIELD) == 3000.0  # 50 % band

@@ -14,7 +14,7 @@ from margin.engine.portfolio_margin import calculate_block
 from margin.engine.valuation import value_positions
 
 PARAMS = load_parameter_set()
-MPC = PARAMS["portfolio_margin"]["minimum_per_contract"]
+MPC = PARAMS.portfolio_margin.minimum_per_contract
 SYMBOLS = ("A", "B", "C")
 PRICES = {"A": 100.0, "B": 40.0, "C": 250.0}
 SETTINGS = settings(max_examples=60, deadline=None,

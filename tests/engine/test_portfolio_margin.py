@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from margin import bench
+from margin.bench import book as bench
 from margin.engine import pricing
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import load_parameter_set
@@ -217,7 +217,7 @@ def _opt(right, strike, qty, iv=0.2, t=0.1, **kw):
 
 def test_minimum_per_contract_long_or_short_and_the_long_cap():
     unds = {"X": {"price": 100, "product_class": "equity"}}
-    mpc = PARAMS["portfolio_margin"]["minimum_per_contract"]
+    mpc = PARAMS.portfolio_margin.minimum_per_contract
     short = pm(request(unds, [_opt("call", 150, -4)]))
     assert short["minimum_charge"] == pytest.approx(4 * 100 * mpc)
     # a far out-of-the-money long worth less than the minimum: capped at its market value
@@ -241,7 +241,7 @@ def test_minimum_nets_holdings_of_one_contract_and_skips_stock():
 
 
 def test_security_futures_carry_the_minimum_index_futures_do_not():
-    mpc = PARAMS["portfolio_margin"]["minimum_per_contract"]
+    mpc = PARAMS.portfolio_margin.minimum_per_contract
     unds = {"X": {"price": 100, "product_class": "equity"},
             "ES": {"price": 5000, "product_class": "future"}}
     fut = [{"kind": "future", "underlying": "X", "expiry": "2026-03-20", "quantity": -2,
@@ -331,8 +331,8 @@ def test_cboe_ibm_covered_call_shape():
     (pg,) = block["product_groups"]
     (cg,) = block["class_groups"]
     assert pg["product_group"] == cg["class_group"] == "IBM" and pg["offset"] == 0.0
-    assert cg["points"] == PARAMS["portfolio_margin"]["points"]["equity"]
-    mpc = PARAMS["portfolio_margin"]["minimum_per_contract"]
+    assert tuple(cg["points"]) == PARAMS.portfolio_margin.points["equity"]
+    mpc = PARAMS.portfolio_margin.minimum_per_contract
     assert block["minimum_charge"] == pytest.approx(100 * 100 * mpc)
     assert block["driver"] == {"product_group": "IBM", "point": -0.15}
     # the loss at -15 %: the stock's, less what the short call gains (American, own vol)
@@ -380,7 +380,7 @@ def test_index_future_follows_its_index_class_group():
         {"kind": "future", "underlying": "ES", "expiry": "2026-03-20", "quantity": -1,
          "multiplier": 50, "price": 5000}]))
     (cg,) = block["class_groups"]
-    assert cg["points"] == PARAMS["portfolio_margin"]["points"]["broad_index_high_cap"]
+    assert tuple(cg["points"]) == PARAMS.portfolio_margin.points["broad_index_high_cap"]
     assert block["regulatory_requirement"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -396,8 +396,8 @@ def test_crypto_and_perpetual_on_the_crypto_grid_own_product_groups():
         {"kind": "perpetual", "symbol": "ETH", "quantity": -10, "entry_price": 2900},
         {"kind": "crypto", "symbol": "USDC", "quantity": 10000}]))
     cgs = {g["class_group"]: g for g in block["class_groups"]}
-    assert cgs["BTC"]["points"] == PARAMS["portfolio_margin"]["points"]["crypto"]
-    assert cgs["USDC"]["points"] == PARAMS["portfolio_margin"]["points"]["stablecoin"]
+    assert tuple(cgs["BTC"]["points"]) == PARAMS.portfolio_margin.points["crypto"]
+    assert tuple(cgs["USDC"]["points"]) == PARAMS.portfolio_margin.points["stablecoin"]
     assert len(block["product_groups"]) == 3
     assert cgs["BTC"]["worst_loss"] == pytest.approx(60000 * 0.66)
     assert cgs["ETH"]["worst_loss"] == pytest.approx(30000 * 1.0)  # short perp, +100 %

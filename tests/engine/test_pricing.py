@@ -14,6 +14,7 @@ from scipy.stats import multivariate_normal, norm
 
 from margin.engine import _pricing_kernels as kernels
 from margin.engine import pricing as P
+from margin.engine import reference
 from tests.vectors import load_vectors
 
 AMERICAN_TOL = 0.035  # METHODOLOGY.md section 1: per unit, against the binomial limit
@@ -71,7 +72,7 @@ def test_reference_american_rows_are_the_binomial_limit(case: dict) -> None:
     """The yardstick itself: our tree reproduces the published binomial limits to 5e-4."""
     _, *args = _vector_args(case)
     expected = case["expect"]["positions[0].theoretical_price"]
-    assert float(P.binomial_american(*args, steps=2001)) == pytest.approx(expected, abs=5e-4)
+    assert float(reference.binomial_american(*args, steps=2001)) == pytest.approx(expected, abs=5e-4)
 
 
 def test_model_codes_agree_with_kernels() -> None:
@@ -151,7 +152,7 @@ def test_bs2002_reproduces_haug_formula(s, k, t, r, q, v, is_call, use_numba) ->
     if use_numba:
         got = kernels.bs2002_value(s, k, t, r, q, v, is_call)
     else:
-        got = float(P.bs2002_value(s, k, t, r, q, v, is_call))
+        got = float(reference.bs2002_value(s, k, t, r, q, v, is_call))
     assert got == pytest.approx(expected, abs=1e-9)
 
 
@@ -196,11 +197,11 @@ def _worst(err: np.ndarray, s, k, t, r, q, v, c) -> str:
 @pytest.mark.parametrize("grid", [_ibm_grid, _short_dated_grid], ids=["ibm", "short_dated"])
 def test_american_and_bs2002_within_tolerance_near_the_money(grid) -> None:
     s, k, t, r, q, v, c = grid()
-    tree = P.binomial_american(s, k, t, r, q, v, c, steps=TREE_STEPS)
+    tree = reference.binomial_american(s, k, t, r, q, v, c, steps=TREE_STEPS)
     err = np.abs(P.option_value(P.AMERICAN, s, k, t, r, q, v, c) - tree)
     assert err.max() <= 0.002, _worst(err, s, k, t, r, q, v, c)
     # BS2002 meets the tolerance here too (only here: see the domain test) ...
-    bs2002 = P.bs2002_value(s, k, t, r, q, v, c)
+    bs2002 = reference.bs2002_value(s, k, t, r, q, v, c)
     err = np.abs(bs2002 - tree)
     assert err.max() <= AMERICAN_TOL, _worst(err, s, k, t, r, q, v, c)
     # ... and, as it prices one exercise rule, is a lower bound (up to the tree's own error)
@@ -214,13 +215,13 @@ def test_american_within_tolerance_of_binomial_limit_on_the_whole_domain() -> No
     against 2001 steps, 0.0035 the converged ALO against 4001; see the next test)."""
     s, k, t, r, q, v, c = _domain_grid()
     american = P.option_value(P.AMERICAN, s, k, t, r, q, v, c)
-    tree = P.binomial_american(s, k, t, r, q, v, c, steps=TREE_STEPS)
+    tree = reference.binomial_american(s, k, t, r, q, v, c, steps=TREE_STEPS)
     err = np.abs(american - tree)
     assert err.max() <= AMERICAN_TOL, _worst(err, s, k, t, r, q, v, c)
     assert err.max() <= 0.02, _worst(err, s, k, t, r, q, v, c)
     assert np.quantile(err, 0.99) <= 0.005
     # BS2002, by contrast, misses on 17 % of this grid, by up to $4.6
-    miss = np.abs(P.bs2002_value(s, k, t, r, q, v, c) - tree) > AMERICAN_TOL
+    miss = np.abs(reference.bs2002_value(s, k, t, r, q, v, c) - tree) > AMERICAN_TOL
     assert miss.mean() > 0.1
 
 
@@ -250,10 +251,10 @@ def test_alo_scheme_is_converged_on_the_whole_domain(monkeypatch: pytest.MonkeyP
 ])
 def test_former_bs2002_breaches(s, k, t, r, q, v, is_call, bs2002_error) -> None:
     """Where BS2002 missed the binomial limit, AMERICAN now meets it with room to spare."""
-    tree = float(P.binomial_american(s, k, t, r, q, v, is_call, steps=2 * TREE_STEPS))
+    tree = float(reference.binomial_american(s, k, t, r, q, v, is_call, steps=2 * TREE_STEPS))
     american = float(P.option_value(P.AMERICAN, s, k, t, r, q, v, is_call))
     assert abs(american - tree) <= 0.01
-    bs2002 = float(P.bs2002_value(s, k, t, r, q, v, is_call))
+    bs2002 = float(reference.bs2002_value(s, k, t, r, q, v, is_call))
     assert tree - bs2002 == pytest.approx(bs2002_error, abs=0.01)
 
 
@@ -473,9 +474,9 @@ def test_numba_matches_numpy_reference() -> None:
 def test_numba_tree_matches_numpy_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     args = (np.array([80.0, 100.0, 120.0]), 100.0, 0.5, 0.05, 0.02, 0.3,
             np.array([True, False, False]))
-    fast = P.binomial_american(*args, steps=301)
+    fast = reference.binomial_american(*args, steps=301)
     monkeypatch.setattr(P, "USE_NUMBA", False)
-    np.testing.assert_allclose(P.binomial_american(*args, steps=301), fast, rtol=1e-12)
+    np.testing.assert_allclose(reference.binomial_american(*args, steps=301), fast, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- Greeks

@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from margin.engine import regt
 from margin.engine.errors import EngineInputError
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import load_parameter_set
 from margin.engine.portfolio import LPPosition, Portfolio, Position, Underlying
 from tests.vectors import dig, load_vectors
 
 PARAMS = load_parameter_set()
-R = PARAMS["reg_t"]
+R = PARAMS.as_mapping()["reg_t"]  # the published numbers, as stored
 VD = "2026-01-02"
 DEFAULT_TYPES = {"equity": "stock", "narrow_index": "index", "broad_index_high_cap": "index",
                  "broad_index": "index", "future": "future", "crypto": "token",
@@ -147,7 +147,7 @@ def test_block_shape_and_keys() -> None:
 
 
 def test_minimum_equity_is_a_parameter_and_never_added() -> None:
-    params = overlay(PARAMS, {"reg_t": {"minimum_equity": 25000.0}})
+    params = PARAMS.with_overrides({"reg_t": {"minimum_equity": 25000.0}})
     a = reg_t([stock("s", 10)], params=params)
     b = reg_t([stock("s", 10)])
     assert a["minimum_equity"] == 25000.0

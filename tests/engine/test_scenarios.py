@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from margin.engine import scenarios
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import load_parameter_set
 from margin.engine.portfolio import PRODUCT_CLASSES
 
 
@@ -19,7 +19,7 @@ def params():
 def test_regulatory_grids_come_from_the_parameter_set(params, cls):
     grid = scenarios.points_for(params, cls)
     assert grid.dtype == np.float64
-    assert list(grid) == params["portfolio_margin"]["points"][cls]
+    assert tuple(grid) == params.portfolio_margin.points[cls]
     assert 0.0 not in grid  # the unchanged price is not a point
     assert np.all(np.diff(grid) > 0)
     n_down, n_up = scenarios.side_counts(grid)
@@ -37,7 +37,7 @@ def test_regulatory_ranges_of_methodology_section_1(params):
 
 
 def test_a_firm_overlay_changes_the_points():
-    p = overlay(load_parameter_set(), {"portfolio_margin": {"points": {"equity": [-0.2, 0.2]}}})
+    p = load_parameter_set().with_overrides({"portfolio_margin": {"points": {"equity": [-0.2, 0.2]}}})
     assert list(scenarios.points_for(p, "equity")) == [-0.2, 0.2]
 
 

@@ -119,8 +119,8 @@ def test_scenario_table_shape() -> None:
 def test_extreme_parameters_fall_back_to_the_parameter_set() -> None:
     pf = _pf([_future(0, 1, date(2026, 12, 18))], {"SP": {"price_scan": 9000}})
     ra = span.calculate_block(pf, PARAMS)["combined_commodities"][0]["risk_array"]
-    mult = PARAMS["span"]["extreme_multiplier"]
-    cov = PARAMS["span"]["extreme_coverage"]
+    mult = PARAMS.span.extreme_multiplier
+    cov = PARAMS.span.extreme_coverage
     assert ra[14] == pytest.approx(mult * 9000 * cov)
     assert ra[15] == pytest.approx(-mult * 9000 * cov)
 
@@ -225,7 +225,7 @@ def test_no_futures_no_block() -> None:
 
 def test_price_scan_fallback_is_the_class_valuation_range() -> None:
     pf = _pf([_future(0, 1, date(2026, 12, 18))])
-    widest = max(abs(x) for x in PARAMS["portfolio_margin"]["points"]["future"])
+    widest = max(abs(x) for x in PARAMS.portfolio_margin.points["future"])
     cc = span.calculate_block(pf, PARAMS)["combined_commodities"][0]
     assert cc["scan_risk"] == pytest.approx(widest * 400.0 * 500.0)
 

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from margin.engine.defi import uniswap_v3 as u
 from margin.engine.errors import EngineInputError
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import load_parameter_set
 from margin.engine.portfolio import LPPosition, Portfolio, Position, Underlying
 
 PARAMS = load_parameter_set()
-CRYPTO_GRID = np.asarray(PARAMS["defi"]["crypto_grid"])
-DEPEG_GRID = np.asarray(PARAMS["defi"]["depeg_grid"])
+CRYPTO_GRID = np.asarray(PARAMS.defi.crypto_grid)
+DEPEG_GRID = np.asarray(PARAMS.defi.depeg_grid)
 
 U128 = (1 << 128) - 1
 U256 = (1 << 256) - 1
@@ -450,7 +450,7 @@ def test_grid_comes_from_the_parameter_set_and_can_be_passed() -> None:
     lp = make_lp()
     position = lp_position(lp)
     pf = portfolio_of(position)
-    narrow = overlay(PARAMS, {"portfolio_margin": {"points": {"crypto": [-0.1, 0.1]}}})
+    narrow = PARAMS.with_overrides({"portfolio_margin": {"points": {"crypto": [-0.1, 0.1]}}})
     _, _, pnl = u.lp_scenario_pnl(pf, position, narrow)
     assert pnl.shape == (2,)
     _, _, pnl3 = u.lp_scenario_pnl(pf, position, PARAMS, points=[-0.25, 0.0, 0.25])

@@ -14,15 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
+from margin.bench.book import make_var_book
 from margin.engine import pricing, var
 from margin.engine.errors import EngineInputError
-from margin.engine.parameters import load_parameter_set, overlay
+from margin.engine.parameters import load_parameter_set
 from margin.engine.portfolio import LPPosition, Portfolio, Position, StressScenario, Underlying
 
 PARAMS = load_parameter_set()
 VD = date(2026, 1, 2)
-C = PARAMS["var"]["confidence"]
-ES_C = PARAMS["var"]["es_confidence"]
+C = PARAMS.var.confidence
+ES_C = PARAMS.var.es_confidence
 
 
 def _closes(n: int, seed: int, vol: float = 0.02, start: float = 100.0,
@@ -143,10 +144,10 @@ def test_block_shape_and_params() -> None:
     block = var.calculate_var_block(pf, PARAMS, _val(pf))
     assert list(block) == ["confidence", "horizons"]
     assert block["confidence"] == C
-    assert [h["days"] for h in block["horizons"]] == PARAMS["var"]["horizons"]
+    assert [h["days"] for h in block["horizons"]] == list(PARAMS.var.horizons)
     assert all(list(h) == ["days", "historical", "expected_shortfall", "parametric"]
                for h in block["horizons"])
-    lower = overlay(PARAMS, {"var": {"confidence": 0.95}})
+    lower = PARAMS.with_overrides({"var": {"confidence": 0.95}})
     b95 = var.calculate_var_block(pf, lower, _val(pf))
     assert b95["confidence"] == 0.95
     assert b95["horizons"][0]["historical"] < block["horizons"][0]["historical"]
@@ -155,7 +156,7 @@ def test_block_shape_and_params() -> None:
 def test_none_without_history_and_history_errors() -> None:
     pf = Portfolio(VD, {"AAA": _und("AAA", 10.0)}, (_stock(0, "AAA", 1),))
     assert var.calculate_var_block(pf, PARAMS, _val(pf)) is None
-    short = _pf([_stock(0, "AAA", 1)], {"AAA": _closes(PARAMS["var"]["min_history"] - 1, 1)})
+    short = _pf([_stock(0, "AAA", 1)], {"AAA": _closes(PARAMS.var.min_history - 1, 1)})
     with pytest.raises(EngineInputError) as err:
         var.calculate_var_block(short, PARAMS, _val(short))
     assert (err.value.field, err.value.code) == ("history", "too_short")
@@ -371,7 +372,7 @@ def test_named_scenarios_are_shipped_and_sourced() -> None:
     assert {"1987-10-19", "2008-10", "2020-03-16", "2022-05", "2022-11"} <= set(named)
     for spec in named.values():
         assert spec["sources"] and spec["window"]
-        assert set(spec["moves"]) == set(PARAMS["portfolio_margin"]["points"])
+        assert set(spec["moves"]) == set(PARAMS.portfolio_margin.points)
         assert all(-1.0 <= m <= 0.0 for m in spec["moves"].values())
     assert named["1987-10-19"]["moves"]["equity"] == pytest.approx(-0.20)
 
@@ -435,7 +436,7 @@ def test_stress_errors_and_none() -> None:
 
 
 def test_batch_matches_the_per_account_computation() -> None:
-    series, positions, returns = var.make_var_book(
+    series, positions, returns = make_var_book(
         seed=5, n_accounts=300, n_positions=3000, n_series=400, n_underlyings=20,
         n_scenarios=520)
     res = var.historical_var_batch(series, positions, returns, 0.04, dtype=np.float64,
@@ -454,7 +455,7 @@ def test_batch_matches_the_per_account_computation() -> None:
 
 
 def test_batch_prices_each_series_once_per_scenario(monkeypatch) -> None:
-    series, positions, returns = var.make_var_book(
+    series, positions, returns = make_var_book(
         seed=6, n_accounts=50, n_positions=500, n_series=60, n_underlyings=6, n_scenarios=30)
     calls = []
     real = pricing.option_value

@@ -57,7 +57,7 @@ def test_an_approved_haircut_table_applies_to_that_firm_only(world):
         services.approve_parameters(proposal=proposal, actor=world.a.users["firm_admin"])
         params, label = parameters_for(world.firm_a)
     assert label == "default-2026.1/firm-v1"
-    assert params["defi"]["haircut_tiers"]["large_cap"][0] == [1000000, 0.10]
+    assert params.defi.haircut_tiers["large_cap"][0] == (1000000, 0.10)
     assert _eth_stressed_loss(world, world.a) == 30000.0  # 10 % under the firm's table
     assert _eth_stressed_loss(world, world.b) == 15000.0  # the other firm keeps the default
     story = list(audit.events_for(world.firm_a).filter(event_type__startswith="risk_parameters")
@@ -79,8 +79,8 @@ def test_a_new_version_supersedes_the_active_one(world):
         statuses = dict(RiskParameterSet.objects.values_list("version", "status"))
         params, _ = parameters_for(world.firm_a)
     assert statuses == {1: "superseded", 2: "active"}
-    assert params["house"]["vol_shift"] == 0.3
-    assert params["defi"]["haircut_tiers"]["large_cap"][0] == [1000000, 0.05]  # v2 is complete
+    assert params.house.vol_shift == 0.3
+    assert params.defi.haircut_tiers["large_cap"][0] == (1000000, 0.05)  # v2 is complete
 
 
 def test_the_proposer_cannot_approve_and_a_decided_version_cannot_be_decided_again(world):

@@ -1,6 +1,6 @@
 """The ``collateral`` block: risk-adjusted value of crypto, perpetual and Uniswap v3 LP holdings.
 
-METHODOLOGY.md section 6; every number comes from ``params["defi"]``. Money is returned as
+METHODOLOGY.md section 6; every number comes from ``params.defi``. Money is returned as
 raw floats (the calculator rounds at the edge); keys come in CALCULATOR.md's order.
 
 Per position (stand-alone, no offsets):
@@ -54,9 +54,8 @@ import numpy as np
 
 from ..errors import EngineInputError
 from ..parameters import ParameterSet
-from ..portfolio import Portfolio, Position
+from ..portfolio import STABLECOIN, Portfolio, Position
 from .uniswap_v3 import (
-    STABLECOIN,
     lp_class_group,
     lp_value,
     lp_values,
@@ -91,16 +90,6 @@ class _Item:
 # Parameters
 # --------------------------------------------------------------------------------------------
 
-def tier_of(symbol: str, params: ParameterSet) -> str:
-    """Perpetual / liquidation tier: ``large_cap``, ``mid_cap`` or ``long_tail``."""
-    defi = params["defi"]
-    if symbol in defi["large_caps"]:
-        return "large_cap"
-    if symbol in defi["mid_caps"]:
-        return "mid_cap"
-    return "long_tail"
-
-
 def tiered_haircut(size: float, tiers: Sequence[Sequence[Any]]) -> float:
     """Haircut of a USD holding by marginal size brackets ``[[upper, rate], ..., [null, rate]]``."""
     size = abs(size)
@@ -118,22 +107,22 @@ def tiered_haircut(size: float, tiers: Sequence[Sequence[Any]]) -> float:
 
 def spot_haircut(symbol: str, value: float, params: ParameterSet) -> float:
     """Size-tiered haircut (USD) of a volatile spot holding."""
-    defi = params["defi"]
-    table = "large_cap" if symbol in defi["large_caps"] else "other"
-    return tiered_haircut(value, defi["haircut_tiers"][table])
+    defi = params.defi
+    table = "large_cap" if symbol in defi.large_caps else "other"
+    return tiered_haircut(value, defi.haircut_tiers[table])
 
 
 def depeg_loss(value: float, params: ParameterSet) -> float:
     """Worst loss (USD, >= 0) of a stablecoin holding on the depeg grid."""
-    grid = np.asarray(params["defi"]["depeg_grid"], dtype=np.float64)
+    grid = np.asarray(params.defi.depeg_grid, dtype=np.float64)
     return max(0.0, float(np.max(-value * grid)))
 
 
 def liquidation_threshold(symbol: str, portfolio: Portfolio, params: ParameterSet) -> float:
-    thresholds = params["defi"]["liquidation_threshold"]
+    thresholds = params.defi.liquidation_threshold
     if portfolio.underlyings[symbol].product_class == STABLECOIN:
-        return float(thresholds[STABLECOIN])
-    return float(thresholds[tier_of(symbol, params)])
+        return thresholds[STABLECOIN]
+    return thresholds[params.defi.tier_of(symbol)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,9 +133,9 @@ def build_scenarios(volatile: Sequence[str], stable: Sequence[str],
                     params: ParameterSet) -> list[Scenario]:
     """Each volatile token alone and all together on the crypto grid, then each stablecoin
     alone and all together on the depeg grid (METHODOLOGY.md section 6)."""
-    defi = params["defi"]
+    defi = params.defi
     scenarios: list[Scenario] = []
-    for tokens, grid in ((volatile, defi["crypto_grid"]), (stable, defi["depeg_grid"])):
+    for tokens, grid in ((volatile, defi.crypto_grid), (stable, defi.depeg_grid)):
         for family in stress_families(tokens):
             for move in grid:
                 scenarios.append({token: float(move) for token in family})
@@ -238,19 +227,18 @@ def _items(portfolio: Portfolio, params: ParameterSet, valuation: Any) -> list[_
                                    "a perpetual needs its entry price")
         value = (mark - float(position.entry_price)) * float(position.quantity) + float(
             position.funding_accrued or 0.0)
-        margin = params["defi"]["perp_margin"][tier_of(symbol, params)]
+        margin = params.defi.perp_margin[params.defi.tier_of(symbol)]
         notional = abs(exposure)
         items.append(_Item(k, position, "perpetual", value, (symbol,), (symbol,), mark, exposure,
-                           {"initial_margin": notional * float(margin["initial"]),
-                            "maintenance_margin": notional * float(margin["maintenance"])}))
+                           {"initial_margin": notional * margin.initial,
+                            "maintenance_margin": notional * margin.maintenance}))
     return items
 
 
 def _ratios(market_value: float, effective: float, params: ParameterSet,
             ) -> tuple[float | None, float]:
-    defi = params["defi"]
-    max_ltv = float(defi["max_ltv"])
-    advance = float(defi["advance_rate"])
+    max_ltv = params.defi.max_ltv
+    advance = params.defi.advance_rate
     if market_value > 0:
         ltv: float | None = min(max(effective / market_value, 0.0), max_ltv)
     else:
@@ -267,12 +255,11 @@ def _standalone_loss(item: _Item, portfolio: Portfolio, params: ParameterSet) ->
     volatile, stable = _split(item.stressed_tokens, portfolio)
     loss = _worst_loss(_pnl(item, build_scenarios(volatile, stable, params), portfolio))
     if item.kind == "perpetual":
-        loss += float(params["defi"]["perp_profit_haircut"]) * max(item.market_value, 0.0)
+        loss += params.defi.perp_profit_haircut * max(item.market_value, 0.0)
     return loss
 
 
 def _portfolio_loss(items: list[_Item], portfolio: Portfolio, params: ParameterSet) -> float:
-    defi = params["defi"]
     spot: dict[str, float] = {}
     grid_items: list[_Item] = []
     loss = 0.0
@@ -282,7 +269,7 @@ def _portfolio_loss(items: list[_Item], portfolio: Portfolio, params: ParameterS
             continue
         grid_items.append(item)
         if item.kind == "perpetual":
-            loss += float(defi["perp_profit_haircut"]) * max(item.market_value, 0.0)
+            loss += params.defi.perp_profit_haircut * max(item.market_value, 0.0)
     for symbol, exposure in spot.items():
         if portfolio.underlyings[symbol].product_class == STABLECOIN:
             loss += depeg_loss(exposure, params)
@@ -353,7 +340,7 @@ def calculate_block(portfolio: Portfolio, params: ParameterSet,
 def health_factor(items: list[_Item], portfolio: Portfolio, params: ParameterSet,
                   ) -> float | None:
     """Aave-style sum(collateral x liquidation threshold) / debt; None without debt."""
-    haircut = float(params["defi"]["perp_profit_haircut"])
+    haircut = params.defi.perp_profit_haircut
     weighted = 0.0
     debt = 0.0
     for item in items:

@@ -200,9 +200,8 @@ def check_parsed_round(feed: str, parsed: OracleRound, valuation_time: datetime,
     def reject(check: str, message: str) -> OracleRejected:
         return OracleRejected(field, feed, check, f"{check}: {message}")
 
-    oracle = params["defi"]["oracle"]
-    max_jump = _ratio(oracle["max_jump"])
-    band = _ratio(oracle["reference_band"])
+    max_jump = _ratio(params.defi.oracle.max_jump)
+    band = _ratio(params.defi.oracle.reference_band)
     at = _aware(valuation_time)
     scale = 10 ** parsed.decimals
 

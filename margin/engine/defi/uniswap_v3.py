@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import EngineInputError
 from ..parameters import ParameterSet
-from ..portfolio import LPPosition, Portfolio, Position, Underlying
+from ..portfolio import STABLECOIN, LPPosition, Portfolio, Position, Underlying
 
 # --------------------------------------------------------------------------------------------
 # Constants (v3-core FixedPoint96 / FixedPoint128 / TickMath)
@@ -53,7 +53,6 @@ MAX_TICK = -MIN_TICK
 MIN_SQRT_RATIO = 4295128739
 MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342
 
-STABLECOIN = "stablecoin"
 CRYPTO = "crypto"
 
 # TickMath.getSqrtRatioAtTick: 1/sqrt(1.0001)^(2^i) as Q128.128, for bits 1 .. 19 of |tick|.
@@ -601,10 +600,10 @@ def stress_families(tokens: Iterable[str]) -> list[tuple[str, ...]]:
 def grid_for(params: ParameterSet, product_class: str) -> np.ndarray:
     """The LP grid of a product class: the portfolio-margin points of that class (so LP P&L
     aligns by index with the class group it nets in), else the ``defi`` crypto / depeg grid."""
-    points = params.get("portfolio_margin", {}).get("points", {}).get(product_class)
+    points = params.portfolio_margin.points.get(product_class)
     if points is None:
-        defi = params["defi"]
-        points = defi["depeg_grid"] if product_class == STABLECOIN else defi["crypto_grid"]
+        defi = params.defi
+        points = defi.depeg_grid if product_class == STABLECOIN else defi.crypto_grid
     return np.asarray(points, dtype=np.float64)
 
 
@@ -645,22 +644,3 @@ def lp_scenario_pnl(portfolio: Portfolio, position: Position, params: ParameterS
         raise EngineInputError(f"positions[{position.index}]", "invalid",
                                f"cannot value the LP position: {exc}") from exc
     return class_group, product_class, pnl.min(axis=0)
-
-
-def bench_lp_valuations(points: int = 10_000) -> float:
-    """LP valuations per second: a concentrated ETH/USDC position with fee-growth state,
-    each point at its own exact oracle-derived sqrt price (for ``make bench``)."""
-    import time
-
-    sqrt_price = sqrt_price_x96_from_prices(3000.0, 1.0, 18, 6)
-    tick = get_tick_at_sqrt_ratio(sqrt_price)
-    lower, upper = (tick - 4000) // 60 * 60, (tick + 4000) // 60 * 60
-    liquidity = get_liquidity_for_amounts(sqrt_price, get_sqrt_ratio_at_tick(lower),
-                                          get_sqrt_ratio_at_tick(upper), 10 ** 18, 3 * 10 ** 9)
-    lp = LPPosition("ETH", "USDC", 18, 6, liquidity, lower, upper, tokens_owed0=10 ** 15,
-                    fee_growth_inside_last0=0, fee_growth_inside_last1=0,
-                    fee_growth_global0=Q128, fee_growth_global1=Q128, tick_current=tick)
-    prices = 3000.0 * (1.0 + np.linspace(-0.66, 1.0, points))
-    start = time.perf_counter()
-    lp_values(lp, prices, 1.0, base_prices=(3000.0, 1.0))
-    return points / (time.perf_counter() - start)
