@@ -64,11 +64,10 @@ def parameters_for(firm) -> tuple[ParameterSet, str]:
     return load_parameter_set(row.base).with_overrides(row.overrides), row.label
 
 
-def var_window(params) -> int:
+def var_window(params: ParameterSet) -> int:
     """Daily returns a snapshot's historical VaR needs per underlying: the parameter set's
     window (METHODOLOGY.md section 5: 500 by default), never fewer than the engine accepts."""
-    var = params["var"]
-    return max(int(var["window"]), int(var["min_history"]) - 1)
+    return max(params.var.window, params.var.min_history - 1)
 
 
 def _requirement(account: Account, result: dict) -> Decimal:
@@ -107,7 +106,7 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     now = timezone.now()
     today = timezone.localdate()
     rate = current_rate(today)
-    wants_var = "var" in params.get("snapshots", {}).get("methods", ())
+    wants_var = "var" in params.snapshots.methods
     history = price_history(positions, on=today, returns_needed=var_window(params)) \
         if wants_var else None
     outcomes: list[SnapshotOutcome] = []

@@ -191,6 +191,8 @@ class VarParameters:
     es_confidence: float
     horizons: tuple[int, ...]
     min_history: int
+    #: daily returns a live snapshot's VaR uses per underlying (METHODOLOGY.md section 5)
+    window: int
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,7 @@ def test_approving_a_stale_proposal_is_refused_and_changes_nothing(world):
         statuses = dict(RiskParameterSet.objects.values_list("version", "status"))
         params, label = parameters_for(world.firm_a)
     assert statuses == {1: "superseded", 2: "proposed", 3: "active"}
-    assert label == "default-2026.1/firm-v3" and params["house"]["vol_shift"] == 0.4
+    assert label == "default-2026.1/firm-v3" and params.house.vol_shift == 0.4
     assert audit.events_for(world.firm_a).count() == events
     with firm_scope(world.firm_a):  # a stale proposal can still be turned down, and leaves
         rejected = services.reject_parameters(proposal=v2, actor=world.a.users["firm_admin"],
