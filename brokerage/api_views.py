@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from rest_framework import permissions
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import permissions, serializers
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import audit
@@ -16,7 +18,12 @@ from .tenancy import role_of
 class AuditExportView(TenantAPIView):
     permission_classes = [permissions.IsAuthenticated, IsFirmMember]
 
-    def get(self, request):
+    @extend_schema(responses=inline_serializer("AuditExport", {
+        "chain": serializers.CharField(),
+        "events": serializers.ListField(child=serializers.DictField()),
+        "verified": serializers.BooleanField(help_text="the chain's hashes verify"),
+    }))
+    def get(self, request: Request) -> Response:
         if role_of(request.user) not in (Role.COMPLIANCE, Role.FIRM_ADMIN):
             raise PermissionDenied("only compliance officers and firm admins export the trail")
         firm = current_firm()

@@ -1,9 +1,13 @@
-"""Shapes of the eligibility API. Input serializers check form only; the services judge."""
+"""Shapes of the eligibility API. Input serializers check form only; the services judge.
+
+Every input serializer derives from `brokerage.api.InputSerializer`: an unknown field is a 400.
+"""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
+from brokerage.api import InputSerializer
 from brokerage.roles import Role
 from brokerage.tenancy import role_of
 
@@ -63,17 +67,17 @@ class ApplicationSerializer(serializers.ModelSerializer):
         return data
 
 
-class ApplicationCreateSerializer(serializers.Serializer):
+class ApplicationCreateSerializer(InputSerializer):
     account = serializers.IntegerField(min_value=1)
     submit = serializers.BooleanField(default=False, help_text="submit it straight away")
 
 
-class ReviewSerializer(serializers.Serializer):
+class ReviewSerializer(InputSerializer):
     recommendation = serializers.ChoiceField(choices=Application.Recommendation.choices)
     notes = serializers.CharField(allow_blank=True, default="", max_length=5000)
 
 
-class DecisionSerializer(serializers.Serializer):
+class DecisionSerializer(InputSerializer):
     reasons = serializers.CharField(allow_blank=True, default="", max_length=5000)
     version = serializers.IntegerField(required=False, min_value=0,
                                        help_text="the version you read (compare-and-swap)")
@@ -83,11 +87,11 @@ class RejectSerializer(DecisionSerializer):
     reasons = serializers.CharField(max_length=5000)
 
 
-class WithdrawSerializer(serializers.Serializer):
+class WithdrawSerializer(InputSerializer):
     reason = serializers.CharField(allow_blank=True, default="", max_length=2000)
 
 
-class DesignateApproverSerializer(serializers.Serializer):
+class DesignateApproverSerializer(InputSerializer):
     approver = serializers.IntegerField(min_value=1, help_text="user id of a staff member")
 
 
@@ -105,7 +109,7 @@ class RuleSetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RuleSetProposalSerializer(serializers.Serializer):
+class RuleSetProposalSerializer(InputSerializer):
     """A change to the active thresholds: give only what changes, and why."""
 
     reason = serializers.CharField(max_length=2000)
@@ -127,5 +131,5 @@ class RuleSetProposalSerializer(serializers.Serializer):
     application_valid_days = serializers.IntegerField(required=False)
 
 
-class RuleSetDecisionSerializer(serializers.Serializer):
+class RuleSetDecisionSerializer(InputSerializer):
     reason = serializers.CharField(allow_blank=True, default="", max_length=2000)
