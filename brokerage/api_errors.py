@@ -8,8 +8,8 @@ Set as ``REST_FRAMEWORK["EXCEPTION_HANDLER"]``. It answers for
   named by its path (``overrides.house.vol_shift``, ``items[2].qty``; a serializer's
   non-field errors name the object that holds them, ``""`` at the top);
 - every other `APIException` (parse errors, 401 with the ``WWW-Authenticate`` header DRF
-  chose, 403, 404, 405, 406, 415, 429 with ``Retry-After``) and Django's `Http404` and
-  `PermissionDenied`, as one entry with an empty field.
+  chose, 403, 404, 405, 406, 413, 415, 429 with ``Retry-After``) and Django's `Http404`,
+  `PermissionDenied` and `RequestDataTooBig`, as one entry with an empty field.
 
 Anything else is a bug, not a refusal: it is left to Django's 500 (logged with its traceback).
 This module imports no app (brokerage core).
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -28,6 +29,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
 from .errors import DomainError
+from .parsers import BodyTooLarge
 
 ErrorEntry = dict[str, str]
 
@@ -88,6 +90,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
+    elif isinstance(exc, RequestDataTooBig):  # request.body past DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = BodyTooLarge()
     if not isinstance(exc, exceptions.APIException):
         return None
     headers: dict[str, str] = {}

@@ -7,7 +7,10 @@ Python's recursion (a 500). This parser refuses each with a `ParseError` whose c
 - ``malformed_json``: not JSON, or not UTF-8;
 - ``not_finite``: ``NaN``, ``Infinity``, ``-Infinity`` or a number beyond a double's range;
 - ``duplicate_key``: a key given twice in one object;
-- ``too_deep``: objects and arrays nested deeper than `MAX_DEPTH`.
+- ``too_deep``: objects and arrays nested deeper than `MAX_DEPTH`;
+
+and a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with `BodyTooLarge` (413): DRF reads the
+stream itself, past the limit Django applies to ``request.body``.
 
 The depth is measured on the text before decoding, so no body reaches the recursive decoder
 deeper than the limit. Forms and multipart are not parsed: the API speaks JSON only (415).
@@ -22,7 +25,8 @@ import re
 from typing import IO, Any
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 
 #: no request of this API nests deeper than a handful of levels; 64 leaves room and stays far
@@ -32,6 +36,24 @@ MAX_DEPTH = 64
 # A JSON string (its escapes included) or one bracket: strings are skipped so that a bracket
 # inside a string does not count. The unrolled form keeps the match linear.
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+    def __init__(self, limit: int | None = None) -> None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE if limit is None else limit
+        super().__init__(f"the body is larger than the {limit} bytes this API reads")
+
+
+def read_limited(stream: IO[bytes]) -> bytes:
+    """The whole body, refused once it passes Django's in-memory limit."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    raw = stream.read() if limit is None else stream.read(limit + 1)
+    if limit is not None and len(raw) > limit:
+        raise BodyTooLarge(limit)
+    return raw
 
 
 def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
@@ -87,7 +109,7 @@ class StrictJSONParser(BaseParser):
               parser_context: dict[str, Any] | None = None) -> Any:
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            text = stream.read().decode(encoding)
+            text = read_limited(stream).decode(encoding)
         except UnicodeDecodeError as exc:
             raise ParseError(f"the body is not {encoding} text: {exc.reason}",
                              code="malformed_json") from None

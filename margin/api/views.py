@@ -11,12 +11,14 @@ used to make DRF parse the body with the API's JSON parser before the view ran: 
 caller then got that parser's answers (a NaN refused in DRF's words, a 3,000-deep body a 500,
 a text/plain body a 415) where a Basic caller got the calculator's own. So the raw body is read
 before authentication and the view's only parser accepts anything and parses nothing.
-Refusals before the calculator runs (no login: 401; a session without its CSRF token: 403) are
-the API's one error body, which has the calculator's error shape.
+Refusals before the calculator runs (no login: 401; a session without its CSRF token: 403; a
+body past DATA_UPLOAD_MAX_MEMORY_SIZE: 413) are the API's one error body, which has the
+calculator's error shape.
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
 from drf_spectacular.types import OpenApiTypes
@@ -39,7 +41,7 @@ class MarginCalculateView(APIView):
     def initialize_request(self, request: HttpRequest, *args, **kwargs) -> Request:
         try:
             request.body  # noqa: B018 - read (and keep) the raw body before anything parses it
-        except RawPostDataException:  # something read the stream already; post() says so
+        except (RawPostDataException, RequestDataTooBig):  # post() meets it again and says so
             pass
         return super().initialize_request(request, *args, **kwargs)
 

@@ -134,6 +134,16 @@ def test_a_body_that_is_not_an_object_is_a_400(world, api, body, kind):
     assert application_count() == before
 
 
+def test_a_body_past_the_upload_limit_is_a_413(world, api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    before = application_count()
+    padded = json.dumps({"account": world.a.account.pk, "pad": "x" * 2000})
+    response = post_raw(api, APPLICATIONS, padded)
+    assert response.status_code == 413
+    assert the_error(response)["code"] == "too_large" and "1000" in the_error(response)["message"]
+    assert application_count() == before
+
+
 def test_a_form_body_is_a_415(world, api):
     before = application_count()
     response = api.post(APPLICATIONS, {"account": world.a.account.pk})  # multipart form

@@ -132,6 +132,19 @@ def test_the_same_bytes_whatever_the_authentication(api, case):
             "malformed_json", "not_finite", "unknown_field", "invalid", "required")
 
 
+def test_a_body_past_the_upload_limit_is_a_413_through_either_door(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 500
+    raw = body(base(methods=["reg_t"]))
+    assert len(raw) > 500
+    session, token = session_with_csrf("integrator")
+    by_session = session.generic("POST", URL, raw, content_type="application/json",
+                                 HTTP_X_CSRFTOKEN=token)
+    by_basic = post(api, raw)
+    assert by_session.status_code == by_basic.status_code == 413
+    assert by_session.content == by_basic.content
+    assert the_error(by_basic)["code"] == "too_large"
+
+
 def test_a_session_without_its_csrf_token_is_a_403_in_the_one_body(api):
     session, _ = session_with_csrf("integrator")
     response = post(session, body(base()))
