@@ -14,11 +14,13 @@ from drf_spectacular.checks import schema_check
 from rest_framework import serializers
 from rest_framework.exceptions import Throttled
 
+from brokerage import audit
 from brokerage.api import InputSerializer
 from brokerage.api_errors import exception_handler, flatten
 from brokerage.parsers import MAX_DEPTH
 from brokerage.roles import Role
-from eligibility.models import Application
+from brokerage.scope import firm_scope
+from eligibility.models import Application, RuleSet
 from margin.models import RiskParameterSet
 from tests.api_body import errors_of, the_error
 from tests.factories import PASSWORD, make_user
@@ -194,6 +196,34 @@ def test_an_unknown_field_on_a_risk_parameter_proposal_writes_nothing(world):
                          content_type="application/json")
     assert response.status_code == 400 and the_error(response)["field"] == "reasn"
     assert count() == before
+
+
+def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(world, api,
+                                                                             application):
+    """Walks the schema: every POST, on an object that exists, with one unknown field."""
+    risk = logged_in(world.a.users[Role.RISK_OFFICER.value])
+    proposal = risk.post(RISK_PARAMETERS, {"overrides": {}, "reason": "baseline"},
+                         content_type="application/json")
+    assert proposal.status_code == 201, proposal.content
+    ids = {"/api/v1/applications/": application["id"],
+           "/api/v1/rule-sets/": api.get("/api/v1/rule-sets/active/").json()["id"],
+           RISK_PARAMETERS: proposal.json()["id"]}
+    schema = _schema(api)
+    with firm_scope(world.firm_a):
+        before = (application_count(), audit.events_for(world.firm_a).count(),
+                  RiskParameterSet.objects.count(), RuleSet.objects.count())
+    posts = [path for path, operations in schema["paths"].items() if "post" in operations]
+    assert len(posts) >= 12
+    for path in posts:
+        prefix = path.split("{id}")[0]
+        url = path.replace("{id}", str(ids.get(prefix, "")))
+        response = api.post(url, {"zz_unknown": 1}, content_type="application/json")
+        assert response.status_code == 400, (url, response.content)
+        assert "zz_unknown" in {e["field"] for e in errors_of(response)}, url
+    with firm_scope(world.firm_a):
+        after = (application_count(), audit.events_for(world.firm_a).count(),
+                 RiskParameterSet.objects.count(), RuleSet.objects.count())
+    assert after == before
 
 
 class Item(InputSerializer):
