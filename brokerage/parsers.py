@@ -27,7 +27,7 @@ from typing import IO, Any
 from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import BaseParser
+from rest_framework.parsers import BaseParser, JSONParser
 
 #: no request of this API nests deeper than a handful of levels; 64 leaves room and stays far
 #: below Python's recursion limit (about 1,000 frames)
@@ -102,8 +102,8 @@ def loads_strict(text: str) -> Any:
         raise ParseError(f"the body is not valid JSON: {exc}", code="malformed_json") from None
 
 
-class StrictJSONParser(BaseParser):
-    media_type = "application/json"
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser (media type, renderer for the browsable API's form), strictly."""
 
     def parse(self, stream: IO[bytes], media_type: str | None = None,
               parser_context: dict[str, Any] | None = None) -> Any:

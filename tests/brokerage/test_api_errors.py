@@ -9,6 +9,8 @@ import json
 
 import pytest
 import yaml
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from django.test import Client
 from drf_spectacular.checks import schema_check
 from rest_framework import serializers
@@ -370,6 +372,14 @@ def test_throttling_gives_429_with_retry_after():
     response = exception_handler(Throttled(wait=7), {})
     assert response.status_code == 429 and response["Retry-After"] == "7"
     assert response.data["errors"][0]["code"] == "throttled"
+
+
+def test_djangos_own_refusals_get_the_one_body_and_bugs_stay_500s():
+    denied = exception_handler(DjangoPermissionDenied("no"), {})
+    assert denied.status_code == 403
+    assert denied.data == {"errors": [{"field": "", "code": "permission_denied", "message": "no"}]}
+    assert exception_handler(Http404("gone"), {}).status_code == 404
+    assert exception_handler(RuntimeError("a bug"), {}) is None  # Django's 500, with traceback
 
 
 # The schema -----------------------------------------------------------------------------------
