@@ -76,6 +76,9 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     """
 
     permission_classes = [permissions.IsAuthenticated, IsFirmMember]
+    # Any segment reaches the view, so a malformed id (``0.5``) is the API's 404 body, not
+    # Django's HTML page for an unmatched URL.
+    lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> models.QuerySet:
         if getattr(self, "swagger_fake_view", False):

@@ -13,7 +13,8 @@ operation here gets the ``Errors`` component on:
   ``refusal_statuses``.
 
 A status the operation declares itself (``@extend_schema(responses=...)``) is kept as declared.
-This module imports no app (brokerage core).
+Request bodies of `InputSerializer`s say ``additionalProperties: false``: unknown fields are
+refused. This module imports no app (brokerage core).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 from drf_spectacular import openapi
 from rest_framework import permissions, serializers
 from rest_framework.authentication import SessionAuthentication
+
+from .api import InputSerializer
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -72,6 +75,13 @@ def _refuses_beyond_login(view: Any, method: str) -> bool:
 
 
 class AutoSchema(openapi.AutoSchema):
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
+        # An input serializer refuses fields it does not declare: the schema says so.
+        mapped = super()._map_basic_serializer(serializer, direction)
+        if isinstance(serializer, InputSerializer):
+            mapped["additionalProperties"] = False
+        return mapped
+
     def error_statuses(self) -> list[int]:
         view, method = self.view, self.method
         statuses: list[int] = []
@@ -94,5 +104,9 @@ class AutoSchema(openapi.AutoSchema):
                 body = self._get_response_for_code(ErrorsSerializer, str(status),
                                                    direction=direction)
                 body["description"] = DESCRIPTIONS[status]
+                if status == 401:
+                    body["headers"] = {"WWW-Authenticate": {
+                        "schema": {"type": "string"},
+                        "description": 'the challenge, `Basic realm="api"`'}}
                 responses[str(status)] = body
         return responses

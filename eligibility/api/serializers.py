@@ -32,9 +32,16 @@ class ApplicationSerializer(serializers.ModelSerializer):
     rule_set_version = serializers.IntegerField(source="rule_set.version", read_only=True,
                                                 allow_null=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # null until someone submits, reviews, decides: the schema says so (allow_null)
+    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                                allow_null=True)
+    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
+    recommendation = serializers.ChoiceField(choices=Application.Recommendation.choices,
+                                             allow_blank=True, read_only=True,
+                                             help_text="blank until reviewed")
     allowed_actions = serializers.SerializerMethodField()
     latest_evaluation = serializers.SerializerMethodField()
 
@@ -84,7 +91,7 @@ class DecisionSerializer(InputSerializer):
 
 
 class RejectSerializer(DecisionSerializer):
-    reasons = serializers.CharField(max_length=5000)
+    reasons = serializers.CharField(max_length=5000, help_text="what the client is told")
 
 
 class WithdrawSerializer(InputSerializer):
@@ -96,8 +103,10 @@ class DesignateApproverSerializer(InputSerializer):
 
 
 class RuleSetSerializer(serializers.ModelSerializer):
-    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
     based_on_version = serializers.IntegerField(source="based_on.version", read_only=True,
                                                 allow_null=True)
 
@@ -133,3 +142,9 @@ class RuleSetProposalSerializer(InputSerializer):
 
 class RuleSetDecisionSerializer(InputSerializer):
     reason = serializers.CharField(allow_blank=True, default="", max_length=2000)
+
+
+class RuleSetRejectSerializer(InputSerializer):
+    """A rejection says why (the service refuses one without a reason)."""
+
+    reason = serializers.CharField(max_length=2000)

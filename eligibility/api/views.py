@@ -39,6 +39,7 @@ from .serializers import (
     ReviewSerializer,
     RuleSetDecisionSerializer,
     RuleSetProposalSerializer,
+    RuleSetRejectSerializer,
     RuleSetSerializer,
     WithdrawSerializer,
 )
@@ -202,10 +203,10 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
         return self._answer(services.approve_rule_set(
             rule_set=rule_set, approver=request.user, reason=data["reason"]))
 
-    @extend_schema(request=RuleSetDecisionSerializer, responses=RuleSetSerializer)
+    @extend_schema(request=RuleSetRejectSerializer, responses=RuleSetSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         rule_set = self.get_object()
-        data = validated(RuleSetDecisionSerializer, request)
+        data = validated(RuleSetRejectSerializer, request)
         return self._answer(services.reject_rule_set(
             rule_set=rule_set, approver=request.user, reason=data["reason"]))

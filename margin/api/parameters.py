@@ -23,8 +23,10 @@ from ..models import RiskParameterSet
 
 
 class RiskParameterSetSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
 
     class Meta:
         model = RiskParameterSet
@@ -34,12 +36,19 @@ class RiskParameterSetSerializer(serializers.ModelSerializer):
 
 
 class ParameterProposalSerializer(InputSerializer):
-    overrides = serializers.JSONField(help_text="the firm's complete overrides of the base set")
+    # An object: the service checks every key and value in it (paths like overrides.house.x).
+    overrides = serializers.DictField(help_text="the firm's complete overrides of the base set")
     reason = serializers.CharField(max_length=2000)
 
 
 class ParameterDecisionSerializer(InputSerializer):
     reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+
+class ParameterRejectSerializer(InputSerializer):
+    """A rejection says why (the service refuses one without a reason)."""
+
+    reason = serializers.CharField(max_length=2000)
 
 
 class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
@@ -69,10 +78,10 @@ class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
         return self._answer(services.approve_parameters(
             proposal=proposal, actor=request.user, reason=data["reason"]))
 
-    @extend_schema(request=ParameterDecisionSerializer, responses=RiskParameterSetSerializer)
+    @extend_schema(request=ParameterRejectSerializer, responses=RiskParameterSetSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         proposal = self.get_object()
-        data = validated(ParameterDecisionSerializer, request)
+        data = validated(ParameterRejectSerializer, request)
         return self._answer(services.reject_parameters(
             proposal=proposal, actor=request.user, reason=data["reason"]))

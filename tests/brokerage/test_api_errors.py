@@ -297,7 +297,7 @@ def test_query_values_in_range_still_page_and_filter(world, api, application):
 
 
 def test_an_id_out_of_range_in_the_path_is_a_404(world, api):
-    for pk in (BIGINT_OVERFLOW, "1e30", "abc"):
+    for pk in (BIGINT_OVERFLOW, "1e30", "abc", "0.5", "-1"):
         response = api.get(f"{APPLICATIONS}{pk}/")
         assert response.status_code == 404, pk
         assert the_error(response)["code"] == "not_found"
@@ -432,6 +432,9 @@ def test_the_schema_documents_the_error_body(world):
     account = next(p for p in schema["paths"]["/api/v1/applications/"]["get"]["parameters"]
                    if p["name"] == "account")
     assert account["schema"]["type"] == "integer"
+    # Input bodies refuse what they do not declare, and say so.
+    assert schema["components"]["schemas"]["ApplicationCreateRequest"][
+        "additionalProperties"] is False
 
 
 def test_every_operation_refuses_anonymous_callers_in_the_one_body(world):
