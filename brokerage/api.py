@@ -92,7 +92,8 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
 # Request bodies --------------------------------------------------------------------------------
 
 class InputSerializer(serializers.Serializer):
-    """Base of every input serializer: a field it does not declare is refused, naming it.
+    """Base of every input serializer: a field it does not declare is refused, naming it, and
+    so is a value not of its field's JSON type.
 
     A typo must not be dropped silently (``acount_type`` would otherwise create an application
     with the default type). Nested serializers built on this base check their own keys, so the
@@ -117,20 +118,54 @@ class InputSerializer(serializers.Serializer):
         return fields
 
     def to_internal_value(self, data: Any) -> Any:
-        unknown: dict[str, list[str]] = {}
+        refused: dict[str, Any] = {}
         if isinstance(data, Mapping):
-            writable = {name for name, field in self.fields.items() if not field.read_only}
-            unknown = {str(key): [f"unknown field {key!r}"]
-                       for key in data if key not in writable}
+            writable = {name: field for name, field in self.fields.items()
+                        if not field.read_only}
+            refused.update(ValidationError(
+                {str(key): [f"unknown field {key!r}"] for key in data if key not in writable},
+                code="unknown_field").detail)
+            refused.update(ValidationError(
+                {key: [message] for key, message in _wrong_json_types(data, writable)},
+                code="invalid").detail)
         try:
             value = super().to_internal_value(data)
         except ValidationError as exc:
-            if unknown and isinstance(exc.detail, dict):
-                exc.detail.update(ValidationError(unknown, code="unknown_field").detail)
+            if refused and isinstance(exc.detail, dict):
+                exc.detail.update(refused)
             raise
-        if unknown:
-            raise ValidationError(unknown, code="unknown_field")
+        if refused:
+            raise ValidationError(refused)
         return value
+
+
+# DRF coerces: `"submit": 0` is False, `"reason": 0` is "0", `"account": "7"` is 7. A JSON API
+# takes each value in the type its field documents; a number where a string belongs is a typo
+# or a client bug, refused like an unknown field. (Decimals keep taking numbers or strings.)
+_JSON_TYPES: tuple[tuple[type[serializers.Field], type | tuple[type, ...], str], ...] = (
+    (serializers.BooleanField, bool, "a boolean (true or false)"),
+    (serializers.IntegerField, int, "an integer"),
+    (serializers.CharField, str, "a string"),
+    (serializers.ListField, list, "an array"),
+    (serializers.DictField, dict, "an object"),
+)
+
+
+def _wrong_json_types(data: Mapping[str, Any], fields: Mapping[str, serializers.Field]
+                      ) -> list[tuple[str, str]]:
+    wrong = []
+    for name, value in data.items():
+        field = fields.get(name)
+        if field is None or (value is None and field.allow_null):
+            continue
+        for field_class, json_type, described in _JSON_TYPES:
+            if isinstance(field, field_class):
+                fits = isinstance(value, json_type) and not (
+                    json_type is int and isinstance(value, bool))
+                if not fits:
+                    wrong.append((name, f"must be {described}, not {_json_kind(value)}"))
+                break
+    return wrong
 
 
 class NoInput(InputSerializer):
@@ -157,5 +192,5 @@ def validated(serializer_class: type[InputSerializer], request: Request) -> dict
 
 def _json_kind(value: Any) -> str:
     kinds = ((bool, "a boolean"), (list, "an array"), (str, "a string"),
-             (int | float, "a number"), (type(None), "null"))
+             (int | float, "a number"), (type(None), "null"), (Mapping, "an object"))
     return next((name for kind, name in kinds if isinstance(value, kind)), "a non-object")

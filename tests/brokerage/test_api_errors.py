@@ -260,6 +260,22 @@ def test_nested_errors_are_named_by_path():
     ]
 
 
+@pytest.mark.parametrize("body, field, expected", [
+    ('{"account": %(pk)s, "submit": 0}', "submit", "a boolean (true or false), not a number"),
+    ('{"account": "%(pk)s"}', "account", "an integer, not a string"),
+    ('{"account": true}', "account", "an integer, not a boolean"),
+    ('{"account": %(pk)s.0}', "account", "an integer, not a number"),
+])
+def test_a_value_of_the_wrong_json_type_is_refused_not_coerced(world, api, body, field,
+                                                               expected):
+    before = application_count()
+    response = post_raw(api, APPLICATIONS, body % {"pk": world.a.account.pk})
+    assert response.status_code == 400
+    assert the_error(response) == {"field": field, "code": "invalid",
+                                   "message": f"must be {expected}"}
+    assert application_count() == before
+
+
 def test_an_integer_beyond_the_database_range_in_a_body_is_a_400(world, api):
     response = post_raw(api, APPLICATIONS, f'{{"account": {BIGINT_OVERFLOW}}}')
     assert response.status_code == 400
