@@ -172,6 +172,13 @@ class NoInput(InputSerializer):
     """The body of an action that takes none: empty, ``{}``, and nothing else."""
 
 
+def username(*, allow_null: bool = True) -> serializers.SlugRelatedField:
+    """A user in a response, by username, read-only; by default null until someone acts (the
+    schema says so, so a contract test accepts the null)."""
+    return serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                        allow_null=allow_null)
+
+
 def validated(serializer_class: type[InputSerializer], request: Request) -> dict[str, Any]:
     """The request body through ``serializer_class``: a 400 naming every problem otherwise.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from brokerage.api import InputSerializer
+from brokerage.api import InputSerializer, username
 from brokerage.roles import Role
 from brokerage.tenancy import role_of
 
@@ -31,14 +31,10 @@ class ApplicationSerializer(serializers.ModelSerializer):
     client_name = serializers.CharField(source="client.name", read_only=True)
     rule_set_version = serializers.IntegerField(source="rule_set.version", read_only=True,
                                                 allow_null=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    # null until someone submits, reviews, decides: the schema says so (allow_null)
-    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                                allow_null=True)
-    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                               allow_null=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                              allow_null=True)
+    created_by = username(allow_null=False)
+    submitted_by = username()
+    reviewed_by = username()
+    decided_by = username()
     recommendation = serializers.ChoiceField(choices=Application.Recommendation.choices,
                                              allow_blank=True, read_only=True,
                                              help_text="blank until reviewed")
@@ -103,10 +99,8 @@ class DesignateApproverSerializer(InputSerializer):
 
 
 class RuleSetSerializer(serializers.ModelSerializer):
-    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                               allow_null=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                              allow_null=True)
+    proposed_by = username()
+    decided_by = username()
     based_on_version = serializers.IntegerField(source="based_on.version", read_only=True,
                                                 allow_null=True)
 

@@ -15,7 +15,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from brokerage.api import InputSerializer, IsFirmStaff, TenantViewSet, validated
+from brokerage.api import InputSerializer, IsFirmStaff, TenantViewSet, username, validated
 from brokerage.scope import current_firm
 
 from .. import services
@@ -23,10 +23,8 @@ from ..models import RiskParameterSet
 
 
 class RiskParameterSetSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                              allow_null=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
-                                              allow_null=True)
+    created_by = username()
+    decided_by = username()
 
     class Meta:
         model = RiskParameterSet
