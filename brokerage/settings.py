@@ -105,17 +105,36 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 REST_FRAMEWORK = {
+    # Basic first: DRF answers an anonymous request with the first authenticator's challenge,
+    # so it is a 401 with `WWW-Authenticate: Basic realm="api"` (session first gives none: 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON only, strictly: no NaN/Infinity, no repeated keys, nesting bounded (a 400 each).
+    "DEFAULT_PARSER_CLASSES": ["brokerage.parsers.StrictJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["brokerage.api_query.FilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "brokerage.api_schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "brokerage.api_query.Pagination",
     "PAGE_SIZE": 100,
+    # Every error, DRF's and the services', in one body: {"errors": [{field, code, message}]}.
+    "EXCEPTION_HANDLER": "brokerage.api_errors.exception_handler",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Portfolio-margin back office API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Portfolio-margin back office API",
+    "VERSION": "1.0.0",
+    # Who may read the schema: any authenticated user, firm member or not; an anonymous
+    # request gets the one 401 body (the view uses DRF's authentication above).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    # drf-spectacular only ever calls `.none()` on this manager, to learn a model's filters and
+    # relations; the tenant default manager (`objects`) would need a firm in scope, and the
+    # schema is the same for every firm and for none.
+    "DEFAULT_QUERY_MANAGER": "_base_manager",
+    # Request and response components apart: read-only fields are not asked of a caller.
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = "margin-desk@pmargin.example"

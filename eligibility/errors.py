@@ -40,3 +40,14 @@ class NotEligible(Unprocessable):
     """Approval refused: the evaluation at approval time fails one or more rules."""
 
     code = "not_eligible"
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        """One entry per failed rule (``rules.opening_equity``) when the evaluation is attached,
+        so an API caller sees which rules failed, each in its own words."""
+        rules = self.details.get("rules") if isinstance(self.details, dict) else None
+        failed = [rule for rule in rules or () if not rule.get("passed")]
+        if not failed:
+            return super().errors
+        return [{"field": f"rules.{rule['rule']}", "code": self.code, "message": rule["sentence"]}
+                for rule in failed]

@@ -1,9 +1,13 @@
-"""Shapes of the eligibility API. Input serializers check form only; the services judge."""
+"""Shapes of the eligibility API. Input serializers check form only; the services judge.
+
+Every input serializer derives from `brokerage.api.InputSerializer`: an unknown field is a 400.
+"""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
+from brokerage.api import InputSerializer, username
 from brokerage.roles import Role
 from brokerage.tenancy import role_of
 
@@ -27,10 +31,13 @@ class ApplicationSerializer(serializers.ModelSerializer):
     client_name = serializers.CharField(source="client.name", read_only=True)
     rule_set_version = serializers.IntegerField(source="rule_set.version", read_only=True,
                                                 allow_null=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = username(allow_null=False)
+    submitted_by = username()
+    reviewed_by = username()
+    decided_by = username()
+    recommendation = serializers.ChoiceField(choices=Application.Recommendation.choices,
+                                             allow_blank=True, read_only=True,
+                                             help_text="blank until reviewed")
     allowed_actions = serializers.SerializerMethodField()
     latest_evaluation = serializers.SerializerMethodField()
 
@@ -63,37 +70,37 @@ class ApplicationSerializer(serializers.ModelSerializer):
         return data
 
 
-class ApplicationCreateSerializer(serializers.Serializer):
+class ApplicationCreateSerializer(InputSerializer):
     account = serializers.IntegerField(min_value=1)
     submit = serializers.BooleanField(default=False, help_text="submit it straight away")
 
 
-class ReviewSerializer(serializers.Serializer):
+class ReviewSerializer(InputSerializer):
     recommendation = serializers.ChoiceField(choices=Application.Recommendation.choices)
     notes = serializers.CharField(allow_blank=True, default="", max_length=5000)
 
 
-class DecisionSerializer(serializers.Serializer):
+class DecisionSerializer(InputSerializer):
     reasons = serializers.CharField(allow_blank=True, default="", max_length=5000)
     version = serializers.IntegerField(required=False, min_value=0,
                                        help_text="the version you read (compare-and-swap)")
 
 
 class RejectSerializer(DecisionSerializer):
-    reasons = serializers.CharField(max_length=5000)
+    reasons = serializers.CharField(max_length=5000, help_text="what the client is told")
 
 
-class WithdrawSerializer(serializers.Serializer):
+class WithdrawSerializer(InputSerializer):
     reason = serializers.CharField(allow_blank=True, default="", max_length=2000)
 
 
-class DesignateApproverSerializer(serializers.Serializer):
+class DesignateApproverSerializer(InputSerializer):
     approver = serializers.IntegerField(min_value=1, help_text="user id of a staff member")
 
 
 class RuleSetSerializer(serializers.ModelSerializer):
-    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    proposed_by = username()
+    decided_by = username()
     based_on_version = serializers.IntegerField(source="based_on.version", read_only=True,
                                                 allow_null=True)
 
@@ -105,7 +112,7 @@ class RuleSetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RuleSetProposalSerializer(serializers.Serializer):
+class RuleSetProposalSerializer(InputSerializer):
     """A change to the active thresholds: give only what changes, and why."""
 
     reason = serializers.CharField(max_length=2000)
@@ -127,5 +134,11 @@ class RuleSetProposalSerializer(serializers.Serializer):
     application_valid_days = serializers.IntegerField(required=False)
 
 
-class RuleSetDecisionSerializer(serializers.Serializer):
+class RuleSetDecisionSerializer(InputSerializer):
     reason = serializers.CharField(allow_blank=True, default="", max_length=2000)
+
+
+class RuleSetRejectSerializer(InputSerializer):
+    """A rejection says why (the service refuses one without a reason)."""
+
+    reason = serializers.CharField(max_length=2000)

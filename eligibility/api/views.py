@@ -2,18 +2,15 @@
 
 Querysets come from the scoped managers (another firm's id is a 404); a client user's queryset
 is further narrowed to the applications guardian grants them (their own). Every write calls a
-service; a refusal comes back with the service's message and code:
-403 not permitted / four eyes, 409 illegal transition / conflict (a concurrent decision),
-422 not eligible at approval time, 400 bad input.
+service and lets its refusal propagate: the one exception handler (`brokerage.api_errors`)
+answers 403 not permitted / four eyes, 409 illegal transition / conflict (a concurrent
+decision), 422 not eligible at approval time, 400 bad input, all in the one error body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from guardian.shortcuts import get_objects_for_user
@@ -23,20 +20,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
-from brokerage.api import IsFirmStaff, TenantViewSet, validated
+from brokerage.api import IsFirmStaff, NoInput, TenantViewSet, validated
+from brokerage.api_query import FilterSet
+from brokerage.errors import InvalidInput
 from brokerage.roles import Role
 from brokerage.scope import current_firm
 from brokerage.tenancy import is_staff_member, role_of
 
 from .. import services
-from ..errors import (
-    Conflict,
-    EligibilityError,
-    IllegalTransition,
-    InvalidRuleSet,
-    NotEligible,
-    NotPermitted,
-)
 from ..evaluation import evaluate_account
 from ..models import Application, Evaluation, RuleSet
 from .serializers import (
@@ -48,35 +39,13 @@ from .serializers import (
     ReviewSerializer,
     RuleSetDecisionSerializer,
     RuleSetProposalSerializer,
+    RuleSetRejectSerializer,
     RuleSetSerializer,
     WithdrawSerializer,
 )
 
-HTTP_STATUS: tuple[tuple[type[EligibilityError], int], ...] = (
-    (Conflict, status.HTTP_409_CONFLICT),
-    (IllegalTransition, status.HTTP_409_CONFLICT),
-    (NotPermitted, status.HTTP_403_FORBIDDEN),  # FourEyesViolation included
-    (NotEligible, status.HTTP_422_UNPROCESSABLE_ENTITY),
-    (EligibilityError, status.HTTP_400_BAD_REQUEST),
-)
 
-
-def refusal(exc: EligibilityError) -> Response:
-    body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
-    if exc.field:
-        body["field"] = exc.field
-    if isinstance(exc, InvalidRuleSet):
-        errors: dict[str, list[str]] = {}
-        for error in exc.errors:
-            errors.setdefault(error["field"], []).append(error["message"])
-        body["errors"] = errors
-    elif exc.details is not None:
-        body["details"] = exc.details
-    code = next(code for cls, code in HTTP_STATUS if isinstance(exc, cls))
-    return Response(body, status=code)
-
-
-class ApplicationFilterSet(filters.FilterSet):
+class ApplicationFilterSet(FilterSet):
     state = filters.MultipleChoiceFilter(choices=Application.State.choices)
     account = filters.NumberFilter(field_name="account_id")
 
@@ -90,10 +59,9 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
 
     serializer_class = ApplicationSerializer
     filterset_class = ApplicationFilterSet
+    refusal_statuses = (409, 422)  # 422: not eligible when approved
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no firm, no rows
-            return Application.cross_firm.none()
+    def scoped_queryset(self) -> QuerySet:
         applications = Application.objects.select_related(
             "account", "client", "rule_set", "created_by", "submitted_by", "reviewed_by",
             "decided_by",
@@ -109,40 +77,38 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
                                         accept_global_perms=False, with_superuser=False)
         return applications.none()
 
-    def _perform(self, call: Callable[[], Application], *,
-                 created: bool = False) -> Response:
-        try:
-            application = call()
-        except EligibilityError as exc:
-            return refusal(exc)
+    def _answer(self, application: Application, *, created: bool = False) -> Response:
+        # Re-read through the queryset: its prefetches feed latest_evaluation.
         fresh = self.get_queryset().filter(pk=application.pk).first() or application
         return Response(self.get_serializer(fresh).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    def _account(self, account_id: int) -> Account | None:
+    def _account(self, account_id: int) -> Account:
         accounts = Account.objects.select_related("client")
         user = self.request.user
         if role_of(user) == Role.CLIENT:
             granted = get_objects_for_user(user, "accounts.view_account", klass=Account.objects.all(),
                                            accept_global_perms=False, with_superuser=False)
             accounts = accounts.filter(Q(client__portal_user=user) | Q(pk__in=granted.values("pk")))
-        return accounts.filter(pk=account_id).first()
+        account = accounts.filter(pk=account_id).first()
+        if account is None:  # another firm's, another client's, or none: the same answer
+            raise InvalidInput("no such account that you may use", field="account",
+                               code="does_not_exist")
+        return account
 
     @extend_schema(request=ApplicationCreateSerializer, responses={201: ApplicationSerializer})
     def create(self, request: Request) -> Response:
         data = validated(ApplicationCreateSerializer, request)
         account = self._account(data["account"])
-        if account is None:
-            return Response({"detail": "no such account that you may use", "code": "invalid",
-                             "field": "account"}, status=status.HTTP_400_BAD_REQUEST)
-        return self._perform(lambda: services.create_application(
+        return self._answer(services.create_application(
             account=account, actor=request.user, submit=data["submit"]), created=True)
 
     @extend_schema(request=None, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
-        return self._perform(lambda: services.submit_application(
+        validated(NoInput, request)
+        return self._answer(services.submit_application(
             application=application, actor=request.user))
 
     @extend_schema(request=ReviewSerializer, responses=ApplicationSerializer)
@@ -150,7 +116,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def review(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
         data = validated(ReviewSerializer, request)
-        return self._perform(lambda: services.review_application(
+        return self._answer(services.review_application(
             application=application, reviewer=request.user, **data))
 
     @extend_schema(request=DecisionSerializer, responses=ApplicationSerializer)
@@ -158,7 +124,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def approve(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
         data = validated(DecisionSerializer, request)
-        return self._perform(lambda: services.approve_application(
+        return self._answer(services.approve_application(
             application=application, approver=request.user, reasons=data["reasons"],
             expected_version=data.get("version")))
 
@@ -167,7 +133,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def reject(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
         data = validated(RejectSerializer, request)
-        return self._perform(lambda: services.reject_application(
+        return self._answer(services.reject_application(
             application=application, approver=request.user, reasons=data["reasons"],
             expected_version=data.get("version")))
 
@@ -176,7 +142,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def withdraw(self, request: Request, pk: str | None = None) -> Response:
         application = self.get_object()
         data = validated(WithdrawSerializer, request)
-        return self._perform(lambda: services.withdraw_application(
+        return self._answer(services.withdraw_application(
             application=application, actor=request.user, reason=data["reason"]))
 
     @extend_schema(request=DesignateApproverSerializer, responses=ApplicationSerializer)
@@ -187,9 +153,9 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
         approver = get_user_model().objects.filter(
             pk=data["approver"], membership__firm=current_firm()).first()
         if approver is None:
-            return Response({"detail": "no such staff member in your firm", "code": "invalid",
-                             "field": "approver"}, status=status.HTTP_400_BAD_REQUEST)
-        return self._perform(lambda: services.designate_approver(
+            raise InvalidInput("no such staff member in your firm", field="approver",
+                               code="does_not_exist")
+        return self._answer(services.designate_approver(
             application=application, approver=approver, actor=request.user))
 
     @extend_schema(request=None, responses=dict)
@@ -208,31 +174,25 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     serializer_class = RuleSetSerializer
     permission_classes = [permissions.IsAuthenticated, IsFirmStaff]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return RuleSet.cross_firm.none()
+    def scoped_queryset(self) -> QuerySet:
         return RuleSet.objects.select_related("proposed_by", "decided_by", "based_on").order_by(
             "-version")
 
-    def _perform(self, call: Callable[[], RuleSet], *, created: bool = False) -> Response:
-        try:
-            rule_set = call()
-        except EligibilityError as exc:
-            return refusal(exc)
+    def _answer(self, rule_set: RuleSet, *, created: bool = False) -> Response:
         return Response(self.get_serializer(rule_set).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses=RuleSetSerializer)
     @action(detail=False, methods=["get"])
     def active(self, request: Request) -> Response:
-        return self._perform(lambda: services.active_rule_set(firm=current_firm()))
+        return self._answer(services.active_rule_set(firm=current_firm()))
 
     @extend_schema(request=RuleSetProposalSerializer, responses={201: RuleSetSerializer})
     @action(detail=False, methods=["post"])
     def propose(self, request: Request) -> Response:
         data = validated(RuleSetProposalSerializer, request)
         reason = data.pop("reason")
-        return self._perform(lambda: services.propose_rule_set(
+        return self._answer(services.propose_rule_set(
             firm=current_firm(), proposer=request.user, reason=reason, **data), created=True)
 
     @extend_schema(request=RuleSetDecisionSerializer, responses=RuleSetSerializer)
@@ -240,13 +200,13 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     def approve(self, request: Request, pk: str | None = None) -> Response:
         rule_set = self.get_object()
         data = validated(RuleSetDecisionSerializer, request)
-        return self._perform(lambda: services.approve_rule_set(
+        return self._answer(services.approve_rule_set(
             rule_set=rule_set, approver=request.user, reason=data["reason"]))
 
-    @extend_schema(request=RuleSetDecisionSerializer, responses=RuleSetSerializer)
+    @extend_schema(request=RuleSetRejectSerializer, responses=RuleSetSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         rule_set = self.get_object()
-        data = validated(RuleSetDecisionSerializer, request)
-        return self._perform(lambda: services.reject_rule_set(
+        data = validated(RuleSetRejectSerializer, request)
+        return self._answer(services.reject_rule_set(
             rule_set=rule_set, approver=request.user, reason=data["reason"]))

@@ -1,11 +1,13 @@
 """``/api/v1/risk-parameters/``: a firm's parameter versions; propose, approve, reject.
 
 Staff of the firm read; firm admins and risk officers propose and decide (four eyes: the
-service refuses the proposer as decider). Another firm's version is a 404.
+service refuses the proposer as decider). Another firm's version is a 404. Refusals propagate
+to the one exception handler (`brokerage.api_errors`): each problem with its field path.
 """
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -13,8 +15,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from brokerage.api import IsFirmStaff, TenantViewSet, validated
-from brokerage.errors import DomainError
+from brokerage.api import InputSerializer, IsFirmStaff, TenantViewSet, username, validated
 from brokerage.scope import current_firm
 
 from .. import services
@@ -22,8 +23,8 @@ from ..models import RiskParameterSet
 
 
 class RiskParameterSetSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = username()
+    decided_by = username()
 
     class Meta:
         model = RiskParameterSet
@@ -32,56 +33,53 @@ class RiskParameterSetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ProposalSerializer(serializers.Serializer):
-    overrides = serializers.JSONField(help_text="the firm's complete overrides of the base set")
+class ParameterProposalSerializer(InputSerializer):
+    # An object: the service checks every key and value in it (paths like overrides.house.x).
+    overrides = serializers.DictField(help_text="the firm's complete overrides of the base set")
     reason = serializers.CharField(max_length=2000)
 
 
-class DecisionSerializer(serializers.Serializer):
+class ParameterDecisionSerializer(InputSerializer):
     reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
 
 
-def _refusal(exc: DomainError) -> Response:
-    return Response({"errors": exc.errors}, status=exc.status)
+class ParameterRejectSerializer(InputSerializer):
+    """A rejection says why (the service refuses one without a reason)."""
+
+    reason = serializers.CharField(max_length=2000)
 
 
 class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     serializer_class = RiskParameterSetSerializer
     permission_classes = [IsAuthenticated, IsFirmStaff]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no firm, no rows
-            return RiskParameterSet.cross_firm.none()
+    def scoped_queryset(self) -> QuerySet:
         return RiskParameterSet.objects.select_related("created_by", "decided_by").order_by(
             "-version")
 
-    def _done(self, call, created: bool = False) -> Response:
-        try:
-            row = call()
-        except DomainError as exc:  # a stale approval is a Conflict: 409
-            return _refusal(exc)
+    def _answer(self, row: RiskParameterSet, *, created: bool = False) -> Response:
         return Response(self.get_serializer(row).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(request=ProposalSerializer, responses={201: RiskParameterSetSerializer})
+    @extend_schema(request=ParameterProposalSerializer, responses={201: RiskParameterSetSerializer})
     def create(self, request: Request) -> Response:
-        data = validated(ProposalSerializer, request)
-        return self._done(lambda: services.propose_parameters(
+        data = validated(ParameterProposalSerializer, request)
+        return self._answer(services.propose_parameters(
             firm=current_firm(), actor=request.user, overrides=data["overrides"],
             reason=data["reason"]), created=True)
 
-    @extend_schema(request=DecisionSerializer, responses=RiskParameterSetSerializer)
+    @extend_schema(request=ParameterDecisionSerializer, responses=RiskParameterSetSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         proposal = self.get_object()
-        data = validated(DecisionSerializer, request)
-        return self._done(lambda: services.approve_parameters(
+        data = validated(ParameterDecisionSerializer, request)
+        return self._answer(services.approve_parameters(
             proposal=proposal, actor=request.user, reason=data["reason"]))
 
-    @extend_schema(request=DecisionSerializer, responses=RiskParameterSetSerializer)
+    @extend_schema(request=ParameterRejectSerializer, responses=RiskParameterSetSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         proposal = self.get_object()
-        data = validated(DecisionSerializer, request)
-        return self._done(lambda: services.reject_parameters(
+        data = validated(ParameterRejectSerializer, request)
+        return self._answer(services.reject_parameters(
             proposal=proposal, actor=request.user, reason=data["reason"]))

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from margin.calculator import run
+from tests.api_body import the_error
 
 from .requests import BASE, REPO, base, body
 
@@ -81,21 +82,90 @@ def test_api_reads_the_raw_body_big_integers_survive(api):
     assert json.loads(response.content)["errors"][0]["field"] == "rate"
 
 
-def test_session_login_works_too(db):
-    user = get_user_model().objects.create_user(username="staff", password=PASSWORD)
-    client = Client()
-    client.force_login(user)
+def session_with_csrf(username: str) -> tuple[Client, str]:
+    """A browser-like session: CSRF enforced, the token from the login page's cookie."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(get_user_model().objects.get(username=username))
+    client.get(reverse("login"))
+    return client, client.cookies["csrftoken"].value
+
+
+# The same request through each door of authentication. Session authentication's CSRF check
+# used to make DRF parse the body before the view: a session caller got DRF's parser's answers
+# (NaN in DRF's words, 3,000-deep nesting a 500, a text/plain body a 415) where a Basic caller
+# got the calculator's own.
+SAME_BYTES_CASES = {
+    "valid": (body(base(methods=["reg_t", "portfolio_margin"])), "application/json"),
+    "nan": (b'{"valuation_date": "2007-02-23", "underlyings": {}, "positions": [],'
+            b' "rate": NaN}', "application/json"),
+    "infinity": (b'{"valuation_date": "2007-02-23", "underlyings": {}, "positions": [],'
+                 b' "rate": -Infinity}', "application/json"),
+    "deep": (b"[" * 3000 + b"]" * 3000, "application/json"),
+    "malformed": (b'{"valuation_date": ', "application/json"),
+    "unknown_field": (b'{"valuation_date": "2007-02-23", "underlyings": {}, "positions": [],'
+                      b' "methds": []}', "application/json"),
+    "overflow": (b'{"valuation_date": "2007-02-23", "underlyings": {}, "positions": [],'
+                 b' "rate": 1e999}', "application/json"),
+    "text_plain": (body(base(methods=["reg_t"])), "text/plain"),
+    "form": (b"valuation_date=2007-02-23", "application/x-www-form-urlencoded"),
+    "empty": (b"", "application/json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_BYTES_CASES))
+def test_the_same_bytes_whatever_the_authentication(api, case):
+    raw, content_type = SAME_BYTES_CASES[case]
+    session, token = session_with_csrf("integrator")
+    by_session = session.generic("POST", URL, raw, content_type=content_type,
+                                 HTTP_X_CSRFTOKEN=token)
+    by_basic = api.generic("POST", URL, raw, content_type=content_type)
+    assert by_session.status_code == by_basic.status_code, (by_session.content, by_basic.content)
+    assert by_session.content == by_basic.content
+    assert by_session["Content-Type"] == by_basic["Content-Type"] == "application/json"
+    # ... and the same as the CLI's answer for the same bytes.
+    assert (by_basic.status_code, by_basic.content) == run(raw)
+    if case in ("valid", "text_plain"):  # the calculator reads the bytes, whatever the label
+        assert by_basic.status_code == 200
+    else:
+        assert by_basic.status_code == 400
+        assert json.loads(by_basic.content)["errors"][0]["code"] in (
+            "malformed_json", "not_finite", "unknown_field", "invalid", "required")
+
+
+def test_a_body_past_the_upload_limit_is_a_413_through_either_door(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 500
     raw = body(base(methods=["reg_t"]))
-    response = post(client, raw)
-    assert response.status_code == 200
-    assert response.content == run(raw)[1]
+    assert len(raw) > 500
+    session, token = session_with_csrf("integrator")
+    by_session = session.generic("POST", URL, raw, content_type="application/json",
+                                 HTTP_X_CSRFTOKEN=token)
+    by_basic = post(api, raw)
+    assert by_session.status_code == by_basic.status_code == 413
+    assert by_session.content == by_basic.content
+    assert the_error(by_basic)["code"] == "too_large"
+
+
+def test_a_session_without_its_csrf_token_is_a_403_in_the_one_body(api):
+    session, _ = session_with_csrf("integrator")
+    response = post(session, body(base()))
+    assert response.status_code == 403
+    assert the_error(response)["code"] == "permission_denied"
+    assert "CSRF" in the_error(response)["message"]
 
 
 @pytest.mark.django_db
-def test_unauthenticated_is_refused():
+def test_unauthenticated_is_a_401_in_the_one_body():
     response = post(Client(), body(base()))
-    assert response.status_code in (401, 403)
-    assert b"net_liquidation_value" not in response.content
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert the_error(response)["code"] == "not_authenticated"
+
+
+def test_wrong_basic_credentials_are_a_401(api):
+    token = base64.b64encode(b"integrator:not-the-password").decode()
+    response = post(Client(HTTP_AUTHORIZATION=f"Basic {token}"), body(base()))
+    assert response.status_code == 401
+    assert the_error(response)["code"] == "authentication_failed"
 
 
 def test_cli_reads_a_file(tmp_path):

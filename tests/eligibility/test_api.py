@@ -13,6 +13,7 @@ from accounts import services as book
 from brokerage.scope import firm_scope
 from eligibility import services
 from eligibility.models import Application, RuleSet
+from tests.api_body import errors_of, the_error
 from tests.factories import PASSWORD
 
 from .conftest import reviewed_application, withdraw
@@ -68,7 +69,7 @@ def test_a_client_sees_only_their_own_applications(desk):
     assert client.get(f"{APPLICATIONS}{theirs.pk}/").status_code == 404
     assert client.post(f"{APPLICATIONS}{theirs.pk}/withdraw/", {}, format="json").status_code == 404
     refused = client.post(APPLICATIONS, {"account": other_account.pk}, format="json")
-    assert refused.status_code == 400 and refused.data["field"] == "account"
+    assert refused.status_code == 400 and the_error(refused)["field"] == "account"
     # Staff of the firm see both.
     assert len(as_user(desk.compliance).get(APPLICATIONS).data["results"]) == 2
 
@@ -110,11 +111,11 @@ def test_four_eyes_cannot_be_bypassed_through_the_api(desk, reviewed):
     response = as_user(desk.risk).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {"reasons": "me"},
                                        format="json")
     assert response.status_code == 403
-    assert response.data["code"] == "four_eyes"
-    assert "reviewed application" in response.data["detail"]
+    assert the_error(response)["code"] == "four_eyes"
+    assert "reviewed application" in the_error(response)["message"]
     response = as_user(desk.risk).post(f"{APPLICATIONS}{reviewed.pk}/reject/", {"reasons": "me"},
                                        format="json")
-    assert response.status_code == 403 and response.data["code"] == "four_eyes"
+    assert response.status_code == 403 and the_error(response)["code"] == "four_eyes"
     assert state_of(reviewed.pk) == "under_review"
 
 
@@ -122,7 +123,7 @@ def test_roles_without_approval_rights_get_403(desk, reviewed):
     for user in (desk.margin_desk, desk.compliance, desk.client_user):
         response = as_user(user).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
         assert response.status_code == 403, user.username
-        assert response.data["code"] == "not_permitted"
+        assert the_error(response)["code"] == "not_permitted"
     assert state_of(reviewed.pk) == "under_review"
 
 
@@ -131,14 +132,14 @@ def test_a_second_approval_is_a_409_conflict(desk, reviewed):
     assert first.status_code == 200
     second = as_user(desk.risk2).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
     assert second.status_code == 409
-    assert second.data["code"] == "conflict"
-    assert "already approved by alpha_firm_admin" in second.data["detail"]
+    assert the_error(second)["code"] == "conflict"
+    assert "already approved by alpha_firm_admin" in the_error(second)["message"]
 
 
 def test_a_stale_version_in_the_request_is_a_409(desk, reviewed):
     response = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/approve/",
                                         {"version": reviewed.version - 1}, format="json")
-    assert response.status_code == 409 and response.data["field"] == "version"
+    assert response.status_code == 409 and the_error(response)["field"] == "version"
 
 
 def test_an_illegal_transition_is_a_409_with_the_reason(desk):
@@ -146,8 +147,8 @@ def test_an_illegal_transition_is_a_409_with_the_reason(desk):
         draft = services.create_application(account=desk.account, actor=desk.client_user)
     response = as_user(desk.admin).post(f"{APPLICATIONS}{draft.pk}/approve/", {}, format="json")
     assert response.status_code == 409
-    assert response.data["code"] == "illegal_transition"
-    assert "it is draft" in response.data["detail"]
+    assert the_error(response)["code"] == "illegal_transition"
+    assert "it is draft" in the_error(response)["message"]
 
 
 def test_not_eligible_at_approval_is_a_422_listing_the_failed_rules(desk, reviewed):
@@ -155,14 +156,17 @@ def test_not_eligible_at_approval_is_a_422_listing_the_failed_rules(desk, review
         withdraw(desk.account, "190000")
     response = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
     assert response.status_code == 422
-    failed = [r["rule"] for r in response.data["details"]["rules"] if not r["passed"]]
-    assert failed == ["opening_equity"]
+    refused = the_error(response)  # one entry per failed rule, in the rule's own words
+    assert (refused["field"], refused["code"]) == ("rules.opening_equity", "not_eligible")
+    assert "opening minimum" in refused["message"]
     assert state_of(reviewed.pk) == "under_review"
 
 
 def test_reject_needs_reasons_and_withdraw_by_the_client(desk, reviewed):
     missing = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/reject/", {}, format="json")
-    assert missing.status_code == 400 and "reasons" in missing.data
+    assert missing.status_code == 400
+    assert the_error(missing) == {"field": "reasons", "code": "required",
+                                  "message": "This field is required."}
     withdrawn = as_user(desk.client_user).post(f"{APPLICATIONS}{reviewed.pk}/withdraw/",
                                                {"reason": "not now"}, format="json")
     assert withdrawn.status_code == 200 and withdrawn.data["state"] == "withdrawn"
@@ -181,10 +185,10 @@ def test_designating_an_approver_through_the_api(desk, reviewed):
                           {"approver": desk.risk2.pk}, format="json")
     assert response.status_code == 200
     refused = admin.post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
-    assert refused.status_code == 403 and "designated approvers" in refused.data["detail"]
+    assert refused.status_code == 403 and "designated approvers" in the_error(refused)["message"]
     outsider = admin.post(f"{APPLICATIONS}{reviewed.pk}/designate-approver/",
                           {"approver": desk.other_firm_admin.pk}, format="json")
-    assert outsider.status_code == 400
+    assert outsider.status_code == 400 and the_error(outsider)["field"] == "approver"
     assert as_user(desk.risk2).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {},
                                     format="json").status_code == 200
 
@@ -222,7 +226,7 @@ def test_propose_and_approve_a_rule_set_change_through_the_api(desk):
     assert proposed.status_code == 201, proposed.data
     assert proposed.data["status"] == "proposed" and proposed.data["based_on_version"] == 1
     own = as_user(desk.risk).post(f"{RULE_SETS}{proposed.data['id']}/approve/", {}, format="json")
-    assert own.status_code == 403 and own.data["code"] == "four_eyes"
+    assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
     approved = as_user(desk.admin).post(f"{RULE_SETS}{proposed.data['id']}/approve/",
                                         {"reason": "agreed"}, format="json")
     assert approved.status_code == 200 and approved.data["status"] == "active"
@@ -235,8 +239,10 @@ def test_a_proposal_under_the_floor_is_a_400_naming_the_field(desk):
         "reason": "cheaper", "maintenance_equity_minimum": "90000.00",
         "opening_equity_minimum": "95000.00"}, format="json")
     assert response.status_code == 400
-    assert set(response.data["errors"]) == {"maintenance_equity_minimum", "opening_equity_minimum"}
-    assert "regulatory floor" in response.data["errors"]["maintenance_equity_minimum"][0]
+    errors = {error["field"]: error for error in errors_of(response)}
+    assert set(errors) == {"maintenance_equity_minimum", "opening_equity_minimum"}
+    assert "regulatory floor" in errors["maintenance_equity_minimum"]["message"]
+    assert errors["maintenance_equity_minimum"]["code"] == "invalid_rule_set"
     with firm_scope(desk.firm):
         assert not RuleSet.objects.filter(status="proposed").exists()
 

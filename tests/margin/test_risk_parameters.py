@@ -17,6 +17,7 @@ from margin.market_data import load_prices
 from margin.models import RiskParameterSet
 from margin.snapshots import latest_snapshot, parameters_for
 from margin.tasks import recompute_accounts
+from tests.api_body import the_error
 from tests.factories import PASSWORD, shared_instrument
 
 pytestmark = pytest.mark.django_db
@@ -129,21 +130,24 @@ def test_the_api_door(client, world):
                        content_type="application/json")
     assert made.status_code == 201, made.json()
     url = f"/api/v1/risk-parameters/{made.json()['id']}/"
-    assert client.post(url + "approve/", {}, content_type="application/json").status_code == 403
+    own = client.post(url + "approve/", {}, content_type="application/json")
+    assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
     bad = client.post("/api/v1/risk-parameters/",
                       {"overrides": {"defi": {"max_ltv": 2}}, "reason": "x"},
                       content_type="application/json")
     assert bad.status_code == 400
-    assert bad.json()["errors"][0]["field"] == "overrides.defi.max_ltv"
+    assert the_error(bad)["field"] == "overrides.defi.max_ltv"
     client.logout()
 
     client.login(username="beta_firm_admin", password=PASSWORD)
     assert client.get(url).status_code == 404  # another firm's version
-    assert client.post(url + "approve/", {}, content_type="application/json").status_code == 404
+    foreign = client.post(url + "approve/", {}, content_type="application/json")
+    assert foreign.status_code == 404 and the_error(foreign)["code"] == "not_found"
     client.logout()
 
     client.login(username="alpha_client", password=PASSWORD)
-    assert client.get("/api/v1/risk-parameters/").status_code == 403
+    staff_only = client.get("/api/v1/risk-parameters/")
+    assert staff_only.status_code == 403 and the_error(staff_only)["code"] == "permission_denied"
     client.logout()
 
     client.login(username="alpha_firm_admin", password=PASSWORD)
