@@ -16,11 +16,13 @@ at any depth, before anything is written.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -39,7 +41,12 @@ class TenantScopedMixin:
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        request._firm_scope_token = _current_firm.set(firm_of(request.user))
+        firm = firm_of(request.user)
+        request._firm_scope_token = _current_firm.set(firm)
+        # Basic/token users are known only now: their times too are the firm's zone (the
+        # middleware did this for session users; it deactivates the zone after the response).
+        if firm is not None:
+            timezone.activate(zoneinfo.ZoneInfo(firm.time_zone))
 
     def finalize_response(self, request, response, *args, **kwargs):
         token = getattr(request, "_firm_scope_token", None)

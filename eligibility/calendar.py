@@ -2,8 +2,8 @@
 
 Regulatory day counts (T+3 for an equity deficiency, FINRA 4210(g)) and the house downgrade
 timeline count sessions: weekends and exchange holidays are skipped. `today()` is the exchange's
-local date (settings.TIME_ZONE is America/New_York); services take `today` explicitly so tests
-drive a frozen clock.
+local date, whatever zone the viewer's firm is shown in; services take `today` explicitly so
+tests drive a frozen clock.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ def exchange(code: str = DEFAULT_CALENDAR) -> exchange_calendars.ExchangeCalenda
         raise CalendarError(f"unknown exchange calendar {code!r}") from exc
 
 
-def today() -> date:
-    return timezone.localdate()
+def today(code: str = DEFAULT_CALENDAR) -> date:
+    """The exchange's own date now: its sessions, not the viewer's zone, decide what day it is
+    (a London firm's staff acting at 01:00 London time are still on New York's previous day)."""
+    return timezone.localdate(timezone.now(), timezone=exchange(code).tz)
 
 
 def _check(day: date, cal: exchange_calendars.ExchangeCalendar) -> pd.Timestamp:

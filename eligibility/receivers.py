@@ -54,7 +54,7 @@ def on_book_changed(sender, account_ids=None, **kwargs) -> None:
         ids = sorted(by_firm[firm.pk])
         with firm_scope(firm):
             detect_stale_for_accounts(account_ids=ids)
-            check_cures(account_ids=ids, today=business_days.today())
+            check_cures(account_ids=ids, today=business_days.today(firm.exchange_calendar))
 
 
 @receiver(snapshots_written, dispatch_uid="eligibility.snapshots_written")
@@ -62,4 +62,5 @@ def on_snapshots_written(sender, firm: Firm, account_ids: list[int], **kwargs) -
     """A new snapshot may open, escalate or cure a minimum-equity deficiency (DESIGN.md path 4)."""
     from .deficiencies import assess_accounts
 
-    assess_accounts(firm=firm, account_ids=account_ids, today=business_days.today())
+    assess_accounts(firm=firm, account_ids=account_ids,
+                    today=business_days.today(firm.exchange_calendar))

@@ -445,7 +445,7 @@ def create_application(*, account: Account, actor, submit: bool = False,
 def submit_application(*, application: Application, actor, today: date | None = None) -> Application:
     """Draft (or stale) -> submitted. Evaluates against the active rule set and records it."""
     _require_maker(actor, application, "submit this application")
-    today = today or business_days.today()
+    today = today or business_days.today(application.firm.exchange_calendar)
     with transaction.atomic():
         locked = _lock(application)
         _check_can(locked, "submit")
@@ -531,7 +531,7 @@ def approve_application(*, application: Application, approver, reasons: str = ""
     """
     return _decide(application, approver, approve=True, reasons=reasons,
                    expected_version=expected_version,
-                   today=today or business_days.today())
+                   today=today or business_days.today(application.firm.exchange_calendar))
 
 
 def reject_application(*, application: Application, approver, reasons: str,
@@ -583,7 +583,8 @@ def _approve(ruling: approvals.Ruling) -> approvals.Change:
     application: Application = ruling.subject
     before = _view(application)
     firm = application.firm
-    today = ruling.context.get("today") or business_days.today()  # a desk may not pass it
+    # a desk may not pass it
+    today = ruling.context.get("today") or business_days.today(firm.exchange_calendar)
     effective_on = business_days.next_business_day(today, firm.exchange_calendar)
     locked = _move(application, "approve", decided_by=ruling.decider, decided_at=timezone.now(),
                    decision_reasons=ruling.reason, rule_set=ruling.context["rule_set"],

@@ -116,3 +116,30 @@ def test_the_firm_admin_sets_the_firms_zone_audited(client, world):
     assert client.post(url, {"time_zone": "Asia/Tokyo"}).status_code == 403
     assert Firm.objects.get(pk=world.firm_b.pk).time_zone == "America/New_York"
     assert Firm.objects.get(pk=world.firm_a.pk).time_zone == "Europe/Zurich"
+
+
+def test_the_api_gives_times_in_the_firms_zone_whatever_the_authentication(world):
+    """Basic users are known only once DRF authenticates (after the middleware): their times
+    are the firm's zone too, the same instant as a session user's."""
+    import base64
+
+    from django.test import Client
+
+    from brokerage.scope import firm_scope
+    from margin import services
+
+    _zone(world.firm_a, "Asia/Tokyo")
+    firm = Firm.objects.get(pk=world.firm_a.pk)
+    with firm_scope(firm):
+        proposal = services.propose_parameters(firm=firm, actor=world.a.users["risk_officer"],
+                                               overrides={"house": {"vol_shift": 0.3}},
+                                               reason="zone test")
+    session = Client()
+    session.force_login(world.a.users["risk_officer"])
+    token = base64.b64encode(f"{world.a.users['risk_officer'].username}:{PASSWORD}".encode())
+    basic = Client(HTTP_AUTHORIZATION=f"Basic {token.decode()}")
+    url = f"/api/v1/risk-parameters/{proposal.pk}/"
+    stamps = [door.get(url).json()["created_at"] for door in (session, basic)]
+    assert all(stamp.endswith("+09:00") for stamp in stamps), stamps
+    assert {datetime.fromisoformat(s) for s in stamps} == {proposal.created_at}
+    assert timezone.get_current_timezone_name() != "Asia/Tokyo"  # nothing leaks past a request

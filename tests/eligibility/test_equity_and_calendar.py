@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -33,6 +34,18 @@ def test_dates_outside_the_calendar_and_unknown_calendars_are_clear_errors():
         cal.is_business_day(date(1990, 1, 2))
     with pytest.raises(cal.CalendarError, match="unknown exchange calendar"):
         cal.exchange("NOPE")
+
+
+def test_today_is_the_exchanges_date_whatever_zone_a_firm_is_shown_in():
+    """A firm's time zone changes what its people see, never which session it is: Kiritimati
+    (UTC+14) and Pago Pago (UTC-11) are always on different dates, and both get New York's."""
+    new_york = timezone.localdate(timezone.now(), timezone=zoneinfo.ZoneInfo("America/New_York"))
+    seen = set()
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        with timezone.override(zoneinfo.ZoneInfo(zone)):
+            seen.add(timezone.localdate())
+            assert cal.today() == new_york
+    assert len(seen) == 2
 
 
 def test_without_a_snapshot_margin_values_the_book_at_latest_prices(in_desk_firm):
