@@ -22,7 +22,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -30,6 +31,7 @@ from rest_framework.views import set_rollback
 
 from .errors import DomainError
 from .parsers import BodyTooLarge
+from .scope import current_request_id
 
 ErrorEntry = dict[str, str]
 
@@ -102,3 +104,30 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["Retry-After"] = str(int(exc.wait))
     set_rollback()
     return error_response(_entries(exc), exc.status_code, headers)
+
+
+# -- what Django answers outside DRF's views, for paths under /api/ ---------------------------
+# An unmatched URL and an unhandled exception never reach a DRF view, so its handler cannot
+# answer them; an integrator under /api/ still gets the one body (and JSON), never an HTML page.
+API_PREFIX = "/api/"
+
+
+def _plain_error(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"errors": [{"field": "", "code": code, "message": message}]},
+                        status=status)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: the one body under /api/, Django's page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        return _plain_error("not_found", f"no API resource at {request.path}", 404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: a bug, logged with its traceback; the caller gets the request id to
+    quote, never the traceback."""
+    if request.path.startswith(API_PREFIX):
+        return _plain_error("server_error", "the server failed to answer; quote request id "
+                            f"{current_request_id() or '(none)'} to support", 500)
+    return defaults.server_error(request)

@@ -20,3 +20,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
 ]
+
+# Outside DRF's views (an unmatched URL, an unhandled exception), /api/ still answers JSON.
+handler404 = "brokerage.api_errors.page_not_found"
+handler500 = "brokerage.api_errors.server_error"
