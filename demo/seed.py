@@ -431,6 +431,6 @@ def print_logins(*, write: Write) -> None:
         with firm_scope(firm):
             for m in Membership.objects.select_related("user").order_by("role", "user__username"):
                 write(f"    {m.user.username:<28} {m.get_role_display()}")
-    write(f"  Platform operator (no firm): {PLATFORM_AUDITOR}")
+    write(f"  Platform auditor (no firm; read-only, cross-firm audit export): {PLATFORM_AUDITOR}")
     accounts = Account.cross_firm.for_compliance(reason="demo banner").count()
     write(f"  {accounts} accounts in 2 firms\n")
