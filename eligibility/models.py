@@ -22,7 +22,7 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from accounts.models import Account, Client
-from brokerage.models import TenantModel
+from brokerage.models import AppendOnlyRecord, TenantModel
 
 from . import rules
 
@@ -228,7 +228,7 @@ class ApplicationGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Application, on_delete=models.CASCADE)
 
 
-class Evaluation(TenantModel):
+class Evaluation(AppendOnlyRecord, TenantModel):
     """One judgement of an account against one rule-set version. Never updated."""
 
     class Stage(models.TextChoices):
@@ -249,16 +249,13 @@ class Evaluation(TenantModel):
                                      on_delete=models.PROTECT, related_name="+")
     evaluated_at = models.DateTimeField()
 
+    never_updated = "an evaluation is a record: never updated"
+
     class Meta(TenantModel.Meta):
         ordering = ["-evaluated_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.stage} v{self.rule_set_id}: {'pass' if self.passed else 'fail'}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise PermissionError("an evaluation is a record: never updated")
-        super().save(*args, **kwargs)
 
 
 class Deficiency(TenantModel):
