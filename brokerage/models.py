@@ -48,6 +48,17 @@ class Firm(models.Model):
         return self.name
 
 
+class VersionStatus(models.TextChoices):
+    """Where one version of a firm's versioned settings (eligibility rule set, risk parameters)
+    stands: proposed until a second person decides (``brokerage.approvals``), then active or
+    rejected; an active version is superseded by the next one approved."""
+
+    PROPOSED = "proposed", "Proposed (awaiting a second approver)"
+    ACTIVE = "active", "Active"
+    SUPERSEDED = "superseded", "Superseded"
+    REJECTED = "rejected", "Rejected"
+
+
 class AppendOnlyRecord:
     """A row written once and kept as it was: saving it again raises `never_updated`, and
     deleting it raises `never_deleted` where the model declares one. (The scoped manager

@@ -22,7 +22,7 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from accounts.models import Account, Client
-from brokerage.models import AppendOnlyRecord, TenantModel
+from brokerage.models import AppendOnlyRecord, TenantModel, VersionStatus
 
 from . import rules
 
@@ -42,11 +42,7 @@ def _default_margin_types() -> list[str]:
 class RuleSet(TenantModel):
     """One version of a firm's portfolio-margin eligibility thresholds. Never edited."""
 
-    class Status(models.TextChoices):
-        PROPOSED = "proposed", "Proposed (awaiting a second approver)"
-        ACTIVE = "active", "Active"
-        SUPERSEDED = "superseded", "Superseded"
-        REJECTED = "rejected", "Rejected"
+    Status = VersionStatus
 
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROPOSED)
