@@ -270,11 +270,16 @@ def read_string(value: Any, path: str, errors: Errors,
     return value
 
 
-def read_bool(value: Any, path: str, errors: Errors) -> bool | None:
-    if not isinstance(value, bool):
-        errors.add(path, "invalid", f"must be true or false, not {_kind_of(value)}")
+def _of_json_type(value: Any, path: str, errors: Errors, json_type: type, what: str) -> Any:
+    """`value` if it is of `json_type`, else None and an error saying it must be `what`."""
+    if not isinstance(value, json_type):
+        errors.add(path, "invalid", f"must be {what}, not {_kind_of(value)}")
         return None
     return value
+
+
+def read_bool(value: Any, path: str, errors: Errors) -> bool | None:
+    return _of_json_type(value, path, errors, bool, "true or false")
 
 
 def read_date(value: Any, path: str, errors: Errors) -> date | None:
@@ -305,8 +310,7 @@ def read_datetime(value: Any, path: str, errors: Errors) -> datetime | None:
 
 
 def read_object(value: Any, path: str, errors: Errors) -> dict | None:
-    if not isinstance(value, dict):
-        errors.add(path, "invalid", f"must be an object, not {_kind_of(value)}")
+    if _of_json_type(value, path, errors, dict, "an object") is None:
         return None
     for key in getattr(value, "duplicates", ()):
         errors.add(join(path, key), "duplicate_field", "given more than once")
@@ -314,10 +318,7 @@ def read_object(value: Any, path: str, errors: Errors) -> dict | None:
 
 
 def read_list(value: Any, path: str, errors: Errors) -> list | None:
-    if not isinstance(value, list):
-        errors.add(path, "invalid", f"must be a list, not {_kind_of(value)}")
-        return None
-    return value
+    return _of_json_type(value, path, errors, list, "a list")
 
 
 class Fields:
