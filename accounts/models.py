@@ -15,7 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from brokerage.models import Firm, TenantModel
+from brokerage.models import AppendOnlyRecord, Firm, TenantModel
 from brokerage.scope import AppendOnlyTenantManager, CrossFirmManager, SharedOrTenantManager
 
 uint_string = RegexValidator(r"^[0-9]{1,78}$", "a non-negative integer in decimal digits")
@@ -231,7 +231,7 @@ class Position(TenantModel):
         return f"{self.account} {self.quantity} {self.instrument}"
 
 
-class LedgerEntry(TenantModel):
+class LedgerEntry(AppendOnlyRecord, TenantModel):
     """One cash movement. Never updated or deleted: a correction is a new entry."""
 
     class Kind(models.TextChoices):
@@ -255,6 +255,7 @@ class LedgerEntry(TenantModel):
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AppendOnlyTenantManager()
+    never_updated = never_deleted = "ledger entries are append-only: post a correction instead"
 
     class Meta(TenantModel.Meta):
         ordering = ["account", "effective_at", "id"]
@@ -262,11 +263,3 @@ class LedgerEntry(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.account} {self.kind} {self.amount}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise PermissionError("ledger entries are append-only: post a correction instead")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("ledger entries are append-only: post a correction instead")

@@ -38,6 +38,7 @@ from django.utils import timezone
 from . import audit
 from .errors import Conflict, DomainError, FourEyesViolation, NotFound, NotPermitted
 from .models import ApprovalDecision, ApprovalRequest, Firm
+from .scope import lock_in_firm
 
 State = ApprovalRequest.State
 
@@ -230,10 +231,8 @@ def _in_scope(request: ApprovalRequest) -> None:
 
 
 def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
-    try:
-        return ApprovalRequest.objects.select_for_update().get(pk=request.pk)
-    except ApprovalRequest.DoesNotExist:
-        raise NotFound("no such approval request in your firm") from None
+    return lock_in_firm(ApprovalRequest, request.pk,
+                        missing=NotFound("no such approval request in your firm"))
 
 
 def _check_open(request: ApprovalRequest, subject: str) -> None:

@@ -25,6 +25,16 @@ class DomainError(ValueError):
     code = "invalid"
     status = 400
 
+    def __init_subclass__(cls, *, code: str | None = None, status: int | None = None,
+                          **kwargs: Any) -> None:
+        # A refusal kind is declared in its class line: `class NotFound(DomainError,
+        # code="not_found", status=404)`; what it leaves out it inherits.
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
+
     def __init__(self, message: str = "", *, field: str = "", code: str | None = None,
                  details: Any = None,
                  errors: Iterable[tuple[str, str, str]] | None = None) -> None:
@@ -49,47 +59,28 @@ class DomainError(ValueError):
 
 
 class InvalidInput(DomainError):
-    """A value that is not well formed or out of range (400)."""
-
-    code = "invalid"
-    status = 400
+    """A value that is not well formed or out of range (the family's own 400 ``invalid``)."""
 
 
-class NotPermitted(DomainError):
-    """The actor's role, or a per-object grant, does not allow this step (403)."""
-
-    code = "not_permitted"
-    status = 403
+class NotPermitted(DomainError, code="not_permitted", status=403):
+    """The actor's role, or a per-object grant, does not allow this step."""
 
 
-class FourEyesViolation(NotPermitted):
-    """The person who asked for a change may never also approve it (403)."""
-
-    code = "four_eyes"
+class FourEyesViolation(NotPermitted, code="four_eyes"):
+    """The person who asked for a change may never also approve it."""
 
 
-class NotFound(DomainError):
-    """No such object in the actor's firm: another firm's id reads as missing (404)."""
-
-    code = "not_found"
-    status = 404
+class NotFound(DomainError, code="not_found", status=404):
+    """No such object in the actor's firm: another firm's id reads as missing."""
 
 
-class IllegalTransition(DomainError):
-    """The object is not in a state this step applies to (409)."""
-
-    code = "illegal_transition"
-    status = 409
+class IllegalTransition(DomainError, code="illegal_transition", status=409):
+    """The object is not in a state this step applies to."""
 
 
-class Conflict(IllegalTransition):
-    """Someone changed the object first (a concurrent or stale decision): re-read it (409)."""
-
-    code = "conflict"
+class Conflict(IllegalTransition, code="conflict"):
+    """Someone changed the object first (a concurrent or stale decision): re-read it."""
 
 
-class Unprocessable(DomainError):
-    """Well formed, but the rules refuse it as it stands (422), e.g. not eligible."""
-
-    code = "unprocessable"
-    status = 422
+class Unprocessable(DomainError, code="unprocessable", status=422):
+    """Well formed, but the rules refuse it as it stands, e.g. not eligible."""

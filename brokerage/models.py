@@ -48,6 +48,36 @@ class Firm(models.Model):
         return self.name
 
 
+class VersionStatus(models.TextChoices):
+    """Where one version of a firm's versioned settings (eligibility rule set, risk parameters)
+    stands: proposed until a second person decides (``brokerage.approvals``), then active or
+    rejected; an active version is superseded by the next one approved."""
+
+    PROPOSED = "proposed", "Proposed (awaiting a second approver)"
+    ACTIVE = "active", "Active"
+    SUPERSEDED = "superseded", "Superseded"
+    REJECTED = "rejected", "Rejected"
+
+
+class AppendOnlyRecord:
+    """A row written once and kept as it was: saving it again raises `never_updated`, and
+    deleting it raises `never_deleted` where the model declares one. (The scoped manager
+    refuses bulk updates too, and the database triggers are the last line.)"""
+
+    never_updated: str
+    never_deleted: str | None = None
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise PermissionError(self.never_updated)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.never_deleted is not None:
+            raise PermissionError(self.never_deleted)
+        return super().delete(*args, **kwargs)
+
+
 class TenantModel(models.Model):
     """Every tenant-owned row carries its firm; the default manager is scoped."""
 
@@ -104,7 +134,7 @@ class AuditChainHead(models.Model):
         return f"{self.chain}@{self.seq}"
 
 
-class AuditEvent(models.Model):
+class AuditEvent(AppendOnlyRecord, models.Model):
     """Append-only record of a state change, hash-chained per firm.
 
     hash = sha256(prev_hash + canonical JSON of the row's content). Rows are never updated
@@ -129,6 +159,8 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64, unique=True)
 
     objects = models.Manager()  # scoped reads go through audit.events_for(firm)
+    never_updated = "audit events are append-only: an event is never updated"
+    never_deleted = "audit events are append-only: an event is never deleted"
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq")]
@@ -136,14 +168,6 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain}#{self.seq} {self.event_type}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise PermissionError("audit events are append-only: an event is never updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("audit events are append-only: an event is never deleted")
 
     def content(self) -> dict:
         """What the hash covers: everything but the hash itself."""
@@ -222,7 +246,7 @@ class ApprovalRequest(TenantModel):
         return f"{self.kind} #{self.pk} on {self.subject_type}:{self.subject_id} ({self.state})"
 
 
-class ApprovalDecision(TenantModel):
+class ApprovalDecision(AppendOnlyRecord, TenantModel):
     """One person's decision on one request: at most one each, never changed."""
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT,
@@ -234,6 +258,7 @@ class ApprovalDecision(TenantModel):
     decided_at = models.DateTimeField()
 
     objects = AppendOnlyTenantManager()
+    never_updated = "a decision is a record: never changed"
 
     class Meta(TenantModel.Meta):
         ordering = ["request", "decided_at", "id"]
@@ -242,8 +267,3 @@ class ApprovalDecision(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.user_id} {'approved' if self.approve else 'rejected'} {self.request_id}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise PermissionError("a decision is a record: never changed")
-        super().save(*args, **kwargs)

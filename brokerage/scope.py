@@ -106,3 +106,12 @@ class AppendOnlyQuerySet(TenantQuerySet):
 
 class AppendOnlyTenantManager(TenantManager):
     _queryset_class = AppendOnlyQuerySet
+
+
+def lock_in_firm(model: type[models.Model], pk: int, *, missing: Exception) -> models.Model:
+    """Row `pk` of `model`, read through its scoped manager and locked FOR UPDATE; `missing`
+    is raised when the current firm has no such row (another firm's row reads as missing)."""
+    try:
+        return model.objects.select_for_update().get(pk=pk)
+    except model.DoesNotExist:
+        raise missing from None

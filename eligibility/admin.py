@@ -65,6 +65,38 @@ class ServiceActionsMixin:
         }
         return TemplateResponse(request, "eligibility/admin/reasons_form.html", context)
 
+    # Rows are created by a service, never by a plain save: the admin's form only collects
+    # what the service needs, and its object becomes the row the service wrote.
+
+    def create_through_service(self, request, form):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change) -> None:
+        created = self.create_through_service(request, form)
+        obj.pk, obj.firm_id = created.pk, created.firm_id
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change) -> None:
+        return None  # nothing besides the row itself; what goes with it comes from the service
+
+
+def decision_actions(*, rows: str, reject_title: str, approve: Callable[[Any, Any], Any],
+                     reject: Callable[[Any, Any, str], Any]):
+    """The second person's two actions on rows awaiting a decision: approve, and reject with
+    written reasons. `approve(row, user)` and `reject(row, user, reasons)` call the services."""
+
+    @admin.action(description=f"Approve the selected {rows} (second person)")
+    def approve_selected(self, request, queryset):
+        self._each(request, queryset, lambda row: approve(row, request.user), "approved")
+
+    @admin.action(description=f"Reject the selected {rows} (with reasons)")
+    def reject_selected(self, request, queryset):
+        return self._with_reasons(
+            request, queryset, title=reject_title,
+            call=lambda row, reasons: reject(row, request.user, reasons), done="rejected")
+
+    return approve_selected, reject_selected
+
 
 class EvaluationInline(admin.TabularInline):
     model = Evaluation
@@ -134,14 +166,9 @@ class ApplicationAdmin(ServiceActionsMixin, TenantAdmin):
     def get_queryset(self, request):
         return Application.objects.select_related("account", "client", "rule_set")
 
-    def save_model(self, request, obj, form, change) -> None:
-        created = services.create_application(account=form.cleaned_data["account"],
-                                              actor=request.user)
-        obj.pk, obj.firm_id = created.pk, created.firm_id
-        obj._state.adding = False
-
-    def save_related(self, request, form, formsets, change) -> None:
-        return None  # nothing besides the application itself; evaluations come from services
+    def create_through_service(self, request, form) -> Application:
+        return services.create_application(account=form.cleaned_data["account"],
+                                           actor=request.user)
 
     @admin.action(description="Submit the selected applications")
     def submit_selected(self, request, queryset):
@@ -162,18 +189,11 @@ class ApplicationAdmin(ServiceActionsMixin, TenantAdmin):
                 application=a, reviewer=request.user, recommendation="reject", notes=reasons),
             done="reviewed (recommended for rejection)")
 
-    @admin.action(description="Approve the selected applications (second person)")
-    def approve_selected(self, request, queryset):
-        self._each(request, queryset, lambda a: services.approve_application(
-            application=a, approver=request.user), "approved")
-
-    @admin.action(description="Reject the selected applications (with reasons)")
-    def reject_selected(self, request, queryset):
-        return self._with_reasons(
-            request, queryset, title="Reject applications",
-            call=lambda a, reasons: services.reject_application(
-                application=a, approver=request.user, reasons=reasons),
-            done="rejected")
+    approve_selected, reject_selected = decision_actions(
+        rows="applications", reject_title="Reject applications",
+        approve=lambda a, user: services.approve_application(application=a, approver=user),
+        reject=lambda a, user, reasons: services.reject_application(
+            application=a, approver=user, reasons=reasons))
 
     @admin.action(description="Withdraw the selected applications")
     def withdraw_selected(self, request, queryset):
@@ -225,28 +245,16 @@ class RuleSetAdmin(ServiceActionsMixin, TenantAdmin):
     def get_changeform_initial_data(self, request) -> dict[str, Any]:
         return services.active_rule_set(firm=current_firm()).thresholds()
 
-    def save_model(self, request, obj, form, change) -> None:
+    def create_through_service(self, request, form) -> RuleSet:
         changes = {name: form.cleaned_data[name] for name in rules.THRESHOLD_FIELDS}
-        created = services.propose_rule_set(firm=current_firm(), proposer=request.user,
-                                            reason=form.cleaned_data["change_reason"], **changes)
-        obj.pk, obj.firm_id = created.pk, created.firm_id
-        obj._state.adding = False
+        return services.propose_rule_set(firm=current_firm(), proposer=request.user,
+                                         reason=form.cleaned_data["change_reason"], **changes)
 
-    def save_related(self, request, form, formsets, change) -> None:
-        return None
-
-    @admin.action(description="Approve the selected proposals (second person)")
-    def approve_selected(self, request, queryset):
-        self._each(request, queryset, lambda r: services.approve_rule_set(
-            rule_set=r, approver=request.user), "approved")
-
-    @admin.action(description="Reject the selected proposals (with reasons)")
-    def reject_selected(self, request, queryset):
-        return self._with_reasons(
-            request, queryset, title="Reject rule-set proposals",
-            call=lambda r, reasons: services.reject_rule_set(rule_set=r, approver=request.user,
-                                                             reason=reasons),
-            done="rejected")
+    approve_selected, reject_selected = decision_actions(
+        rows="proposals", reject_title="Reject rule-set proposals",
+        approve=lambda r, user: services.approve_rule_set(rule_set=r, approver=user),
+        reject=lambda r, user, reasons: services.reject_rule_set(
+            rule_set=r, approver=user, reason=reasons))
 
 
 @admin.register(Deficiency)

@@ -112,39 +112,39 @@ HOUSE = "house rule set"
 Rule = Callable[[ClientFacts, AccountFacts, EquityReading, RuleSetLike, str], RuleOutcome]
 
 
+def _one_of_allowed(rule: str, seen: str, allowed: list[str], source: str, *, eligible: str,
+                    refused: dict[str, str], otherwise: str) -> RuleOutcome:
+    """The account's `seen` value must be one the rule set allows; a refusal says why in the
+    words of its commonest cases (`refused`, by value), else `otherwise`."""
+    ok = seen in allowed
+    sentence = eligible if ok else refused.get(seen, otherwise)
+    return RuleOutcome(rule, ok, seen, ", ".join(allowed), sentence, source)
+
+
 def _margin_type(client, account, equity, rules, purpose) -> RuleOutcome:
-    allowed = list(rules.allowed_margin_types)
     if purpose == MAINTENANCE:
         ok = account.margin_type == "portfolio_margin"
         sentence = ("The account is on portfolio margin." if ok else
                     f"The account is on {account.margin_type}, not portfolio margin.")
         return RuleOutcome("margin_type", ok, account.margin_type, "portfolio_margin", sentence,
                            FINRA_PM)
-    ok = account.margin_type in allowed
-    if ok:
-        sentence = f"The account is a {account.margin_type} margin account, which may convert."
-    elif account.margin_type == "cash":
-        sentence = ("A cash account cannot move to portfolio margin: it needs a margin agreement "
-                    "(Reg T) first.")
-    elif account.margin_type == "portfolio_margin":
-        sentence = "The account is already on portfolio margin."
-    else:
-        sentence = f"Accounts on {account.margin_type} may not convert under this rule set."
-    return RuleOutcome("margin_type", ok, account.margin_type, ", ".join(allowed), sentence,
-                       FINRA_PM)
+    return _one_of_allowed(
+        "margin_type", account.margin_type, list(rules.allowed_margin_types), FINRA_PM,
+        eligible=f"The account is a {account.margin_type} margin account, which may convert.",
+        refused={"cash": "A cash account cannot move to portfolio margin: it needs a margin "
+                         "agreement (Reg T) first.",
+                 "portfolio_margin": "The account is already on portfolio margin."},
+        otherwise=f"Accounts on {account.margin_type} may not convert under this rule set.")
 
 
 def _registration(client, account, equity, rules, purpose) -> RuleOutcome:
-    allowed = list(rules.allowed_registrations)
-    ok = account.registration in allowed
-    if ok:
-        sentence = f"{account.registration.capitalize()} accounts are eligible."
-    elif account.registration == RETIREMENT:
-        sentence = "This firm does not offer portfolio margin on retirement accounts (IRAs)."
-    else:
-        sentence = f"{account.registration.capitalize()} accounts are not eligible at this firm."
-    return RuleOutcome("registration", ok, account.registration, ", ".join(allowed), sentence,
-                       HOUSE)
+    kind = account.registration.capitalize()
+    return _one_of_allowed(
+        "registration", account.registration, list(rules.allowed_registrations), HOUSE,
+        eligible=f"{kind} accounts are eligible.",
+        refused={RETIREMENT: "This firm does not offer portfolio margin on retirement accounts "
+                             "(IRAs)."},
+        otherwise=f"{kind} accounts are not eligible at this firm.")
 
 
 def _account_status(client, account, equity, rules, purpose) -> RuleOutcome:
@@ -186,22 +186,27 @@ def _financial(rule: str, attribute: str, threshold: str, label: str) -> Rule:
     return check
 
 
-def _disclosure_delivered(client, account, equity, rules, purpose) -> RuleOutcome:
-    at = client.pm_disclosure_delivered_at
-    ok = at is not None
-    sentence = (f"The portfolio-margin risk disclosure was delivered on {at:%Y-%m-%d}." if ok else
-                "The portfolio-margin risk disclosure has not been delivered.")
-    return RuleOutcome("pm_disclosure_delivered", ok, at.isoformat() if at else "",
-                       "delivered", sentence, f"{FINRA_PM} (disclosure statement)")
+def _disclosure(rule: str, attribute: str, threshold: str, done: str, missing: str,
+                source: str) -> Rule:
+    """A step of the PM disclosure that must have happened: `done` names its date."""
+    def check(client, account, equity, rules, purpose) -> RuleOutcome:
+        at: datetime | None = getattr(client, attribute)
+        ok = at is not None
+        sentence = done.format(at=at) if ok else missing
+        return RuleOutcome(rule, ok, at.isoformat() if at else "", threshold, sentence, source)
+    return check
 
 
-def _disclosure_acknowledged(client, account, equity, rules, purpose) -> RuleOutcome:
-    at = client.pm_disclosure_acknowledged_at
-    ok = at is not None
-    sentence = (f"The client signed the acknowledgement on {at:%Y-%m-%d}." if ok else
-                "The client has not signed the portfolio-margin risk acknowledgement.")
-    return RuleOutcome("pm_disclosure_acknowledged", ok, at.isoformat() if at else "",
-                       "signed", sentence, f"{FINRA_PM} (signed acknowledgement)")
+_disclosure_delivered = _disclosure(
+    "pm_disclosure_delivered", "pm_disclosure_delivered_at", "delivered",
+    "The portfolio-margin risk disclosure was delivered on {at:%Y-%m-%d}.",
+    "The portfolio-margin risk disclosure has not been delivered.",
+    f"{FINRA_PM} (disclosure statement)")
+_disclosure_acknowledged = _disclosure(
+    "pm_disclosure_acknowledged", "pm_disclosure_acknowledged_at", "signed",
+    "The client signed the acknowledgement on {at:%Y-%m-%d}.",
+    "The client has not signed the portfolio-margin risk acknowledgement.",
+    f"{FINRA_PM} (signed acknowledgement)")
 
 
 def _equity_rule(rule: str, need: Decimal, label: str, source: str,

@@ -22,7 +22,7 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from accounts.models import Account, Client
-from brokerage.models import TenantModel
+from brokerage.models import AppendOnlyRecord, TenantModel, VersionStatus
 
 from . import rules
 
@@ -42,11 +42,7 @@ def _default_margin_types() -> list[str]:
 class RuleSet(TenantModel):
     """One version of a firm's portfolio-margin eligibility thresholds. Never edited."""
 
-    class Status(models.TextChoices):
-        PROPOSED = "proposed", "Proposed (awaiting a second approver)"
-        ACTIVE = "active", "Active"
-        SUPERSEDED = "superseded", "Superseded"
-        REJECTED = "rejected", "Rejected"
+    Status = VersionStatus
 
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROPOSED)
@@ -228,7 +224,7 @@ class ApplicationGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Application, on_delete=models.CASCADE)
 
 
-class Evaluation(TenantModel):
+class Evaluation(AppendOnlyRecord, TenantModel):
     """One judgement of an account against one rule-set version. Never updated."""
 
     class Stage(models.TextChoices):
@@ -249,16 +245,13 @@ class Evaluation(TenantModel):
                                      on_delete=models.PROTECT, related_name="+")
     evaluated_at = models.DateTimeField()
 
+    never_updated = "an evaluation is a record: never updated"
+
     class Meta(TenantModel.Meta):
         ordering = ["-evaluated_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.stage} v{self.rule_set_id}: {'pass' if self.passed else 'fail'}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise PermissionError("an evaluation is a record: never updated")
-        super().save(*args, **kwargs)
 
 
 class Deficiency(TenantModel):

@@ -40,7 +40,7 @@ from accounts.services import change_account
 from brokerage import approvals, audit
 from brokerage.models import ApprovalRequest, Firm, Membership
 from brokerage.roles import Role
-from brokerage.scope import current_firm, firm_scope
+from brokerage.scope import current_firm, firm_scope, lock_in_firm
 from brokerage.tenancy import membership_of
 
 from . import calendar as business_days
@@ -300,10 +300,8 @@ def _view(application: Application) -> dict[str, Any]:
 
 
 def _lock(application: Application) -> Application:
-    try:
-        return Application.objects.select_for_update().get(pk=application.pk)
-    except Application.DoesNotExist:
-        raise NotPermitted("no such application in your firm") from None
+    return lock_in_firm(Application, application.pk,
+                        missing=NotPermitted("no such application in your firm"))
 
 
 def _refuse(application: Application, action: str) -> IllegalTransition:
@@ -321,6 +319,14 @@ def _refuse(application: Application, action: str) -> IllegalTransition:
 def _check_can(application: Application, action: str) -> None:
     if application.state not in TRANSITIONS[action][0]:
         raise _refuse(application, action)
+
+
+def _lock_for(application: Application, action: str) -> tuple[Application, dict[str, Any]]:
+    """The row locked and checked that `action` applies to it, with how it stood before (what
+    the step's audit event records as `before`)."""
+    locked = _lock(application)
+    _check_can(locked, action)
+    return locked, _view(locked)
 
 
 def _move(application: Application, action: str, **fields: Any) -> Application:
@@ -376,8 +382,14 @@ class Judgement:
     facts: Facts
     evaluation: Evaluation
 
+    @property
+    def rule_set(self) -> RuleSet:
+        return self.evaluation.rule_set
 
-def _judge(application: Application, *, stage: str, actor, rule_set: RuleSet) -> Judgement:
+
+def _judge(application: Application, *, stage: str, actor) -> Judgement:
+    """The account judged now against the firm's active rule set, kept as an Evaluation."""
+    rule_set = active_rule_set(firm=application.firm)
     account = Account.objects.select_related("client").get(pk=application.account_id)
     result, facts = evaluate_account(account, rule_set, purpose=OPENING)
     evaluation = Evaluation.objects.create(
@@ -425,10 +437,8 @@ def create_application(*, account: Account, actor, submit: bool = False,
         # Adopt the firm's default rule set (if it has none yet) before the audit chain head is
         # locked below: rule-set services lock the firm row first, then the chain head.
         active_rule_set(firm=account.firm)
-        try:
-            account = Account.objects.select_for_update().get(pk=account.pk)
-        except Account.DoesNotExist:
-            raise InvalidRequest("no such account in your firm", field="account") from None
+        account = lock_in_firm(Account, account.pk, missing=InvalidRequest(
+            "no such account in your firm", field="account"))
         check_can_apply(account=account, actor=actor)  # under the account lock: no twin drafts
         now = timezone.now()
         application = Application.objects.create(
@@ -447,13 +457,10 @@ def submit_application(*, application: Application, actor, today: date | None = 
     _require_maker(actor, application, "submit this application")
     today = today or business_days.today(application.firm.exchange_calendar)
     with transaction.atomic():
-        locked = _lock(application)
-        _check_can(locked, "submit")
-        before = _view(locked)
-        rule_set = active_rule_set(firm=locked.firm)
-        judged = _judge(locked, stage=Evaluation.Stage.SUBMISSION, actor=actor, rule_set=rule_set)
+        locked, before = _lock_for(application, "submit")
+        judged = _judge(locked, stage=Evaluation.Stage.SUBMISSION, actor=actor)
         locked = _move(locked, "submit", submitted_by=actor, submitted_at=timezone.now(),
-                       submitted_on=today, rule_set=rule_set, reviewed_by=None, reviewed_at=None,
+                       submitted_on=today, rule_set=judged.rule_set, reviewed_by=None, reviewed_at=None,
                        recommendation="", review_notes="", review_inputs=None, closed_reason="",
                        makers=_makers(locked, actor))
         audit.record(firm=locked.firm, actor=actor, event_type="pm_application.submitted",
@@ -477,11 +484,8 @@ def review_application(*, application: Application, reviewer, recommendation: st
     if recommendation == Application.Recommendation.REJECT and not notes.strip():
         raise InvalidRequest("a recommendation to reject says why", field="notes")
     with transaction.atomic():
-        locked = _lock(application)
-        _check_can(locked, "review")
-        before = _view(locked)
-        rule_set = active_rule_set(firm=locked.firm)
-        judged = _judge(locked, stage=Evaluation.Stage.REVIEW, actor=reviewer, rule_set=rule_set)
+        locked, before = _lock_for(application, "review")
+        judged = _judge(locked, stage=Evaluation.Stage.REVIEW, actor=reviewer)
         inputs = {"client": judged.facts.client.fingerprint(),
                   "equity": str(judged.facts.equity.amount),
                   "equity_source": judged.facts.equity.source,
@@ -566,10 +570,8 @@ def _authorize_decision(ruling: approvals.Ruling) -> None:
 def _evaluate_for_approval(ruling: approvals.Ruling) -> approvals.Refusal | None:
     """Judge the account again, now, against the active rule set; a failure keeps the
     evaluation on record and the application where it is."""
-    rule_set = active_rule_set(firm=ruling.subject.firm)
-    judged = _judge(ruling.subject, stage=Evaluation.Stage.APPROVAL, actor=ruling.decider,
-                    rule_set=rule_set)
-    ruling.context.update(rule_set=rule_set, evaluation=judged.evaluation)
+    judged = _judge(ruling.subject, stage=Evaluation.Stage.APPROVAL, actor=ruling.decider)
+    ruling.context.update(rule_set=judged.rule_set, evaluation=judged.evaluation)
     if judged.result.passed:
         return None
     failures = judged.result.failures
@@ -620,9 +622,7 @@ def withdraw_application(*, application: Application, actor, reason: str = "") -
     """Any live application may be withdrawn by its client or by staff who may submit."""
     _require_maker(actor, application, "withdraw this application")
     with transaction.atomic():
-        locked = _lock(application)
-        _check_can(locked, "withdraw")
-        before = _view(locked)
+        locked, before = _lock_for(application, "withdraw")
         locked = _move(locked, "withdraw", closed_reason=reason.strip() or "withdrawn")
         approvals.close_pending(kind=APPLICATION_KIND, subject=locked, by=actor,
                                 reason=f"application withdrawn: {locked.closed_reason}")

@@ -99,38 +99,43 @@ def _validated_observations(rows: list[dict[str, Any]], value_field: str,
     return valid
 
 
+def _store_observations(model, value_field: str, *, observations: Iterable[dict[str, Any]],
+                        source: str, actor, firm, event_type: str,
+                        name_symbols: bool = False) -> list:
+    """Rows `[{"symbol", value_field, "observed_at"}]` validated, then stored in one statement
+    with their audit event, all or nothing."""
+    prepared = [model(instrument=instrument, source=source, observed_at=moment,
+                      **{value_field: value})
+                for instrument, value, moment in _validated_observations(
+                    list(observations), value_field, source)]
+    after: dict[str, Any] = {"source": source, "count": len(prepared)}
+    if name_symbols:
+        after["symbols"] = sorted({row.instrument.symbol for row in prepared})
+    with transaction.atomic():
+        created = model.objects.bulk_create(prepared)
+        audit.record(firm=firm, actor=actor, event_type=event_type,
+                     object_type=model._meta.label_lower, object_id=len(created), after=after)
+    return created
+
+
 def load_prices(*, observations: Iterable[dict[str, Any]], source: str, actor,
                 firm=None) -> list[PriceObservation]:
-    """Store price observations `[{"symbol", "price", "observed_at"}]`, all or nothing."""
-    prepared = [PriceObservation(instrument=instrument, price=price, source=source,
-                                 observed_at=moment)
-                for instrument, price, moment in _validated_observations(
-                    list(observations), "price", source)]
-    with transaction.atomic():
-        created = PriceObservation.objects.bulk_create(prepared)
-        audit.record(firm=firm, actor=actor, event_type="prices.loaded",
-                     object_type="margin.priceobservation", object_id=len(created),
-                     after={"source": source, "count": len(created),
-                            "symbols": sorted({p.instrument.symbol for p in prepared})})
-        instrument_ids = sorted({p.instrument_id for p in prepared})
-        transaction.on_commit(lambda: book_changed.send(
-            PriceObservation, account_ids=None, instrument_ids=instrument_ids))
+    """Store price observations `[{"symbol", "price", "observed_at"}]`, all or nothing; the
+    accounts holding them are marked dirty once it commits."""
+    created = _store_observations(PriceObservation, "price", observations=observations,
+                                  source=source, actor=actor, firm=firm,
+                                  event_type="prices.loaded", name_symbols=True)
+    instrument_ids = sorted({p.instrument_id for p in created})
+    transaction.on_commit(lambda: book_changed.send(
+        PriceObservation, account_ids=None, instrument_ids=instrument_ids))
     return created
 
 
 def load_implied_vols(*, observations: Iterable[dict[str, Any]], source: str, actor,
                       firm=None) -> list[ImpliedVolatility]:
     """Store implied volatilities `[{"symbol", "volatility", "observed_at"}]`, all or nothing."""
-    prepared = [ImpliedVolatility(instrument=instrument, volatility=vol, source=source,
-                                  observed_at=moment)
-                for instrument, vol, moment in _validated_observations(
-                    list(observations), "volatility", source)]
-    with transaction.atomic():
-        created = ImpliedVolatility.objects.bulk_create(prepared)
-        audit.record(firm=firm, actor=actor, event_type="vols.loaded",
-                     object_type="margin.impliedvolatility", object_id=len(created),
-                     after={"source": source, "count": len(created)})
-    return created
+    return _store_observations(ImpliedVolatility, "volatility", observations=observations,
+                               source=source, actor=actor, firm=firm, event_type="vols.loaded")
 
 
 def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "USD",

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from accounts.models import Account, Instrument
-from brokerage.models import TenantModel
+from brokerage.models import TenantModel, VersionStatus
 
 
 class PriceObservation(models.Model):
@@ -73,11 +73,7 @@ class RiskParameterSet(TenantModel):
     it was drafted on is still the active one; every row stays for the record.
     """
 
-    class Status(models.TextChoices):
-        PROPOSED = "proposed", "Proposed"
-        ACTIVE = "active", "Active"
-        SUPERSEDED = "superseded", "Superseded"
-        REJECTED = "rejected", "Rejected"
+    Status = VersionStatus
 
     version = models.PositiveIntegerField()
     base = models.CharField(max_length=40, default="default-2026.1")

@@ -14,13 +14,14 @@ from django.db.models import Prefetch, Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from guardian.shortcuts import get_objects_for_user
-from rest_framework import mixins, permissions, status
+from rest_framework import mixins, permissions
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
 from brokerage.api import IsFirmStaff, NoInput, TenantViewSet, validated
+from brokerage.api_actions import ServiceActions, decision_endpoints
 from brokerage.api_query import FilterSet
 from brokerage.errors import InvalidInput
 from brokerage.roles import Role
@@ -54,7 +55,8 @@ class ApplicationFilterSet(FilterSet):
         fields = ["state", "account"]
 
 
-class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         TenantViewSet):
     """Portfolio-margin applications: clients see their own, staff their firm's."""
 
     serializer_class = ApplicationSerializer
@@ -77,11 +79,10 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
                                         accept_global_perms=False, with_superuser=False)
         return applications.none()
 
-    def _answer(self, application: Application, *, created: bool = False) -> Response:
+    def answer(self, application: Application, *, created: bool = False) -> Response:
         # Re-read through the queryset: its prefetches feed latest_evaluation.
         fresh = self.get_queryset().filter(pk=application.pk).first() or application
-        return Response(self.get_serializer(fresh).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return super().answer(fresh, created=created)
 
     def _account(self, account_id: int) -> Account:
         accounts = Account.objects.select_related("client")
@@ -100,63 +101,51 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def create(self, request: Request) -> Response:
         data = validated(ApplicationCreateSerializer, request)
         account = self._account(data["account"])
-        return self._answer(services.create_application(
+        return self.answer(services.create_application(
             account=account, actor=request.user, submit=data["submit"]), created=True)
 
     @extend_schema(request=None, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None) -> Response:
-        application = self.get_object()
-        validated(NoInput, request)
-        return self._answer(services.submit_application(
+        return self.act(request, NoInput, lambda application, _: services.submit_application(
             application=application, actor=request.user))
 
     @extend_schema(request=ReviewSerializer, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"])
     def review(self, request: Request, pk: str | None = None) -> Response:
-        application = self.get_object()
-        data = validated(ReviewSerializer, request)
-        return self._answer(services.review_application(
-            application=application, reviewer=request.user, **data))
+        return self.act(request, ReviewSerializer, lambda application, data: (
+            services.review_application(application=application, reviewer=request.user, **data)))
 
-    @extend_schema(request=DecisionSerializer, responses=ApplicationSerializer)
-    @action(detail=True, methods=["post"])
-    def approve(self, request: Request, pk: str | None = None) -> Response:
-        application = self.get_object()
-        data = validated(DecisionSerializer, request)
-        return self._answer(services.approve_application(
-            application=application, approver=request.user, reasons=data["reasons"],
-            expected_version=data.get("version")))
-
-    @extend_schema(request=RejectSerializer, responses=ApplicationSerializer)
-    @action(detail=True, methods=["post"])
-    def reject(self, request: Request, pk: str | None = None) -> Response:
-        application = self.get_object()
-        data = validated(RejectSerializer, request)
-        return self._answer(services.reject_application(
-            application=application, approver=request.user, reasons=data["reasons"],
-            expected_version=data.get("version")))
+    approve, reject = decision_endpoints(
+        ApplicationSerializer,
+        approve=(DecisionSerializer, lambda application, user, data: (
+            services.approve_application(application=application, approver=user,
+                                         reasons=data["reasons"],
+                                         expected_version=data.get("version")))),
+        reject=(RejectSerializer, lambda application, user, data: (
+            services.reject_application(application=application, approver=user,
+                                        reasons=data["reasons"],
+                                        expected_version=data.get("version")))))
 
     @extend_schema(request=WithdrawSerializer, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None) -> Response:
-        application = self.get_object()
-        data = validated(WithdrawSerializer, request)
-        return self._answer(services.withdraw_application(
-            application=application, actor=request.user, reason=data["reason"]))
+        return self.act(request, WithdrawSerializer, lambda application, data: (
+            services.withdraw_application(application=application, actor=request.user,
+                                          reason=data["reason"])))
 
     @extend_schema(request=DesignateApproverSerializer, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"], url_path="designate-approver")
     def designate_approver(self, request: Request, pk: str | None = None) -> Response:
-        application = self.get_object()
-        data = validated(DesignateApproverSerializer, request)
-        approver = get_user_model().objects.filter(
-            pk=data["approver"], membership__firm=current_firm()).first()
-        if approver is None:
-            raise InvalidInput("no such staff member in your firm", field="approver",
-                               code="does_not_exist")
-        return self._answer(services.designate_approver(
-            application=application, approver=approver, actor=request.user))
+        def designate(application: Application, data: dict) -> Application:
+            approver = get_user_model().objects.filter(
+                pk=data["approver"], membership__firm=current_firm()).first()
+            if approver is None:
+                raise InvalidInput("no such staff member in your firm", field="approver",
+                                   code="does_not_exist")
+            return services.designate_approver(application=application, approver=approver,
+                                               actor=request.user)
+        return self.act(request, DesignateApproverSerializer, designate)
 
     @extend_schema(request=None, responses=dict)
     @action(detail=True, methods=["get"])
@@ -168,7 +157,8 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
         return Response(result.as_json())
 
 
-class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class RuleSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     TenantViewSet):
     """The firm's rule-set versions (staff only): propose a change, a second person approves."""
 
     serializer_class = RuleSetSerializer
@@ -178,35 +168,22 @@ class RuleSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
         return RuleSet.objects.select_related("proposed_by", "decided_by", "based_on").order_by(
             "-version")
 
-    def _answer(self, rule_set: RuleSet, *, created: bool = False) -> Response:
-        return Response(self.get_serializer(rule_set).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
     @extend_schema(request=None, responses=RuleSetSerializer)
     @action(detail=False, methods=["get"])
     def active(self, request: Request) -> Response:
-        return self._answer(services.active_rule_set(firm=current_firm()))
+        return self.answer(services.active_rule_set(firm=current_firm()))
 
     @extend_schema(request=RuleSetProposalSerializer, responses={201: RuleSetSerializer})
     @action(detail=False, methods=["post"])
     def propose(self, request: Request) -> Response:
         data = validated(RuleSetProposalSerializer, request)
         reason = data.pop("reason")
-        return self._answer(services.propose_rule_set(
+        return self.answer(services.propose_rule_set(
             firm=current_firm(), proposer=request.user, reason=reason, **data), created=True)
 
-    @extend_schema(request=RuleSetDecisionSerializer, responses=RuleSetSerializer)
-    @action(detail=True, methods=["post"])
-    def approve(self, request: Request, pk: str | None = None) -> Response:
-        rule_set = self.get_object()
-        data = validated(RuleSetDecisionSerializer, request)
-        return self._answer(services.approve_rule_set(
-            rule_set=rule_set, approver=request.user, reason=data["reason"]))
-
-    @extend_schema(request=RuleSetRejectSerializer, responses=RuleSetSerializer)
-    @action(detail=True, methods=["post"])
-    def reject(self, request: Request, pk: str | None = None) -> Response:
-        rule_set = self.get_object()
-        data = validated(RuleSetRejectSerializer, request)
-        return self._answer(services.reject_rule_set(
-            rule_set=rule_set, approver=request.user, reason=data["reason"]))
+    approve, reject = decision_endpoints(
+        RuleSetSerializer,
+        approve=(RuleSetDecisionSerializer, lambda rule_set, user, data: (
+            services.approve_rule_set(rule_set=rule_set, approver=user, reason=data["reason"]))),
+        reject=(RuleSetRejectSerializer, lambda rule_set, user, data: (
+            services.reject_rule_set(rule_set=rule_set, approver=user, reason=data["reason"]))))

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status
-from rest_framework.decorators import action
+from rest_framework import mixins, serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from brokerage.api import InputSerializer, IsFirmStaff, TenantViewSet, username, validated
+from brokerage.api_actions import ServiceActions, decision_endpoints
 from brokerage.scope import current_firm
 
 from .. import services
@@ -49,7 +49,8 @@ class ParameterRejectSerializer(InputSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class RiskParameterSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                              TenantViewSet):
     serializer_class = RiskParameterSetSerializer
     permission_classes = [IsAuthenticated, IsFirmStaff]
 
@@ -57,29 +58,16 @@ class RiskParameterSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
         return RiskParameterSet.objects.select_related("created_by", "decided_by").order_by(
             "-version")
 
-    def _answer(self, row: RiskParameterSet, *, created: bool = False) -> Response:
-        return Response(self.get_serializer(row).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
     @extend_schema(request=ParameterProposalSerializer, responses={201: RiskParameterSetSerializer})
     def create(self, request: Request) -> Response:
         data = validated(ParameterProposalSerializer, request)
-        return self._answer(services.propose_parameters(
+        return self.answer(services.propose_parameters(
             firm=current_firm(), actor=request.user, overrides=data["overrides"],
             reason=data["reason"]), created=True)
 
-    @extend_schema(request=ParameterDecisionSerializer, responses=RiskParameterSetSerializer)
-    @action(detail=True, methods=["post"])
-    def approve(self, request: Request, pk: str | None = None) -> Response:
-        proposal = self.get_object()
-        data = validated(ParameterDecisionSerializer, request)
-        return self._answer(services.approve_parameters(
-            proposal=proposal, actor=request.user, reason=data["reason"]))
-
-    @extend_schema(request=ParameterRejectSerializer, responses=RiskParameterSetSerializer)
-    @action(detail=True, methods=["post"])
-    def reject(self, request: Request, pk: str | None = None) -> Response:
-        proposal = self.get_object()
-        data = validated(ParameterRejectSerializer, request)
-        return self._answer(services.reject_parameters(
-            proposal=proposal, actor=request.user, reason=data["reason"]))
+    approve, reject = decision_endpoints(
+        RiskParameterSetSerializer,
+        approve=(ParameterDecisionSerializer, lambda proposal, user, data: (
+            services.approve_parameters(proposal=proposal, actor=user, reason=data["reason"]))),
+        reject=(ParameterRejectSerializer, lambda proposal, user, data: (
+            services.reject_parameters(proposal=proposal, actor=user, reason=data["reason"]))))

@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -270,11 +270,16 @@ def read_string(value: Any, path: str, errors: Errors,
     return value
 
 
-def read_bool(value: Any, path: str, errors: Errors) -> bool | None:
-    if not isinstance(value, bool):
-        errors.add(path, "invalid", f"must be true or false, not {_kind_of(value)}")
+def _of_json_type(value: Any, path: str, errors: Errors, json_type: type, what: str) -> Any:
+    """`value` if it is of `json_type`, else None and an error saying it must be `what`."""
+    if not isinstance(value, json_type):
+        errors.add(path, "invalid", f"must be {what}, not {_kind_of(value)}")
         return None
     return value
+
+
+def read_bool(value: Any, path: str, errors: Errors) -> bool | None:
+    return _of_json_type(value, path, errors, bool, "true or false")
 
 
 def read_date(value: Any, path: str, errors: Errors) -> date | None:
@@ -305,8 +310,7 @@ def read_datetime(value: Any, path: str, errors: Errors) -> datetime | None:
 
 
 def read_object(value: Any, path: str, errors: Errors) -> dict | None:
-    if not isinstance(value, dict):
-        errors.add(path, "invalid", f"must be an object, not {_kind_of(value)}")
+    if _of_json_type(value, path, errors, dict, "an object") is None:
         return None
     for key in getattr(value, "duplicates", ()):
         errors.add(join(path, key), "duplicate_field", "given more than once")
@@ -314,10 +318,7 @@ def read_object(value: Any, path: str, errors: Errors) -> dict | None:
 
 
 def read_list(value: Any, path: str, errors: Errors) -> list | None:
-    if not isinstance(value, list):
-        errors.add(path, "invalid", f"must be a list, not {_kind_of(value)}")
-        return None
-    return value
+    return _of_json_type(value, path, errors, list, "a list")
 
 
 class Fields:
@@ -345,43 +346,36 @@ class Fields:
             self.errors.add(self.at(key), "required", "this field is required")
         return False
 
-    def number(self, key: str, *, required: bool = False,
-               default: float | None = None) -> float | None:
+    def _read(self, key: str, required: bool, default: Any, reader: Callable[..., Any],
+              *args: Any, **kwargs: Any) -> Any:
+        """Absent: `default` (and an error if `required`); present: `reader` at its path."""
         if not self._present(key, required):
             return default
-        return read_number(self.obj[key], self.at(key), self.errors)
+        return reader(self.obj[key], self.at(key), self.errors, *args, **kwargs)
+
+    def number(self, key: str, *, required: bool = False,
+               default: float | None = None) -> float | None:
+        return self._read(key, required, default, read_number)
 
     def integer(self, key: str, *, required: bool = False, default: int | None = None,
                 **bounds: Any) -> int | None:
-        if not self._present(key, required):
-            return default
-        return read_int(self.obj[key], self.at(key), self.errors, **bounds)
+        return self._read(key, required, default, read_int, **bounds)
 
     def string(self, key: str, *, required: bool = False, default: str | None = None,
                choices: Iterable[str] | None = None) -> str | None:
-        if not self._present(key, required):
-            return default
-        return read_string(self.obj[key], self.at(key), self.errors, choices)
+        return self._read(key, required, default, read_string, choices)
 
     def date(self, key: str, *, required: bool = False) -> date | None:
-        if not self._present(key, required):
-            return None
-        return read_date(self.obj[key], self.at(key), self.errors)
+        return self._read(key, required, None, read_date)
 
     def datetime(self, key: str, *, required: bool = False) -> datetime | None:
-        if not self._present(key, required):
-            return None
-        return read_datetime(self.obj[key], self.at(key), self.errors)
+        return self._read(key, required, None, read_datetime)
 
     def object(self, key: str, *, required: bool = False) -> dict | None:
-        if not self._present(key, required):
-            return None
-        return read_object(self.obj[key], self.at(key), self.errors)
+        return self._read(key, required, None, read_object)
 
     def list(self, key: str, *, required: bool = False) -> list | None:
-        if not self._present(key, required):
-            return None
-        return read_list(self.obj[key], self.at(key), self.errors)
+        return self._read(key, required, None, read_list)
 
 
 def fields_of(value: Any, path: str, errors: Errors, allowed: Iterable[str]) -> Fields | None:

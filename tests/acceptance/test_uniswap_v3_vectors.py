@@ -30,28 +30,25 @@ def test_every_section_is_exercised() -> None:
     assert set(V) - {"about"} == SECTIONS
 
 
-@pytest.mark.parametrize("case", V["get_sqrt_ratio_at_tick"],
-                         ids=_ids(V["get_sqrt_ratio_at_tick"], "tick"))
-def test_get_sqrt_ratio_at_tick(case: dict) -> None:
-    assert u.get_sqrt_ratio_at_tick(int(case["tick"])) == int(case["sqrt_price_x96"])
+# TickMath both ways: function -> (the case's input key, its output key, the revert message)
+TICK_MATH = {"get_sqrt_ratio_at_tick": ("tick", "sqrt_price_x96", "T"),
+             "get_tick_at_sqrt_ratio": ("sqrt_price_x96", "tick", "R")}
 
 
-@pytest.mark.parametrize("tick", V["get_sqrt_ratio_at_tick_rejects"])
-def test_get_sqrt_ratio_at_tick_rejects(tick: int) -> None:
-    with pytest.raises(ValueError, match="^T$"):
-        u.get_sqrt_ratio_at_tick(int(tick))
+@pytest.mark.parametrize(("function", "case"),
+                         [(name, case) for name in TICK_MATH for case in V[name]],
+                         ids=[f"{name}-{i}:{case['tick']}" for name in TICK_MATH
+                              for i, case in enumerate(V[name])])
+def test_tick_math(function: str, case: dict) -> None:
+    given, expected, _ = TICK_MATH[function]
+    assert getattr(u, function)(int(case[given])) == int(case[expected])
 
 
-@pytest.mark.parametrize("case", V["get_tick_at_sqrt_ratio"],
-                         ids=_ids(V["get_tick_at_sqrt_ratio"], "tick"))
-def test_get_tick_at_sqrt_ratio(case: dict) -> None:
-    assert u.get_tick_at_sqrt_ratio(int(case["sqrt_price_x96"])) == int(case["tick"])
-
-
-@pytest.mark.parametrize("sqrt_price", V["get_tick_at_sqrt_ratio_rejects"])
-def test_get_tick_at_sqrt_ratio_rejects(sqrt_price: str) -> None:
-    with pytest.raises(ValueError, match="^R$"):
-        u.get_tick_at_sqrt_ratio(int(sqrt_price))
+@pytest.mark.parametrize(("function", "value"),
+                         [(name, value) for name in TICK_MATH for value in V[f"{name}_rejects"]])
+def test_tick_math_rejects(function: str, value: int | str) -> None:
+    with pytest.raises(ValueError, match=f"^{TICK_MATH[function][2]}$"):
+        getattr(u, function)(int(value))
 
 
 @pytest.mark.parametrize("case", V["amount_deltas"],

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client as TestClient
 from django.utils import timezone
 
 from accounts import services as book
@@ -20,6 +21,7 @@ from brokerage.models import Firm
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from brokerage.tenancy import add_member
+from eligibility.models import Application
 from tests.factories import make_user
 
 WEDNESDAY_BEFORE_THANKSGIVING = date(2026, 11, 25)
@@ -78,6 +80,37 @@ def desk(world) -> Desk:
                 risk=users["risk_officer"], risk2=risk2, margin_desk=users["margin_desk"],
                 compliance=users["compliance_officer"], other_firm_admin=world.b.users["firm_admin"],
                 other_firm=world.firm_b)
+
+
+def someone_elses_account(desk: Desk, *, name: str, email: str) -> Account:
+    """A Reg T account of another client of the desk's firm (not the client user's)."""
+    client = book.create_client(
+        firm=desk.firm, actor=desk.admin, kind="person", name=name, email=email,
+        born_or_incorporated_on=date(1980, 1, 1), investment_objective="growth",
+        annual_income=Decimal("1"), net_worth=Decimal("1"), liquid_net_worth=Decimal("1"))
+    return book.open_account(client=client, number="ALPHA-0002", registration="individual",
+                             margin_type="reg_t", actor=desk.admin)
+
+
+def funded_account(desk: Desk, *, number: str, registration: str, margin_type: str,
+                   cash: str) -> Account:
+    """Another account of the desk's client, opened and funded with `cash`."""
+    account = book.open_account(client=desk.client, number=number, registration=registration,
+                                margin_type=margin_type, actor=desk.admin)
+    book.post_ledger_entry(account=account, kind="deposit", amount=Decimal(cash), actor=None)
+    return account
+
+
+def logged_in(user, client_class: type[TestClient] = TestClient) -> TestClient:
+    """A test client (Django's, or DRF's `APIClient`) with `user` logged in."""
+    client = client_class()
+    client.force_login(user)
+    return client
+
+
+def state_of(pk: int) -> str:
+    """An application's state as stored now, whichever firm is in scope."""
+    return Application.cross_firm.for_compliance(reason="test assertion").get(pk=pk).state
 
 
 @pytest.fixture

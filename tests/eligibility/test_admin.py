@@ -13,16 +13,10 @@ from brokerage.scope import firm_scope
 from eligibility import services
 from eligibility.models import Application, RuleSet
 
-from .conftest import reviewed_application
+from .conftest import logged_in, reviewed_application, state_of
 
 CHANGELIST = "/admin/eligibility/application/"
 RULES_CHANGELIST = "/admin/eligibility/ruleset/"
-
-
-def as_staff(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def act(client: Client, url: str, action: str, pks: list[int], **extra):
@@ -34,10 +28,6 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-def state_of(pk: int) -> str:
-    return Application.cross_firm.for_compliance(reason="test assertion").get(pk=pk).state
-
-
 @pytest.fixture
 def reviewed(desk):
     with firm_scope(desk.firm):
@@ -45,7 +35,7 @@ def reviewed(desk):
 
 
 def test_the_reviewer_cannot_approve_through_an_admin_action(desk, reviewed):
-    response = act(as_staff(desk.risk), CHANGELIST, "approve_selected", [reviewed.pk])
+    response = act(logged_in(desk.risk), CHANGELIST, "approve_selected", [reviewed.pk])
     assert response.status_code == 200
     assert any("cannot approve it: a second person decides (four eyes)" in m
                for m in messages_of(response))
@@ -53,25 +43,25 @@ def test_the_reviewer_cannot_approve_through_an_admin_action(desk, reviewed):
 
 
 def test_a_submitter_who_drafted_in_the_admin_cannot_approve_there(desk):
-    admin = as_staff(desk.admin)
+    admin = logged_in(desk.admin)
     added = admin.post("/admin/eligibility/application/add/", {"account": desk.account.pk})
     assert added.status_code == 302, added.content[:500]
     with firm_scope(desk.firm):
         application = Application.objects.get(account=desk.account)
     assert application.state == "draft" and application.created_by == desk.admin
     act(admin, CHANGELIST, "submit_selected", [application.pk])
-    act(as_staff(desk.risk), CHANGELIST, "recommend_approval", [application.pk])
+    act(logged_in(desk.risk), CHANGELIST, "recommend_approval", [application.pk])
     assert state_of(application.pk) == "under_review"
     refused = act(admin, CHANGELIST, "approve_selected", [application.pk])
     assert any("alpha_firm_admin drafted and submitted" in m for m in messages_of(refused))
     assert state_of(application.pk) == "under_review"
-    approved = act(as_staff(desk.risk2), CHANGELIST, "approve_selected", [application.pk])
+    approved = act(logged_in(desk.risk2), CHANGELIST, "approve_selected", [application.pk])
     assert any("1 approved" in m for m in messages_of(approved))
     assert state_of(application.pk) == "approved"
 
 
 def test_the_admin_add_form_reports_what_the_service_refuses(desk):
-    admin = as_staff(desk.admin)
+    admin = logged_in(desk.admin)
     assert admin.post("/admin/eligibility/application/add/",
                       {"account": desk.account.pk}).status_code == 302
     again = admin.post("/admin/eligibility/application/add/", {"account": desk.account.pk})
@@ -80,7 +70,7 @@ def test_the_admin_add_form_reports_what_the_service_refuses(desk):
 
 
 def test_reject_action_asks_for_reasons_then_rejects(desk, reviewed):
-    admin = as_staff(desk.admin)
+    admin = logged_in(desk.admin)
     form = act(admin, CHANGELIST, "reject_selected", [reviewed.pk])
     assert form.status_code == 200 and b'name="reasons"' in form.content
     assert state_of(reviewed.pk) == "under_review"
@@ -91,20 +81,20 @@ def test_reject_action_asks_for_reasons_then_rejects(desk, reviewed):
 
 
 def test_the_reviewer_cannot_reject_through_the_admin_either(desk, reviewed):
-    done = act(as_staff(desk.risk), CHANGELIST, "reject_selected", [reviewed.pk], apply="Reject",
+    done = act(logged_in(desk.risk), CHANGELIST, "reject_selected", [reviewed.pk], apply="Reject",
                reasons="mine")
     assert any("four eyes" in m for m in messages_of(done))
     assert state_of(reviewed.pk) == "under_review"
 
 
 def test_margin_desk_may_not_approve_in_the_admin(desk, reviewed):
-    response = act(as_staff(desk.margin_desk), CHANGELIST, "approve_selected", [reviewed.pk])
+    response = act(logged_in(desk.margin_desk), CHANGELIST, "approve_selected", [reviewed.pk])
     assert any("may not approve" in m for m in messages_of(response))
     assert state_of(reviewed.pk) == "under_review"
 
 
 def test_another_firms_staff_never_see_the_application(desk, reviewed):
-    outsider = as_staff(desk.other_firm_admin)
+    outsider = logged_in(desk.other_firm_admin)
     listing = outsider.get(CHANGELIST)
     assert listing.status_code == 200 and b"ALPHA-0001" not in listing.content
     act(outsider, CHANGELIST, "approve_selected", [reviewed.pk])
@@ -113,7 +103,7 @@ def test_another_firms_staff_never_see_the_application(desk, reviewed):
 
 
 def test_rule_set_proposals_in_the_admin_need_a_second_person(desk):
-    risk = as_staff(desk.risk)
+    risk = logged_in(desk.risk)
     page = risk.get("/admin/eligibility/ruleset/add/")
     assert page.status_code == 200 and b"125000" in page.content  # starts from the active set
     with firm_scope(desk.firm):
@@ -133,17 +123,17 @@ def test_rule_set_proposals_in_the_admin_need_a_second_person(desk):
     assert proposal.min_annual_income == Decimal("150000.00") and proposal.proposed_by == desk.risk
     refused = act(risk, RULES_CHANGELIST, "approve_selected", [proposal.pk])
     assert any("cannot approve it: a second person decides" in m for m in messages_of(refused))
-    act(as_staff(desk.admin), RULES_CHANGELIST, "approve_selected", [proposal.pk])
+    act(logged_in(desk.admin), RULES_CHANGELIST, "approve_selected", [proposal.pk])
     with firm_scope(desk.firm):
         assert services.active_rule_set(firm=desk.firm).pk == proposal.pk
 
 
 def test_margin_desk_cannot_open_the_rule_set_add_form(desk):
-    assert as_staff(desk.margin_desk).get("/admin/eligibility/ruleset/add/").status_code == 403
+    assert logged_in(desk.margin_desk).get("/admin/eligibility/ruleset/add/").status_code == 403
 
 
 def test_the_desk_pages_render_for_staff(desk, reviewed):
-    staff = as_staff(desk.compliance)
+    staff = logged_in(desk.compliance)
     for url in (CHANGELIST, f"{CHANGELIST}{reviewed.pk}/change/", RULES_CHANGELIST,
                 "/admin/eligibility/deficiency/"):
         assert staff.get(url).status_code == 200, url

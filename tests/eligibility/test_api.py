@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import base64
-from datetime import date
-from decimal import Decimal
+from functools import partial
 
 import pytest
 from rest_framework.test import APIClient
 
-from accounts import services as book
 from brokerage.scope import firm_scope
 from eligibility import services
 from eligibility.models import Application, RuleSet
 from tests.api_body import errors_of, the_error
 from tests.factories import PASSWORD
 
-from .conftest import reviewed_application, withdraw
+from .conftest import logged_in, reviewed_application, someone_elses_account, state_of, withdraw
 
 APPLICATIONS = "/api/v1/applications/"
 RULE_SETS = "/api/v1/rule-sets/"
 
 
-def as_user(user) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
-
-
-def state_of(pk: int) -> str:
-    return Application.cross_firm.for_compliance(reason="test assertion").get(pk=pk).state
+as_user = partial(logged_in, client_class=APIClient)
 
 
 @pytest.fixture
@@ -54,13 +45,7 @@ def test_a_client_applies_and_submits_in_one_call(desk):
 
 def test_a_client_sees_only_their_own_applications(desk):
     with firm_scope(desk.firm):
-        other_client = book.create_client(
-            firm=desk.firm, actor=desk.admin, kind="person", name="Other", email="o@alpha.example",
-            born_or_incorporated_on=date(1980, 1, 1), investment_objective="growth",
-            annual_income=Decimal("1"), net_worth=Decimal("1"), liquid_net_worth=Decimal("1"))
-        other_account = book.open_account(client=other_client, number="ALPHA-0002",
-                                          registration="individual", margin_type="reg_t",
-                                          actor=desk.admin)
+        other_account = someone_elses_account(desk, name="Other", email="o@alpha.example")
         theirs = services.create_application(account=other_account, actor=desk.margin_desk)
         mine = services.create_application(account=desk.account, actor=desk.client_user)
     client = as_user(desk.client_user)

@@ -18,7 +18,7 @@ from eligibility.errors import (
 )
 from eligibility.models import Evaluation, RuleSet
 
-from .conftest import WEDNESDAY_BEFORE_THANKSGIVING
+from .conftest import WEDNESDAY_BEFORE_THANKSGIVING, funded_account
 
 
 def test_version_one_is_the_house_defaults_adopted_once(in_desk_firm):
@@ -98,25 +98,23 @@ def test_a_version_is_never_edited(in_desk_firm):
         v1.save()
 
 
-def test_who_may_propose(in_desk_firm):
+@pytest.mark.parametrize(("proposer", "reason", "change", "refusal", "match"), [
+    # who may propose: risk officers and firm admins of the firm, no one else
+    ("margin_desk", "x", {"min_net_worth": "600000"}, NotPermitted, None),
+    ("compliance", "x", {"min_net_worth": "600000"}, NotPermitted, None),
+    ("client_user", "x", {"min_net_worth": "600000"}, NotPermitted, None),
+    ("other_firm_admin", "x", {"min_net_worth": "600000"}, NotPermitted, "not a member"),
+    # a proposal must change something and say why
+    ("admin", "same", {"opening_equity_minimum": "125000"}, InvalidRequest,
+     "changes no threshold"),
+    ("admin", " ", {"opening_equity_minimum": "150000"}, InvalidRequest, "say why"),
+])
+def test_a_proposal_refused(in_desk_firm, proposer, reason, change, refusal, match):
     desk = in_desk_firm
-    for outsider in (desk.margin_desk, desk.compliance, desk.client_user):
-        with pytest.raises(NotPermitted):
-            services.propose_rule_set(firm=desk.firm, proposer=outsider, reason="x",
-                                      min_net_worth=Decimal("600000"))
-    with pytest.raises(NotPermitted, match="not a member"):
-        services.propose_rule_set(firm=desk.firm, proposer=desk.other_firm_admin, reason="x",
-                                  min_net_worth=Decimal("600000"))
-
-
-def test_a_proposal_must_change_something_and_say_why(in_desk_firm):
-    desk = in_desk_firm
-    with pytest.raises(InvalidRequest, match="changes no threshold"):
-        services.propose_rule_set(firm=desk.firm, proposer=desk.admin, reason="same",
-                                  opening_equity_minimum=Decimal("125000"))
-    with pytest.raises(InvalidRequest, match="say why"):
-        services.propose_rule_set(firm=desk.firm, proposer=desk.admin, reason=" ",
-                                  opening_equity_minimum=Decimal("150000"))
+    with pytest.raises(refusal, match=match):
+        services.propose_rule_set(firm=desk.firm, proposer=getattr(desk, proposer),
+                                  reason=reason,
+                                  **{name: Decimal(value) for name, value in change.items()})
 
 
 def test_a_proposal_drafted_against_an_old_version_cannot_be_approved(in_desk_firm):
@@ -145,11 +143,8 @@ def test_a_proposal_can_be_rejected_and_stays_on_record(in_desk_firm):
 
 def test_retirement_accounts_only_if_the_firm_says_so(in_desk_firm):
     desk = in_desk_firm
-    from accounts import services as book
-
-    ira = book.open_account(client=desk.client, number="ALPHA-IRA", registration="retirement",
-                            margin_type="reg_t", actor=desk.admin)
-    book.post_ledger_entry(account=ira, kind="deposit", amount=Decimal("300000"), actor=None)
+    ira = funded_account(desk, number="ALPHA-IRA", registration="retirement",
+                         margin_type="reg_t", cash="300000")
     application = services.create_application(account=ira, actor=desk.client_user, submit=True)
     assert application.evaluations.get().results["passed"] is False
     proposal = services.propose_rule_set(

@@ -25,7 +25,13 @@ from eligibility.errors import (
 )
 from eligibility.models import Application, Evaluation
 
-from .conftest import WEDNESDAY_BEFORE_THANKSGIVING, reviewed_application, withdraw
+from .conftest import (
+    WEDNESDAY_BEFORE_THANKSGIVING,
+    funded_account,
+    reviewed_application,
+    someone_elses_account,
+    withdraw,
+)
 
 FRIDAY_AFTER_THANKSGIVING = date(2026, 11, 27)
 
@@ -285,13 +291,7 @@ def test_submission_records_failures_without_blocking_the_review(in_desk_firm,
 
 def test_a_client_applies_only_for_their_own_account(in_desk_firm):
     desk = in_desk_firm
-    stranger = book.create_client(
-        firm=desk.firm, actor=desk.admin, kind="person", name="Stranger", email="s@alpha.example",
-        born_or_incorporated_on=date(1980, 1, 1), investment_objective="growth",
-        annual_income=Decimal("1"), net_worth=Decimal("1"), liquid_net_worth=Decimal("1"))
-    their_account = book.open_account(client=stranger, number="ALPHA-0002",
-                                      registration="individual", margin_type="reg_t",
-                                      actor=desk.admin)
+    their_account = someone_elses_account(desk, name="Stranger", email="s@alpha.example")
     with pytest.raises(NotPermitted, match="not yours"):
         services.create_application(account=their_account, actor=desk.client_user)
     # Staff may apply for any account of the firm; compliance only reads.
@@ -330,9 +330,8 @@ def test_one_live_application_per_account_and_none_for_pm_or_closed_accounts(in_
 
 def test_a_cash_account_may_apply_but_never_passes(in_desk_firm):
     desk = in_desk_firm
-    cash = book.open_account(client=desk.client, number="ALPHA-CASH", registration="individual",
-                             margin_type="cash", actor=desk.admin)
-    book.post_ledger_entry(account=cash, kind="deposit", amount=Decimal("500000"), actor=None)
+    cash = funded_account(desk, number="ALPHA-CASH", registration="individual",
+                          margin_type="cash", cash="500000")
     application = services.create_application(account=cash, actor=desk.client_user, submit=True)
     application = services.review_application(application=application, reviewer=desk.risk,
                                               recommendation="reject", notes="cash account")

@@ -7,7 +7,7 @@ import pytest
 
 from margin.engine import pricing
 from margin.engine.parameters import load_parameter_set
-from tests.engine.test_portfolio_margin import pm, request
+from tests.engine.test_portfolio_margin import pm, request, weth_usdc_lp
 
 PARAMS = load_parameter_set()
 HOUSE = PARAMS.house
@@ -130,13 +130,7 @@ def test_overrides_naked_short_minimum_and_cover():
 
 
 def test_house_with_lp_positions_rescales_their_grid():
-    tick = 80000
-    price = 1.0001 ** tick * 10**12
-    unds = {"WETH": {"price": price, "product_class": "crypto"},
-            "USDC": {"price": 1, "product_class": "stablecoin"}}
-    lp = {"kind": "uniswap_v3_lp", "token0": "WETH", "token1": "USDC", "decimals0": 18,
-          "decimals1": 6, "liquidity": 10**15, "tick_lower": tick - 4000,
-          "tick_upper": tick + 4000}
+    unds, lp = weth_usdc_lp()
     block = pm(request(unds, [lp], house={"concentration": True, "stress_range": 0.25}))
     comps = block["house_components"]
     assert comps["extended_stress"] == pytest.approx(block["regulatory_requirement"])

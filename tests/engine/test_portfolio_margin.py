@@ -351,25 +351,18 @@ def test_cboe_ibm_covered_call_shape():
 # --------------------------------------------------------------------------- errors
 
 
-def test_class_group_mixing_product_classes_is_an_error():
-    req = request({"A": {"price": 10, "product_class": "equity", "class_group": "G"},
-                   "B": {"price": 10, "product_class": "broad_index", "class_group": "G"}},
+@pytest.mark.parametrize(("group", "code"), [("class_group", "mixed_product_classes"),
+                                             ("product_group", "mixed_grids")])
+def test_a_group_mixing_product_classes_is_an_error(group, code):
+    # a class group holds one product class; a product group one grid of points
+    req = request({"A": {"price": 10, "product_class": "equity", group: "G"},
+                   "B": {"price": 10, "product_class": "broad_index", group: "G"}},
                   [{"kind": "stock", "symbol": "A", "quantity": 1},
                    {"kind": "stock", "symbol": "B", "quantity": 1}])
     with pytest.raises(EngineInputError) as e:
         pm(req)
-    assert e.value.code == "mixed_product_classes"
-    assert e.value.field == "underlyings.B.class_group"
-
-
-def test_product_group_mixing_grids_is_an_error():
-    req = request({"A": {"price": 10, "product_class": "equity", "product_group": "G"},
-                   "B": {"price": 10, "product_class": "broad_index", "product_group": "G"}},
-                  [{"kind": "stock", "symbol": "A", "quantity": 1},
-                   {"kind": "stock", "symbol": "B", "quantity": 1}])
-    with pytest.raises(EngineInputError) as e:
-        pm(req)
-    assert e.value.code == "mixed_grids" and e.value.field == "underlyings.B.product_group"
+    assert e.value.code == code
+    assert e.value.field == f"underlyings.B.{group}"
 
 
 def test_index_future_follows_its_index_class_group():
@@ -406,16 +399,23 @@ def test_crypto_and_perpetual_on_the_crypto_grid_own_product_groups():
     assert block["driver"] == {"product_group": "BTC", "point": -0.66}
 
 
-def test_lp_pnl_is_added_into_its_class_group():
-    from margin.engine.defi import uniswap_v3
-
-    tick = 80000
+def weth_usdc_lp(tick: int = 80000) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Underlyings and a WETH/USDC LP position 4,000 ticks either side of `tick`, the pool's
+    price (WETH in USDC: 1.0001^tick, scaled by the decimals' difference)."""
     price = 1.0001 ** tick * 10**12
     unds = {"WETH": {"price": price, "product_class": "crypto"},
             "USDC": {"price": 1, "product_class": "stablecoin"}}
     lp = {"kind": "uniswap_v3_lp", "token0": "WETH", "token1": "USDC", "decimals0": 18,
           "decimals1": 6, "liquidity": 10**15, "tick_lower": tick - 4000,
           "tick_upper": tick + 4000}
+    return unds, lp
+
+
+def test_lp_pnl_is_added_into_its_class_group():
+    from margin.engine.defi import uniswap_v3
+
+    unds, lp = weth_usdc_lp()
+    price = unds["WETH"]["price"]
     hedge = {"kind": "crypto", "symbol": "WETH", "quantity": -0.5}
     req = request(unds, [lp, hedge])
     portfolio = to_portfolio(req)

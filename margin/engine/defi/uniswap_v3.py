@@ -182,13 +182,24 @@ def div_rounding_up(x: int, y: int) -> int:
 # SqrtPriceMath
 # --------------------------------------------------------------------------------------------
 
-def get_amount0_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int, round_up: bool) -> int:
-    """liquidity / sqrt(lower) - liquidity / sqrt(upper) (SqrtPriceMath.getAmount0Delta)."""
+def _ordered(sqrt_a_x96: int, sqrt_b_x96: int) -> tuple[int, int]:
+    """A range's two sqrt prices, lower first (the swap every SqrtPriceMath and
+    LiquidityAmounts function opens with)."""
+    return (sqrt_b_x96, sqrt_a_x96) if sqrt_a_x96 > sqrt_b_x96 else (sqrt_a_x96, sqrt_b_x96)
+
+
+def _price_range(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int) -> tuple[int, int]:
+    """The two sqrt prices checked as uint160 and ordered, the liquidity as uint128: both
+    amount deltas start so in SqrtPriceMath."""
     _uint(sqrt_a_x96, 160, "sqrt_a_x96")
     _uint(sqrt_b_x96, 160, "sqrt_b_x96")
     _uint(liquidity, 128, "liquidity")
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    return _ordered(sqrt_a_x96, sqrt_b_x96)
+
+
+def get_amount0_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int, round_up: bool) -> int:
+    """liquidity / sqrt(lower) - liquidity / sqrt(upper) (SqrtPriceMath.getAmount0Delta)."""
+    sqrt_a_x96, sqrt_b_x96 = _price_range(sqrt_a_x96, sqrt_b_x96, liquidity)
     numerator1 = liquidity << 96
     numerator2 = sqrt_b_x96 - sqrt_a_x96
     if sqrt_a_x96 == 0:  # require(sqrtRatioAX96 > 0)
@@ -201,11 +212,7 @@ def get_amount0_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int, round_up
 
 def get_amount1_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int, round_up: bool) -> int:
     """liquidity * (sqrt(upper) - sqrt(lower)) (SqrtPriceMath.getAmount1Delta)."""
-    _uint(sqrt_a_x96, 160, "sqrt_a_x96")
-    _uint(sqrt_b_x96, 160, "sqrt_b_x96")
-    _uint(liquidity, 128, "liquidity")
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _price_range(sqrt_a_x96, sqrt_b_x96, liquidity)
     if round_up:
         return mul_div_rounding_up(liquidity, sqrt_b_x96 - sqrt_a_x96, Q96)
     return mul_div(liquidity, sqrt_b_x96 - sqrt_a_x96, Q96)
@@ -239,16 +246,14 @@ def _to_uint128(x: int) -> int:
 
 def get_liquidity_for_amount0(sqrt_a_x96: int, sqrt_b_x96: int, amount0: int) -> int:
     """amount0 * sqrt(a) * sqrt(b) / (sqrt(b) - sqrt(a)) (LiquidityAmounts)."""
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _ordered(sqrt_a_x96, sqrt_b_x96)
     intermediate = mul_div(sqrt_a_x96, sqrt_b_x96, Q96)
     return _to_uint128(mul_div(amount0, intermediate, sqrt_b_x96 - sqrt_a_x96))
 
 
 def get_liquidity_for_amount1(sqrt_a_x96: int, sqrt_b_x96: int, amount1: int) -> int:
     """amount1 / (sqrt(b) - sqrt(a)) (LiquidityAmounts)."""
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _ordered(sqrt_a_x96, sqrt_b_x96)
     return _to_uint128(mul_div(amount1, Q96, sqrt_b_x96 - sqrt_a_x96))
 
 
@@ -259,8 +264,7 @@ def get_liquidity_for_amounts(sqrt_price_x96: int, sqrt_a_x96: int, sqrt_b_x96: 
     ``<=`` at the lower bound as in v3-periphery's current source (an older revision's ``<``
     reverts there on a zero-width token1 interval; the reference vectors pin ``<=``).
     """
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _ordered(sqrt_a_x96, sqrt_b_x96)
     if sqrt_price_x96 <= sqrt_a_x96:
         return get_liquidity_for_amount0(sqrt_a_x96, sqrt_b_x96, amount0)
     if sqrt_price_x96 < sqrt_b_x96:
@@ -272,15 +276,13 @@ def get_liquidity_for_amounts(sqrt_price_x96: int, sqrt_a_x96: int, sqrt_b_x96: 
 
 def get_amount0_for_liquidity(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int) -> int:
     """Token0 for liquidity over [a, b], rounded down (LiquidityAmounts)."""
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _ordered(sqrt_a_x96, sqrt_b_x96)
     return mul_div(liquidity << 96, sqrt_b_x96 - sqrt_a_x96, sqrt_b_x96) // sqrt_a_x96
 
 
 def get_amount1_for_liquidity(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int) -> int:
     """Token1 for liquidity over [a, b], rounded down (LiquidityAmounts)."""
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _ordered(sqrt_a_x96, sqrt_b_x96)
     return mul_div(liquidity, sqrt_b_x96 - sqrt_a_x96, Q96)
 
 
@@ -289,8 +291,7 @@ def get_amounts_for_liquidity(sqrt_price_x96: int, sqrt_a_x96: int, sqrt_b_x96: 
     """(amount0, amount1) of liquidity at the price (LiquidityAmounts.getAmountsForLiquidity):
     all token0 at or below the range, all token1 at or above it."""
     _uint(liquidity, 128, "liquidity")
-    if sqrt_a_x96 > sqrt_b_x96:
-        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    sqrt_a_x96, sqrt_b_x96 = _ordered(sqrt_a_x96, sqrt_b_x96)
     if sqrt_price_x96 <= sqrt_a_x96:
         return get_amount0_for_liquidity(sqrt_a_x96, sqrt_b_x96, liquidity), 0
     if sqrt_price_x96 < sqrt_b_x96:
