@@ -20,6 +20,7 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -93,7 +94,9 @@ class TenantViewSet(TenantScopedMixin, viewsets.GenericViewSet):
         return self.scoped_queryset()
 
     def scoped_queryset(self) -> models.QuerySet:
-        raise NotImplementedError(f"{type(self).__name__} lists no objects")
+        # Django's own idiom for a view that was not told what it lists (GenericAPIView does
+        # the same for a missing queryset): a programming error, found at the first request.
+        raise ImproperlyConfigured(f"{type(self).__name__} defines no scoped_queryset()")
 
 
 # Request bodies --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 
@@ -69,7 +69,7 @@ class ServiceActionsMixin:
     # what the service needs, and its object becomes the row the service wrote.
 
     def create_through_service(self, request, form):
-        raise NotImplementedError
+        raise ImproperlyConfigured(f"{type(self).__name__} names no service that creates its rows")
 
     def save_model(self, request, obj, form, change) -> None:
         created = self.create_through_service(request, form)
