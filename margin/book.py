@@ -15,7 +15,7 @@ from margin.engine.validation import validate_portfolio
 
 from .market_data import latest_prices
 from .market_history import ChunkHistory, read_history
-from .models import ImpliedVolatility, RiskFreeRate
+from .models import ImpliedVolatility, PriceObservation, RiskFreeRate
 
 # The engine's underlying type for each instrument kind that can be an underlying.
 UNDERLYING_TYPE = {
@@ -41,18 +41,35 @@ def load_positions(accounts: Sequence[Account]) -> dict[int, list[Position]]:
     return by_account
 
 
-def latest_vols(instrument_ids) -> dict[int, float]:
-    vols: dict[int, float] = {}
+def latest_vol_observations(instrument_ids) -> dict[int, ImpliedVolatility]:
+    """The newest implied vol row per instrument (a snapshot records which one it used)."""
+    vols: dict[int, ImpliedVolatility] = {}
     for row in ImpliedVolatility.objects.filter(instrument_id__in=list(instrument_ids)).order_by(
-            "instrument_id", "-observed_at"):
-        vols.setdefault(row.instrument_id, float(row.volatility))
+            "instrument_id", "-observed_at", "-id"):
+        vols.setdefault(row.instrument_id, row)
     return vols
 
 
-def current_rate(on: date) -> float:
-    row = RiskFreeRate.objects.filter(currency="USD", observed_on__lte=on).order_by(
+def latest_vols(instrument_ids) -> dict[int, float]:
+    return vol_values(latest_vol_observations(instrument_ids))
+
+
+def vol_values(rows: dict[int, ImpliedVolatility]) -> dict[int, float]:
+    """What `build_portfolio` reads: instrument id -> implied vol."""
+    return {instrument_id: float(row.volatility) for instrument_id, row in rows.items()}
+
+
+def current_rate_row(on: date) -> RiskFreeRate | None:
+    return RiskFreeRate.objects.filter(currency="USD", observed_on__lte=on).order_by(
         "-observed_on").first()
+
+
+def rate_value(row: RiskFreeRate | None) -> float:
     return float(row.rate) if row else 0.0
+
+
+def current_rate(on: date) -> float:
+    return rate_value(current_rate_row(on))
 
 
 def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
@@ -142,6 +159,14 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
 
 def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, dict[int, float]]:
     """Latest prices and vols for every instrument (and underlying) in a chunk, in 2 queries."""
+    prices, vols = market_observations_for(positions_by_account)
+    return prices, vol_values(vols)
+
+
+def market_observations_for(positions_by_account: dict[int, list[Position]]
+                            ) -> tuple[dict[int, PriceObservation], dict[int, ImpliedVolatility]]:
+    """`market_for` as rows: the price and vol observations themselves, whose ids a snapshot
+    records (2 queries)."""
     ids: set[int] = set()
     for rows in positions_by_account.values():
         for row in rows:
@@ -150,7 +175,7 @@ def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, d
                             row.instrument.token1_id):
                 if related:
                     ids.add(related)
-    return latest_prices(ids), latest_vols(ids)
+    return latest_prices(ids), latest_vol_observations(ids)
 
 
 def history_instruments(position: Position) -> list[Instrument]:

@@ -21,7 +21,9 @@ demo seed loads it into the table explicitly with ``load_synthetic_demo_history`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -232,6 +234,8 @@ class AccountHistory:
 
     history: dict[str, tuple[float, ...]] | None
     flags: tuple[str, ...] = ()
+    #: the first and last date of the window (what a snapshot records to be recomputed)
+    window: tuple[date, date] | None = None
 
 
 @dataclass
@@ -273,7 +277,15 @@ class ChunkHistory:
             at = {d: k for k, d in enumerate(series.dates)}
             history[s] = tuple(series.closes[at[d]] for d in days)
             synthetic = synthetic or any(d in series.synthetic for d in days)
-        return AccountHistory(history, (SYNTHETIC_FLAG,) if synthetic else ())
+        return AccountHistory(history, (SYNTHETIC_FLAG,) if synthetic else (),
+                              (days[0], days[-1]))
+
+
+def closes_digest(history: Mapping[str, Sequence[float]]) -> str:
+    """sha256 of an account's VaR window (symbol and closes, as the engine received them): what
+    a snapshot records of its history, so a close replaced afterwards is named as the cause."""
+    document = [[symbol, [repr(float(c)) for c in history[symbol]]] for symbol in sorted(history)]
+    return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_history(instruments: Sequence[Instrument], *, on: date,

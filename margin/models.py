@@ -107,7 +107,13 @@ class RiskParameterSet(TenantModel):
 
 class MarginSnapshot(TenantModel):
     """The engine's result for one account at one market state. Read by every page; the
-    portal never recomputes on page load."""
+    portal never recomputes on page load.
+
+    A snapshot records what it valued so it can be recomputed later from what was stored: the
+    positions themselves (positions keep no history of their own), the market rows by id, the
+    parameter-set version and the engine version; and its risk arrays compactly
+    (``margin.risk_arrays``). ``positions`` is null on rows written before inputs were recorded.
+    """
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="snapshots")
     computed_at = models.DateTimeField(db_index=True)
@@ -130,6 +136,32 @@ class MarginSnapshot(TenantModel):
                                  help_text="equity minus requirement; negative is a deficit")
     flags = models.JSONField(default=list, blank=True)
     result = models.JSONField(help_text="the calculator's response for the account's book")
+    # -- what was valued, by reference (margin.reproduce recomputes from these)
+    valuation_date = models.DateField(null=True, blank=True,
+                                      help_text="the date options were aged to (exchange day)")
+    positions = models.JSONField(
+        null=True, blank=True,
+        help_text="[[instrument id, quantity, cost basis], ...] as valued, by instrument id "
+                  "(null: written before inputs were recorded)")
+    price_ids = models.JSONField(default=dict, blank=True,
+                                 help_text="instrument id -> PriceObservation id used")
+    vol_ids = models.JSONField(default=dict, blank=True,
+                               help_text="instrument id -> ImpliedVolatility id used")
+    rate = models.ForeignKey(RiskFreeRate, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="+", help_text="the rate row used (none: 0)")
+    history = models.JSONField(
+        null=True, blank=True,
+        help_text="the daily closes VaR used: returns, first and last date of the window, a "
+                  "digest of the closes, and the history flags (null: VaR not asked for)")
+    parameter_version = models.ForeignKey(
+        RiskParameterSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="the firm's parameter-set version used (none: the platform default named in "
+                  "parameter_set)")
+    add_ons = models.JSONField(default=dict, blank=True,
+                               help_text="house add-ons and minimum charge, money to the cent")
+    risk_arrays = models.JSONField(
+        default=dict, blank=True,
+        help_text="class group -> its P&L at each valuation point, float32 (margin.risk_arrays)")
 
     class Meta(TenantModel.Meta):
         ordering = ["account", "-computed_at"]
@@ -144,6 +176,10 @@ class MarginSnapshot(TenantModel):
     @property
     def is_deficit(self) -> bool:
         return self.excess < 0
+
+    @property
+    def records_inputs(self) -> bool:
+        return self.positions is not None
 
 
 class OracleRejection(models.Model):
