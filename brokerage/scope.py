@@ -108,6 +108,12 @@ class AppendOnlyTenantManager(TenantManager):
     _queryset_class = AppendOnlyQuerySet
 
 
+class AppendOnlyCrossFirmManager(CrossFirmManager):
+    """The cross-firm path of an append-only model: reads only, bulk writes refused as well."""
+
+    _queryset_class = AppendOnlyQuerySet
+
+
 def lock_in_firm(model: type[models.Model], pk: int, *, missing: Exception) -> models.Model:
     """Row `pk` of `model`, read through its scoped manager and locked FOR UPDATE; `missing`
     is raised when the current firm has no such row (another firm's row reads as missing)."""

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import models
 
 from accounts.models import Account, Instrument
-from brokerage.models import TenantModel, VersionStatus
+from brokerage.models import AppendOnlyRecord, TenantModel, VersionStatus
+from brokerage.scope import AppendOnlyCrossFirmManager, AppendOnlyTenantManager
 
 
 class PriceObservation(models.Model):
@@ -105,11 +106,13 @@ class RiskParameterSet(TenantModel):
         return f"{self.base}/firm-v{self.version}"
 
 
-class MarginSnapshot(TenantModel):
+class MarginSnapshot(AppendOnlyRecord, TenantModel):
     """The engine's result for one account at one market state. Read by every page; the
     portal never recomputes on page load.
 
-    A snapshot records what it valued so it can be recomputed later from what was stored: the
+    Append-only history (model and queryset guards here, a database trigger on PostgreSQL and
+    SQLite as well): a snapshot is never updated or deleted. It records what it valued so
+    ``manage.py recompute_snapshot`` can reproduce it later (``margin.reproduce``): the
     positions themselves (positions keep no history of their own), the market rows by id, the
     parameter-set version and the engine version; and its risk arrays compactly
     (``margin.risk_arrays``). ``positions`` is null on rows written before inputs were recorded.
@@ -162,6 +165,11 @@ class MarginSnapshot(TenantModel):
     risk_arrays = models.JSONField(
         default=dict, blank=True,
         help_text="class group -> its P&L at each valuation point, float32 (margin.risk_arrays)")
+
+    objects = AppendOnlyTenantManager()
+    cross_firm = AppendOnlyCrossFirmManager()
+    never_updated = "margin snapshots are append-only: a snapshot is never updated"
+    never_deleted = "margin snapshots are append-only: a snapshot is never deleted"
 
     class Meta(TenantModel.Meta):
         ordering = ["account", "-computed_at"]

@@ -76,9 +76,9 @@ def shared_instrument(symbol: str, kind: str = "stock", product_class: str = "eq
     return instrument
 
 
-def value_each_firms_account(world: World) -> World:
+def value_each_firms_account(world: World, *, value: bool = True) -> World:
     """Each firm's account holds 10 ACME at 100, is granted to its client user and valued once
-    (a snapshot the portal shows)."""
+    (a snapshot the portal shows; ``value=False`` leaves the valuing to the test)."""
     from django.utils import timezone
 
     from margin.market_data import load_prices
@@ -95,5 +95,6 @@ def value_each_firms_account(world: World) -> World:
                               actor=admin)
             book.grant_account_access(account=fw.account, user=fw.users[Role.CLIENT.value],
                                       actor=admin)
-        recompute_accounts(fw.firm.pk, [fw.account.pk])
+        if value:
+            recompute_accounts(fw.firm.pk, [fw.account.pk])
     return world

@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from brokerage.models import Firm
+from brokerage.scope import firm_scope
 from margin.models import MarginSnapshot
+from margin.snapshots import compute_snapshots
 from tests.factories import PASSWORD, value_each_firms_account
 
 pytestmark = pytest.mark.django_db
@@ -23,13 +26,23 @@ WINTER = datetime(2026, 1, 15, 15, 40, tzinfo=UTC)
 
 @pytest.fixture
 def valued(world):
-    """Each firm's account valued once (its snapshot is then dated at a known instant)."""
-    return value_each_firms_account(world)
+    """Each firm's account booked; each test values it at a known instant (``_dated``)."""
+    return value_each_firms_account(world, value=False)
 
 
 def _dated(account, instant: datetime) -> None:
-    MarginSnapshot.cross_firm.for_compliance(reason="test: a known instant").filter(
-        account=account).update(computed_at=instant)
+    """The account valued as the sweep values it, its snapshot written as of ``instant``.
+
+    Snapshots are append-only (never re-dated), so the sweep's row is computed inside a
+    savepoint that is rolled back, and the same row is written at the instant instead.
+    """
+    with firm_scope(account.firm):
+        with transaction.atomic():
+            [outcome] = compute_snapshots(accounts=[account])
+            computed = {field.attname: getattr(outcome.snapshot, field.attname)
+                        for field in MarginSnapshot._meta.concrete_fields if not field.primary_key}
+            transaction.set_rollback(True)
+        MarginSnapshot.objects.create(**{**computed, "computed_at": instant})
 
 
 def _zone(firm, name: str) -> None:
