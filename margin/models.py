@@ -152,6 +152,9 @@ class MarginSnapshot(AppendOnlyRecord, TenantModel):
                                help_text="instrument id -> ImpliedVolatility id used")
     rate = models.ForeignKey(RiskFreeRate, null=True, blank=True, on_delete=models.PROTECT,
                              related_name="+", help_text="the rate row used (none: 0)")
+    # A day's rate is corrected in place (set_risk_free_rate), so the value is kept beside it.
+    rate_used = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True,
+                                    help_text="the rate valued at, as the row held it then")
     history = models.JSONField(
         null=True, blank=True,
         help_text="the daily closes VaR used: returns, first and last date of the window, a "

@@ -156,7 +156,8 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
         # JSON keys are text: instrument ids as strings, sorted for a stable row
         "price_ids": {str(i): prices[i].pk for i in sorted(used) if i in prices},
         "vol_ids": {str(i): vols[i].pk for i in sorted(used) if i in vols},
-        "rate": rate, "parameter_version": parameter_row, "history": window,
+        "rate": rate, "rate_used": rate.rate if rate else None,
+        "parameter_version": parameter_row, "history": window,
     }
 
 

@@ -44,6 +44,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='marginsnapshot',
+            name='rate_used',
+            field=models.DecimalField(blank=True, decimal_places=6, help_text='the rate valued at, as the row held it then', max_digits=10, null=True),
+        ),
+        migrations.AddField(
+            model_name='marginsnapshot',
             name='risk_arrays',
             field=models.JSONField(blank=True, default=dict, help_text='class group -> its P&L at each valuation point, float32 (margin.risk_arrays)'),
         ),
