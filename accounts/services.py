@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from brokerage import audit
@@ -49,14 +49,19 @@ def _client_snapshot(client: Client) -> dict[str, Any]:
 
 
 def portal_user_choices(*, client: Client | None = None):
-    """Users who may be linked as a client's portal login: the firm in scope's client-role
-    users not already linked to another client (fails closed without a firm in scope)."""
+    """Users who may be linked as a client's portal login: the firm in scope's active
+    client-role users not already linked to another client, and the client's current login
+    even if deactivated since (else its form could not be saved unchanged). Fails closed
+    without a firm in scope."""
     client_members = Membership.objects.filter(role=Role.CLIENT).values("user_id")
     linked = Client.cross_firm.for_compliance(reason="one client per portal login").filter(
         portal_user__isnull=False)
+    offered = Q(is_active=True)
     if client is not None and client.pk:
         linked = linked.exclude(pk=client.pk)
-    return get_user_model().objects.filter(pk__in=client_members, is_active=True).exclude(
+        if client.portal_user_id is not None:
+            offered |= Q(pk=client.portal_user_id)
+    return get_user_model().objects.filter(offered, pk__in=client_members).exclude(
         pk__in=linked.values("portal_user_id")).order_by("username")
 
 
