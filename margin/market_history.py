@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -55,6 +55,12 @@ SYNTHETIC_FLAG = "history_source: synthetic"
 
 def _close_date(value: Any, field_name: str, today: date,
                 errors: list[dict[str, str]]) -> date | None:
+    if isinstance(value, datetime):
+        # A moment is not a trading day: whose date it falls on depends on a zone.
+        errors.append({"field": field_name, "code": "invalid",
+                       "message": f"{value.isoformat()} is a date and time: give the close's "
+                                  "trading day (YYYY-MM-DD)"})
+        return None
     if isinstance(value, date):
         day = value
     else:

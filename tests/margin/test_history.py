@@ -8,7 +8,7 @@ computed; the demo's synthetic history is loaded as `synthetic` and labelled whe
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -113,6 +113,8 @@ def test_a_load_stores_the_closes_and_is_one_audit_event_on_the_platform_chain()
     ({"symbol": "ACME 261218C50"}, "symbol", "not_an_underlying"),
     ({"date": "2999-01-01"}, "date", "future"),
     ({"date": "03/05/2025"}, "date", "invalid"),
+    # a moment is not a trading day (which zone's date?): refused, not a TypeError
+    ({"date": datetime(2025, 3, 4, 21, 0, tzinfo=UTC)}, "date", "invalid"),
     ({"date": "2025-03-03"}, "date", "duplicate"),
     ({"volume": 10}, "", "unknown_field"),
 ])
