@@ -264,6 +264,28 @@ def test_underlyings_on_different_calendars_use_their_common_dates(world, coin_d
     assert short[0].endswith("of the 500 returns needed (closes on the same dates)")
 
 
+def test_underlyings_with_different_holidays_read_the_earlier_closes_they_share(
+        django_assert_num_queries):
+    # Each misses a different tenth of the weekdays: 630 closes each, 560 on shared dates. The
+    # 501st-newest close of each is not far enough back for 501 shared dates, so the window
+    # reads further back (one more query) rather than calling the history short.
+    holidays = {"HOLA": 0, "HOLB": 5}
+    instruments = [shared_instrument(symbol) for symbol in holidays]
+    days = weekdays_back(700)
+    for symbol, skipped in holidays.items():
+        load_daily_closes(rows=[{"symbol": symbol, "date": d.isoformat(), "close": "100"}
+                                for i, d in enumerate(days) if i % 10 != skipped],
+                          source="vendor", actor=None)
+    history = read_history(instruments, on=timezone.localdate(), returns_needed=500)
+    with django_assert_num_queries(1):
+        window = history.for_symbols(["HOLA", "HOLB"])
+    assert window.flags == () and len(window.history["HOLA"]) == 501
+    shared = [d for i, d in enumerate(days) if i % 10 not in holidays.values()]
+    assert window.history["HOLA"] == (100.0,) * 501 and len(shared) == 560
+    with django_assert_num_queries(0):  # cut once per set of symbols
+        assert history.for_symbols(["HOLB", "HOLA"]) is window
+
+
 def test_a_chunk_reads_its_history_in_two_queries(django_assert_num_queries):
     instruments = [shared_instrument(s) for s in ("AAA", "BBB", "CCC")]
     for n, symbol in enumerate(("AAA", "BBB")):
