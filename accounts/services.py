@@ -10,14 +10,16 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from brokerage import audit
 from brokerage.errors import InvalidInput
 from brokerage.models import Firm, Membership
 from brokerage.roles import Role
-from brokerage.tenancy import membership_of, require_tenant_actor
+from brokerage.tenancy import firm_of, membership_of, require_tenant_actor
 
 from .models import Account, Client, Instrument, LedgerEntry, Position, RiskDisclosure
+from .signals import book_changed, client_profile_changed
 
 
 class BookError(InvalidInput):
@@ -114,8 +116,6 @@ def update_client(*, client: Client, actor, **changes: Any) -> Client:
         client.save()
         audit.record(firm=client.firm, actor=actor, event_type="client.updated", obj=client,
                      before=before, after=_client_snapshot(client))
-        from .signals import client_profile_changed
-
         transaction.on_commit(lambda: client_profile_changed.send(Client, client=client))
     return client
 
@@ -208,8 +208,6 @@ def post_ledger_entry(*, account: Account, kind: str, amount: Decimal, actor, me
         audit.record(firm=account.firm, actor=actor, event_type="ledger.posted", obj=entry,
                      after={"account": account.number, "kind": kind, "amount": amount,
                             "corrects": corrects.pk if corrects else None})
-        from .signals import book_changed
-
         transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
     return entry
 
@@ -252,18 +250,12 @@ def set_position(*, account: Account, instrument: Instrument, quantity: Decimal,
                      before=before, after={"account": account.number,
                                            "instrument": instrument.symbol,
                                            "quantity": quantity})
-        from .signals import book_changed
-
         transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
     return result
 
 
 def grant_account_access(*, account: Account, user, actor) -> None:
     """Let a client user see one account (a django-guardian object grant, audited)."""
-    from guardian.shortcuts import assign_perm
-
-    from brokerage.tenancy import firm_of
-
     require_tenant_actor(firm=account.firm, actor=actor)
     if firm_of(user) != account.firm:
         raise BookError("user", "a user of another firm cannot be granted this account")
