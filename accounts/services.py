@@ -8,16 +8,18 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from brokerage import audit
 from brokerage.errors import InvalidInput
 from brokerage.models import Firm, Membership
 from brokerage.roles import Role
-from brokerage.tenancy import membership_of, require_tenant_actor
+from brokerage.tenancy import firm_of, membership_of, require_tenant_actor
 
 from .models import Account, Client, Instrument, LedgerEntry, Position, RiskDisclosure
+from .signals import book_changed, client_profile_changed
 
 
 class BookError(InvalidInput):
@@ -49,14 +51,19 @@ def _client_snapshot(client: Client) -> dict[str, Any]:
 
 
 def portal_user_choices(*, client: Client | None = None):
-    """Users who may be linked as a client's portal login: the firm in scope's client-role
-    users not already linked to another client (fails closed without a firm in scope)."""
+    """Users who may be linked as a client's portal login: the firm in scope's active
+    client-role users not already linked to another client, and the client's current login
+    even if deactivated since (else its form could not be saved unchanged). Fails closed
+    without a firm in scope."""
     client_members = Membership.objects.filter(role=Role.CLIENT).values("user_id")
     linked = Client.cross_firm.for_compliance(reason="one client per portal login").filter(
         portal_user__isnull=False)
+    offered = Q(is_active=True)
     if client is not None and client.pk:
         linked = linked.exclude(pk=client.pk)
-    return get_user_model().objects.filter(pk__in=client_members, is_active=True).exclude(
+        if client.portal_user_id is not None:
+            offered |= Q(pk=client.portal_user_id)
+    return get_user_model().objects.filter(offered, pk__in=client_members).exclude(
         pk__in=linked.values("portal_user_id")).order_by("username")
 
 
@@ -109,8 +116,6 @@ def update_client(*, client: Client, actor, **changes: Any) -> Client:
         client.save()
         audit.record(firm=client.firm, actor=actor, event_type="client.updated", obj=client,
                      before=before, after=_client_snapshot(client))
-        from .signals import client_profile_changed
-
         transaction.on_commit(lambda: client_profile_changed.send(Client, client=client))
     return client
 
@@ -203,8 +208,6 @@ def post_ledger_entry(*, account: Account, kind: str, amount: Decimal, actor, me
         audit.record(firm=account.firm, actor=actor, event_type="ledger.posted", obj=entry,
                      after={"account": account.number, "kind": kind, "amount": amount,
                             "corrects": corrects.pk if corrects else None})
-        from .signals import book_changed
-
         transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
     return entry
 
@@ -247,18 +250,12 @@ def set_position(*, account: Account, instrument: Instrument, quantity: Decimal,
                      before=before, after={"account": account.number,
                                            "instrument": instrument.symbol,
                                            "quantity": quantity})
-        from .signals import book_changed
-
         transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
     return result
 
 
 def grant_account_access(*, account: Account, user, actor) -> None:
     """Let a client user see one account (a django-guardian object grant, audited)."""
-    from guardian.shortcuts import assign_perm
-
-    from brokerage.tenancy import firm_of
-
     require_tenant_actor(firm=account.firm, actor=actor)
     if firm_of(user) != account.firm:
         raise BookError("user", "a user of another firm cannot be granted this account")

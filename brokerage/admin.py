@@ -42,6 +42,7 @@ class AuditEventAdmin(ReadOnlyTenantAdmin):
     list_display = ("seq", "created_at", "event_type", "actor", "actor_role", "object_type",
                     "object_id", "request_id")
     list_filter = ("event_type",)
+    list_select_related = ("actor",)  # nullable: Django's changelist would not join it
     search_fields = ("object_id", "request_id")
     exclude = ()
 

@@ -56,11 +56,6 @@ def platform_role_of(user) -> str | None:
     return PlatformRole.objects.filter(user=user).values_list("role", flat=True).first()
 
 
-def is_platform_operator(user) -> bool:
-    """The installation's own people: a platform role and no firm."""
-    return platform_role_of(user) is not None and membership_of(user) is None
-
-
 def is_platform_auditor(user) -> bool:
     """Who may export every firm's audit trail (with a reason, recorded on the platform chain)."""
     return platform_role_of(user) == PlatformRoleName.AUDITOR and membership_of(user) is None

@@ -69,9 +69,3 @@ def read_equity(account: Account) -> EquityReading:
         return EquityReading(snapshot.equity.quantize(CENT), SOURCE_SNAPSHOT,
                              snapshot_id=snapshot.pk)
     return book_equity(account)
-
-
-def account_equity(account: Account) -> tuple[Decimal, str]:
-    """(equity, source): source is 'margin_snapshot', 'book' or 'book_incomplete'."""
-    reading = read_equity(account)
-    return reading.amount, reading.source

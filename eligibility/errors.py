@@ -14,6 +14,7 @@ from brokerage.errors import (
     FourEyesViolation,
     IllegalTransition,
     InvalidInput,
+    NotFound,
     NotPermitted,
     Unprocessable,
 )
@@ -23,23 +24,19 @@ InvalidRequest = InvalidInput
 
 __all__ = [
     "Conflict", "EligibilityError", "FourEyesViolation", "IllegalTransition", "InvalidRequest",
-    "InvalidRuleSet", "NotEligible", "NotPermitted",
+    "InvalidRuleSet", "NotEligible", "NotFound", "NotPermitted",
 ]
 
 
-class InvalidRuleSet(InvalidInput):
+class InvalidRuleSet(InvalidInput, code="invalid_rule_set"):
     """Thresholds that break a regulatory floor or are not well formed (every problem listed)."""
-
-    code = "invalid_rule_set"
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__(errors=[(e["field"], self.code, e["message"]) for e in errors])
 
 
-class NotEligible(Unprocessable):
+class NotEligible(Unprocessable, code="not_eligible"):
     """Approval refused: the evaluation at approval time fails one or more rules."""
-
-    code = "not_eligible"
 
     @property
     def errors(self) -> list[dict[str, str]]:

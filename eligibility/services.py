@@ -51,6 +51,7 @@ from .errors import (
     InvalidRequest,
     InvalidRuleSet,
     NotEligible,
+    NotFound,
     NotPermitted,
 )
 from .evaluation import OPENING, EligibilityResult, Facts, client_facts, evaluate_account
@@ -301,7 +302,7 @@ def _view(application: Application) -> dict[str, Any]:
 
 def _lock(application: Application) -> Application:
     return lock_in_firm(Application, application.pk,
-                        missing=NotPermitted("no such application in your firm"))
+                        missing=NotFound("no such application in your firm"))
 
 
 def _refuse(application: Application, action: str) -> IllegalTransition:
@@ -515,7 +516,7 @@ def _decide(application: Application, approver, *, approve: bool, reasons: str,
     action = "approve" if approve else "reject"
     current = Application.objects.filter(pk=application.pk).first()
     if current is None:
-        raise NotPermitted("no such application in your firm")
+        raise NotFound("no such application in your firm")
     request = approvals.request_for(kind=APPLICATION_KIND, subject=current)
     if current.state != S.UNDER_REVIEW or request is None:
         raise _refuse(current, action)
@@ -585,7 +586,7 @@ def _approve(ruling: approvals.Ruling) -> approvals.Change:
     application: Application = ruling.subject
     before = _view(application)
     firm = application.firm
-    # a desk may not pass it
+    # The admin's door passes no business date: then it is today's on the firm's exchange.
     today = ruling.context.get("today") or business_days.today(firm.exchange_calendar)
     effective_on = business_days.next_business_day(today, firm.exchange_calendar)
     locked = _move(application, "approve", decided_by=ruling.decider, decided_at=timezone.now(),

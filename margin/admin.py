@@ -56,6 +56,7 @@ class RiskParameterSetAdmin(ReadOnlyTenantAdmin):
     list_display = ("version", "status", "base", "created_by", "created_at", "decided_by",
                     "decided_at")
     list_filter = ("status",)
+    list_select_related = ("created_by", "decided_by")
 
 
 @admin.register(OracleRejection)

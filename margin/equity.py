@@ -74,7 +74,10 @@ def value_book(account: Account) -> BookValue:
             f"{r.instrument.symbol} (oracle round rejected: {r.failed_check})"
             for r in rejected.values())))
     params, _ = parameters_for(account.firm)
-    today = timezone.localdate()
+    # The exchange's date (settings.TIME_ZONE is its clock), as the sweep's workers value it,
+    # not the date in whatever zone the viewer's request activated: in Tokyo it is already
+    # tomorrow by New York's afternoon, and today's expiries would read as expired.
+    today = timezone.localdate(timezone=timezone.get_default_timezone())
     portfolio = None
     try:
         portfolio = build_portfolio(positions, valuation_date=today, prices=prices, vols=vols,

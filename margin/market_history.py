@@ -9,7 +9,7 @@ on them) are marked for recompute, as a price load does. A close already stored 
 replaced (a vendor's correction), except that a synthetic close never replaces a real one.
 
 Reading (``read_history``): the closes of every underlying a chunk of accounts holds, in two
-queries, then per account the last ``returns_needed + 1`` closes on the dates its underlyings
+queries (a third for underlyings whose holidays differ), then per account the last ``returns_needed + 1`` closes on the dates its underlyings
 share (returns must be simultaneous across symbols). An underlying with fewer closes than that
 makes the account's VaR unavailable, with a ``history_short`` flag naming it, rather than
 computed on too little (or made-up) history; a window that uses any synthetic close is flagged
@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +57,12 @@ SYNTHETIC_FLAG = "history_source: synthetic"
 
 def _close_date(value: Any, field_name: str, today: date,
                 errors: list[dict[str, str]]) -> date | None:
+    if isinstance(value, datetime):
+        # A moment is not a trading day: whose date it falls on depends on a zone.
+        errors.append({"field": field_name, "code": "invalid",
+                       "message": f"{value.isoformat()} is a date and time: give the close's "
+                                  "trading day (YYYY-MM-DD)"})
+        return None
     if isinstance(value, date):
         day = value
     else:
@@ -240,10 +246,18 @@ class AccountHistory:
 
 @dataclass
 class ChunkHistory:
-    """The stored closes of a chunk's underlyings; ``for_symbols`` cuts one account's window."""
+    """The stored closes of a chunk's underlyings; ``for_symbols`` cuts one account's window.
+
+    Series with more stored closes than one window were read from ``read_from`` on only
+    (``truncated``: symbol -> instrument id). When their common dates fall short there, because
+    the underlyings keep different holidays, their older closes are read once (one query per
+    such set of symbols), so a window is never short of closes the table holds.
+    """
 
     series: dict[str, SymbolCloses]
     returns_needed: int
+    read_from: date | None = None
+    truncated: dict[str, int] = field(default_factory=dict)
     _cut: dict[tuple[str, ...], AccountHistory] = field(default_factory=dict)
 
     def for_symbols(self, symbols: Iterable[str]) -> AccountHistory:
@@ -267,6 +281,8 @@ class ChunkHistory:
             common &= set(self.series[s].dates)
         days = sorted(common)[-(needed + 1):]
         if len(days) < needed + 1:
+            if self._read_earlier(symbols):
+                return self._window(symbols)
             return AccountHistory(None, (
                 f"history_short: {', '.join(symbols)} share {max(len(days) - 1, 0)} of the "
                 f"{needed} returns needed (closes on the same dates)",))
@@ -287,14 +303,47 @@ def closes_digest(history: Mapping[str, Sequence[float]]) -> str:
     document = [[symbol, [repr(float(c)) for c in history[symbol]]] for symbol in sorted(history)]
     return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
 
+    def _read_earlier(self, symbols: tuple[str, ...]) -> bool:
+        """Prepend the closes before ``read_from`` of the truncated series among ``symbols``;
+        False when none of them was truncated (the table holds no more)."""
+        ids = {self.truncated.pop(s): s for s in symbols if s in self.truncated}
+        if not ids:
+            return False
+        earlier = _closes_by_instrument(
+            DailyClose.objects.filter(instrument_id__in=ids, date__lt=self.read_from), ids)
+        for instrument_id, (dates, values, synthetic) in earlier.items():
+            symbol = ids[instrument_id]
+            later = self.series[symbol]
+            self.series[symbol] = SymbolCloses(
+                (*dates, *later.dates), (*values, *later.closes),
+                later.synthetic | frozenset(synthetic))
+        return True
+
+
+def _closes_by_instrument(closes, instrument_ids: Iterable[int]
+                          ) -> dict[int, tuple[list[date], list[float], set[date]]]:
+    """Each instrument's closes of the queryset ``closes``, oldest first, with the synthetic
+    days apart."""
+    collected: dict[int, tuple[list[date], list[float], set[date]]] = {
+        i: ([], [], set()) for i in instrument_ids}
+    for instrument_id, day, close, source in closes.order_by("instrument_id", "date").values_list(
+            "instrument_id", "date", "close", "source"):
+        dates, values, synthetic = collected[instrument_id]
+        dates.append(day)
+        values.append(float(close))
+        if source == DailyClose.Source.SYNTHETIC:
+            synthetic.add(day)
+    return collected
+
 
 def read_history(instruments: Sequence[Instrument], *, on: date,
                  returns_needed: int) -> ChunkHistory:
     """The closes up to ``on`` of ``instruments`` (a chunk's underlyings), in two queries.
 
     The first finds, per instrument, the date of its ``returns_needed + 1``-th newest close;
-    the second reads every instrument's closes from the earliest of those dates on (enough for
-    each account's window on its shared dates), and all closes of instruments with fewer.
+    the second reads every instrument's closes from the earliest of those dates on, and all
+    closes of instruments with fewer. That is enough for a window unless the underlyings keep
+    different holidays; then ``for_symbols`` reads the earlier closes it needs.
     """
     by_id = {i.pk: i for i in instruments}
     closes_needed = returns_needed + 1
@@ -303,18 +352,11 @@ def read_history(instruments: Sequence[Instrument], *, on: date,
                       order_by=F("date").desc())).filter(newest=closes_needed)
         .values_list("instrument_id", "date"))
     wanted = Q(instrument_id__in=[i for i in by_id if i not in starts])
+    read_from = min(starts.values()) if starts else None
     if starts:
-        wanted |= Q(instrument_id__in=list(starts), date__gte=min(starts.values()))
-    collected: dict[int, tuple[list[date], list[float], set[date]]] = {
-        i: ([], [], set()) for i in by_id}
-    for instrument_id, day, close, source in DailyClose.objects.filter(
-            wanted, date__lte=on).order_by("instrument_id", "date").values_list(
-                "instrument_id", "date", "close", "source"):
-        dates, values, synthetic = collected[instrument_id]
-        dates.append(day)
-        values.append(float(close))
-        if source == DailyClose.Source.SYNTHETIC:
-            synthetic.add(day)
+        wanted |= Q(instrument_id__in=list(starts), date__gte=read_from)
+    collected = _closes_by_instrument(DailyClose.objects.filter(wanted, date__lte=on), by_id)
     return ChunkHistory(
         {by_id[i].symbol: SymbolCloses(tuple(d), tuple(v), frozenset(s))
-         for i, (d, v, s) in collected.items()}, returns_needed)
+         for i, (d, v, s) in collected.items()}, returns_needed, read_from=read_from,
+        truncated={by_id[i].symbol: i for i in starts})

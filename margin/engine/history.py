@@ -19,8 +19,10 @@ The request field ``history`` wants ``{"SYM": [p0, p1, ...]}`` oldest first:
 The demo history is SYNTHETIC: ``synthetic_closes()`` draws a seeded geometric Brownian motion
 with Student-t innovations (fat tails) and factor correlation (an equity factor, a crypto
 factor; SPY tracks SPX / 10) for the symbols the demo uses. ``write_synthetic_csv()`` wrote the
-shipped file ``data/history/SYNTHETIC-daily-closes.csv`` once; ``demo_history()`` reads it. It
-is NOT market data and must never feed a real requirement.
+shipped file ``data/history/SYNTHETIC-daily-closes.csv`` once; the demo seed loads it into the
+stored history as source ``synthetic`` (``margin.market_history.load_synthetic_demo_history``),
+so every snapshot whose VaR uses it is flagged. It is NOT market data and must never feed a
+real requirement unlabelled.
 """
 
 from __future__ import annotations
@@ -280,12 +282,6 @@ def write_synthetic_csv(path: str | Path = SYNTHETIC_CSV, seed: int = SYNTHETIC_
         "around 1, weekdays only.",
     ))
     return Path(path)
-
-
-def demo_history(symbols: Iterable[str] | None = None,
-                 last: int | None = None) -> dict[str, tuple[float, ...]]:
-    """The shipped SYNTHETIC history in the request's ``history`` shape."""
-    return load_closes_csv(SYNTHETIC_CSV).as_history(symbols, last)
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance entry point

@@ -406,8 +406,10 @@ _SIGNED_IN_SET = _SIGNED | {("portfolio_margin", "points")}
 _FRACTIONS = {("defi", "perp_margin"), ("defi", "perp_profit_haircut"), ("defi", "max_ltv"),
               ("defi", "advance_rate"), ("defi", "liquidation_threshold"), ("defi", "oracle"),
               ("var", "confidence"), ("var", "es_confidence"), ("span", "extreme_coverage"),
-              ("house", "overrides", "naked_short_fraction")}
-_FRACTION_LEAVES = {"naked_short_fraction"}
+              ("house", "overrides", "naked_short_fraction"),
+              # moves down: a price falls to zero at most (the portfolio validator's bound)
+              ("house", "stress_range"), ("house", "overrides", "ineligible_range")}
+_FRACTION_LEAVES = {"naked_short_fraction", "range", "down"}
 
 
 def _is_number(value: Any) -> bool:

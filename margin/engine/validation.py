@@ -10,7 +10,8 @@ all of them. The bounds:
 
 - prices, strikes, multipliers, leverage, volatilities, entry prices: finite and > 0
   (``not_positive``); option marks, times to expiry, scan ranges: >= 0 (``negative``);
-  fractions (offsets, credits, coverage, naked-short fractions, house moves) within [0, 1];
+  fractions (offsets, credits, coverage, naked-short fractions, house moves) within [0, 1],
+  a house move down included (a price falls to zero at most; ``up`` alone is open);
   every number finite (``not_finite``);
 - names from the contract's lists (``portfolio.PRODUCT_CLASSES``, ``POSITION_KINDS``,
   ``RIGHTS``, ``EXERCISES``, ``NAMED_STRESS``...; ``invalid_choice``);
@@ -326,8 +327,9 @@ def _check_house(house: Mapping[str, Any] | None, declared: set[str],
     if not isinstance(value, bool):
         problems.number(value, ("house", "vol_shift"), lower=0, strict=True, upper=1)
     value = house.get("stress_range")
-    if not isinstance(value, bool):
-        problems.number(value, ("house", "stress_range"), lower=0, strict=True)
+    if not isinstance(value, bool):  # +/- the range: a price falls to zero at most
+        problems.number(value, ("house", "stress_range"), lower=0, strict=True,
+                        upper=-STRESS_MOVE_FLOOR)
     concentration = house.get("concentration")
     if isinstance(concentration, Mapping):
         at: Path = ("house", "concentration")
@@ -349,14 +351,16 @@ def _check_house_overrides(overrides: Mapping[str, Any], declared: set[str],
     problems.number(overrides.get("naked_short_fraction"), (*at, "naked_short_fraction"),
                     lower=0, upper=1)
     problems.number(overrides.get("ineligible_range"), (*at, "ineligible_range"), lower=0,
-                    strict=True)
+                    strict=True, upper=-STRESS_MOVE_FLOOR)
     for symbol, entry in (overrides.get("symbols") or {}).items():
         path: Path = (*at, "symbols", symbol)
         if symbol not in declared:
             problems.add(path, "undeclared_underlying", f"{symbol!r} is not declared")
             continue
-        for key in ("range", "down", "up"):
-            problems.number(entry.get(key), (*path, key), lower=0, strict=True)
+        # A move down (``range`` is down and up) takes a price to zero at most; up is open.
+        for key, upper in (("range", -STRESS_MOVE_FLOOR), ("down", -STRESS_MOVE_FLOOR),
+                           ("up", None)):
+            problems.number(entry.get(key), (*path, key), lower=0, strict=True, upper=upper)
         problems.number(entry.get("naked_short_fraction"), (*path, "naked_short_fraction"),
                         lower=0, upper=1)
 

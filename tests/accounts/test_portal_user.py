@@ -13,7 +13,7 @@ from accounts import services as book
 from accounts.models import Client
 from brokerage import audit
 from brokerage.scope import firm_scope
-from brokerage.tenancy import create_firm_user
+from brokerage.tenancy import create_firm_user, update_firm_user
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -133,3 +133,19 @@ def test_a_new_client_gets_only_the_firms_own_client_user(client, world, whose, 
     else:
         assert created is None
         assert "portal_user" in response.context["adminform"].form.errors
+
+
+def test_a_client_whose_portal_user_was_deactivated_can_still_be_edited(client, world):
+    # The form offers active users only, but a client's own current login stays a choice:
+    # otherwise deactivating a client user locks every later edit of their client record.
+    own = world.a.users["client"]
+    admin = world.a.users["firm_admin"]
+    with firm_scope(world.firm_a):
+        book.update_client(client=world.a.client, actor=admin, portal_user=own)
+        update_firm_user(firm=world.firm_a, user=own, actor=admin, is_active=False)
+    client.login(username="alpha_firm_admin", password=PASSWORD)
+    linked = Client.cross_firm.for_compliance(reason="test").get(pk=world.a.client.pk)
+    response = client.post(_change_url(linked), _form_data(linked, phone="+1 212 555 0100"))
+    assert response.status_code == 302
+    edited = Client.cross_firm.for_compliance(reason="test").get(pk=world.a.client.pk)
+    assert (edited.phone, edited.portal_user_id) == ("+1 212 555 0100", own.pk)

@@ -22,7 +22,8 @@ from brokerage.tenancy import (
     add_member,
     create_platform_user,
     is_platform_auditor,
-    is_platform_operator,
+    membership_of,
+    platform_role_of,
     set_firm_user_password,
     update_firm_user,
 )
@@ -44,7 +45,7 @@ def test_create_platform_user_reads_the_password_from_stdin_and_is_audited(clien
     user = User.objects.get(username="auditor1")
     assert PlatformRole.objects.get(user=user).role == "auditor"
     assert not user.is_superuser and not user.is_staff
-    assert is_platform_operator(user) and is_platform_auditor(user)
+    assert is_platform_auditor(user) and membership_of(user) is None
     event = _platform_events("platform_user.created").get()
     assert event.firm is None and event.after["role"] == "auditor"
     assert event.after["password_set"] is True
@@ -92,7 +93,7 @@ def test_a_tenant_user_is_not_a_platform_user_and_vice_versa(world):
     auditor = create_platform_user(username="auditor", role="auditor")
     with pytest.raises(NotPermitted):
         add_member(firm=world.firm_a, user=auditor, role="firm_admin")
-    assert not is_platform_operator(world.a.users["firm_admin"])
+    assert platform_role_of(world.a.users["firm_admin"]) is None
 
 
 def test_no_user_is_ever_saved_as_a_superuser(db):

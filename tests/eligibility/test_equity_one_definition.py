@@ -7,8 +7,9 @@ A future counts 0 (settled daily into cash), a perpetual its unrealised P&L: a n
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -98,3 +99,24 @@ def test_a_rejected_oracle_round_leaves_the_book_unvalued(in_desk_firm):
     reading = equity.read_equity(desk.account)
     assert reading.source == "book_incomplete" and not reading.complete
     assert reading.unpriced[0].startswith("CNX (oracle round rejected")
+
+
+def test_the_book_is_valued_on_the_exchanges_date_whatever_zone_the_viewer_sees(
+        in_desk_firm, monkeypatch):
+    # 15:00 in New York on Tuesday 24 Nov 2026 is already Wednesday at UTC+14: an option
+    # expiring today on the exchange is live, and a far-east firm's staff read the same equity.
+    desk = in_desk_firm
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
+    stock = priced("EXD", "40")
+    option = priced("EXD 261124C45", "0.05", kind="equity_option", multiplier=Decimal(100),
+                    underlying=stock, strike=Decimal(45), right="call",
+                    expiry=date(2026, 11, 24))
+    book.set_position(account=desk.account, instrument=stock, quantity=Decimal(100),
+                      actor=desk.margin_desk)
+    book.set_position(account=desk.account, instrument=option, quantity=Decimal(-1),
+                      actor=desk.margin_desk)
+    in_new_york = equity.read_equity(desk.account)
+    with timezone.override(ZoneInfo("Pacific/Kiritimati")):
+        far_east = equity.read_equity(desk.account)
+    assert in_new_york.complete, in_new_york.unpriced
+    assert far_east == in_new_york

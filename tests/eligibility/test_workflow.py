@@ -21,6 +21,7 @@ from eligibility.errors import (
     IllegalTransition,
     InvalidRequest,
     NotEligible,
+    NotFound,
     NotPermitted,
 )
 from eligibility.models import Application, Evaluation
@@ -346,7 +347,7 @@ def test_another_firms_application_is_not_found_from_a_foreign_scope(desk):
     with firm_scope(desk.other_firm), pytest.raises(NotPermitted, match="not a member"):
         services.withdraw_application(application=application, actor=desk.other_firm_admin)
     # Even a member of the right firm finds nothing while another firm is in scope.
-    with firm_scope(desk.other_firm), pytest.raises(NotPermitted, match="no such application"):
+    with firm_scope(desk.other_firm), pytest.raises(NotFound, match="no such application"):
         services.withdraw_application(application=application, actor=desk.client_user)
 
 

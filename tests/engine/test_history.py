@@ -91,8 +91,8 @@ def test_shipped_history_is_labelled_synthetic_and_valid() -> None:
         assert np.all(series > 0) and np.all(np.isfinite(series))
 
 
-def test_demo_history_feeds_var() -> None:
-    hist = h.demo_history(["SPX", "ETH"])
+def test_the_shipped_history_gives_a_var_request_its_history() -> None:
+    hist = h.load_closes_csv(h.SYNTHETIC_CSV).as_history(["SPX", "ETH"])
     assert set(hist) == {"SPX", "ETH"}
     assert len(hist["SPX"]) == len(hist["ETH"]) >= 251
 

@@ -77,6 +77,9 @@ def test_with_overrides_merges_over_the_stored_mapping() -> None:
     ({"defi": {"haircut_tiers": {"other": [[None, 0.5], [1000, 0.6]]}}},
      ("defi.haircut_tiers.other", "open-ended")),
     ({"house": {"concentration": {"top_move": 0.3, "other_move": 0.05}}}, None),
+    ({"house": {"stress_range": 1.5}}, ("house.stress_range", "at most 1")),
+    ({"house": {"overrides": {"symbols": {"GME": {"down": 2.0}}}}},
+     ("house.overrides.symbols.GME.down", "at most 1")),
 ])
 def test_a_set_is_validated_once_at_load(changes, expected) -> None:
     mapping = overlay(load_parameter_mapping(), changes)

@@ -137,6 +137,21 @@ def test_request_options_are_bounded_too() -> None:
     ]
 
 
+@pytest.mark.parametrize("house, expected", [
+    # A move down takes a price to zero at most: 150 % would price a long stock below zero and
+    # charge more than it is worth.
+    ({"stress_range": 1.5}, [("house.stress_range", "out_of_range")]),
+    ({"overrides": {"ineligible_range": 2.0}}, [("house.overrides.ineligible_range",
+                                                  "out_of_range")]),
+    ({"overrides": {"symbols": {"IBM": {"range": 1.5, "down": 3.0, "up": 2.0}}}},
+     [("house.overrides.symbols.IBM.range", "out_of_range"),
+      ("house.overrides.symbols.IBM.down", "out_of_range")]),
+    ({"stress_range": 1.0, "overrides": {"symbols": {"IBM": {"down": 1.0, "up": 4.0}}}}, []),
+])
+def test_a_house_move_down_stops_at_a_zero_price(house, expected) -> None:
+    assert _found(_portfolio(house=house)) == expected
+
+
 def test_history_long_enough_of_one_length_and_covering_what_var_moves() -> None:
     n = PARAMS.var.min_history
     ok = tuple(100.0 + i for i in range(n))

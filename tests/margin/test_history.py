@@ -8,7 +8,7 @@ computed; the demo's synthetic history is loaded as `synthetic` and labelled whe
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -113,6 +113,8 @@ def test_a_load_stores_the_closes_and_is_one_audit_event_on_the_platform_chain()
     ({"symbol": "ACME 261218C50"}, "symbol", "not_an_underlying"),
     ({"date": "2999-01-01"}, "date", "future"),
     ({"date": "03/05/2025"}, "date", "invalid"),
+    # a moment is not a trading day (which zone's date?): refused, not a TypeError
+    ({"date": datetime(2025, 3, 4, 21, 0, tzinfo=UTC)}, "date", "invalid"),
     ({"date": "2025-03-03"}, "date", "duplicate"),
     ({"volume": 10}, "", "unknown_field"),
 ])
@@ -260,6 +262,28 @@ def test_underlyings_on_different_calendars_use_their_common_dates(world, coin_d
     assert snapshot.result["var"] is None
     assert short[0].startswith("history_short: ACME, COIN share ")
     assert short[0].endswith("of the 500 returns needed (closes on the same dates)")
+
+
+def test_underlyings_with_different_holidays_read_the_earlier_closes_they_share(
+        django_assert_num_queries):
+    # Each misses a different tenth of the weekdays: 630 closes each, 560 on shared dates. The
+    # 501st-newest close of each is not far enough back for 501 shared dates, so the window
+    # reads further back (one more query) rather than calling the history short.
+    holidays = {"HOLA": 0, "HOLB": 5}
+    instruments = [shared_instrument(symbol) for symbol in holidays]
+    days = weekdays_back(700)
+    for symbol, skipped in holidays.items():
+        load_daily_closes(rows=[{"symbol": symbol, "date": d.isoformat(), "close": "100"}
+                                for i, d in enumerate(days) if i % 10 != skipped],
+                          source="vendor", actor=None)
+    history = read_history(instruments, on=timezone.localdate(), returns_needed=500)
+    with django_assert_num_queries(1):
+        window = history.for_symbols(["HOLA", "HOLB"])
+    assert window.flags == () and len(window.history["HOLA"]) == 501
+    shared = [d for i, d in enumerate(days) if i % 10 not in holidays.values()]
+    assert window.history["HOLA"] == (100.0,) * 501 and len(shared) == 560
+    with django_assert_num_queries(0):  # cut once per set of symbols
+        assert history.for_symbols(["HOLB", "HOLA"]) is window
 
 
 def test_a_chunk_reads_its_history_in_two_queries(django_assert_num_queries):

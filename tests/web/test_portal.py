@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts import services as book
 from brokerage.scope import firm_scope
@@ -40,3 +42,33 @@ def test_granting_across_firms_is_refused(world):
     with firm_scope(world.firm_a), pytest.raises(book.BookError):
         book.grant_account_access(account=world.a.account, user=world.b.users["client"],
                                   actor=world.a.users["firm_admin"])
+
+
+
+def _home_queries(client) -> tuple[int, object]:
+    with CaptureQueriesContext(connection) as queries:
+        home = client.get("/portal/")
+    assert home.status_code == 200
+    return len(queries), home
+
+
+def test_the_home_page_reads_snapshots_in_a_fixed_number_of_queries(client, granted):
+    # The accounts and their latest snapshots in two queries, however many accounts a client
+    # holds (not one snapshot query per account).
+    world = granted
+    client.login(username="alpha_client", password=PASSWORD)
+    with_one, _ = _home_queries(client)
+    with firm_scope(world.firm_a):
+        admin = world.a.users["firm_admin"]
+        user = world.a.users["client"]
+        for n in range(2, 6):
+            account = book.open_account(client=world.a.client, number=f"ALPHA-000{n}",
+                                        registration="individual", margin_type="reg_t",
+                                        actor=admin)
+            book.grant_account_access(account=account, user=user, actor=admin)
+    with_five, home = _home_queries(client)
+    assert with_five == with_one
+    shown = home.context["rows"]
+    assert [a.number for a, _ in shown] == [f"ALPHA-000{n}" for n in range(1, 6)]
+    assert shown[0][1] is not None and shown[0][1].account_id == shown[0][0].pk
+    assert all(snapshot is None for _, snapshot in shown[1:])
