@@ -7,7 +7,7 @@ be positive and finite; an unknown symbol, a time in the future or a NaN are ref
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -59,7 +59,7 @@ def _observed_at(value: Any, field: str, errors: list[dict[str, str]]) -> dateti
                            "message": f"{value!r} is not an ISO datetime"})
             return None
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.UTC)
+        moment = timezone.make_aware(moment, UTC)
     if moment > timezone.now() + timezone.timedelta(minutes=5):
         errors.append({"field": field, "code": "future",
                        "message": f"{moment.isoformat()} is in the future"})

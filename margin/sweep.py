@@ -112,15 +112,19 @@ def sweep_chunk(chunk: Chunk) -> ChunkResult:
     versions = dict(mine.filter(dirty_version__gt=F("computed_version"))
                     .values_list("account_id", "dirty_version"))
     firm = Firm.objects.filter(pk=chunk.firm_id).first()
-    if versions and firm is not None:
-        with firm_scope(firm), sweeping():
-            accounts = list(Account.objects.filter(pk__in=list(versions))
-                            .select_related("firm").order_by("pk"))
-            valued = [a for a in accounts if a.status != Account.Status.CLOSED]
-            outcomes = compute_snapshots(accounts=valued)
-        result = _write(versions, outcomes, closed=[a.pk for a in accounts
-                                                    if a.status == Account.Status.CLOSED])
-    mine.update(claim=0, claimed_at=None)
+    try:
+        if versions and firm is not None:
+            with firm_scope(firm), sweeping():
+                accounts = list(Account.objects.filter(pk__in=list(versions))
+                                .select_related("firm").order_by("pk"))
+                valued = [a for a in accounts if a.status != Account.Status.CLOSED]
+                outcomes = compute_snapshots(accounts=valued)
+            result = _write(versions, outcomes, closed=[a.pk for a in accounts
+                                                        if a.status == Account.Status.CLOSED])
+    finally:
+        # Whatever happened, the accounts go back: still dirty unless written, so the next
+        # sweep takes them (a run that raised is not left holding them until the lease ends).
+        mine.update(claim=0, claimed_at=None)
     result.left_dirty = _rows().filter(account_id__in=list(versions),
                                        dirty_version__gt=F("computed_version")).count()
     if result.left_dirty:

@@ -17,7 +17,6 @@ from django.conf import settings
 from brokerage.models import Firm
 
 from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_started
-from .models import AccountMargin
 from .sweep import Chunk, claim_dirty, sweep_chunk, sweep_now
 
 logger = logging.getLogger(__name__)
@@ -50,13 +49,10 @@ def sweep_dirty() -> dict:
 
 @shared_task(**SWEEP_LIMITS)
 def sweep_dirty_chunk(firm_id: int, account_ids: list[int], claim: int) -> dict:
-    chunk = Chunk(firm_id, list(account_ids), claim)
     try:
-        return sweep_chunk(chunk).as_dict()
+        return sweep_chunk(Chunk(firm_id, list(account_ids), claim)).as_dict()
     except SoftTimeLimitExceeded:
-        # Give the accounts back at once (they are still dirty) rather than at the lease's end.
-        AccountMargin.cross_firm.for_compliance(reason="release a timed-out chunk's claim").filter(
-            account_id__in=chunk.account_ids, claim=claim).update(claim=0, claimed_at=None)
+        # The chunk gave its accounts back (still dirty) as it unwound: the next sweep has them.
         logger.warning("sweep chunk of %s accounts (firm %s) timed out", len(account_ids),
                        firm_id)
         raise
