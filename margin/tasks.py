@@ -69,12 +69,18 @@ def recompute_accounts(firm_id: int, account_ids: list[int]) -> dict:
     return {"computed": result.computed, "flagged": result.flagged}
 
 
-@shared_task(**SWEEP_LIMITS)
-def recompute_firm(firm_id: int) -> dict:
-    """Mark every account of the firm dirty and value them now, in this process."""
+@shared_task(bind=True, **SWEEP_LIMITS)
+def recompute_firm(self, firm_id: int) -> dict:
+    """Mark every account of the firm dirty and value them: in this process when called
+    directly (the demo seed, a shell) or eagerly; from a worker, the sweep's chunks go across
+    the workers instead (one task for a whole firm would outlast its time limit)."""
     if not Firm.objects.filter(pk=firm_id).exists():  # a message that outlived its firm
         logger.warning("recompute for unknown firm %s dropped", firm_id)
         return {"computed": 0, "flagged": {}}
+    if not (self.request.called_directly or current_app.conf.task_always_eager):
+        marked = mark_firm(firm_id, request=False)
+        sweep_dirty.delay()
+        return {"marked": marked}
     mark_firm(firm_id, request=False)
     result = sweep_now(firm_id=firm_id)
     return {"computed": result.computed, "flagged": result.flagged}

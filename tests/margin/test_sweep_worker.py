@@ -19,7 +19,7 @@ from margin.dirty import sweep_started
 from margin.market_data import load_prices
 from margin.models import AccountMargin, MarginSnapshot
 from margin.sweep import claim_dirty, sweep_now
-from margin.tasks import sweep_dirty_chunk
+from margin.tasks import recompute_firm, sweep_dirty_chunk
 from tests.factories import make_firm, shared_instrument
 
 
@@ -87,6 +87,17 @@ def test_a_worker_sweeps_a_price_load_into_the_holders_current_margin(settings):
             _wait(lambda: sum(1 for r in finished if r["account_ids"] == chunk.account_ids) >= 2,
                   "both deliveries")
             _wait(lambda: not _current(holders[1].account).is_dirty, "the debounced sweep")
+
+            untouched = _current(bystander.account)  # holds no SWPA: no sweep touched it
+            assert (untouched.computed_version, untouched.snapshot_id) == (
+                before[bystander.account.pk].computed_version,
+                before[bystander.account.pk].snapshot_id)
+
+            # A firm's full recompute on a worker: marked, then swept in chunks by the workers.
+            recompute_firm.delay(bystander.firm.pk)
+            _wait(lambda: _current(bystander.account).computed_version
+                  > before[bystander.account.pk].computed_version, "the firm's recompute")
+            recomputed = _current(bystander.account)
     finally:
         task_postrun.disconnect(record)
 
@@ -95,9 +106,9 @@ def test_a_worker_sweeps_a_price_load_into_the_holders_current_margin(settings):
         assert row.equity != before[fw.account.pk].equity and not row.flag
     assert _current(holders[0].account).equity == Decimal("8000.00")  # 100 x 80, no cash
     assert _current(holders[1].account).equity == Decimal("8000.00")
-    untouched = _current(bystander.account)
-    assert (untouched.computed_version, untouched.snapshot_id) == (
-        before[bystander.account.pk].computed_version, before[bystander.account.pk].snapshot_id)
+    # The bystander was valued only by its firm's recompute: the same inputs, the same snapshot.
+    assert recomputed.snapshot_id == before[bystander.account.pk].snapshot_id
+    assert not recomputed.is_dirty
     assert sorted((r["computed"], r["written"]) for r in finished
                   if r["account_ids"] == chunk.account_ids) == [(0, 0), (1, 1)]
     with firm_scope(holders[0].firm):
