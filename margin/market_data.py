@@ -202,6 +202,8 @@ def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
             audit.record(firm=None, actor=actor, event_type="oracle.rejected", obj=rejection,
                          after={"symbol": symbol, "check": rejected.check,
                                 "message": rejected.message, "round": round})
+            # The holders' current margin must say so (flagged, last good numbers kept).
+            mark_holders_on_commit([instrument.pk])
         raise
     except EngineInputError as malformed:
         raise MarketDataError([malformed.as_dict()]) from None

@@ -16,6 +16,7 @@ from accounts import services as book
 from accounts.models import Account
 from brokerage.scope import firm_scope
 from margin import services
+from margin.engine.errors import OracleRejected
 from margin.market_data import load_implied_vols, load_oracle_round, load_prices, set_risk_free_rate
 from margin.market_history import load_daily_closes
 from margin.models import AccountMargin
@@ -159,6 +160,19 @@ def test_an_oracle_round_marks_the_holders(holders, django_capture_on_commit_cal
     marked, updates = _marked_by(lambda: load_oracle_round(
         symbol="TOKX", round=answer, reference_price=2900.0, actor=None, valuation_time=now),
         django_capture_on_commit_callbacks)
+    assert marked == {holders.perpetual.pk, holders.lp.pk} and len(updates) == 1
+
+    # A rejected round marks them too: their current margin is flagged until a good round.
+    three_hours_ago = (now - timedelta(hours=3)).isoformat()
+    stale = {**answer, "round_id": "8", "answered_in_round": "8",
+             "started_at": three_hours_ago, "updated_at": three_hours_ago}
+
+    def rejected():
+        with pytest.raises(OracleRejected):
+            load_oracle_round(symbol="TOKX", round=stale, reference_price=2900.0, actor=None,
+                              valuation_time=now)
+
+    marked, updates = _marked_by(rejected, django_capture_on_commit_callbacks)
     assert marked == {holders.perpetual.pk, holders.lp.pk} and len(updates) == 1
 
 
