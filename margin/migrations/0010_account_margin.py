@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0002_ledger_append_only'),
         ('brokerage', '0004_platform_roles_time_zone'),
-        ('margin', '0007_risk_parameter_status_label'),
+        ('margin', '0009_snapshot_append_only'),
     ]
 
     operations = [
