@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Subquery
 
-from accounts.models import Account
+from accounts.models import Account, LedgerEntry, Position
 from accounts.services import change_account
 from brokerage import audit
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
+from margin.models import MarginSnapshot
 
 from . import calendar as business_days
 from .equity import read_equity
@@ -65,13 +67,57 @@ def evaluate_deficiencies(*, firm: Firm, today: date) -> DeficiencyRun:
 
 
 def assess_accounts(*, firm: Firm, account_ids: list[int], today: date) -> DeficiencyRun:
-    """The same judgement for a few accounts (e.g. those a new margin snapshot covers)."""
+    """The same judgement for a chunk of accounts (those a sweep chunk's snapshots cover).
+
+    Most accounts of a chunk can take no step: no open deficiency, and either not on portfolio
+    margin or with snapshot equity at or above their minimum. They are found in two queries for
+    the whole chunk and skipped; only the rest are judged one by one (``assess_account``).
+    """
     run = DeficiencyRun(today=today)
     with firm_scope(firm):
         rule_set = active_rule_set(firm=firm)
-        for account_id in sorted(set(account_ids)):
+        for account_id in _to_judge(sorted(set(account_ids)), rule_set):
             assess_account(account_id=account_id, rule_set=rule_set, today=today, run=run)
     return run
+
+
+@dataclass(frozen=True)
+class _MinimumFacts:
+    """The one client fact ``required_equity`` reads (the others do not move the minimum)."""
+
+    holds_unlisted_derivatives: bool
+
+
+def _to_judge(account_ids: list[int], rule_set: RuleSet) -> list[int]:
+    """The accounts that may take a step: an open deficiency (it may be cured or escalate), or
+    a portfolio-margin account whose equity ``read_equity`` would not take from its snapshot
+    (none yet, or the book moved since) or which is below its maintenance minimum."""
+    open_ids = set(Deficiency.objects.filter(account_id__in=account_ids,
+                                             state__in=Deficiency.OPEN_STATES)
+                   .values_list("account_id", flat=True))
+    latest = MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-computed_at", "-id")
+    rows = Account.objects.filter(
+        pk__in=account_ids, margin_type=Account.MarginType.PORTFOLIO_MARGIN,
+    ).exclude(pk__in=open_ids).annotate(
+        snapshot_equity=Subquery(latest.values("equity")[:1]),
+        snapshot_at=Subquery(latest.values("computed_at")[:1]),
+    ).annotate(
+        # read_equity's test of a book that moved after its snapshot, for the whole chunk
+        ledger_moved=Exists(LedgerEntry.objects.filter(account=OuterRef("pk"),
+                                                       created_at__gt=OuterRef("snapshot_at"))),
+        position_moved=Exists(Position.objects.filter(account=OuterRef("pk"),
+                                                      updated_at__gt=OuterRef("snapshot_at"))),
+    ).values_list("pk", "client__holds_unlisted_derivatives", "snapshot_equity",
+                  "ledger_moved", "position_moved")
+    minimums: dict[bool, object] = {}
+    short = set()
+    for pk, holds_unlisted, equity, ledger_moved, position_moved in rows:
+        if holds_unlisted not in minimums:
+            minimums[holds_unlisted] = required_equity(
+                client=_MinimumFacts(holds_unlisted), rule_set=rule_set, purpose=MAINTENANCE)
+        if equity is None or ledger_moved or position_moved or equity < minimums[holds_unlisted]:
+            short.add(pk)
+    return sorted(open_ids | short)
 
 
 def assess_account(*, account_id: int, rule_set: RuleSet, today: date,

@@ -59,7 +59,9 @@ def on_book_changed(sender, account_ids=None, **kwargs) -> None:
 
 @receiver(snapshots_written, dispatch_uid="eligibility.snapshots_written")
 def on_snapshots_written(sender, firm: Firm, account_ids: list[int], **kwargs) -> None:
-    """A new snapshot may open, escalate or cure a minimum-equity deficiency (DESIGN.md path 4)."""
+    """A sweep chunk's snapshots may open, escalate or cure minimum-equity deficiencies
+    (DESIGN.md path 3): one call per chunk, the accounts that may take a step found for the
+    whole chunk at once (``assess_accounts``)."""
     from .deficiencies import assess_accounts
 
     assess_accounts(firm=firm, account_ids=account_ids,

@@ -7,7 +7,7 @@ be positive and finite; an unknown symbol, a time in the future or a NaN are ref
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,10 +17,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Instrument
-from accounts.signals import book_changed
 from brokerage import audit
 from brokerage.errors import InvalidInput
 
+from .dirty import mark_everyone_on_commit, mark_holders_on_commit
 from .models import ImpliedVolatility, OracleRejection, PriceObservation, RiskFreeRate
 
 
@@ -59,7 +59,7 @@ def _observed_at(value: Any, field: str, errors: list[dict[str, str]]) -> dateti
                            "message": f"{value!r} is not an ISO datetime"})
             return None
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.UTC)
+        moment = timezone.make_aware(moment, UTC)
     if moment > timezone.now() + timezone.timedelta(minutes=5):
         errors.append({"field": field, "code": "future",
                        "message": f"{moment.isoformat()} is in the future"})
@@ -125,17 +125,20 @@ def load_prices(*, observations: Iterable[dict[str, Any]], source: str, actor,
     created = _store_observations(PriceObservation, "price", observations=observations,
                                   source=source, actor=actor, firm=firm,
                                   event_type="prices.loaded", name_symbols=True)
-    instrument_ids = sorted({p.instrument_id for p in created})
-    transaction.on_commit(lambda: book_changed.send(
-        PriceObservation, account_ids=None, instrument_ids=instrument_ids))
+    mark_holders_on_commit(p.instrument_id for p in created)
     return created
 
 
 def load_implied_vols(*, observations: Iterable[dict[str, Any]], source: str, actor,
                       firm=None) -> list[ImpliedVolatility]:
-    """Store implied volatilities `[{"symbol", "volatility", "observed_at"}]`, all or nothing."""
-    return _store_observations(ImpliedVolatility, "volatility", observations=observations,
-                               source=source, actor=actor, firm=firm, event_type="vols.loaded")
+    """Store implied volatilities `[{"symbol", "volatility", "observed_at"}]`, all or nothing;
+    the accounts holding them (an option's vol moves its holders' requirement) are marked dirty
+    once it commits."""
+    created = _store_observations(ImpliedVolatility, "volatility", observations=observations,
+                                  source=source, actor=actor, firm=firm,
+                                  event_type="vols.loaded")
+    mark_holders_on_commit(v.instrument_id for v in created)
+    return created
 
 
 def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "USD",
@@ -155,6 +158,8 @@ def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "
             defaults={"rate": value})
         audit.record(firm=None, actor=actor, event_type="rate.set", obj=row,
                      after={"currency": currency, "tenor_days": tenor_days, "rate": value})
+        # Every option of every firm is discounted at it: every account is marked.
+        mark_everyone_on_commit()
     return row
 
 
@@ -197,6 +202,8 @@ def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
             audit.record(firm=None, actor=actor, event_type="oracle.rejected", obj=rejection,
                          after={"symbol": symbol, "check": rejected.check,
                                 "message": rejected.message, "round": round})
+            # The holders' current margin must say so (flagged, last good numbers kept).
+            mark_holders_on_commit([instrument.pk])
         raise
     except EngineInputError as malformed:
         raise MarketDataError([malformed.as_dict()]) from None
@@ -207,8 +214,7 @@ def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
         audit.record(firm=None, actor=actor, event_type="prices.loaded", obj=observation,
                      after={"source": "oracle", "symbol": symbol, "price": observation.price,
                             "round_id": observation.oracle_round_id})
-        transaction.on_commit(lambda: book_changed.send(
-            PriceObservation, account_ids=None, instrument_ids=[instrument.pk]))
+        mark_holders_on_commit([instrument.pk])
     return observation
 
 

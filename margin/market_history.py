@@ -5,7 +5,7 @@ shared underlying, an ISO date not in the future, a positive finite close, no da
 one symbol in a load), every problem named by row and field in one ``MarketDataError``, and
 nothing stored on any error. A load is one transaction with one audit event on the platform
 chain; on commit the accounts holding the instruments (or options, perpetuals and LP positions
-on them) are marked for recompute, as a price load does. A close already stored for a day is
+on them) are marked dirty, as a price load does. A close already stored for a day is
 replaced (a vendor's correction), except that a synthetic close never replaces a real one.
 
 Reading (``read_history``): the closes of every underlying a chunk of accounts holds, in two
@@ -35,9 +35,9 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from accounts.models import Instrument
-from accounts.signals import book_changed
 from brokerage import audit
 
+from .dirty import mark_holders_on_commit
 from .market_data import MarketDataError, _positive_decimal
 from .models import DailyClose
 
@@ -174,7 +174,7 @@ def load_daily_closes(*, rows: Iterable[dict[str, Any]], source: str, actor) -> 
     """Store daily closes ``[{"symbol", "date", "close"}]``, all or nothing; the count stored.
 
     One audit event (``history.loaded``, platform chain) per load; the accounts holding the
-    instruments are marked for recompute once the load commits.
+    instruments are marked dirty once the load commits.
     """
     now = timezone.now()
     prepared = [DailyClose(instrument=instrument, date=day, close=close, source=source,
@@ -191,10 +191,8 @@ def load_daily_closes(*, rows: Iterable[dict[str, Any]], source: str, actor) -> 
                             "symbols": sorted({c.instrument.symbol for c in prepared}),
                             "first_date": min(c.date for c in prepared),
                             "last_date": max(c.date for c in prepared)})
-        instrument_ids = sorted({c.instrument_id for c in prepared})
-        # Holders recompute after commit (DESIGN.md path 1), as for a price load.
-        transaction.on_commit(lambda: book_changed.send(
-            DailyClose, account_ids=None, instrument_ids=instrument_ids))
+        # Holders are marked dirty after commit (DESIGN.md path 1), as for a price load.
+        mark_holders_on_commit(c.instrument_id for c in prepared)
     return len(prepared)
 
 

@@ -236,3 +236,63 @@ class DailyClose(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument} {self.date:%Y-%m-%d} close {self.close}"
+
+
+class AccountMargin(TenantModel):
+    """The current margin of one account: one row, updated in place by the sweep (what pages,
+    the pre-trade check and the desk read; history stays in MarginSnapshot).
+
+    Dirty accounts: every input that moves the account's requirement raises ``dirty_version``
+    to a new value of the global ``SweepState.last_version`` (on commit, one statement per
+    load); the sweep records the version it computed at in ``computed_version``. The account
+    is dirty while ``dirty_version > computed_version``, so an input arriving while a chunk is
+    computed leaves it dirty without any flag to clear. ``claimed_at`` and ``claim`` say which
+    sweep run holds the account, so two dispatches do not value it at once (a claim older than
+    the sweep's lease is taken over: its worker died).
+    """
+
+    account = models.OneToOneField(Account, on_delete=models.PROTECT, primary_key=True,
+                                   related_name="current_margin")
+    dirty_version = models.BigIntegerField(default=0)
+    marked_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="when an input last marked the account dirty")
+    computed_version = models.BigIntegerField(default=0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    claim = models.BigIntegerField(default=0, help_text="the sweep run holding the account")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    snapshot = models.ForeignKey(MarginSnapshot, null=True, blank=True,
+                                 on_delete=models.PROTECT, related_name="+",
+                                 help_text="the latest snapshot the current numbers come from")
+    equity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    requirement = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    excess = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    flag = models.TextField(blank=True, help_text="why the last sweep could not value the "
+                                                  "account (the numbers are the last good ones)")
+
+    class Meta(TenantModel.Meta):
+        ordering = ["account"]
+        indexes = [
+            # The sweep's one scan: the few dirty rows among every account of every firm.
+            models.Index(fields=["firm", "account"],
+                         condition=models.Q(dirty_version__gt=models.F("computed_version")),
+                         name="account_margin_dirty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} v{self.computed_version}/{self.dirty_version}"
+
+    @property
+    def is_dirty(self) -> bool:
+        return self.dirty_version > self.computed_version
+
+
+class SweepState(models.Model):
+    """The sweep's shared state, one row: the version sequence every marking draws from and
+    when the pending debounced sweep is due (null: none pending). A row rather than a
+    PostgreSQL sequence so the embedded SQLite demo runs the same code."""
+
+    last_version = models.BigIntegerField(default=0)
+    sweep_due_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"version {self.last_version}, sweep due {self.sweep_due_at}"

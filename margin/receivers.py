@@ -1,56 +1,36 @@
-"""Recompute margin when the book or a price moves (after the change commits)."""
+"""Margin listening to the book: a change marks the accounts dirty (after it commits); a new
+account gets its current-margin row."""
 
 from __future__ import annotations
 
-import contextvars
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from django.db.models import Q
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from accounts.models import Account, Position
+from accounts.models import Account
 from accounts.signals import book_changed
 
-_suspended: contextvars.ContextVar[bool] = contextvars.ContextVar("recompute_suspended",
-                                                                  default=False)
+from .dirty import mark_accounts, mark_holders
+from .dirty import sweeps_are_suspended as recompute_is_suspended
+from .dirty import sweeps_suspended as recompute_suspended
+from .models import AccountMargin
+
+__all__ = ["recompute_is_suspended", "recompute_suspended"]
 
 
-@contextmanager
-def recompute_suspended() -> Iterator[None]:
-    """Bulk loads (the demo seed) recompute once at the end instead of after every write."""
-    token = _suspended.set(True)
-    try:
-        yield
-    finally:
-        _suspended.reset(token)
-
-
-def recompute_is_suspended() -> bool:
-    return _suspended.get()
-
-
-@receiver(book_changed)
-def schedule_recompute(sender, account_ids=None, instrument_ids=None, **kwargs) -> None:
-    if _suspended.get():
-        return
-    from .tasks import recompute_accounts
-
-    by_firm: dict[int, set[int]] = defaultdict(set)
+@receiver(book_changed, dispatch_uid="margin.book_changed")
+def mark_dirty(sender, account_ids=None, instrument_ids=None, **kwargs) -> None:
+    """Positions and ledger entries name their accounts (the signal is sent on commit)."""
     if account_ids:
-        for pk, firm_id in Account.cross_firm.for_compliance(
-                reason="route a recompute to the account's firm").filter(
-                pk__in=account_ids).values_list("pk", "firm_id"):
-            by_firm[firm_id].add(pk)
+        mark_accounts(account_ids)
     if instrument_ids:
-        holders = Position.cross_firm.for_compliance(
-            reason="a price moved: find every account holding the instrument").filter(
-            Q(instrument_id__in=instrument_ids)
-            | Q(instrument__underlying_id__in=instrument_ids)
-            | Q(instrument__token0_id__in=instrument_ids)
-            | Q(instrument__token1_id__in=instrument_ids)).values_list("account_id", "firm_id")
-        for pk, firm_id in holders:
-            by_firm[firm_id].add(pk)
-    for firm_id, ids in sorted(by_firm.items()):
-        recompute_accounts.delay(firm_id, sorted(ids))
+        mark_holders(instrument_ids)
+
+
+@receiver(post_save, sender=Account, dispatch_uid="margin.account_opened")
+def open_current_margin(sender, instance: Account, created: bool, raw: bool = False,
+                        **kwargs) -> None:
+    """Every account has its one current-margin row from the start, so a mark (one UPDATE)
+    never misses an account. Clean at version 0: nothing to value until its book moves."""
+    if created and not raw:
+        AccountMargin.objects.bulk_create(
+            [AccountMargin(account=instance, firm_id=instance.firm_id)], ignore_conflicts=True)

@@ -9,8 +9,8 @@ A change is a new version: proposed (validated, audited) with the active version
 on, then decided through ``brokerage.approvals`` (kind ``risk_parameters``): a different firm
 admin or risk officer approves (four eyes, as for eligibility rule sets), and only while the
 version it was drafted on is still the active one, so approving a stale proposal never undoes
-a change approved in between; approval supersedes the active version and recomputes the firm's
-margin after commit. Or it is rejected (by its proposer: withdrawn). Old versions stay.
+a change approved in between; approval supersedes the active version and marks the firm's accounts
+dirty after commit. Or it is rejected (by its proposer: withdrawn). Old versions stay.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from brokerage.models import ApprovalRequest, Firm
 from brokerage.roles import Role
 from brokerage.tenancy import firm_of, role_of
 
+from .dirty import mark_firm_on_commit
 from .engine.parameters import DEFAULT_PARAMETER_SET, check_overrides, load_parameter_set
 from .models import RiskParameterSet
-from .receivers import recompute_is_suspended
 
 __all__ = ["Conflict", "NotPermitted", "RiskParameterError", "active_parameter_set",
            "approve_parameters", "propose_parameters", "reject_parameters"]
@@ -100,7 +100,8 @@ def propose_parameters(*, firm: Firm, actor, overrides: Any, reason: str,
 
 def approve_parameters(*, proposal: RiskParameterSet, actor, reason: str = "",
                        expected_version: int | None = None) -> RiskParameterSet:
-    """Activate a proposal (superseding the active version); margin is recomputed on commit.
+    """Activate a proposal (superseding the active version); the firm's accounts are marked
+    dirty on commit.
     `expected_version`: the active version the approver saw, when they say."""
     approvals.decide(request=approvals.request_of(kind=APPROVAL_KIND, subject=proposal),
                      decider=actor, approve=True, reason=reason,
@@ -137,17 +138,13 @@ def _revalidate(ruling: approvals.Ruling) -> None:
 
 
 def _apply(ruling: approvals.Ruling) -> approvals.Change:
-    from .tasks import recompute_firm
-
     proposal: RiskParameterSet = ruling.subject
     previous = active_parameter_set(proposal.firm)
     if previous is not None:
         previous.status = RiskParameterSet.Status.SUPERSEDED
         previous.save(update_fields=["status"])
     _close(proposal, ruling, RiskParameterSet.Status.ACTIVE)
-    firm_id = proposal.firm_id
-    if not recompute_is_suspended():  # a bulk load (the demo seed) recomputes at its end
-        transaction.on_commit(lambda: recompute_firm.delay(firm_id))
+    mark_firm_on_commit(proposal.firm_id)  # every account of the firm, swept soon after
     return approvals.Change(
         before={"version": previous.version if previous else None,
                 "overrides": previous.overrides if previous else {}},

@@ -178,6 +178,7 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     """Value each account and store its snapshot. Accounts with bad inputs keep their last
     good snapshot and are reported with a flag (never valued at a missing or bad price)."""
     from margin.calculator.compute import calculate
+    from margin.calculator.parse import CalculatorError
 
     if not accounts:
         return []
@@ -219,6 +220,12 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             continue
         except EngineInputError as exc:
             outcomes.append(SnapshotOutcome(account.pk, None, f"{exc.code}: {exc.message}"))
+            continue
+        except CalculatorError as exc:
+            # The engine refused the book as priced (e.g. an option mark outside its
+            # no-arbitrage bounds after its underlying moved): flagged, the chunk goes on.
+            first = exc.errors[0]
+            outcomes.append(SnapshotOutcome(account.pk, None, f"{first['code']}: {exc}"))
             continue
         hashed = inputs_hash(account_id=account.pk, margin_type=account.margin_type, cash=cash,
                              portfolio=portfolio, parameter_label=parameter_label)

@@ -1,53 +1,92 @@
-"""Celery tasks: recompute margin when the book or a price moves, and on a schedule."""
+"""Celery tasks: the sweep of dirty accounts (debounced and on beat) and full recomputes.
+
+All run on the ``sweep`` queue (CELERY_TASK_ROUTES), acknowledged late (a worker that dies
+mid-chunk leaves the message for another), under the sweep's time limits. Each is idempotent:
+what a chunk writes is guarded by versions (``margin.sweep``), so a redelivered or duplicated
+message writes nothing twice.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
-from accounts.models import Account
 from brokerage.models import Firm
-from brokerage.scope import firm_scope
 
-from .snapshots import compute_snapshots
+from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_started
+from .sweep import Chunk, claim_dirty, sweep_chunk, sweep_now
 
-CHUNK = 500
 logger = logging.getLogger(__name__)
 
+SWEEP_LIMITS = {"acks_late": True, "soft_time_limit": settings.MARGIN_SWEEP_SOFT_TIME_LIMIT_S,
+                "time_limit": settings.MARGIN_SWEEP_TIME_LIMIT_S}
+#: how often the dispatcher claims again under eager Celery (the demo), where a chunk cannot
+#: ask for the next sweep without nesting one inside itself
+EAGER_ROUNDS = 5
 
-@shared_task(acks_late=True)
+
+@shared_task(**SWEEP_LIMITS)
+def sweep_dirty() -> dict:
+    """Claim the dirty accounts and send one chunk task per chunk (debounced, and on beat)."""
+    sweep_started()
+    chunks = claim_dirty()
+    for chunk in chunks:
+        sweep_dirty_chunk.delay(chunk.firm_id, chunk.account_ids, chunk.claim)
+    rounds = 1
+    while current_app.conf.task_always_eager and rounds < EAGER_ROUNDS:
+        more = claim_dirty()  # accounts marked while the inline chunks ran
+        if not more:
+            break
+        for chunk in more:
+            sweep_chunk(chunk)
+        chunks += more
+        rounds += 1
+    return {"chunks": len(chunks), "accounts": sum(len(c.account_ids) for c in chunks)}
+
+
+@shared_task(**SWEEP_LIMITS)
+def sweep_dirty_chunk(firm_id: int, account_ids: list[int], claim: int) -> dict:
+    try:
+        return sweep_chunk(Chunk(firm_id, list(account_ids), claim)).as_dict()
+    except SoftTimeLimitExceeded:
+        # The chunk gave its accounts back (still dirty) as it unwound: the next sweep has them.
+        logger.warning("sweep chunk of %s accounts (firm %s) timed out", len(account_ids),
+                       firm_id)
+        raise
+
+
+@shared_task(**SWEEP_LIMITS)
 def recompute_accounts(firm_id: int, account_ids: list[int]) -> dict:
-    firm = Firm.objects.filter(pk=firm_id).first()
-    if firm is None:  # a message that outlived its firm (deleted test or demo data)
+    """Mark the accounts dirty and value them now, in this process."""
+    if not Firm.objects.filter(pk=firm_id).exists():  # a message that outlived its firm
         logger.warning("recompute for unknown firm %s dropped", firm_id)
         return {"computed": 0, "flagged": {}}
-    with firm_scope(firm):
-        accounts = list(Account.objects.filter(pk__in=account_ids).exclude(status="closed")
-                        .select_related("firm").order_by("pk"))
-        outcomes = compute_snapshots(accounts=accounts)
-    return {"computed": sum(1 for o in outcomes if o.snapshot),
-            "flagged": {o.account_id: o.flag for o in outcomes if o.flag}}
+    mark_accounts(account_ids, request=False)
+    result = sweep_now(firm_id=firm_id, account_ids=list(account_ids))
+    return {"computed": result.computed, "flagged": result.flagged}
 
 
-@shared_task(acks_late=True)
-def recompute_firm(firm_id: int) -> dict:
-    firm = Firm.objects.filter(pk=firm_id).first()
-    if firm is None:  # a message that outlived its firm (deleted test or demo data)
+@shared_task(bind=True, **SWEEP_LIMITS)
+def recompute_firm(self, firm_id: int) -> dict:
+    """Mark every account of the firm dirty and value them: in this process when called
+    directly (the demo seed, a shell) or eagerly; from a worker, the sweep's chunks go across
+    the workers instead (one task for a whole firm would outlast its time limit)."""
+    if not Firm.objects.filter(pk=firm_id).exists():  # a message that outlived its firm
         logger.warning("recompute for unknown firm %s dropped", firm_id)
         return {"computed": 0, "flagged": {}}
-    with firm_scope(firm):
-        ids = list(Account.objects.exclude(status="closed").order_by("pk")
-                   .values_list("pk", flat=True))
-    totals = {"computed": 0, "flagged": {}}
-    for start in range(0, len(ids), CHUNK):
-        result = recompute_accounts(firm_id, ids[start:start + CHUNK])
-        totals["computed"] += result["computed"]
-        totals["flagged"].update(result["flagged"])
-    return totals
+    if not (self.request.called_directly or current_app.conf.task_always_eager):
+        marked = mark_firm(firm_id, request=False)
+        sweep_dirty.delay()
+        return {"marked": marked}
+    mark_firm(firm_id, request=False)
+    result = sweep_now(firm_id=firm_id)
+    return {"computed": result.computed, "flagged": result.flagged}
 
 
-@shared_task
-def recompute_all() -> None:
-    for firm_id in Firm.objects.order_by("pk").values_list("pk", flat=True):
-        recompute_firm.delay(firm_id)
+@shared_task(**SWEEP_LIMITS)
+def recompute_all() -> int:
+    """Mark every account dirty; the sweep values them in chunks across the workers."""
+    return mark_everyone()

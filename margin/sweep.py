@@ -1,0 +1,174 @@
+"""The sweep: dirty accounts valued in chunks, each account's current margin updated in place.
+
+A run claims the dirty accounts no other run holds (one UPDATE: its claim id and the time), and
+splits them per firm into chunks of ``MARGIN_SWEEP_CHUNK`` accounts, one Celery task each on the
+``sweep`` queue. A chunk:
+
+1. reads the version each of its accounts is dirty at, *before* it reads any input (an input
+   marks on commit, so every input up to that version is visible to the reads that follow);
+2. values the accounts through ``margin.snapshots.compute_snapshots`` (snapshots as before:
+   one per account and input state, so a redelivered chunk writes no second snapshot);
+3. writes each account's current margin in one transaction, one bulk UPDATE per version it
+   read, each guarded by ``computed_version < version``: a duplicated or late chunk writes
+   nothing over a newer result, and an account whose ``dirty_version`` moved while the chunk
+   ran stays dirty (its version is above the one recorded) and is swept again;
+4. releases its claim and, if any account is still dirty, asks for the next sweep.
+
+A run killed mid-chunk leaves its accounts dirty and claimed; after the lease another run takes
+them over. Accounts another run holds are left to it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Account
+from brokerage.models import Firm
+from brokerage.scope import firm_scope
+
+from .dirty import lease, next_version, request_sweep, sweeping
+from .models import AccountMargin
+from .snapshots import compute_snapshots
+
+#: the fields a chunk writes, by what became of the account
+VALUED_FIELDS = ["computed_version", "computed_at", "snapshot", "equity", "requirement",
+                 "excess", "flag"]
+FLAGGED_FIELDS = ["computed_version", "computed_at", "flag"]
+CLOSED_FLAG = "closed: not valued"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    firm_id: int
+    account_ids: list[int]
+    claim: int
+
+
+@dataclass
+class ChunkResult:
+    """What a chunk did: snapshots computed, accounts flagged (not valued), current-margin rows
+    written, accounts left dirty (their version moved meanwhile)."""
+
+    computed: int = 0
+    flagged: dict[int, str] = field(default_factory=dict)
+    written: int = 0
+    left_dirty: int = 0
+
+    def add(self, other: ChunkResult) -> None:
+        self.computed += other.computed
+        self.flagged.update(other.flagged)
+        self.written += other.written
+        self.left_dirty += other.left_dirty
+
+    def as_dict(self) -> dict:
+        return {"computed": self.computed, "flagged": self.flagged, "written": self.written,
+                "left_dirty": self.left_dirty}
+
+
+def _rows() -> QuerySet:
+    return AccountMargin.cross_firm.for_compliance(
+        reason="the sweep values dirty accounts of every firm, each chunk in its firm's scope")
+
+
+def chunk_size() -> int:
+    return max(int(settings.MARGIN_SWEEP_CHUNK), 1)
+
+
+def claim_dirty(*, firm_id: int | None = None,
+                account_ids: list[int] | None = None) -> list[Chunk]:
+    """Claim the dirty accounts no live run holds (all, a firm's, or the ones named), in one
+    UPDATE: two runs at once each get their own (PostgreSQL re-checks the claim condition on a
+    row another run has just claimed); then read them back in chunks per firm."""
+    claim, now = next_version(), timezone.now()
+    claimable = _rows().filter(dirty_version__gt=F("computed_version")).filter(
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - lease()))
+    if firm_id is not None:
+        claimable = claimable.filter(firm_id=firm_id)
+    if account_ids is not None:
+        claimable = claimable.filter(account_id__in=sorted(set(account_ids)))
+    if not claimable.update(claim=claim, claimed_at=now):
+        return []
+    by_firm: dict[int, list[int]] = defaultdict(list)
+    for firm, account in _rows().filter(claim=claim).order_by("firm_id", "account_id") \
+            .values_list("firm_id", "account_id"):
+        by_firm[firm].append(account)
+    size = chunk_size()
+    return [Chunk(firm, ids[start:start + size], claim) for firm, ids in sorted(by_firm.items())
+            for start in range(0, len(ids), size)]
+
+
+def sweep_chunk(chunk: Chunk) -> ChunkResult:
+    """Value one chunk and write its current margin (see the module docstring)."""
+    result = ChunkResult()
+    mine = _rows().filter(account_id__in=chunk.account_ids, claim=chunk.claim)
+    # The lease runs from the start of the work, not from the claim (a chunk may have queued).
+    mine.update(claimed_at=timezone.now())
+    versions = dict(mine.filter(dirty_version__gt=F("computed_version"))
+                    .values_list("account_id", "dirty_version"))
+    firm = Firm.objects.filter(pk=chunk.firm_id).first()
+    try:
+        if versions and firm is not None:
+            with firm_scope(firm), sweeping():
+                accounts = list(Account.objects.filter(pk__in=list(versions))
+                                .select_related("firm").order_by("pk"))
+                valued = [a for a in accounts if a.status != Account.Status.CLOSED]
+                outcomes = compute_snapshots(accounts=valued)
+            result = _write(versions, outcomes, closed=[a.pk for a in accounts
+                                                        if a.status == Account.Status.CLOSED])
+    finally:
+        # Whatever happened, the accounts go back: still dirty unless written, so the next
+        # sweep takes them (a run that raised is not left holding them until the lease ends).
+        mine.update(claim=0, claimed_at=None)
+    result.left_dirty = _rows().filter(account_id__in=list(versions),
+                                       dirty_version__gt=F("computed_version")).count()
+    if result.left_dirty:
+        with sweeping():  # eager Celery: the caller loops rather than nest a sweep here
+            request_sweep()
+    return result
+
+
+def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkResult:
+    """Each account's current margin at the version it was read at: one UPDATE per (version,
+    kind) group, only over an older result."""
+    result = ChunkResult()
+    now = timezone.now()
+    groups: dict[tuple[int, str], list[AccountMargin]] = defaultdict(list)
+    for outcome in outcomes:
+        version = versions[outcome.account_id]
+        snapshot = outcome.snapshot
+        if snapshot is None:
+            result.flagged[outcome.account_id] = outcome.flag
+            groups[version, "flagged"].append(AccountMargin(
+                account_id=outcome.account_id, computed_version=version, computed_at=now,
+                flag=outcome.flag))
+            continue
+        result.computed += 1
+        groups[version, "valued"].append(AccountMargin(
+            account_id=outcome.account_id, computed_version=version, computed_at=now,
+            snapshot=snapshot, equity=snapshot.equity, requirement=snapshot.requirement,
+            excess=snapshot.excess, flag=""))
+    for account_id in closed:
+        groups[versions[account_id], "flagged"].append(AccountMargin(
+            account_id=account_id, computed_version=versions[account_id], computed_at=now,
+            flag=CLOSED_FLAG))
+    with transaction.atomic():
+        for (version, kind), rows in sorted(groups.items()):
+            result.written += _rows().filter(computed_version__lt=version).bulk_update(
+                rows, VALUED_FIELDS if kind == "valued" else FLAGGED_FIELDS, batch_size=1000)
+    return result
+
+
+def sweep_now(*, firm_id: int | None = None,
+              account_ids: list[int] | None = None) -> ChunkResult:
+    """Claim and value dirty accounts in this process (recompute_firm, recompute_accounts, and
+    the dispatcher under eager Celery)."""
+    total = ChunkResult()
+    for chunk in claim_dirty(firm_id=firm_id, account_ids=account_ids):
+        total.add(sweep_chunk(chunk))
+    return total
