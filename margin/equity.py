@@ -15,15 +15,13 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.utils import timezone
-
 from accounts.models import Account
 from accounts.services import cash_balance
 from margin.engine.errors import EngineInputError
 from margin.engine.valuation import value_positions
 
 from .book import MissingMarketData, build_portfolio, current_rate, load_positions, market_for
-from .market_data import outstanding_rejections
+from .market_data import exchange_date, outstanding_rejections
 
 CENT = Decimal("0.01")
 _POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
@@ -74,10 +72,7 @@ def value_book(account: Account) -> BookValue:
             f"{r.instrument.symbol} (oracle round rejected: {r.failed_check})"
             for r in rejected.values())))
     params, _ = parameters_for(account.firm)
-    # The exchange's date (settings.TIME_ZONE is its clock), as the sweep's workers value it,
-    # not the date in whatever zone the viewer's request activated: in Tokyo it is already
-    # tomorrow by New York's afternoon, and today's expiries would read as expired.
-    today = timezone.localdate(timezone=timezone.get_default_timezone())
+    today = exchange_date()
     portfolio = None
     try:
         portfolio = build_portfolio(positions, valuation_date=today, prices=prices, vols=vols,

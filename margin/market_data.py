@@ -31,6 +31,13 @@ class MarketDataError(InvalidInput):
         super().__init__(errors=[(e["field"], e["code"], e["message"]) for e in errors])
 
 
+def exchange_date() -> date:
+    """The date a book is valued on: the exchange's (settings.TIME_ZONE is its clock), as the
+    sweep's workers see it, never the zone a viewer's request activated (in Tokyo it is
+    already tomorrow by New York's afternoon, and today's expiries would read as expired)."""
+    return timezone.localdate(timezone=timezone.get_default_timezone())
+
+
 def _positive_decimal(value: Any, field: str, errors: list[dict[str, str]],
                       allow_zero: bool = False) -> Decimal | None:
     try:

@@ -38,7 +38,7 @@ from accounts.models import Instrument
 from brokerage import audit
 
 from .dirty import mark_holders_on_commit
-from .market_data import MarketDataError, _positive_decimal
+from .market_data import MarketDataError, _positive_decimal, exchange_date
 from .models import DailyClose
 
 ROW_FIELDS = ("symbol", "date", "close")
@@ -119,7 +119,7 @@ def _validated_rows(rows: list[dict[str, Any]], source: str
     instruments = {i.symbol: i for i in Instrument.cross_firm.for_compliance(
         reason="market history is shared reference data").filter(
             symbol__in={str(row.get("symbol", "")).strip() for row in rows}, firm__isnull=True)}
-    today = timezone.localdate()
+    today = exchange_date()
     seen: dict[tuple[str, date], int] = {}
     valid = []
     for index, row in enumerate(rows):
@@ -295,12 +295,6 @@ class ChunkHistory:
                               (days[0], days[-1]))
 
 
-def closes_digest(history: Mapping[str, Sequence[float]]) -> str:
-    """sha256 of an account's VaR window (symbol and closes, as the engine received them): what
-    a snapshot records of its history, so a close replaced afterwards is named as the cause."""
-    document = [[symbol, [repr(float(c)) for c in history[symbol]]] for symbol in sorted(history)]
-    return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
-
     def _read_earlier(self, symbols: tuple[str, ...]) -> bool:
         """Prepend the closes before ``read_from`` of the truncated series among ``symbols``;
         False when none of them was truncated (the table holds no more)."""
@@ -316,6 +310,13 @@ def closes_digest(history: Mapping[str, Sequence[float]]) -> str:
                 (*dates, *later.dates), (*values, *later.closes),
                 later.synthetic | frozenset(synthetic))
         return True
+
+
+def closes_digest(history: Mapping[str, Sequence[float]]) -> str:
+    """sha256 of an account's VaR window (symbol and closes, as the engine received them): what
+    a snapshot records of its history, so a close replaced afterwards is named as the cause."""
+    document = [[symbol, [repr(float(c)) for c in history[symbol]]] for symbol in sorted(history)]
+    return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
 
 
 def _closes_by_instrument(closes, instrument_ids: Iterable[int]

@@ -37,7 +37,7 @@ from .book import (
     vol_values,
 )
 from .equity import from_engine
-from .market_data import outstanding_rejections
+from .market_data import exchange_date, outstanding_rejections
 from .market_history import AccountHistory, closes_digest
 from .models import (
     ImpliedVolatility,
@@ -190,7 +190,7 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     vols = vol_values(vol_rows)
     rejected = outstanding_rejections(prices.keys() | _held_instruments(positions))
     now = timezone.now()
-    today = timezone.localdate()
+    today = exchange_date()
     rate_row = current_rate_row(today)
     rate = rate_value(rate_row)
     wants_var = "var" in params.snapshots.methods

@@ -3,6 +3,7 @@ price is missing or an oracle round is rejected, written once per input state.""
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 
@@ -56,6 +57,17 @@ def test_a_snapshot_holds_equity_requirements_and_the_risk_array(world):
     groups = snapshot.result["portfolio_margin"]["class_groups"]
     assert groups[0]["class_group"] == "ACME" and min(groups[0]["pnl"]) == -1500.0
     assert audit.events_for(world.firm_a).filter(event_type="margin.snapshot").exists()
+
+
+def test_a_book_is_valued_on_the_exchanges_date_whatever_zone_is_active(world):
+    """In-process sweeps (the demo's eager Celery) run inside a viewer's request: a firm shown
+    in Kiritimati (UTC+14) or Pago Pago (UTC-11) still values its book on New York's date."""
+    _stock_book(world)
+    new_york = timezone.localdate(timezone=zoneinfo.ZoneInfo("America/New_York"))
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        with timezone.override(zoneinfo.ZoneInfo(zone)), firm_scope(world.firm_a):
+            (outcome,) = compute_snapshots(accounts=[world.a.account])
+        assert outcome.snapshot.valuation_date == new_york
 
 
 def test_the_same_inputs_are_written_once(world):
