@@ -142,6 +142,11 @@ DEFAULT_FROM_EMAIL = "margin-desk@pmargin.example"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_TASK_ALWAYS_EAGER:
+    # Eager tasks still pass through a producer (Celery publishes its task signals): an
+    # in-memory transport keeps that off the network (no attempt at amqp://localhost, no
+    # "No hostname was supplied" warning in the demo).
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-task leaves it for redelivery

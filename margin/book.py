@@ -72,6 +72,21 @@ def current_rate(on: date) -> float:
     return rate_value(current_rate_row(on))
 
 
+def current_mark(mark: PriceObservation | None, spot: PriceObservation | None, *,
+                 has_vol: bool) -> PriceObservation | None:
+    """An option's mark, unless its underlying has moved since and a vol can value it instead.
+
+    A tick on the underlying arrives before (or without) new option quotes: the last mark then
+    describes a market that no longer exists (after a 12 % drop a put's old mark sits below its
+    new intrinsic value, outside the no-arbitrage bounds). Between quotes the option is marked
+    to model at its stored implied vol, as a desk does; without a vol the old mark is all there
+    is, and the engine judges it (and flags the account when it cannot be used).
+    """
+    if mark is None or spot is None or not has_vol:
+        return mark
+    return None if mark.observed_at < spot.observed_at else mark
+
+
 def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
                     vols: dict[int, float], rate: float, params: ParameterSet,
                     valuation_time: datetime | None = None,
@@ -109,7 +124,8 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
                 **common))
         elif instrument.is_option:
             root = declare(instrument.underlying)
-            mark = prices.get(instrument.pk)
+            mark = current_mark(prices.get(instrument.pk), prices.get(instrument.underlying_id),
+                                has_vol=instrument.pk in vols)
             expiry = instrument.expiry
             engine_positions.append(EnginePosition(
                 kind="future_option" if kind == Instrument.Kind.FUTURE_OPTION else "option",
