@@ -184,6 +184,9 @@ def change_account(*, account: Account, actor, event_type: str, reason: str = ""
         audit.record(firm=account.firm, actor=actor, event_type=event_type, obj=account,
                      before=before, after={**_snapshot(account, sorted(allowed)),
                                            "reason": reason})
+        # The requirement depends on the margin type (and a closed account is not valued):
+        # the account is marked dirty on commit, as a ledger entry or a position marks it.
+        transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
     return account
 
 

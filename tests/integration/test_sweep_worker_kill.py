@@ -1,0 +1,124 @@
+"""The sweep on real worker processes: a worker killed with SIGKILL mid-chunk writes no partial
+current margin and its chunk is redone by another worker once the claim's lease runs out; a
+price arriving while a chunk is being computed is not lost.
+
+A chunk of a few hundred accounts takes a second or more on the per-account path, long enough
+to act on it mid-way: the tests act once the chunk has started writing its history snapshots
+(each in its own transaction) and before it writes the current-margin rows (one transaction
+at the chunk's end, ``margin.sweep._write``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from django.db.models import Count
+from django.utils import timezone
+
+from accounts.models import Account, Position
+from brokerage.scope import firm_scope
+from margin.dirty import lease, mark_accounts
+from margin.market_data import load_prices
+from margin.models import AccountMargin, MarginSnapshot
+from margin.tasks import sweep_dirty
+from tests.factories import make_firm, shared_instrument
+from tests.integration.conftest import wait_for
+
+ACCOUNTS = 200
+CURRENT = ["computed_version", "computed_at", "snapshot_id", "equity", "requirement", "excess",
+           "flag"]
+
+
+def _price(symbol: str, value: str) -> None:
+    load_prices(observations=[{"symbol": symbol, "price": value,
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+
+
+def _book(slug: str, symbol: str, count: int = ACCOUNTS) -> list[int]:
+    """`count` Reg T accounts of one firm, each long 100 `symbol`, no cash; committed (bulk
+    inserts: the accounts' own services are not what is tested here)."""
+    fw = make_firm(slug)
+    instrument = shared_instrument(symbol)
+    with firm_scope(fw.firm):
+        accounts = Account.objects.bulk_create([
+            Account(firm=fw.firm, client=fw.client, number=f"{slug.upper()}-{n:05d}",
+                    registration="individual", margin_type=Account.MarginType.REG_T,
+                    opened_on=date(2025, 1, 2)) for n in range(count)])
+        AccountMargin.objects.bulk_create([AccountMargin(account=a, firm=fw.firm)
+                                           for a in accounts])
+        Position.objects.bulk_create([Position(firm=fw.firm, account=a, instrument=instrument,
+                                               quantity=Decimal(100)) for a in accounts])
+    return sorted(a.pk for a in accounts)
+
+
+def _rows(ids: list[int]):
+    return AccountMargin.cross_firm.for_compliance(reason="test").filter(account_id__in=ids)
+
+
+def _snapshots(ids: list[int]):
+    return MarginSnapshot.cross_firm.for_compliance(reason="test").filter(account_id__in=ids)
+
+
+def _current(ids: list[int]) -> dict[int, tuple]:
+    return {row[0]: row[1:] for row in _rows(ids).values_list("account_id", *CURRENT)}
+
+
+def _all_clean_at(ids: list[int], equity: Decimal) -> bool:
+    rows = list(_rows(ids).values_list("dirty_version", "computed_version", "equity"))
+    return all(dirty == computed and value == equity for dirty, computed, value in rows)
+
+
+def test_a_worker_killed_mid_chunk_writes_no_current_margin_and_another_redoes_it(
+        start_worker, settings):
+    lease_s = 3.0
+    settings.MARGIN_SWEEP_LEASE_S = lease_s  # this process reads the lease too
+    ids = _book("killed", "KILA")
+    _price("KILA", "50")
+    mark_accounts(ids, request=False)
+    before = _current(ids)
+    dirty_at = dict(_rows(ids).values_list("account_id", "dirty_version"))
+
+    first = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s))
+    sweep_dirty.delay()
+    wait_for(lambda: _snapshots(ids).exists(), "the chunk under way", worker=first)
+    first.kill()
+
+    written = _snapshots(ids).count()
+    assert 0 < written < len(ids), "killed mid-chunk: some snapshots, not all"
+    assert _current(ids) == before  # no current margin written, not even for those
+    claimed = set(_rows(ids).values_list("claim", "claimed_at"))
+    assert len(claimed) == 1 and next(iter(claimed))[0] != 0  # still held by the dead run
+
+    # Another worker takes the chunk over once the dead run's lease has run out (a sweep
+    # before that finds the accounts held and leaves them).
+    second = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s))
+    expires = next(iter(claimed))[1] + lease()
+    wait_for(lambda: timezone.now() > expires, "the lease's end", lease_s + 5)
+    sweep_dirty.delay()
+    wait_for(lambda: _all_clean_at(ids, Decimal("5000.00")), "the chunk redone", worker=second)
+
+    rows = list(_rows(ids).values_list("account_id", "computed_version", "claim", "flag"))
+    assert all((version, claim, flag) == (dirty_at[pk], 0, "")
+               for pk, version, claim, flag in rows)
+    # The snapshots the killed run wrote are the redo's (same inputs): none twice.
+    per_account = _snapshots(ids).values("account_id").annotate(n=Count("id"))
+    assert {row["n"] for row in per_account} == {1} and len(per_account) == len(ids)
+    assert set(_rows(ids).values_list("snapshot__equity", flat=True)) == {Decimal("5000.00")}
+
+
+def test_a_price_arriving_while_a_chunk_is_computed_is_swept_again(start_worker, settings):
+    settings.MARGIN_SWEEP_DEBOUNCE_S = 0.2  # the load's own sweep, sent from this process
+    ids = _book("ticked", "TICA")
+    _price("TICA", "50")
+    mark_accounts(ids, request=False)
+    worker = start_worker(MARGIN_SWEEP_DEBOUNCE_S="0.2")
+    sweep_dirty.delay()
+    wait_for(lambda: _snapshots(ids).exists(), "the chunk under way", worker=worker)
+
+    _price("TICA", "40")  # on commit: every holder marked again, a sweep asked for
+    assert _snapshots(ids).count() < len(ids), "the price arrived mid-chunk"
+
+    wait_for(lambda: _all_clean_at(ids, Decimal("4000.00")), "the holders at the new price",
+             worker=worker)
+    assert set(_rows(ids).values_list("snapshot__equity", flat=True)) == {Decimal("4000.00")}
