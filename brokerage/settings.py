@@ -149,7 +149,9 @@ if CELERY_TASK_ALWAYS_EAGER:
     CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
-CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-task leaves it for redelivery
+# Late ack: a task lost with its worker is redelivered (after the broker's visibility
+# timeout); the sweep does not wait for that, its claim lease hands the chunk on sooner.
+CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE

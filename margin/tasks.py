@@ -1,9 +1,12 @@
 """Celery tasks: the sweep of dirty accounts (debounced and on beat) and full recomputes.
 
-All run on the ``sweep`` queue (CELERY_TASK_ROUTES), acknowledged late (a worker that dies
-mid-chunk leaves the message for another), under the sweep's time limits. Each is idempotent:
-what a chunk writes is guarded by versions (``margin.sweep``), so a redelivered or duplicated
-message writes nothing twice.
+All run on the ``sweep`` queue (CELERY_TASK_ROUTES), acknowledged late, under the sweep's time
+limits. What brings a dead worker's chunk back is its claim's lease: once it expires, the next
+sweep (debounced or beat, every few seconds) claims the still-dirty accounts again; the
+unacknowledged message itself returns only after the broker's visibility timeout (an hour on
+Redis), and by then its claim is outdated and it writes nothing. Each task is idempotent: what
+a chunk writes is guarded by versions (``margin.sweep``), so a redelivered or duplicated
+message writes nothing twice (tests/integration kills a worker mid-chunk).
 """
 
 from __future__ import annotations
