@@ -180,6 +180,10 @@ MARGIN_SWEEP_SOFT_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_SOFT_TIME_LIMIT_S", 540.
 MARGIN_SWEEP_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_TIME_LIMIT_S", 600.0)
 MARGIN_SWEEP_LEASE_S = _seconds("MARGIN_SWEEP_LEASE_S", MARGIN_SWEEP_TIME_LIMIT_S + 30.0)
 MARGIN_SWEEP_PENDING_GRACE_S = _seconds("MARGIN_SWEEP_PENDING_GRACE_S", 30.0)
+# Intraday history (DESIGN.md "Scale"): a snapshot when the requirement moved more than this
+# fraction since the account's last snapshot, and by at least the floor (dollars).
+MARGIN_SNAPSHOT_REQUIREMENT_MOVE = os.environ.get("MARGIN_SNAPSHOT_REQUIREMENT_MOVE", "0.05")
+MARGIN_SNAPSHOT_REQUIREMENT_FLOOR = os.environ.get("MARGIN_SNAPSHOT_REQUIREMENT_FLOOR", "100")
 
 
 # Beat names tasks by their registered names, so settings import no app (DESIGN.md). Times are

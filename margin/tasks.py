@@ -17,6 +17,7 @@ from django.conf import settings
 from brokerage.models import Firm
 
 from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_started
+from .snapshots import History
 from .sweep import Chunk, claim_dirty, sweep_chunk, sweep_now
 
 logger = logging.getLogger(__name__)
@@ -60,12 +61,13 @@ def sweep_dirty_chunk(firm_id: int, account_ids: list[int], claim: int) -> dict:
 
 @shared_task(**SWEEP_LIMITS)
 def recompute_accounts(firm_id: int, account_ids: list[int]) -> dict:
-    """Mark the accounts dirty and value them now, in this process."""
+    """Mark the accounts dirty and value them now, in this process, each kept as a history
+    snapshot (someone asked for these accounts)."""
     if not Firm.objects.filter(pk=firm_id).exists():  # a message that outlived its firm
         logger.warning("recompute for unknown firm %s dropped", firm_id)
         return {"computed": 0, "flagged": {}}
     mark_accounts(account_ids, request=False)
-    result = sweep_now(firm_id=firm_id, account_ids=list(account_ids))
+    result = sweep_now(firm_id=firm_id, account_ids=list(account_ids), history=History.FORCED)
     return {"computed": result.computed, "flagged": result.flagged}
 
 
@@ -82,7 +84,9 @@ def recompute_firm(self, firm_id: int) -> dict:
         sweep_dirty.delay()
         return {"marked": marked}
     mark_firm(firm_id, request=False)
-    result = sweep_now(firm_id=firm_id)
+    # Called directly (the demo seed's final compute, a shell): asked for, so every account
+    # is kept as history.
+    result = sweep_now(firm_id=firm_id, history=History.FORCED)
     return {"computed": result.computed, "flagged": result.flagged}
 
 
