@@ -17,6 +17,7 @@ from django.conf import settings
 from brokerage.models import Firm
 
 from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_started
+from .end_of_day import due_runs
 from .snapshots import History
 from .sweep import Chunk, claim_dirty, sweep_chunk, sweep_now
 
@@ -94,3 +95,11 @@ def recompute_firm(self, firm_id: int) -> dict:
 def recompute_all() -> int:
     """Mark every account dirty; the sweep values them in chunks across the workers."""
     return mark_everyone()
+
+
+@shared_task(acks_late=True)
+def end_of_day_due() -> dict:
+    """Start the end-of-day runs due now (beat, every few minutes): each firm's after its
+    calendar's close and at the crypto cut, once per session; the sweep does the valuing."""
+    return {"started": [[run.firm_id, run.calendar, run.session.isoformat()]
+                        for run in due_runs()]}
