@@ -160,3 +160,13 @@ def test_the_verifier_flags_a_snapshot_rehashed_after_an_edit(world, four):
 
     broken = audit.verify_chain(audit.chain_key(world.firm_a))
     assert broken is not None and "digest" in broken.reason
+
+
+def test_asking_again_for_the_same_inputs_writes_and_audits_nothing(world, four):
+    sweep_now()
+    tiny = four["tiny"]
+    events = _chunk_events(world.firm_a).count()
+    recompute_accounts(tiny.firm_id, [tiny.pk])  # forced, but the inputs are the first's
+    recompute_accounts(tiny.firm_id, [tiny.pk])  # a redelivered task
+    assert _snapshots(tiny).count() == 1 and _chunk_events(world.firm_a).count() == events
+    assert _current(tiny).snapshot.reason == "first"
