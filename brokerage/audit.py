@@ -8,6 +8,7 @@ the chain never forks.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,18 @@ def events_for(firm: Firm) -> models.QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(chain=chain_key(firm)).order_by("seq")
 
 
+#: event type -> a check of the rows the event vouches for (returns why they fail, or None)
+ContentCheck = Callable[[AuditEvent], "str | None"]
+_content_checks: dict[str, ContentCheck] = {}
+
+
+def register_content_check(event_type: str, check: ContentCheck) -> None:
+    """Let an app vouch for rows an event summarises (e.g. margin's snapshot chunks: one event
+    with a digest instead of one per row). The core imports no app: apps register here from
+    their AppConfig.ready, and ``verify_chain`` runs the check on every such event."""
+    _content_checks[event_type] = check
+
+
 @dataclass(frozen=True)
 class ChainBreak:
     chain: str
@@ -108,6 +121,10 @@ def verify_chain(chain: str) -> ChainBreak | None:
             return ChainBreak(chain, event.seq, "prev_hash does not match the previous event")
         if event.compute_hash() != event.hash:
             return ChainBreak(chain, event.seq, "content does not match its hash (altered)")
+        check = _content_checks.get(event.event_type)
+        failure = check(event) if check is not None else None
+        if failure:
+            return ChainBreak(chain, event.seq, failure)
         expected_prev, expected_seq = event.hash, expected_seq + 1
     head = AuditChainHead.objects.filter(chain=chain).first()
     if head is not None and (head.seq != expected_seq - 1 or head.last_hash != expected_prev):

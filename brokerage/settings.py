@@ -187,6 +187,14 @@ MARGIN_SWEEP_SOFT_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_SOFT_TIME_LIMIT_S", 540.
 MARGIN_SWEEP_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_TIME_LIMIT_S", 600.0)
 MARGIN_SWEEP_LEASE_S = _seconds("MARGIN_SWEEP_LEASE_S", MARGIN_SWEEP_TIME_LIMIT_S + 30.0)
 MARGIN_SWEEP_PENDING_GRACE_S = _seconds("MARGIN_SWEEP_PENDING_GRACE_S", 30.0)
+# Intraday history (DESIGN.md "Scale"): a snapshot when the requirement moved more than this
+# fraction since the account's last snapshot, and by at least the floor (dollars).
+MARGIN_SNAPSHOT_REQUIREMENT_MOVE = os.environ.get("MARGIN_SNAPSHOT_REQUIREMENT_MOVE", "0.05")
+MARGIN_SNAPSHOT_REQUIREMENT_FLOOR = os.environ.get("MARGIN_SNAPSHOT_REQUIREMENT_FLOOR", "100")
+# The end-of-day run (margin.end_of_day): beat looks this often for a closed session not yet
+# run; crypto trades around the clock, so its day ends at a daily cut (UTC, HH:MM).
+MARGIN_END_OF_DAY_BEAT_S = _seconds("MARGIN_END_OF_DAY_BEAT_S", 300.0)
+MARGIN_CRYPTO_DAILY_CUT = os.environ.get("MARGIN_CRYPTO_DAILY_CUT", "00:00")
 
 
 # Beat names tasks by their registered names, so settings import no app (DESIGN.md). Times are
@@ -199,6 +207,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "margin.tasks.sweep_dirty",
         "schedule": MARGIN_SWEEP_BEAT_S,
         "options": {"expires": MARGIN_SWEEP_BEAT_S},
+    },
+    # Each firm's end-of-day run after its exchange's close and at the crypto cut: asked every
+    # few minutes, started once per firm, calendar and session (margin.end_of_day).
+    "margin-end-of-day": {
+        "task": "margin.tasks.end_of_day_due",
+        "schedule": MARGIN_END_OF_DAY_BEAT_S,
+        "options": {"expires": MARGIN_END_OF_DAY_BEAT_S},
     },
     # Every account marked dirty every 15 minutes in market hours: backs up the input-driven
     # marks (a process that died between an input's commit and its mark).

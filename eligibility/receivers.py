@@ -59,9 +59,11 @@ def on_book_changed(sender, account_ids=None, **kwargs) -> None:
 
 @receiver(snapshots_written, dispatch_uid="eligibility.snapshots_written")
 def on_snapshots_written(sender, firm: Firm, account_ids: list[int], **kwargs) -> None:
-    """A sweep chunk's snapshots may open, escalate or cure minimum-equity deficiencies
-    (DESIGN.md path 3): one call per chunk, the accounts that may take a step found for the
-    whole chunk at once (``assess_accounts``)."""
+    """A sweep chunk may open, escalate or cure minimum-equity deficiencies (DESIGN.md path
+    3): one call per chunk, the accounts that may take a step found for the whole chunk at
+    once (``assess_accounts``). ``account_ids`` are every account the chunk valued, not only
+    those it kept a history snapshot for (intraday, most valuations update the current row
+    alone), so an account with an open deficiency is judged on every sweep that values it."""
     from .deficiencies import assess_accounts
 
     assess_accounts(firm=firm, account_ids=account_ids,

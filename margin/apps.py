@@ -6,4 +6,10 @@ class MarginConfig(AppConfig):
     verbose_name = "Margin: market data, parameters, snapshots"
 
     def ready(self) -> None:
+        from brokerage.audit import register_content_check
+
         from . import receivers, services  # noqa: F401  (services registers its approval kind)
+        from .snapshots import CHUNK_EVENT, verify_chunk
+
+        # The verifier checks stored snapshots against their chunk's digest.
+        register_content_check(CHUNK_EVENT, verify_chunk)

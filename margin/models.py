@@ -169,6 +169,15 @@ class MarginSnapshot(AppendOnlyRecord, TenantModel):
         default=dict, blank=True,
         help_text="class group -> its P&L at each valuation point, float32 (margin.risk_arrays)")
 
+    reason = models.CharField(
+        max_length=20, blank=True,
+        help_text="why this valuation was kept as history (margin.snapshots.history_reason): "
+                  "end_of_day, forced, first, excess_sign, requirement_move")
+    content_hash = models.CharField(
+        max_length=64, blank=True,
+        help_text="sha256 of the stored fields; the chunk's audit event carries a digest of "
+                  "these, which the audit verifier checks (blank: written before issue 10)")
+
     objects = AppendOnlyTenantManager()
     cross_firm = AppendOnlyCrossFirmManager()
     never_updated = "margin snapshots are append-only: a snapshot is never updated"
@@ -266,6 +275,9 @@ class AccountMargin(TenantModel):
     equity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
     requirement = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
     excess = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    end_of_day_due = models.BooleanField(
+        default=False, help_text="the end-of-day run marked the account: its next valuation "
+                                 "is kept as history whatever moved (cleared when written)")
     flag = models.TextField(blank=True, help_text="why the last sweep could not value the "
                                                   "account (the numbers are the last good ones)")
 
@@ -296,3 +308,21 @@ class SweepState(models.Model):
 
     def __str__(self) -> str:
         return f"version {self.last_version}, sweep due {self.sweep_due_at}"
+
+
+class EndOfDayRun(TenantModel):
+    """A firm's end-of-day run for one session date: recorded when the run is started, so beat
+    asking again (every few minutes after the close) starts it once per firm and date."""
+
+    session = models.DateField(help_text="the trading day (or crypto day) the run closes")
+    calendar = models.CharField(max_length=16, help_text="the exchange calendar, or CRYPTO")
+    started_at = models.DateTimeField()
+    accounts = models.PositiveIntegerField(default=0, help_text="accounts marked for it")
+
+    class Meta(TenantModel.Meta):
+        ordering = ["-session"]
+        constraints = [models.UniqueConstraint(fields=["firm", "calendar", "session"],
+                                               name="end_of_day_once_per_session")]
+
+    def __str__(self) -> str:
+        return f"end of day {self.calendar} {self.session:%Y-%m-%d}"

@@ -12,10 +12,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -40,6 +43,7 @@ from .equity import from_engine
 from .market_data import exchange_date, outstanding_rejections
 from .market_history import AccountHistory, closes_digest
 from .models import (
+    AccountMargin,
     ImpliedVolatility,
     MarginSnapshot,
     PriceObservation,
@@ -60,9 +64,19 @@ def money(value) -> Decimal | None:
 
 @dataclass(frozen=True)
 class SnapshotOutcome:
+    """One account of a chunk: valued (its numbers; ``snapshot`` the history snapshot of this
+    valuation when one was kept, else None) or flagged (not valued, ``flag`` says why)."""
+
     account_id: int
     snapshot: MarginSnapshot | None
     flag: str = ""
+    equity: Decimal | None = None
+    requirement: Decimal | None = None
+    excess: Decimal | None = None
+
+    @property
+    def valued(self) -> bool:
+        return self.equity is not None
 
 
 def parameters_for(firm) -> tuple[ParameterSet, str]:
@@ -174,14 +188,134 @@ def inputs_hash(*, account_id: int, margin_type: str, cash: Decimal, portfolio,
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[SnapshotOutcome]:
-    """Value each account and store its snapshot. Accounts with bad inputs keep their last
-    good snapshot and are reported with a flag (never valued at a missing or bad price)."""
+class History(StrEnum):
+    """Which valued accounts get a history snapshot (DESIGN.md "Scale")."""
+
+    #: the sweep's default: only where a decision rests on the change (``history_reason``)
+    INTRADAY = "intraday"
+    #: the end-of-day run: every account
+    END_OF_DAY = "end_of_day"
+    #: someone asked (recompute_accounts, a direct recompute_firm, the demo seed, tests)
+    FORCED = "forced"
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What an intraday decision compares a new valuation with: the account's current row
+    (the latest valuation, snapshot or not) and the requirement of its latest snapshot (so a
+    slow drift adds up to a move instead of each step hiding under the threshold)."""
+
+    excess: Decimal | None
+    snapshot_id: int | None
+    snapshot_requirement: Decimal | None
+
+
+def history_reason(*, history: History, valuation: MarginSnapshot,
+                   previous: Previous | None) -> str:
+    """Why this valuation is kept as history, or "" when it only updates the current row.
+
+    The one decision point: margin calls (next issue) add "a call would open, change or be
+    met" here, before the threshold test.
+    """
+    if history != History.INTRADAY:
+        return str(history)
+    if previous is None or previous.snapshot_id is None:
+        return "first"
+    if previous.excess is not None and (previous.excess < 0) != (valuation.excess < 0):
+        return "excess_sign"
+    if _requirement_moved(previous.snapshot_requirement, valuation.requirement):
+        return "requirement_move"
+    return ""
+
+
+def _requirement_moved(before: Decimal | None, after: Decimal) -> bool:
+    """More than MARGIN_SNAPSHOT_REQUIREMENT_MOVE relative, and at least the absolute floor
+    (a few dollars on a tiny requirement is not a decision)."""
+    if before is None:
+        return True
+    move = abs(after - before)
+    relative = Decimal(str(settings.MARGIN_SNAPSHOT_REQUIREMENT_MOVE))
+    floor = Decimal(str(settings.MARGIN_SNAPSHOT_REQUIREMENT_FLOOR))
+    return move > relative * abs(before) and move >= floor
+
+
+def _previous(account_ids: list[int]) -> dict[int, Previous]:
+    """The chunk's current rows and their snapshots' requirement, in one query."""
+    rows = AccountMargin.objects.filter(account_id__in=account_ids).values_list(
+        "account_id", "excess", "snapshot_id", "snapshot__requirement")
+    return {account: Previous(excess, snapshot, requirement)
+            for account, excess, snapshot, requirement in rows}
+
+
+def compute_snapshots(*, accounts: Sequence[Account], actor=None,
+                      history: History = History.FORCED,
+                      end_of_day: frozenset[int] = frozenset()) -> list[SnapshotOutcome]:
+    """Value each account and store the history snapshots ``history`` calls for (one bulk
+    insert and one audit event for the chunk); the accounts in ``end_of_day`` are kept as
+    history whatever ``history`` says. Accounts with bad inputs keep their last good
+    snapshot and are reported with a flag (never valued at a missing or bad price)."""
+    if not accounts:
+        return []
+    firm = accounts[0].firm
+    outcomes, valuations = _value(accounts)
+    previous = _previous([v.account_id for v in valuations]) \
+        if history == History.INTRADAY else {}
+    for valuation in valuations:
+        mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
+        valuation.reason = history_reason(history=mode, valuation=valuation,
+                                          previous=previous.get(valuation.account_id))
+    stored = store_history(firm=firm, snapshots=[v for v in valuations if v.reason],
+                           actor=actor)
+    for valuation in valuations:
+        outcomes.append(SnapshotOutcome(
+            valuation.account_id, stored.get(valuation.account_id),
+            equity=valuation.equity, requirement=valuation.requirement,
+            excess=valuation.excess))
+    outcomes.sort(key=lambda o: o.account_id)
+    valued = [o.account_id for o in outcomes if o.valued]
+    if valued:
+        # Every valued account, snapshot or not: eligibility judges the chunk (a deficiency
+        # may rest on equity that moved without a history snapshot).
+        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=valued)
+    return outcomes
+
+
+def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
+                  ) -> dict[int, MarginSnapshot]:
+    """Insert the chunk's new history snapshots in one statement with one audit event (count
+    and digest of their content hashes), in one transaction. A snapshot of inputs already
+    stored (a redelivered chunk) is not written again: the stored one is returned."""
+    if not snapshots:
+        return {}
+    for attempt in range(2):
+        existing = {s.account_id: s for s in MarginSnapshot.objects.filter(
+            account_id__in=[s.account_id for s in snapshots],
+            inputs_hash__in=[s.inputs_hash for s in snapshots])
+            if (s.account_id, s.inputs_hash) in {(n.account_id, n.inputs_hash)
+                                                 for n in snapshots}}
+        new = [s for s in snapshots if s.account_id not in existing]
+        try:
+            with transaction.atomic():
+                if new:
+                    for snapshot in new:
+                        snapshot.content_hash = content_hash(snapshot)
+                    MarginSnapshot.objects.bulk_create(new)
+                    audit.record(firm=firm, actor=actor, event_type=CHUNK_EVENT,
+                                 object_type="margin.marginsnapshot", object_id=new[0].pk,
+                                 after=chunk_summary(new))
+            break
+        except IntegrityError:
+            # A duplicate chunk inserted the same inputs meanwhile: read them back, once.
+            if attempt:
+                raise
+    return {**existing, **{s.account_id: s for s in new}}
+
+
+def _value(accounts: Sequence[Account]) -> tuple[list[SnapshotOutcome], list[MarginSnapshot]]:
+    """Value each account: the flagged ones as outcomes, the valued ones as unsaved snapshots."""
     from margin.calculator.compute import calculate
     from margin.calculator.parse import CalculatorError
 
-    if not accounts:
-        return []
     firm = accounts[0].firm
     parameter_row = active_parameter_row(firm)
     params, parameter_label = parameters_of(parameter_row)
@@ -197,6 +331,7 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
     history = price_history(positions, on=today, returns_needed=var_window(params)) \
         if wants_var else None
     outcomes: list[SnapshotOutcome] = []
+    valuations: list[MarginSnapshot] = []
     for account in accounts:
         cash = cash_balance(account)
         blocked = sorted({f"{r.instrument.symbol} ({r.failed_check})" for p in positions.get(account.pk, [])
@@ -229,10 +364,10 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
             continue
         hashed = inputs_hash(account_id=account.pk, margin_type=account.margin_type, cash=cash,
                              portfolio=portfolio, parameter_label=parameter_label)
-        snapshot = MarginSnapshot(
+        valuations.append(MarginSnapshot(
             firm=account.firm, account=account, computed_at=now, inputs_hash=hashed,
             engine_version=ENGINE_VERSION, parameter_set=parameter_label,
-            margin_type=account.margin_type, cash=cash,
+            margin_type=account.margin_type, cash=money(cash),
             **snapshot_figures(margin_type=account.margin_type, cash=cash, result=result),
             flags=list(result.get("warnings", [])) + list(held.flags if held else ()),
             result=result, risk_arrays=pack_result(result),
@@ -240,23 +375,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None) -> list[Snapsh
                               prices=prices, vols=vol_rows, rate=rate_row,
                               parameter_row=parameter_row, history=held,
                               returns_needed=var_window(params) if wants_var else None),
-        )
-        equity, requirement = snapshot.equity, snapshot.requirement
-        try:
-            with transaction.atomic():
-                snapshot.save()
-                audit.record(firm=account.firm, actor=actor, event_type="margin.snapshot",
-                             obj=snapshot, after={"account": account.number,
-                                                  "equity": equity, "requirement": requirement,
-                                                  "excess": snapshot.excess})
-        except IntegrityError:
-            # The same inputs were already valued (a redelivered task): nothing to write.
-            snapshot = MarginSnapshot.objects.get(account=account, inputs_hash=hashed)
-        outcomes.append(SnapshotOutcome(account.pk, snapshot))
-    written = [o.account_id for o in outcomes if o.snapshot is not None]
-    if written:
-        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=written)
-    return outcomes
+        ))
+    return outcomes, valuations
 
 
 def _instrument_ids(position) -> list[int]:
@@ -277,3 +397,82 @@ def _empty(today) -> dict:
 
 def latest_snapshot(account: Account) -> MarginSnapshot | None:
     return MarginSnapshot.objects.filter(account=account).order_by("-computed_at", "-id").first()
+
+
+# -- content hashes and the chunk's audit event --------------------------------------------------
+
+#: one audit event per stored chunk of history snapshots (count and digest)
+CHUNK_EVENT = "margin.snapshot_chunk"
+#: what a content hash leaves out: the row id (assigned by the insert) and the hash itself
+_UNHASHED = {"id", "content_hash"}
+
+
+def content_hash(snapshot: MarginSnapshot) -> str:
+    """sha256 of a snapshot's stored fields (recorded inputs included), normalised so the row
+    read back from PostgreSQL or SQLite hashes as the instance did before its insert."""
+    document = {field.attname: _normalised(field, getattr(snapshot, field.attname))
+                for field in MarginSnapshot._meta.concrete_fields
+                if field.attname not in _UNHASHED}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _normalised(field, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(field, models.DecimalField):
+        return str(Decimal(str(value)).quantize(Decimal(1).scaleb(-field.decimal_places)))
+    if isinstance(field, models.DateTimeField):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(field, models.DateField):
+        return value.isoformat()
+    if isinstance(field, models.JSONField):
+        return _json_numbers(value)
+    return value
+
+
+def _json_numbers(value: Any) -> Any:
+    """JSON as either database returns it: jsonb keeps numbers as numeric, so 1e20 comes back
+    as an integer and -0.0 as 0; integral floats are taken as integers on both sides."""
+    if isinstance(value, dict):
+        return {str(k): _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def chunk_digest(hashes: Sequence[str]) -> str:
+    """sha256 over the chunk's content hashes, in the order stored."""
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+def chunk_summary(snapshots: Sequence[MarginSnapshot]) -> dict[str, Any]:
+    """The chunk's audit event body: how many, which (ids in order), and their digest."""
+    return {"count": len(snapshots), "snapshots": [s.pk for s in snapshots],
+            "digest": chunk_digest([s.content_hash for s in snapshots])}
+
+
+def verify_chunk(event) -> str | None:
+    """The audit verifier's check of one chunk event (registered in MarginConfig.ready): each
+    snapshot it names still hashes to what was stored, and together to the event's digest.
+    Returns why not, or None."""
+    after = event.after or {}
+    ids = list(after.get("snapshots", []))
+    if after.get("count") != len(ids):
+        return "snapshot chunk: count does not match the snapshots named"
+    rows = MarginSnapshot.cross_firm.for_compliance(
+        reason="the audit verifier checks stored snapshots against their chunk digests",
+    ).in_bulk(ids)
+    missing = [pk for pk in ids if pk not in rows]
+    if missing:
+        return f"snapshot chunk: snapshot {missing[0]} is missing"
+    hashes = []
+    for pk in ids:
+        recomputed = content_hash(rows[pk])
+        if recomputed != rows[pk].content_hash:
+            return f"snapshot {pk} does not match its content hash (altered)"
+        hashes.append(recomputed)
+    if chunk_digest(hashes) != after.get("digest"):
+        return "snapshot chunk: the snapshots do not match the event's digest"
+    return None

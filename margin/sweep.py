@@ -6,9 +6,13 @@ splits them per firm into chunks of ``MARGIN_SWEEP_CHUNK`` accounts, one Celery 
 
 1. reads the version each of its accounts is dirty at, *before* it reads any input (an input
    marks on commit, so every input up to that version is visible to the reads that follow);
-2. values the accounts through ``margin.snapshots.compute_snapshots`` (snapshots as before:
-   one per account and input state, so a redelivered chunk writes no second snapshot);
-3. writes each account's current margin in one transaction, one bulk UPDATE per version it
+2. values the accounts through ``margin.snapshots.compute_snapshots``, which keeps a history
+   snapshot only where a decision rests on the change (``history_reason``: the account's
+   first, excess changing sign, the requirement moving past the threshold, the end-of-day run
+   having marked it), bulk-inserted with one audit event for the chunk; one snapshot per
+   account and input state, so a redelivered chunk writes no second snapshot;
+3. writes each account's current margin (the numbers of this valuation, snapshot or not, and
+   the latest snapshot when one was kept) in one transaction, one bulk UPDATE per version it
    read, each guarded by ``computed_version < version``: a duplicated or late chunk writes
    nothing over a newer result, and an account whose ``dirty_version`` moved while the chunk
    ran stays dirty (its version is above the one recorded) and is swept again;
@@ -34,12 +38,13 @@ from brokerage.scope import firm_scope
 
 from .dirty import lease, next_version, request_sweep, sweeping
 from .models import AccountMargin
-from .snapshots import compute_snapshots
+from .snapshots import History, compute_snapshots
 
 #: the fields a chunk writes, by what became of the account
-VALUED_FIELDS = ["computed_version", "computed_at", "snapshot", "equity", "requirement",
-                 "excess", "flag"]
+VALUED_FIELDS = ["computed_version", "computed_at", "equity", "requirement", "excess", "flag"]
+KEPT_FIELDS = [*VALUED_FIELDS, "snapshot", "end_of_day_due"]  # valued and kept as history
 FLAGGED_FIELDS = ["computed_version", "computed_at", "flag"]
+FIELDS = {"valued": VALUED_FIELDS, "kept": KEPT_FIELDS, "flagged": FLAGGED_FIELDS}
 CLOSED_FLAG = "closed: not valued"
 
 
@@ -52,23 +57,26 @@ class Chunk:
 
 @dataclass
 class ChunkResult:
-    """What a chunk did: snapshots computed, accounts flagged (not valued), current-margin rows
-    written, accounts left dirty (their version moved meanwhile)."""
+    """What a chunk did: accounts valued (``computed``), history snapshots they point at
+    (``snapshots``: written now, or already stored for the same inputs), accounts flagged (not
+    valued), current-margin rows written, accounts left dirty (their version moved meanwhile)."""
 
     computed: int = 0
+    snapshots: int = 0
     flagged: dict[int, str] = field(default_factory=dict)
     written: int = 0
     left_dirty: int = 0
 
     def add(self, other: ChunkResult) -> None:
         self.computed += other.computed
+        self.snapshots += other.snapshots
         self.flagged.update(other.flagged)
         self.written += other.written
         self.left_dirty += other.left_dirty
 
     def as_dict(self) -> dict:
-        return {"computed": self.computed, "flagged": self.flagged, "written": self.written,
-                "left_dirty": self.left_dirty}
+        return {"computed": self.computed, "snapshots": self.snapshots,
+                "flagged": self.flagged, "written": self.written, "left_dirty": self.left_dirty}
 
 
 def _rows() -> QuerySet:
@@ -103,14 +111,17 @@ def claim_dirty(*, firm_id: int | None = None,
             for start in range(0, len(ids), size)]
 
 
-def sweep_chunk(chunk: Chunk) -> ChunkResult:
-    """Value one chunk and write its current margin (see the module docstring)."""
+def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkResult:
+    """Value one chunk and write its current margin (see the module docstring); ``history``
+    FORCED keeps every valued account as history (someone asked)."""
     result = ChunkResult()
     mine = _rows().filter(account_id__in=chunk.account_ids, claim=chunk.claim)
     # The lease runs from the start of the work, not from the claim (a chunk may have queued).
     mine.update(claimed_at=timezone.now())
-    versions = dict(mine.filter(dirty_version__gt=F("computed_version"))
-                    .values_list("account_id", "dirty_version"))
+    read = list(mine.filter(dirty_version__gt=F("computed_version"))
+                .values_list("account_id", "dirty_version", "end_of_day_due"))
+    versions = {account: version for account, version, _ in read}
+    end_of_day = frozenset(account for account, _, due in read if due)
     firm = Firm.objects.filter(pk=chunk.firm_id).first()
     try:
         if versions and firm is not None:
@@ -118,7 +129,8 @@ def sweep_chunk(chunk: Chunk) -> ChunkResult:
                 accounts = list(Account.objects.filter(pk__in=list(versions))
                                 .select_related("firm").order_by("pk"))
                 valued = [a for a in accounts if a.status != Account.Status.CLOSED]
-                outcomes = compute_snapshots(accounts=valued)
+                outcomes = compute_snapshots(accounts=valued, history=history,
+                                             end_of_day=end_of_day)
             result = _write(versions, outcomes, closed=[a.pk for a in accounts
                                                         if a.status == Account.Status.CLOSED])
     finally:
@@ -141,18 +153,18 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
     groups: dict[tuple[int, str], list[AccountMargin]] = defaultdict(list)
     for outcome in outcomes:
         version = versions[outcome.account_id]
-        snapshot = outcome.snapshot
-        if snapshot is None:
+        if not outcome.valued:
             result.flagged[outcome.account_id] = outcome.flag
             groups[version, "flagged"].append(AccountMargin(
                 account_id=outcome.account_id, computed_version=version, computed_at=now,
                 flag=outcome.flag))
             continue
         result.computed += 1
-        groups[version, "valued"].append(AccountMargin(
+        result.snapshots += outcome.snapshot is not None
+        groups[version, "kept" if outcome.snapshot else "valued"].append(AccountMargin(
             account_id=outcome.account_id, computed_version=version, computed_at=now,
-            snapshot=snapshot, equity=snapshot.equity, requirement=snapshot.requirement,
-            excess=snapshot.excess, flag=""))
+            snapshot=outcome.snapshot, end_of_day_due=False, equity=outcome.equity,
+            requirement=outcome.requirement, excess=outcome.excess, flag=""))
     for account_id in closed:
         groups[versions[account_id], "flagged"].append(AccountMargin(
             account_id=account_id, computed_version=versions[account_id], computed_at=now,
@@ -160,15 +172,15 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
     with transaction.atomic():
         for (version, kind), rows in sorted(groups.items()):
             result.written += _rows().filter(computed_version__lt=version).bulk_update(
-                rows, VALUED_FIELDS if kind == "valued" else FLAGGED_FIELDS, batch_size=1000)
+                rows, FIELDS[kind], batch_size=1000)
     return result
 
 
-def sweep_now(*, firm_id: int | None = None,
-              account_ids: list[int] | None = None) -> ChunkResult:
+def sweep_now(*, firm_id: int | None = None, account_ids: list[int] | None = None,
+              history: History = History.INTRADAY) -> ChunkResult:
     """Claim and value dirty accounts in this process (recompute_firm, recompute_accounts, and
     the dispatcher under eager Celery)."""
     total = ChunkResult()
     for chunk in claim_dirty(firm_id=firm_id, account_ids=account_ids):
-        total.add(sweep_chunk(chunk))
+        total.add(sweep_chunk(chunk, history=history))
     return total

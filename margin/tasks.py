@@ -20,6 +20,8 @@ from django.conf import settings
 from brokerage.models import Firm
 
 from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_started
+from .end_of_day import due_runs
+from .snapshots import History
 from .sweep import Chunk, claim_dirty, sweep_chunk, sweep_now
 
 logger = logging.getLogger(__name__)
@@ -63,12 +65,13 @@ def sweep_dirty_chunk(firm_id: int, account_ids: list[int], claim: int) -> dict:
 
 @shared_task(**SWEEP_LIMITS)
 def recompute_accounts(firm_id: int, account_ids: list[int]) -> dict:
-    """Mark the accounts dirty and value them now, in this process."""
+    """Mark the accounts dirty and value them now, in this process, each kept as a history
+    snapshot (someone asked for these accounts)."""
     if not Firm.objects.filter(pk=firm_id).exists():  # a message that outlived its firm
         logger.warning("recompute for unknown firm %s dropped", firm_id)
         return {"computed": 0, "flagged": {}}
     mark_accounts(account_ids, request=False)
-    result = sweep_now(firm_id=firm_id, account_ids=list(account_ids))
+    result = sweep_now(firm_id=firm_id, account_ids=list(account_ids), history=History.FORCED)
     return {"computed": result.computed, "flagged": result.flagged}
 
 
@@ -85,7 +88,9 @@ def recompute_firm(self, firm_id: int) -> dict:
         sweep_dirty.delay()
         return {"marked": marked}
     mark_firm(firm_id, request=False)
-    result = sweep_now(firm_id=firm_id)
+    # Called directly (the demo seed's final compute, a shell): asked for, so every account
+    # is kept as history.
+    result = sweep_now(firm_id=firm_id, history=History.FORCED)
     return {"computed": result.computed, "flagged": result.flagged}
 
 
@@ -93,3 +98,11 @@ def recompute_firm(self, firm_id: int) -> dict:
 def recompute_all() -> int:
     """Mark every account dirty; the sweep values them in chunks across the workers."""
     return mark_everyone()
+
+
+@shared_task(acks_late=True)
+def end_of_day_due() -> dict:
+    """Start the end-of-day runs due now (beat, every few minutes): each firm's after its
+    calendar's close and at the crypto cut, once per session; the sweep does the valuing."""
+    return {"started": [[run.firm_id, run.calendar, run.session.isoformat()]
+                        for run in due_runs()]}

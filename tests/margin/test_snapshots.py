@@ -56,7 +56,7 @@ def test_a_snapshot_holds_equity_requirements_and_the_risk_array(world):
     assert snapshot.excess == Decimal("27500.00")
     groups = snapshot.result["portfolio_margin"]["class_groups"]
     assert groups[0]["class_group"] == "ACME" and min(groups[0]["pnl"]) == -1500.0
-    assert audit.events_for(world.firm_a).filter(event_type="margin.snapshot").exists()
+    assert audit.events_for(world.firm_a).filter(event_type="margin.snapshot_chunk").exists()
 
 
 def test_a_book_is_valued_on_the_exchanges_date_whatever_zone_is_active(world):

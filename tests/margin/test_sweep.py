@@ -113,7 +113,7 @@ def test_a_mark_while_the_chunk_is_computed_leaves_the_account_dirty(two_books):
 
 def test_a_duplicated_chunk_writes_one_snapshot_and_nothing_twice(two_books):
     acme_holder, _ = two_books
-    _price("ACME", "95")
+    _price("ACME", "90")  # the requirement moves 10 %: a history snapshot
     mark_accounts([acme_holder.pk], request=False)
     (chunk,) = claim_dirty()
 
