@@ -3,9 +3,9 @@ current margin and its chunk is redone by another worker once the claim's lease 
 price arriving while a chunk is being computed is not lost.
 
 A chunk of a few hundred accounts takes a second or more on the per-account path, long enough
-to act on it mid-way: the tests act once the chunk has started writing its history snapshots
-(each in its own transaction) and before it writes the current-margin rows (one transaction
-at the chunk's end, ``margin.sweep._write``)."""
+to act on it mid-way: the tests act once the worker has taken the chunk's message (its log
+says so) and before the chunk's one write at its end (history snapshots, current margin and the
+chunk's audit event in one transaction), which they check by finding nothing written yet."""
 
 from __future__ import annotations
 
@@ -64,6 +64,10 @@ def _current(ids: list[int]) -> dict[int, tuple]:
     return {row[0]: row[1:] for row in _rows(ids).values_list("account_id", *CURRENT)}
 
 
+def _chunk_taken(worker) -> bool:
+    return "margin.tasks.sweep_dirty_chunk[" in worker.tail(200)  # "Task ...[id] received"
+
+
 def _all_clean_at(ids: list[int], equity: Decimal) -> bool:
     rows = list(_rows(ids).values_list("dirty_version", "computed_version", "equity"))
     return all(dirty == computed and value == equity for dirty, computed, value in rows)
@@ -81,12 +85,11 @@ def test_a_worker_killed_mid_chunk_writes_no_current_margin_and_another_redoes_i
 
     first = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s))
     sweep_dirty.delay()
-    wait_for(lambda: _snapshots(ids).exists(), "the chunk under way", worker=first)
+    wait_for(lambda: _chunk_taken(first), "the chunk under way", worker=first)
     first.kill()
 
-    written = _snapshots(ids).count()
-    assert 0 < written < len(ids), "killed mid-chunk: some snapshots, not all"
-    assert _current(ids) == before  # no current margin written, not even for those
+    assert not _snapshots(ids).exists(), "killed before the chunk's one write: nothing of it"
+    assert _current(ids) == before  # no current margin written either
     claimed = set(_rows(ids).values_list("claim", "claimed_at"))
     assert len(claimed) == 1 and next(iter(claimed))[0] != 0  # still held by the dead run
 
@@ -101,7 +104,7 @@ def test_a_worker_killed_mid_chunk_writes_no_current_margin_and_another_redoes_i
     rows = list(_rows(ids).values_list("account_id", "computed_version", "claim", "flag"))
     assert all((version, claim, flag) == (dirty_at[pk], 0, "")
                for pk, version, claim, flag in rows)
-    # The snapshots the killed run wrote are the redo's (same inputs): none twice.
+    # The redo writes each account's snapshot once.
     per_account = _snapshots(ids).values("account_id").annotate(n=Count("id"))
     assert {row["n"] for row in per_account} == {1} and len(per_account) == len(ids)
     assert set(_rows(ids).values_list("snapshot__equity", flat=True)) == {Decimal("5000.00")}
@@ -114,10 +117,10 @@ def test_a_price_arriving_while_a_chunk_is_computed_is_swept_again(start_worker,
     mark_accounts(ids, request=False)
     worker = start_worker(MARGIN_SWEEP_DEBOUNCE_S="0.2")
     sweep_dirty.delay()
-    wait_for(lambda: _snapshots(ids).exists(), "the chunk under way", worker=worker)
+    wait_for(lambda: _chunk_taken(worker), "the chunk under way", worker=worker)
 
     _price("TICA", "40")  # on commit: every holder marked again, a sweep asked for
-    assert _snapshots(ids).count() < len(ids), "the price arrived mid-chunk"
+    assert not _snapshots(ids).exists(), "the price arrived before the chunk's write"
 
     wait_for(lambda: _all_clean_at(ids, Decimal("4000.00")), "the holders at the new price",
              worker=worker)
