@@ -280,6 +280,10 @@ class AccountMargin(TenantModel):
                                  "is kept as history whatever moved (cleared when written)")
     flag = models.TextField(blank=True, help_text="why the last sweep could not value the "
                                                   "account (the numbers are the last good ones)")
+    risk_arrays = models.JSONField(
+        default=dict, blank=True,
+        help_text="the last valuation's P&L per class group at each valuation point, float32 "
+                  "(margin.risk_arrays): what what-if and the pre-trade check start from")
 
     class Meta(TenantModel.Meta):
         ordering = ["account"]

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -73,6 +73,7 @@ class SnapshotOutcome:
     equity: Decimal | None = None
     requirement: Decimal | None = None
     excess: Decimal | None = None
+    risk_arrays: dict = field(default_factory=dict)
 
     @property
     def valued(self) -> bool:
@@ -270,7 +271,7 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
         outcomes.append(SnapshotOutcome(
             valuation.account_id, stored.get(valuation.account_id),
             equity=valuation.equity, requirement=valuation.requirement,
-            excess=valuation.excess))
+            excess=valuation.excess, risk_arrays=valuation.risk_arrays))
     outcomes.sort(key=lambda o: o.account_id)
     valued = [o.account_id for o in outcomes if o.valued]
     if valued:

@@ -41,7 +41,8 @@ from .models import AccountMargin
 from .snapshots import History, compute_snapshots
 
 #: the fields a chunk writes, by what became of the account
-VALUED_FIELDS = ["computed_version", "computed_at", "equity", "requirement", "excess", "flag"]
+VALUED_FIELDS = ["computed_version", "computed_at", "equity", "requirement", "excess",
+                 "risk_arrays", "flag"]
 KEPT_FIELDS = [*VALUED_FIELDS, "snapshot", "end_of_day_due"]  # valued and kept as history
 FLAGGED_FIELDS = ["computed_version", "computed_at", "flag"]
 FIELDS = {"valued": VALUED_FIELDS, "kept": KEPT_FIELDS, "flagged": FLAGGED_FIELDS}
@@ -164,7 +165,8 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
         groups[version, "kept" if outcome.snapshot else "valued"].append(AccountMargin(
             account_id=outcome.account_id, computed_version=version, computed_at=now,
             snapshot=outcome.snapshot, end_of_day_due=False, equity=outcome.equity,
-            requirement=outcome.requirement, excess=outcome.excess, flag=""))
+            requirement=outcome.requirement, excess=outcome.excess,
+            risk_arrays=outcome.risk_arrays, flag=""))
     for account_id in closed:
         groups[versions[account_id], "flagged"].append(AccountMargin(
             account_id=account_id, computed_version=versions[account_id], computed_at=now,

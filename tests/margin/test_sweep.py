@@ -266,3 +266,21 @@ def test_load_prices_names_a_wrong_header(tmp_path):
     with pytest.raises(CommandError, match="must name the columns symbol, price and observed_at"):
         call_command("load_prices", _csv(tmp_path, "ticker,price,time\nACME,1,2026-01-01\n"))
 
+
+
+def test_the_current_row_carries_the_latest_valuations_risk_arrays(two_books):
+    """What-if and the pre-trade check start from the current row: its arrays are the last
+    valuation's, whether or not that valuation was kept as history."""
+    from margin.risk_arrays import unpack
+
+    acme_holder, _ = two_books
+    kept = _current(acme_holder)
+    assert kept.risk_arrays and kept.risk_arrays == kept.snapshot.risk_arrays
+    _price("ACME", "100.5")  # a small tick: valued, no history kept (under the threshold)
+    mark_holders([shared_instrument("ACME").pk], request=False)
+    assert sweep_now().snapshots == 0
+    now = _current(acme_holder)
+    assert now.snapshot_id == kept.snapshot_id and now.risk_arrays != kept.risk_arrays
+    # 100 shares: every point's P&L scales with the price it moves from (100 -> 100.5).
+    before, after = unpack(kept.risk_arrays["ACME"]), unpack(now.risk_arrays["ACME"])
+    assert list(after) == pytest.approx([b * 1.005 for b in before], rel=1e-5)
