@@ -2,10 +2,12 @@
 
 Equity is what the margin engine says it is (``margin.equity``): cash plus the net liquidation
 value of the positions, where a future counts 0 (settled daily into cash), a perpetual its
-unrealised P&L, an option its mark x multiplier and an LP position its value. The latest
-`margin.models.MarginSnapshot` carries it. The engine runs asynchronously after a book change
-(a Celery sweep), so a snapshot older than the account's latest ledger entry or position change
-describes a book that no longer exists: until the engine catches up, margin values the book
+unrealised P&L, an option its mark x multiplier and an LP position its value. The account's
+current margin (`margin.models.AccountMargin`, updated by every sweep) carries the latest
+valuation, and a history `MarginSnapshot` the ones kept for the record; the fresher of the two
+is read. The engine runs asynchronously after a book change (a Celery sweep), so a valuation
+older than the account's latest ledger entry or position change describes a book that no
+longer exists: until the engine catches up, margin values the book
 now by the same definition without writing (``margin.equity.value_book``), so a deposit cures
 a deficiency, and makes an application under review stale, the moment it is booked.
 A book margin cannot value (a position without a price, a rejected oracle round) gives no
@@ -16,15 +18,19 @@ evaluation.equity rules).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+
+from django.db.models import F
 
 from accounts.models import Account, LedgerEntry, Position
 from margin.equity import value_book
-from margin.models import MarginSnapshot
+from margin.models import AccountMargin
 from margin.snapshots import latest_snapshot
 
 CENT = Decimal("0.01")
 
+SOURCE_CURRENT = "current_margin"
 SOURCE_SNAPSHOT = "margin_snapshot"
 SOURCE_BOOK = "book"
 SOURCE_BOOK_INCOMPLETE = "book_incomplete"
@@ -56,16 +62,23 @@ def book_equity(account: Account) -> EquityReading:
     return EquityReading(value.equity.quantize(CENT), SOURCE_BOOK)
 
 
-def _book_changed_since(account: Account, snapshot: MarginSnapshot) -> bool:
-    moment = snapshot.computed_at
+def _book_changed_since(account: Account, moment: datetime) -> bool:
     return (LedgerEntry.objects.filter(account=account, created_at__gt=moment).exists()
             or Position.objects.filter(account=account, updated_at__gt=moment).exists())
 
 
 def read_equity(account: Account) -> EquityReading:
-    """The latest snapshot's equity while it still describes the book, else the book now."""
+    """The freshest valuation of the book as it stands: the current margin row (every sweep
+    writes it, history snapshot or not) or the latest snapshot, while nothing in the book has
+    moved since; else the book valued now."""
+    current = AccountMargin.objects.filter(account=account, flag="", equity__isnull=False,
+                                           dirty_version__lte=F("computed_version")).first()
     snapshot = latest_snapshot(account)
-    if snapshot is not None and not _book_changed_since(account, snapshot):
+    if current is not None and (snapshot is None or current.computed_at >= snapshot.computed_at):
+        if not _book_changed_since(account, current.computed_at):
+            return EquityReading(current.equity.quantize(CENT), SOURCE_CURRENT,
+                                 snapshot_id=current.snapshot_id)
+    elif snapshot is not None and not _book_changed_since(account, snapshot.computed_at):
         return EquityReading(snapshot.equity.quantize(CENT), SOURCE_SNAPSHOT,
                              snapshot_id=snapshot.pk)
     return book_equity(account)

@@ -120,3 +120,31 @@ def test_the_book_is_valued_on_the_exchanges_date_whatever_zone_the_viewer_sees(
         far_east = equity.read_equity(desk.account)
     assert in_new_york.complete, in_new_york.unpriced
     assert far_east == in_new_york
+
+
+def test_equity_is_the_current_margin_when_the_sweep_kept_no_snapshot(in_desk_firm):
+    """A tick under the history threshold writes no snapshot, only the current row: eligibility
+    reads that newer valuation, not the snapshot of an older market."""
+    from margin.dirty import mark_accounts
+    from margin.models import AccountMargin
+    from margin.sweep import sweep_now
+
+    desk = in_desk_firm
+    stock = priced("EQTK", "100")
+    book.set_position(account=desk.account, instrument=stock, quantity=Decimal(100),
+                      actor=desk.margin_desk)
+    mark_accounts([desk.account.pk], request=False)
+    sweep_now(account_ids=[desk.account.pk])
+    first = equity.read_equity(desk.account)
+    assert first.source == "current_margin" and first.amount == Decimal("210000.00")
+    load_prices(observations=[{"symbol": "EQTK", "price": "100.5",
+                               "observed_at": timezone.now()}], source="exchange", actor=None)
+    mark_accounts([desk.account.pk], request=False)
+    assert sweep_now(account_ids=[desk.account.pk]).snapshots == 0
+    now = equity.read_equity(desk.account)
+    current = AccountMargin.objects.get(account=desk.account)
+    assert (now.amount, now.source) == (Decimal("210050.00"), "current_margin")
+    assert now.amount == current.equity and now.snapshot_id == first.snapshot_id
+    # A deposit booked after the sweep: the book moved, margin values it now.
+    deposit(desk.account, "1000", actor=desk.margin_desk)
+    assert equity.read_equity(desk.account).source == "book"
