@@ -223,6 +223,14 @@ def cash_balance(account: Account, as_of: datetime | None = None) -> Decimal:
     return entries.aggregate(total=Sum("amount"))["total"] or Decimal("0.00")
 
 
+def cash_balances(accounts) -> dict[int, Decimal]:
+    """Every account's balance in one query (a sweep's chunk), as `cash_balance` derives it."""
+    totals = dict(LedgerEntry.objects.filter(account__in=accounts).order_by()
+                  .values("account_id").annotate(total=Sum("amount"))
+                  .values_list("account_id", "total"))
+    return {account.pk: totals.get(account.pk) or Decimal("0.00") for account in accounts}
+
+
 def set_position(*, account: Account, instrument: Instrument, quantity: Decimal, actor,
                  cost_basis: Decimal | None = None) -> Position | None:
     """Book the account's position in an instrument (a fill or a transfer). 0 closes it."""

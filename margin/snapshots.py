@@ -22,7 +22,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from accounts.services import cash_balance
+from accounts.services import cash_balances
 from brokerage import audit
 from margin.engine import ENGINE_VERSION
 from margin.engine.errors import EngineInputError
@@ -288,12 +288,12 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
     stored (a redelivered chunk) is not written again: the stored one is returned."""
     if not snapshots:
         return {}
+    wanted = {(s.account_id, s.inputs_hash) for s in snapshots}
     for attempt in range(2):
         existing = {s.account_id: s for s in MarginSnapshot.objects.filter(
             account_id__in=[s.account_id for s in snapshots],
             inputs_hash__in=[s.inputs_hash for s in snapshots])
-            if (s.account_id, s.inputs_hash) in {(n.account_id, n.inputs_hash)
-                                                 for n in snapshots}}
+            if (s.account_id, s.inputs_hash) in wanted}
         new = [s for s in snapshots if s.account_id not in existing]
         try:
             with transaction.atomic():
@@ -331,10 +331,11 @@ def _value(accounts: Sequence[Account]) -> tuple[list[SnapshotOutcome], list[Mar
     wants_var = "var" in params.snapshots.methods
     history = price_history(positions, on=today, returns_needed=var_window(params)) \
         if wants_var else None
+    balances = cash_balances(accounts)
     outcomes: list[SnapshotOutcome] = []
     valuations: list[MarginSnapshot] = []
     for account in accounts:
-        cash = cash_balance(account)
+        cash = balances[account.pk]
         blocked = sorted({f"{r.instrument.symbol} ({r.failed_check})" for p in positions.get(account.pk, [])
                           for r in (rejected.get(i) for i in _instrument_ids(p)) if r})
         if blocked:
