@@ -90,9 +90,12 @@ def current_mark(mark: PriceObservation | None, spot: PriceObservation | None, *
 def build_portfolio(positions: Sequence[Position], *, valuation_date: date, prices: dict,
                     vols: dict[int, float], rate: float, params: ParameterSet,
                     valuation_time: datetime | None = None,
-                    history: dict[str, tuple[float, ...]] | None = None) -> Portfolio:
-    """The account's book as the engine's `Portfolio`, with the firm's snapshot settings:
-    every method, the house components the firm switches on, its named stress scenarios."""
+                    history: dict[str, tuple[float, ...]] | None = None,
+                    methods: Sequence[str] | None = None) -> Portfolio:
+    """The account's book as the engine's `Portfolio`, with the firm's snapshot settings: the
+    house components the firm switches on and, unless ``methods`` names the methods to run
+    (the sweep's: what the requirement rests on, ``margin.valuing``), every method of the
+    parameter set's snapshot settings and its named stress scenarios (the explanation's)."""
     underlyings: dict[str, Underlying] = {}
     missing: set[str] = set()
     engine_positions: list[EnginePosition] = []
@@ -158,6 +161,8 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
     if missing:
         raise MissingMarketData(sorted(missing))
     settings = params.snapshots
+    explanation = methods is None
+    methods = tuple(settings.methods if explanation else methods)
     held_history = None
     if history and all(symbol in history for symbol in underlyings):
         held_history = {symbol: history[symbol] for symbol in underlyings}
@@ -166,10 +171,11 @@ def build_portfolio(positions: Sequence[Position], *, valuation_date: date, pric
     return validate_portfolio(Portfolio(
         valuation_date=valuation_date, underlyings=underlyings,
         positions=tuple(engine_positions), rate=rate, valuation_time=valuation_time,
-        methods=tuple(m for m in settings.methods if m != "var" or held_history),
+        methods=tuple(m for m in methods if m != "var" or held_history),
         house=params.house.snapshot_components.as_house_request(),
-        history=held_history,
-        stress=tuple(StressScenario(name=name, moves={}) for name in settings.stress),
+        history=held_history if "var" in methods else None,
+        stress=tuple(StressScenario(name=name, moves={}) for name in settings.stress)
+        if explanation else (),
     ), params)
 
 

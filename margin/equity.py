@@ -56,8 +56,8 @@ def value_book(account: Account) -> BookValue:
     or whose latest oracle round was rejected (METHODOLOGY.md section 6: never valued at a
     stale or manipulated price), leaves the book unvalued and is named.
     """
-    # Imported here: snapshots imports this module for `from_engine` (the one definition).
-    from .snapshots import parameters_for
+    # Imported here: figures imports this module for `from_engine` (the one definition).
+    from .figures import parameters_for
 
     cash = cash_balance(account)
     positions = load_positions([account]).get(account.pk, [])

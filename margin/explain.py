@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .models import MarginSnapshot
+from .reproduce import NotReproducible, explanation
 
 
 def _money(value) -> str:
@@ -13,8 +14,17 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{float(value):.1%}"
 
 
-def explain_snapshot(snapshot: MarginSnapshot) -> str:
-    result = snapshot.result or {}
+def explained_result(snapshot: MarginSnapshot) -> dict:
+    """The calculator's whole response behind the snapshot, rendered now from its recorded
+    inputs (empty when they no longer value: the stored figures still stand)."""
+    try:
+        return explanation(snapshot)
+    except NotReproducible:
+        return {}
+
+
+def explain_snapshot(snapshot: MarginSnapshot, result: dict | None = None) -> str:
+    result = explained_result(snapshot) if result is None else result
     lines = [
         f"Account {snapshot.account.number} ({snapshot.get_margin_type_display()})"
         if hasattr(snapshot, "get_margin_type_display") else f"Account {snapshot.account.number}",
@@ -23,7 +33,8 @@ def explain_snapshot(snapshot: MarginSnapshot) -> str:
         f"Requirement {_money(snapshot.requirement)}; excess {_money(snapshot.excess)}"
         + ("  ** DEFICIT **" if snapshot.excess < 0 else ""),
         f"Portfolio margin {_money(snapshot.pm_requirement)} vs Reg T maintenance "
-        f"{_money(snapshot.regt_maintenance)} (initial {_money(snapshot.regt_initial)})"
+        f"{_money(result['reg_t']['maintenance'])} (initial "
+        f"{_money(result['reg_t']['initial'])})"
         if result.get("reg_t") else
         f"Portfolio margin {_money(snapshot.pm_requirement)} (Reg T does not cover these "
         "positions)",

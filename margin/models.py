@@ -138,7 +138,15 @@ class MarginSnapshot(AppendOnlyRecord, TenantModel):
     excess = models.DecimalField(max_digits=20, decimal_places=2,
                                  help_text="equity minus requirement; negative is a deficit")
     flags = models.JSONField(default=list, blank=True)
-    result = models.JSONField(help_text="the calculator's response for the account's book")
+    result = models.JSONField(
+        null=True, blank=True,
+        help_text="the calculator's whole response (snapshots written before the batch sweep; "
+                  "null since: the explanation is rendered on demand, margin.explain)")
+    methods = models.JSONField(
+        default=list, blank=True,
+        help_text="the calculator methods valued, the ones the requirement rests on "
+                  "(margin.snapshots.requirement_methods); empty: written before they were "
+                  "recorded, the parameter set's snapshot methods")
     # -- what was valued, by reference (margin.reproduce recomputes from these)
     valuation_date = models.DateField(null=True, blank=True,
                                       help_text="the date options were aged to (exchange day)")

@@ -5,7 +5,8 @@ A snapshot records its inputs by reference (``MarginSnapshot.positions``, ``pric
 ``recompute`` rebuilds the engine's input from those rows, never from today's book or today's
 prices, runs the current engine and compares. Money fields must match to the cent; the risk
 arrays within float32, the precision they were stored at; the flags, the parameter-set label and
-the inputs hash (the rebuilt engine input itself) exactly. The history window's digest names a
+the inputs hash (over the recorded inputs) exactly. The methods recomputed are the ones the
+snapshot valued (the requirement's, ``margin.valuing.requirement_methods``). The history window's digest names a
 close replaced since as the cause. A snapshot computed by another engine version is recomputed
 by this one, and the reproduction says so.
 """
@@ -26,10 +27,10 @@ from margin.engine.errors import EngineInputError
 from margin.engine.parameters import ParameterSet
 
 from .book import MissingMarketData, build_portfolio, history_instruments, rate_value
+from .figures import empty_result, inputs_hash, parameters_of, snapshot_figures, var_window
 from .market_history import AccountHistory, closes_digest, read_history
 from .models import ImpliedVolatility, MarginSnapshot, PriceObservation
 from .risk_arrays import class_group_arrays, unpack, within_precision
-from .snapshots import _empty, inputs_hash, parameters_of, snapshot_figures
 
 MONEY_FIELDS = ("net_liquidation_value", "equity", "pm_requirement", "house_requirement",
                 "regt_initial", "regt_maintenance", "collateral_effective_value", "requirement",
@@ -143,23 +144,47 @@ def _history(snapshot: MarginSnapshot, positions: list[Position]) -> AccountHist
     return chunk.for_symbols(i.symbol for i in held.values())
 
 
-def _calculate(snapshot: MarginSnapshot, rebuilt: _Rebuilt) -> dict[str, Any]:
+def _calculate(snapshot: MarginSnapshot, rebuilt: _Rebuilt, *, explanation: bool = False
+               ) -> dict[str, Any]:
+    """The calculator over the rebuilt inputs: the methods the snapshot valued, or (for the
+    explanation) every method of the parameter set's snapshot settings."""
     from margin.calculator import CalculatorError
     from margin.calculator.compute import calculate
 
+    methods = None if explanation or not snapshot.methods else tuple(snapshot.methods)
     try:
         portfolio = build_portfolio(
             rebuilt.positions, valuation_date=snapshot.valuation_date, prices=rebuilt.prices,
             vols=rebuilt.vols, rate=_rate(snapshot), params=rebuilt.params,
             valuation_time=snapshot.computed_at,
-            history=rebuilt.history.history if rebuilt.history else None)
-        result = calculate(portfolio, rebuilt.params) if portfolio.positions \
-            else _empty(snapshot.valuation_date)
+            history=rebuilt.history.history if rebuilt.history else None, methods=methods)
+        return calculate(portfolio, rebuilt.params) if portfolio.positions \
+            else empty_result(snapshot.valuation_date)
     except (MissingMarketData, EngineInputError, CalculatorError) as exc:
         raise NotReproducible(f"the recorded inputs no longer value: {exc}") from exc
-    result["_inputs_hash"] = inputs_hash(
-        account_id=snapshot.account_id, margin_type=snapshot.margin_type, cash=snapshot.cash,
-        portfolio=portfolio, parameter_label=rebuilt.label, engine=snapshot.engine_version)
+
+
+def explanation(snapshot: MarginSnapshot) -> dict[str, Any]:
+    """The calculator's whole response for the snapshot's recorded book and market (what the
+    sweep no longer stores, DESIGN.md "Scale"): Reg T beside PM, VaR on the closes up to its
+    valuation date, SPAN, the named stress scenarios. Read-only; raises NotReproducible."""
+    if snapshot.result:
+        return snapshot.result  # written whole before the batch sweep
+    if not snapshot.records_inputs:
+        raise NotReproducible(f"snapshot {snapshot.pk} records no inputs to explain",
+                              field="positions")
+    with firm_scope(snapshot.firm):
+        rebuilt = _rebuild(snapshot)
+        if rebuilt.history is None and "var" in rebuilt.params.snapshots.methods:
+            held = {i.pk: i for p in rebuilt.positions for i in history_instruments(p)}
+            chunk = read_history(list(held.values()), on=snapshot.valuation_date,
+                                 returns_needed=var_window(rebuilt.params))
+            rebuilt = _Rebuilt(rebuilt.positions, rebuilt.prices, rebuilt.vols, rebuilt.params,
+                               rebuilt.label, chunk.for_symbols(i.symbol for i in held.values()))
+        result = _calculate(snapshot, rebuilt, explanation=True)
+    # VaR's window is the account's own stored closes: short history leaves it out, said here
+    result["warnings"] = [*result["warnings"], *(rebuilt.history.flags
+                                                 if rebuilt.history else ())]
     return result
 
 
@@ -184,7 +209,8 @@ def _compare(snapshot: MarginSnapshot, rebuilt: _Rebuilt, result: dict[str, Any]
         digest = closes_digest(history.history) if history and history.history else None
         fields.append(_exact("history.digest", snapshot.history["digest"], digest))
     fields.append(_exact("parameter_set", snapshot.parameter_set, rebuilt.label))
-    fields.append(_exact("inputs_hash", snapshot.inputs_hash, result["_inputs_hash"]))
+    if snapshot.methods:  # written before: hashed over the engine input, not the references
+        fields.append(_exact("inputs_hash", snapshot.inputs_hash, inputs_hash(snapshot)))
     return Reproduction(snapshot, tuple(fields), _described(snapshot, rebuilt))
 
 

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -173,9 +173,45 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
             flag=CLOSED_FLAG))
     with transaction.atomic():
         for (version, kind), rows in sorted(groups.items()):
-            result.written += _rows().filter(computed_version__lt=version).bulk_update(
-                rows, FIELDS[kind], batch_size=1000)
+            result.written += _update_current(rows, FIELDS[kind], version)
     return result
+
+
+#: rows per UPDATE statement (PostgreSQL takes at most 65,535 parameters in one)
+UPDATE_BATCH = 1000
+
+
+def _update_current(rows: list[AccountMargin], fields: list[str], version: int) -> int:
+    """Write ``fields`` of ``rows`` where the stored result is older than ``version``.
+
+    On PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per thousand rows: Django's
+    ``bulk_update`` builds a CASE expression per field and row, which cost more than valuing
+    the chunk (3.5 s for 400 accounts measured). SQLite (the embedded demo) keeps
+    ``bulk_update``."""
+    if connection.vendor != "postgresql":
+        return _rows().filter(computed_version__lt=version).bulk_update(
+            rows, fields, batch_size=UPDATE_BATCH)
+    meta = AccountMargin._meta
+    columns = [meta.get_field(name) for name in fields]
+    key = meta.get_field("account")
+    casts = ", ".join(f"%s::{f.db_type(connection)}" for f in [key, *columns])
+    names = ", ".join(connection.ops.quote_name(f.column) for f in [key, *columns])
+    assign = ", ".join(f"{connection.ops.quote_name(f.column)} = v.{connection.ops.quote_name(f.column)}"
+                       for f in columns)
+    table, pk = meta.db_table, connection.ops.quote_name(key.column)
+    written = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), UPDATE_BATCH):
+            batch = rows[start:start + UPDATE_BATCH]
+            values = ", ".join(f"({casts})" for _ in batch)
+            params = [value for row in batch for value in (
+                row.account_id, *(f.get_db_prep_save(getattr(row, f.attname), connection)
+                                  for f in columns))]
+            cursor.execute(
+                f"UPDATE {table} AS m SET {assign} FROM (VALUES {values}) AS v({names}) "
+                f"WHERE m.{pk} = v.{pk} AND m.computed_version < %s", [*params, version])
+            written += cursor.rowcount
+    return written
 
 
 def sweep_now(*, firm_id: int | None = None, account_ids: list[int] | None = None,

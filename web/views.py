@@ -14,7 +14,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import Account
 from brokerage.scope import current_firm_or_none
-from margin.explain import explain_snapshot
+from margin.explain import explain_snapshot, explained_result
 from margin.models import MarginSnapshot
 from margin.snapshots import latest_snapshot
 
@@ -51,7 +51,8 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
     if account is None:
         raise Http404("no such account")
     snapshot = latest_snapshot(account)
+    result = explained_result(snapshot) if snapshot else {}
     context = {"account": account, "snapshot": snapshot,
-               "explanation": explain_snapshot(snapshot) if snapshot else "",
-               "result": snapshot.result if snapshot else {}}
+               "explanation": explain_snapshot(snapshot, result) if snapshot else "",
+               "result": result}
     return render(request, "portal/account.html", context)

@@ -8,19 +8,7 @@ import django.db.models.deletion
 import django.db.models.manager
 from django.db import migrations, models
 
-from brokerage.append_only import append_only
-
-SNAPSHOTS = "margin_marginsnapshot"
-
-
-def triggers_again_on_sqlite(apps, schema_editor) -> None:
-    """SQLite rebuilt the table (its triggers went with it); PostgreSQL altered it in place
-    and still has its trigger."""
-    if schema_editor.connection.vendor != "sqlite":
-        return
-    for op in ("update", "delete"):
-        schema_editor.execute(f"DROP TRIGGER IF EXISTS {SNAPSHOTS}_no_{op};")
-    append_only(SNAPSHOTS).code(apps, schema_editor)
+from margin.migrations._triggers import triggers_again_on_sqlite
 
 
 class Migration(migrations.Migration):

@@ -31,6 +31,7 @@ from margin.market_history import (
     read_history,
 )
 from margin.models import DailyClose
+from margin.reproduce import explanation
 from margin.snapshots import compute_snapshots, latest_snapshot
 from margin.tasks import recompute_accounts
 from tests.factories import PASSWORD, shared_instrument
@@ -190,8 +191,8 @@ def test_a_load_recomputes_the_accounts_holding_the_underlying_through_an_option
                           actor=None)
     with firm_scope(world.firm_a):
         snapshot = latest_snapshot(world.a.account)
-    assert snapshot is not None and snapshot.result["var"] is not None
-    assert not [f for f in snapshot.flags if f.startswith("history")]
+    assert snapshot is not None and explanation(snapshot)["var"] is not None
+    assert not [f for f in explanation(snapshot)["warnings"] if f.startswith("history")]
 
 
 # --------------------------------------------------------------------------- snapshots' VaR
@@ -203,16 +204,16 @@ def test_var_runs_on_the_last_500_stored_returns_of_the_account_underlying(world
     crash = np.tile([-0.20, 0.25], 50)[:99]  # older than the window: must not count
     load_daily_closes(rows=closes_rows("ACME", np.r_[crash, calm]), source="vendor", actor=None)
     snapshot = snapshot_of(world)
-    one_day = snapshot.result["var"]["horizons"][0]
+    one_day = explanation(snapshot)["var"]["horizons"][0]
     assert one_day["days"] == 1
     # 99 % VaR of 500 scenarios: the 6th largest loss of 100 shares x $100 x return.
     closes = np.array([float(r["close"]) for r in closes_rows("ACME", np.r_[crash, calm])])
     window = closes[-501:]
     losses = -100 * 100.0 * (window[1:] / window[:-1] - 1.0)
     assert one_day["historical"] == pytest.approx(np.sort(losses)[::-1][5], rel=1e-9)
-    assert not [f for f in snapshot.flags if f.startswith("history")]
+    assert not [f for f in explanation(snapshot)["warnings"] if f.startswith("history")]
     # every other method too
-    assert snapshot.result["portfolio_margin"] and snapshot.result["reg_t"]
+    assert explanation(snapshot)["portfolio_margin"] and explanation(snapshot)["reg_t"]
 
 
 def test_short_history_leaves_var_out_with_a_flag_and_the_other_methods_computed(world):
@@ -220,17 +221,17 @@ def test_short_history_leaves_var_out_with_a_flag_and_the_other_methods_computed
     hold(world, "BETA")
     load_daily_closes(rows=closes_rows("ACME", random_returns(180)), source="vendor", actor=None)
     snapshot = snapshot_of(world)
-    assert snapshot.result["var"] is None
-    assert "history_short: ACME has 180 of the 500 returns needed" in snapshot.flags
-    assert "history_short: BETA has 0 of the 500 returns needed" in snapshot.flags
-    assert snapshot.result["portfolio_margin"] is not None and snapshot.result["reg_t"]
+    assert explanation(snapshot)["var"] is None
+    assert "history_short: ACME has 180 of the 500 returns needed" in explanation(snapshot)["warnings"]
+    assert "history_short: BETA has 0 of the 500 returns needed" in explanation(snapshot)["warnings"]
+    assert explanation(snapshot)["portfolio_margin"] is not None and explanation(snapshot)["reg_t"]
     assert snapshot.pm_requirement > 0 and snapshot.requirement > 0
 
 
 def test_the_window_is_the_firms_parameter_set(world):
     hold(world, "ACME")
     load_daily_closes(rows=closes_rows("ACME", random_returns(300)), source="vendor", actor=None)
-    assert "history_short: ACME has 300 of the 500 returns needed" in snapshot_of(world).flags
+    assert "history_short: ACME has 300 of the 500 returns needed" in explanation(snapshot_of(world))["warnings"]
     with firm_scope(world.firm_a):
         proposal = risk_parameters.propose_parameters(
             firm=world.firm_a, actor=world.a.users["risk_officer"],
@@ -238,8 +239,8 @@ def test_the_window_is_the_firms_parameter_set(world):
         risk_parameters.approve_parameters(proposal=proposal,
                                            actor=world.a.users["firm_admin"], reason="agreed")
     snapshot = snapshot_of(world)
-    assert snapshot.result["var"] is not None
-    assert not [f for f in snapshot.flags if f.startswith("history")]
+    assert explanation(snapshot)["var"] is not None
+    assert not [f for f in explanation(snapshot)["warnings"] if f.startswith("history")]
 
 
 @pytest.mark.parametrize("coin_days,enough", [
@@ -255,11 +256,11 @@ def test_underlyings_on_different_calendars_use_their_common_dates(world, coin_d
     load_daily_closes(rows=closes_rows("COIN", random_returns(coin_days - 1, seed=3),
                                        every_day=True), source="vendor", actor=None)
     snapshot = snapshot_of(world)
-    short = [f for f in snapshot.flags if f.startswith("history_short")]
+    short = [f for f in explanation(snapshot)["warnings"] if f.startswith("history_short")]
     if enough:
-        assert snapshot.result["var"] is not None and not short
+        assert explanation(snapshot)["var"] is not None and not short
         return
-    assert snapshot.result["var"] is None
+    assert explanation(snapshot)["var"] is None
     assert short[0].startswith("history_short: ACME, COIN share ")
     assert short[0].endswith("of the 500 returns needed (closes on the same dates)")
 
@@ -310,8 +311,8 @@ def test_the_demo_history_is_loaded_as_synthetic_and_labelled_where_used(world, 
     assert load_synthetic_demo_history() == 600  # again: the same closes, nothing added
     assert DailyClose.objects.count() == 600
     snapshot = snapshot_of(world)
-    assert snapshot.result["var"] is not None
-    assert SYNTHETIC_FLAG in snapshot.flags
+    assert explanation(snapshot)["var"] is not None
+    assert SYNTHETIC_FLAG in explanation(snapshot)["warnings"]
     with firm_scope(world.firm_a):
         book.grant_account_access(account=world.a.account, user=world.a.users["client"],
                                   actor=world.a.users["firm_admin"])
@@ -324,7 +325,7 @@ def test_real_history_carries_no_synthetic_label(world):
     hold(world, "ACME")
     load_daily_closes(rows=closes_rows("ACME", random_returns(500)), source="exchange",
                       actor=None)
-    assert SYNTHETIC_FLAG not in snapshot_of(world).flags
+    assert SYNTHETIC_FLAG not in explanation(snapshot_of(world))["warnings"]
 
 
 def test_snapshots_without_var_in_the_firms_methods_read_no_history(world):
@@ -337,8 +338,8 @@ def test_snapshots_without_var_in_the_firms_methods_read_no_history(world):
         risk_parameters.approve_parameters(proposal=proposal,
                                            actor=world.a.users["firm_admin"], reason="agreed")
         [outcome] = compute_snapshots(accounts=[world.a.account])
-    assert outcome.snapshot.result["var"] is None
-    assert not [f for f in outcome.snapshot.flags if f.startswith("history")]
+    assert explanation(outcome.snapshot)["var"] is None
+    assert not [f for f in explanation(outcome.snapshot)["warnings"] if f.startswith("history")]
 
 
 # --------------------------------------------------------------------------- the command

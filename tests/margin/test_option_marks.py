@@ -14,6 +14,7 @@ from accounts import services as book
 from brokerage.scope import firm_scope
 from margin.market_data import load_implied_vols, load_prices
 from margin.models import AccountMargin
+from margin.reproduce import explanation
 from margin.snapshots import compute_snapshots
 from tests.factories import shared_instrument
 
@@ -56,7 +57,7 @@ def test_a_12_percent_drop_revalues_the_puts_at_their_vol(world):
                 source="vendor", actor=None)
     after = _value(world)
     assert after.flag == "" and after.snapshot.pk != before.pk
-    (put,) = [p for p in after.snapshot.result["positions"] if p["id"].startswith("ACME ")]
+    (put,) = [p for p in explanation(after.snapshot)["positions"] if p["id"].startswith("ACME ")]
     # The old 3.10 mark sits below the new intrinsic value (12.00): the model prices the put.
     assert put["market_value"] < -5 * 100 * 12.0
     assert after.snapshot.equity < before.equity
@@ -78,6 +79,6 @@ def test_a_fresh_mark_is_used_as_it_is(world):
     load_prices(observations=[{"symbol": put.symbol, "price": "3.40",
                                "observed_at": timezone.now()}], source="vendor", actor=None)
     outcome = _value(world)
-    (row,) = [p for p in outcome.snapshot.result["positions"] if p["id"] == put.symbol]
+    (row,) = [p for p in explanation(outcome.snapshot)["positions"] if p["id"] == put.symbol]
     assert row["market_value"] == pytest.approx(-5 * 100 * 3.40)
     assert date.today() <= put.expiry

@@ -21,8 +21,8 @@ from margin import services as risk_parameters
 from margin.engine import ENGINE_VERSION
 from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
 from margin.market_history import load_daily_closes
-from margin.models import MarginSnapshot, PriceObservation
-from margin.reproduce import recompute
+from margin.models import DailyClose, MarginSnapshot, PriceObservation
+from margin.reproduce import explanation, recompute
 from margin.risk_arrays import unpack, within_precision
 from tests.factories import shared_instrument
 from tests.margin.test_history import closes_rows, random_returns
@@ -97,10 +97,11 @@ def test_a_snapshot_records_its_inputs_by_reference_and_its_risk_arrays_compactl
     assert snapshot.rate.rate == Decimal("0.043000")
     assert snapshot.parameter_version is None and snapshot.parameter_set == "default-2026.1"
     assert snapshot.valuation_date == timezone.localdate()
-    assert snapshot.history["returns"] == 500 and snapshot.history["last"] is not None
-    assert len(snapshot.history["digest"]) == 64
+    # The sweep values what the requirement rests on (portfolio margin for this Reg T
+    # account's upgrade figure, Reg T its requirement): no method it ran reads daily closes.
+    assert snapshot.methods == ["portfolio_margin", "reg_t"] and snapshot.history is None
     # the PM block's class-group array, float32, within float32's precision of the float64
-    (group,) = snapshot.result["portfolio_margin"]["class_groups"]
+    (group,) = explanation(snapshot)["portfolio_margin"]["class_groups"]
     stored = unpack(snapshot.risk_arrays["ACME"])
     assert stored.dtype == np.float64 and len(stored) == len(group["pnl"])
     assert within_precision(stored, group["pnl"])
@@ -129,7 +130,7 @@ def test_recompute_uses_the_recorded_inputs_not_todays_book_or_prices(world):
     assert status == 0, printed
     assert "MATCH" in printed and "DIFFERS" not in printed
     for field in ("equity", "requirement", "excess", "add_ons[vol_shift]", "risk_arrays[ACME]",
-                  "history.digest", "inputs_hash"):
+                  "inputs_hash"):
         assert f"  {field} " in printed, field
     assert "engine version differs" not in printed
 
@@ -167,17 +168,19 @@ def test_a_parameter_version_approved_later_leaves_the_recomputation_alone(world
     assert "default-2026.1/firm-v1" in printed
 
 
-def test_a_replaced_close_is_named_as_the_cause(world):
-    """A vendor's correction of one close in the window (a legitimate load): the digest names
-    the history as the input that moved."""
+def test_a_replaced_close_moves_the_explanations_var_not_the_stored_figures(world):
+    """A vendor's correction of one close (a legitimate load): the stored figures rest on no
+    close and still reproduce; the explanation's VaR is rendered on the closes as they are."""
     _option_book(world)
     snapshot = _valued(world)
-    last = snapshot.history["last"]
-    load_daily_closes(rows=[{"symbol": "ACME", "date": last, "close": "250"}], source="vendor",
-                      actor=None)
+    before = explanation(snapshot)["var"]
+    last = DailyClose.objects.filter(instrument__symbol="ACME").order_by("-date").first()
+    load_daily_closes(rows=[{"symbol": "ACME", "date": last.date.isoformat(), "close": "250"}],
+                      source="vendor", actor=None)
     status, printed = _recompute(snapshot.pk)
-    assert status == 1
-    assert "history.digest" in printed.splitlines()[-1]
+    assert status == 0, printed
+    assert explanation(snapshot)["var"] != before
+
 
 
 @pytest.mark.parametrize(("edit", "named"), [

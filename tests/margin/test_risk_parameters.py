@@ -13,9 +13,11 @@ from brokerage import audit
 from brokerage.errors import FourEyesViolation
 from brokerage.scope import firm_scope
 from margin import services
+from margin.figures import parameters_for
 from margin.market_data import load_prices
 from margin.models import RiskParameterSet
-from margin.snapshots import latest_snapshot, parameters_for
+from margin.reproduce import explanation
+from margin.snapshots import latest_snapshot
 from margin.tasks import recompute_accounts
 from tests.api_body import the_error
 from tests.factories import PASSWORD, shared_instrument
@@ -41,7 +43,7 @@ def _eth_stressed_loss(world, fw) -> float:
     recompute_accounts(fw.firm.pk, [fw.account.pk])
     with firm_scope(fw.firm):
         snapshot = latest_snapshot(fw.account)
-    (row,) = snapshot.result["collateral"]["positions"]
+    (row,) = explanation(snapshot)["collateral"]["positions"]
     return row["stressed_loss"]
 
 

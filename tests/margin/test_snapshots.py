@@ -17,6 +17,7 @@ from brokerage.scope import firm_scope
 from margin.engine.errors import OracleRejected
 from margin.market_data import load_oracle_round, load_prices
 from margin.models import MarginSnapshot, OracleRejection, PriceObservation
+from margin.reproduce import explanation
 from margin.snapshots import compute_snapshots, latest_snapshot
 from margin.tasks import recompute_accounts
 from tests.factories import shared_instrument
@@ -45,7 +46,7 @@ def test_a_snapshot_holds_equity_requirements_and_the_risk_array(world):
     with firm_scope(world.firm_a):
         snapshot = latest_snapshot(world.a.account)
     assert snapshot.equity == Decimal("30000.00")  # 20,000 cash + 100 x $100
-    pm = snapshot.result["portfolio_margin"]
+    pm = explanation(snapshot)["portfolio_margin"]
     assert pm["regulatory_requirement"] == 1500.0  # -15 % on $10,000 (FINRA 4210(g))
     # The firm's house layer is on for snapshots: the concentration overlay stresses the
     # riskiest class group +/-30 %, which is the larger requirement here.
@@ -54,7 +55,7 @@ def test_a_snapshot_holds_equity_requirements_and_the_risk_array(world):
     assert snapshot.regt_maintenance == Decimal("2500.00")  # 25 % of $10,000
     assert snapshot.requirement == snapshot.regt_maintenance  # a Reg T account
     assert snapshot.excess == Decimal("27500.00")
-    groups = snapshot.result["portfolio_margin"]["class_groups"]
+    groups = explanation(snapshot)["portfolio_margin"]["class_groups"]
     assert groups[0]["class_group"] == "ACME" and min(groups[0]["pnl"]) == -1500.0
     assert audit.events_for(world.firm_a).filter(event_type="margin.snapshot_chunk").exists()
 

@@ -15,6 +15,7 @@ from brokerage.celery import app
 from brokerage.scope import firm_scope
 from margin.market_data import load_prices
 from margin.models import MarginSnapshot
+from margin.reproduce import explanation
 from margin.tasks import recompute_accounts
 from tests.factories import make_firm, shared_instrument
 
@@ -41,4 +42,4 @@ def test_a_worker_recomputes_an_account_through_the_redis_broker(settings):
                 assert time.monotonic() < deadline, "no snapshot from the worker within 60 s"
                 time.sleep(0.2)
             snapshot = MarginSnapshot.objects.get(account=fw.account)
-    assert snapshot.result["portfolio_margin"]["regulatory_requirement"] == 1500.0  # 15 % of $10k
+    assert explanation(snapshot)["portfolio_margin"]["regulatory_requirement"] == 1500.0  # 15 % of $10k

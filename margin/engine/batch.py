@@ -1,0 +1,306 @@
+"""The portfolio-margin block of many accounts at once: what the live sweep runs per chunk.
+
+A chunk's accounts share one market state, so every contract any of them holds is valued once:
+the chunk's *universe* is a `Portfolio` with one position (quantity 1) per contract held,
+valued by ``valuation.value_positions`` and turned into one series table by the same
+``PMRun`` the calculator uses for one account. The chunk's holdings then form one sparse book
+(``series.build_structure``) and each grid the requirement needs (the regulatory one, the
+house volatility shifts, the concentration overlay, the extended stress) is one
+``series_pnl`` pass over the chunk's series plus one sparse product, instead of one of each per
+account. What comes out per account is what ``portfolio_margin.calculate_block`` gives for the
+account's own portfolio, the same numbers (tests/engine/test_batch.py holds them equal on random
+books, tests/margin/test_batch_sweep.py on the demo book):
+
+- net liquidation value, regulatory requirement, minimum charge, each house component, the house
+  requirement and the requirement (the larger of regulatory and house);
+- each held class group's P&L at its regulatory points (the risk arrays a snapshot keeps).
+
+Where one account's figure would differ from the chunk's shared structure the account is left to
+the calculator (``valued`` is False and the caller values it alone): contracts of kinds this
+path does not cover (LP positions, perpetuals, tokens, futures options: their value depends on
+the rest of the account's book or on collateral rules), class groups whose contracts are of more
+than one product class (an index future's grid follows its index only when held with it,
+METHODOLOGY.md section 1), house settings other than the snapshot components, and contracts
+the valuation refuses (each such account gets the calculator's own error).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import scenarios
+from .errors import EngineInputError
+from .parameters import ConcentrationParameters, ParameterSet
+from .portfolio import Portfolio
+from .portfolio_margin import PMRun
+from .series import Book, ClassGroupTable, Structure, build_structure, minimum_per_unit, series_pnl
+from .valuation import Valuation, value_positions
+
+#: position kinds whose per-unit value and P&L depend on nothing else in the account
+BATCH_KINDS = frozenset({"stock", "option", "future"})
+#: house settings the batch applies (``SnapshotComponents``); any other is left to the calculator
+BATCH_HOUSE = frozenset({"vol_shift", "concentration", "stress_range"})
+_POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class ChunkBook:
+    """The holdings of a chunk's accounts on its universe (one row per holding)."""
+
+    universe: Portfolio  # one position per contract held, quantity 1, the chunk's market state
+    n_accounts: int
+    account: np.ndarray  # int64: 0..n_accounts-1
+    contract: np.ndarray  # int64: index into universe.positions
+    quantity: np.ndarray  # float64
+
+
+@dataclass
+class ChunkFigures:
+    """Per account (arrays of n_accounts; meaningful where ``valued``)."""
+
+    valued: np.ndarray  # bool: valued here; the others are left to the calculator
+    refused: dict[int, EngineInputError]  # contract index -> why the valuation refused it
+    net_liquidation_value: np.ndarray
+    regulatory: np.ndarray
+    minimum_charge: np.ndarray
+    house: dict[str, np.ndarray] = field(default_factory=dict)  # component -> requirement
+    house_requirement: np.ndarray | None = None
+    requirement: np.ndarray | None = None
+    #: per account: class group -> P&L at its regulatory points
+    risk_arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def components(self, account: int) -> dict[str, float]:
+        return {name: float(values[account]) for name, values in self.house.items()}
+
+
+def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
+    """The portfolio-margin figures of every account the batch covers (module docstring)."""
+    n = book.n_accounts
+    universe = book.universe
+    covered = _covered_contracts(universe)
+    if set(universe.house or {}) - BATCH_HOUSE:
+        covered[:] = False
+    refused: dict[int, EngineInputError] = {}
+    while True:
+        held = _accounts_valued(book, covered)
+        keep = np.zeros(len(universe.positions), dtype=bool)
+        keep[book.contract[held[book.account]]] = True
+        keep &= covered
+        sub, index = _subset(universe, keep)
+        try:
+            valued = value_positions(sub, params, need_model=True)
+            run = PMRun(sub, params, valued) if sub.positions else None
+            break
+        except EngineInputError as exc:
+            # The contract named by the error is left out; the accounts holding it get the
+            # calculator's own refusal (the same error, in their own terms).
+            match = _POSITION_FIELD.match(exc.field or "")
+            if match is None:
+                covered[:] = False
+                continue
+            contract = int(index[int(match.group(1))])
+            refused[contract] = exc
+            covered[contract] = False
+    figures = ChunkFigures(held, refused, np.zeros(n), np.zeros(n), np.zeros(n))
+    if run is None:
+        figures.house_requirement = np.zeros(n)
+        figures.requirement = np.zeros(n)
+        figures.risk_arrays = [{} for _ in range(n)]
+        return figures
+    _Chunk(book, held, index, run, valued).fill(figures)
+    return figures
+
+
+def _covered_contracts(universe: Portfolio) -> np.ndarray:
+    """Contracts the batch values: kinds it covers, in class groups of one product class."""
+    positions = universe.positions
+    covered = np.array([p.kind in BATCH_KINDS for p in positions], dtype=bool)
+    classes: dict[str, set[str]] = {}
+    for p in positions:
+        und = universe.underlyings.get(p.root) if p.kind != "uniswap_v3_lp" else None
+        if und is not None:
+            classes.setdefault(und.class_group, set()).add(und.product_class)
+    for i, p in enumerate(positions):
+        if covered[i] and len(classes[universe.underlyings[p.root].class_group]) > 1:
+            covered[i] = False
+    return covered
+
+
+def _accounts_valued(book: ChunkBook, covered: np.ndarray) -> np.ndarray:
+    """Accounts all of whose holdings are covered."""
+    uncovered = np.zeros(book.n_accounts, dtype=bool)
+    uncovered[book.account[~covered[book.contract]]] = True
+    return ~uncovered
+
+
+def _subset(universe: Portfolio, keep: np.ndarray) -> tuple[Portfolio, np.ndarray]:
+    """The universe reduced to the kept contracts (positions renumbered), and their indexes."""
+    index = np.flatnonzero(keep)
+    positions = tuple(replace(universe.positions[i], index=k) for k, i in enumerate(index))
+    roots = {p.root for p in positions}
+    underlyings = {s: u for s, u in universe.underlyings.items() if s in roots}
+    return replace(universe, positions=positions, underlyings=underlyings), index
+
+
+@dataclass
+class _Aggregate:
+    pg_worst: np.ndarray
+    pg_minimum: np.ndarray
+    account_requirement: np.ndarray
+
+
+class _Chunk:
+    """The chunk's book on the universe's series: one structure, one pass per grid."""
+
+    def __init__(self, book: ChunkBook, held: np.ndarray, index: np.ndarray, run: PMRun,
+                 valued: Valuation) -> None:
+        self.run, self.n = run, book.n_accounts
+        position_of = np.full(len(book.universe.positions), -1, np.int64)
+        position_of[index] = np.arange(index.shape[0])
+        rows = held[book.account]
+        self.account = book.account[rows]
+        self.position = position_of[book.contract[rows]]  # position of the reduced universe
+        self.quantity = book.quantity[rows]
+        multiplier = np.array([float(p.multiplier) for p in run.portfolio.positions])
+        units = self.quantity * multiplier[self.position]
+        self.units = units
+        self.market_value = valued.market_values  # per unit of quantity (quantity 1)
+        self.structure: Structure = build_structure(
+            Book(self.n, self.account, run.pos_series[self.position], units),
+            run.series.class_group, run.groups.product_group)
+        st = self.structure
+        groups = run.groups
+        # the offset of each (account, product group): its held class groups' least offset
+        cg_offset = np.array([
+            run.params.portfolio_margin.offset_for(groups.pg_names[int(groups.product_group[c])],
+                                                   run.cg_class[c], run.portfolio.offsets)
+            for c in range(len(groups.names))])
+        self.pgrow_offset = np.minimum.reduceat(cg_offset[st.row_cg], st.pg_ptr[:-1]) \
+            if st.n_rows else np.zeros(0)
+        S = st.S
+        entry_min = minimum_per_unit(run.series, S.data, S.indices)
+        self.cg_minimum = np.add.reduceat(entry_min, S.indptr[:-1]) if entry_min.size \
+            else np.zeros(st.n_rows)
+        self.cg_minimum[np.diff(S.indptr) == 0] = 0.0
+
+    # -- passes ------------------------------------------------------------------------------
+
+    def cg_pnl(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> np.ndarray:
+        pnl = series_pnl(self.run.series, groups, float(self.run.portfolio.rate), vol_mult)
+        return np.asarray(self.structure.S @ pnl)
+
+    def aggregate(self, cg_pnl: np.ndarray, groups: ClassGroupTable,
+                  cg_minimum: np.ndarray | None = None) -> _Aggregate:
+        """``series.aggregate_numpy`` over given class-group P&L, with each product-group row's
+        own offset (what its account holds decides it)."""
+        st = self.structure
+        cg_minimum = self.cg_minimum if cg_minimum is None else cg_minimum
+        loss = np.asarray(st.G @ np.minimum(cg_pnl, 0.0))
+        gain = np.asarray(st.G @ np.maximum(cg_pnl, 0.0))
+        pg_pnl = loss + self.pgrow_offset[:, None] * gain
+        valid = groups.pg_valid()[st.pgrow_pg]
+        worst = np.maximum(-np.where(valid, pg_pnl, np.inf).min(axis=1), 0.0) \
+            if pg_pnl.shape[0] else np.zeros(0)
+        pg_minimum = np.asarray(st.G @ cg_minimum)
+        requirement = np.bincount(st.pgrow_account, weights=np.maximum(worst, pg_minimum),
+                                  minlength=self.n)
+        return _Aggregate(worst, pg_minimum, requirement)
+
+    def on_grids(self, grids: list[np.ndarray]) -> ClassGroupTable:
+        table = scenarios.GridTable.build(grids)
+        return self.run.groups.with_points(table.points, table.valid)
+
+    # -- figures -----------------------------------------------------------------------------
+
+    def fill(self, figures: ChunkFigures) -> None:
+        st, groups = self.structure, self.run.groups
+        figures.net_liquidation_value = np.bincount(
+            self.account, weights=self.quantity * self.market_value[self.position],
+            minlength=self.n)
+        cg_pnl = self.cg_pnl(groups)
+        regulatory = self.aggregate(cg_pnl, groups)
+        figures.regulatory = regulatory.account_requirement
+        figures.minimum_charge = np.bincount(st.pgrow_account, weights=regulatory.pg_minimum,
+                                             minlength=self.n)
+        figures.house = self.house(cg_pnl, regulatory)
+        figures.house_requirement = np.max(np.vstack(list(figures.house.values())), axis=0) \
+            if figures.house else np.zeros(self.n)
+        figures.requirement = np.maximum(figures.regulatory, figures.house_requirement)
+        valid = groups.valid[st.row_cg]
+        arrays: list[dict[str, np.ndarray]] = [{} for _ in range(self.n)]
+        for r in range(st.n_rows):
+            arrays[int(st.row_account[r])][groups.names[int(st.row_cg[r])]] = \
+                cg_pnl[r][valid[r]]
+        figures.risk_arrays = arrays
+
+    def house(self, cg_pnl: np.ndarray, regulatory: _Aggregate) -> dict[str, np.ndarray]:
+        """The snapshot's house components, in ``house.house_components``' order."""
+        request, defaults = self.run.portfolio.house or {}, self.run.params.house
+        out: dict[str, np.ndarray] = {}
+        if _enabled(request.get("vol_shift")):
+            value = request["vol_shift"]
+            shift = defaults.vol_shift if value is True else float(value)
+            worst = regulatory.pg_worst.copy()
+            for mult in scenarios.vol_multipliers(shift):
+                shifted = self.aggregate(self.cg_pnl(self.run.groups, mult), self.run.groups)
+                worst = np.maximum(worst, shifted.pg_worst)
+            out["vol_shift"] = np.bincount(
+                self.structure.pgrow_account, weights=np.maximum(worst, regulatory.pg_minimum),
+                minlength=self.n)
+        if _enabled(request.get("concentration")):
+            value = request["concentration"]
+            settings = defaults.concentration
+            if isinstance(value, dict):
+                settings = replace(settings, **value)
+            out["concentration"] = self.concentration(cg_pnl, settings)
+        if _enabled(request.get("stress_range")):
+            value = request["stress_range"]
+            stress_range = defaults.stress_range if value is True else float(value)
+            groups = self.on_grids([scenarios.extended_grid(reg, stress_range, cls) for reg, cls
+                                    in zip(self.run.reg_grids, self.run.cg_class, strict=True)])
+            out["extended_stress"] = self.aggregate(self.cg_pnl(groups), groups) \
+                .account_requirement
+        return out
+
+    def concentration(self, cg_pnl: np.ndarray, settings: ConcentrationParameters
+                      ) -> np.ndarray:
+        """Each account's ``top_class_groups`` riskiest class groups at +/- top_move, the rest at
+        +/- other_move (``house.concentration_requirement``), ties to the class group the
+        account's own portfolio lists first."""
+        st, run = self.structure, self.run
+        valid = run.groups.valid[st.row_cg]
+        worst = np.maximum(-np.where(valid, cg_pnl, np.inf).min(axis=1), 0.0) \
+            if st.n_rows else np.zeros(0)
+        order = np.lexsort((self._listed_order(), -worst, st.row_account))
+        rank = np.empty(st.n_rows, np.int64)
+        rank[order] = np.arange(st.n_rows) - st.account_ptr[st.row_account[order]]
+        top = rank < int(settings.top_class_groups)
+        top_groups = self.on_grids([scenarios.scaled_grid(reg, float(settings.top_move))
+                                    for reg in run.reg_grids])
+        other_groups = self.on_grids([scenarios.scaled_grid(reg, float(settings.other_move))
+                                      for reg in run.reg_grids])
+        pnl = np.where(top[:, None], self.cg_pnl(top_groups), self.cg_pnl(other_groups))
+        return self.aggregate(pnl, top_groups).account_requirement
+
+    def _listed_order(self) -> np.ndarray:
+        """Per (account, class group) row, its place in the account's own portfolio's order
+        (``PMRun``: product groups by first appearance, class groups by first appearance
+        within them, positions sorted by symbol as the universe is)."""
+        st = self.structure
+        row_of_position = np.repeat(np.arange(st.n_rows), np.diff(st.S.indptr))
+        # a row's first position: the least universe index among the account's holdings in it
+        series_first = np.full(len(self.run.series), np.iinfo(np.int64).max)
+        np.minimum.at(series_first, self.run.pos_series, np.arange(self.run.pos_series.shape[0]))
+        cg_first = np.full(st.n_rows, np.iinfo(np.int64).max)
+        np.minimum.at(cg_first, row_of_position, series_first[st.S.indices])
+        pg_first = np.minimum.reduceat(cg_first, st.pg_ptr[:-1]) if st.n_rows \
+            else np.zeros(0, np.int64)
+        pg_of_row = np.repeat(np.arange(st.pg_ptr.shape[0] - 1), np.diff(st.pg_ptr))
+        return pg_first[pg_of_row] * (np.iinfo(np.int32).max + 1) + cg_first
+
+
+def _enabled(value) -> bool:
+    return value is not None and value is not False
