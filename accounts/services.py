@@ -185,8 +185,8 @@ def change_account(*, account: Account, actor, event_type: str, reason: str = ""
                      before=before, after={**_snapshot(account, sorted(allowed)),
                                            "reason": reason})
         # The requirement depends on the margin type (and a closed account is not valued):
-        # the account is marked dirty on commit, as a ledger entry or a position marks it.
-        transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
+        # the account is marked dirty in this transaction, as a ledger entry or a position is.
+        book_changed.send(Account, account_ids=[account.pk])  # marked in this transaction
     return account
 
 
@@ -211,7 +211,7 @@ def post_ledger_entry(*, account: Account, kind: str, amount: Decimal, actor, me
         audit.record(firm=account.firm, actor=actor, event_type="ledger.posted", obj=entry,
                      after={"account": account.number, "kind": kind, "amount": amount,
                             "corrects": corrects.pk if corrects else None})
-        transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
+        book_changed.send(Account, account_ids=[account.pk])  # marked in this transaction
     return entry
 
 
@@ -261,7 +261,7 @@ def set_position(*, account: Account, instrument: Instrument, quantity: Decimal,
                      before=before, after={"account": account.number,
                                            "instrument": instrument.symbol,
                                            "quantity": quantity})
-        transaction.on_commit(lambda: book_changed.send(Account, account_ids=[account.pk]))
+        book_changed.send(Account, account_ids=[account.pk])  # marked in this transaction
     return result
 
 

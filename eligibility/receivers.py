@@ -7,7 +7,9 @@
   `account_ids=None` (instrument ids instead): equity is judged again at approval and by the
   daily deficiency run, so a price tick alone changes nothing here.
 
-Both signals are sent on commit, so a receiver runs in its own transactions. The signal may come
+`client_profile_changed` is sent on commit. `book_changed` is sent inside the writer's
+transaction (margin marks the accounts dirty in it, so a crash after the commit loses no mark);
+this app's work on it is deferred to the commit, so it runs in its own transactions either way. The signal may come
 from a task with no firm in scope; the firm is then taken from the rows it names (the one
 explicit, reasoned cross-firm read) and each firm is handled inside its own scope.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.models import Account, Client
@@ -41,6 +44,12 @@ def on_client_profile_changed(sender, client: Client, **kwargs) -> None:
 def on_book_changed(sender, account_ids=None, **kwargs) -> None:
     if not account_ids:
         return
+    ids = list(account_ids)
+    transaction.on_commit(lambda: judge_book_change(ids))
+
+
+def judge_book_change(account_ids: list[int]) -> None:
+    """Stale applications and cured deficiencies of the accounts whose book moved."""
     from .deficiencies import check_cures
     from .services import detect_stale_for_accounts
 

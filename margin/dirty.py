@@ -1,13 +1,17 @@
 """Dirty accounts: every input that moves a requirement marks the accounts it affects.
 
-A mark raises each affected account's ``AccountMargin.dirty_version`` to a new version drawn
-from one global sequence (``SweepState.last_version``), in one UPDATE per load whatever the
-number of accounts (DESIGN.md "The paths data takes", step 1), and asks for a debounced sweep.
-Marks run on commit of the load (the loaders call ``*_on_commit``), so a sweep that reads the
-version after the mark also reads the data the mark stands for.
+A mark raises each affected account's ``AccountMargin.dirty_version`` to a new version, in one
+UPDATE per load whatever the number of accounts (DESIGN.md "The paths data takes", step 1), and
+asks for a debounced sweep (sent on commit). A mark runs in the load's own transaction: the
+accounts are dirty exactly when the data is visible, and a process that dies after the commit
+leaves nothing unmarked (a mark sent after commit would be lost with it).
 
-Versions only go up on a row (GREATEST), so two loads whose marks land out of order never
-lower an account's version below one a sweep has already seen.
+Versions come from one global sequence: on PostgreSQL a database sequence (``margin_version``,
+no lock held: loads in flight at once do not queue on a counter row) drawn per row as the row
+is updated, so a load that commits later than another always leaves the higher version on the
+rows they share (the row lock orders them, and a value drawn before waiting is drawn again);
+on SQLite (the embedded demo, one writer at a time) a counter row, ``SweepState.last_version``.
+Versions only go up on a row (GREATEST), so a sweep never sees one go down.
 
 The debounce: the first mark of a burst sets ``SweepState.sweep_due_at`` and sends the sweep
 with that countdown; marks until the sweep starts find a sweep pending and send nothing. The
@@ -26,6 +30,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, F, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -75,9 +80,17 @@ def _state_row() -> None:
     SweepState.objects.get_or_create(pk=1)
 
 
+#: the PostgreSQL sequence of versions (margin migration 0014)
+SEQUENCE = "margin_version"
+
+
 def next_version() -> int:
-    """The next value of the global version sequence, in one statement (UPDATE ... RETURNING,
-    on PostgreSQL and SQLite alike), committed at once when not inside a transaction."""
+    """The next value of the global version sequence: ``nextval`` on PostgreSQL (never rolled
+    back, never locked), the counter row elsewhere (UPDATE ... RETURNING)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(%s)", [SEQUENCE])
+            return int(cursor.fetchone()[0])
     table = connection.ops.quote_name(SweepState._meta.db_table)
     for _ in range(2):
         with connection.cursor() as cursor:
@@ -97,11 +110,18 @@ def _current_margins(reason: str) -> QuerySet:
     return AccountMargin.cross_firm.for_compliance(reason=reason)
 
 
+def _new_version():
+    """The version a marked row takes: drawn as the row is updated on PostgreSQL (see the
+    module docstring), one per statement elsewhere."""
+    if connection.vendor == "postgresql":
+        return RawSQL("nextval(%s)", [SEQUENCE], output_field=BigIntegerField())
+    return Value(next_version())
+
+
 def _mark(rows: QuerySet, *, request: bool = True) -> int:
     """One UPDATE raising every row of `rows` to a new version; the number of accounts marked."""
-    version = next_version()
     marked = rows.update(dirty_version=Greatest(
-        F("dirty_version"), Value(version), output_field=BigIntegerField()),
+        F("dirty_version"), _new_version(), output_field=BigIntegerField()),
                          marked_at=timezone.now())
     if marked and request:
         request_sweep()
@@ -140,19 +160,6 @@ def mark_firm(firm_id: int, *, request: bool = True) -> int:
 def mark_everyone(*, request: bool = True) -> int:
     """A rate moved: every account of every firm."""
     return _mark(_current_margins("a rate is shared by every firm"), request=request)
-
-
-def mark_holders_on_commit(instrument_ids: Iterable[int]) -> None:
-    ids = sorted(set(instrument_ids))
-    transaction.on_commit(lambda: mark_holders(ids))
-
-
-def mark_everyone_on_commit() -> None:
-    transaction.on_commit(mark_everyone)
-
-
-def mark_firm_on_commit(firm_id: int) -> None:
-    transaction.on_commit(lambda: mark_firm(firm_id))
 
 
 # --------------------------------------------------------------------------- the debounce

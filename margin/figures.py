@@ -26,6 +26,8 @@ from .models import (
 )
 
 CENT = Decimal("0.01")
+#: ``margin.snapshots.History.END_OF_DAY``: why a snapshot was kept, when it is the day's record
+END_OF_DAY = "end_of_day"
 
 
 def money(value) -> Decimal | None:
@@ -142,9 +144,12 @@ def inputs_hash(snapshot: MarginSnapshot) -> str:
     the positions as valued, the market rows (price, vol and rate ids and the rate's value),
     the VaR window, the valuation date, the parameter version, the methods and the engine.
     Equal inputs hash equal, so a redelivered chunk writes nothing twice. The valuation time
-    is left out: it is when we looked, not what we valued."""
+    is left out: it is when we looked, not what we valued. An end-of-day valuation hashes apart
+    from an intraday one of the same inputs: the day's record is its own row even when nothing
+    moved since the last intraday snapshot (FINRA 4220's daily record rests on it)."""
     history = snapshot.history
     document = {
+        "end_of_day": snapshot.reason == END_OF_DAY,
         "account": snapshot.account_id, "margin_type": snapshot.margin_type,
         # Cash to the cent: SQLite sums a ledger to Decimal('150000'), not '150000.00'.
         "cash": str(money(snapshot.cash)), "parameters": snapshot.parameter_set,

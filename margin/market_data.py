@@ -20,7 +20,7 @@ from accounts.models import Instrument
 from brokerage import audit
 from brokerage.errors import InvalidInput
 
-from .dirty import mark_everyone_on_commit, mark_holders_on_commit
+from .dirty import mark_everyone, mark_holders
 from .models import ImpliedVolatility, OracleRejection, PriceObservation, RiskFreeRate
 
 
@@ -122,30 +122,27 @@ def _store_observations(model, value_field: str, *, observations: Iterable[dict[
         created = model.objects.bulk_create(prepared)
         audit.record(firm=firm, actor=actor, event_type=event_type,
                      object_type=model._meta.label_lower, object_id=len(created), after=after)
+        # In the same transaction: the holders are dirty exactly when the rows are visible.
+        mark_holders(row.instrument_id for row in created)
     return created
 
 
 def load_prices(*, observations: Iterable[dict[str, Any]], source: str, actor,
                 firm=None) -> list[PriceObservation]:
     """Store price observations `[{"symbol", "price", "observed_at"}]`, all or nothing; the
-    accounts holding them are marked dirty once it commits."""
-    created = _store_observations(PriceObservation, "price", observations=observations,
-                                  source=source, actor=actor, firm=firm,
-                                  event_type="prices.loaded", name_symbols=True)
-    mark_holders_on_commit(p.instrument_id for p in created)
-    return created
+    accounts holding them are marked dirty in the same transaction."""
+    return _store_observations(PriceObservation, "price", observations=observations,
+                               source=source, actor=actor, firm=firm,
+                               event_type="prices.loaded", name_symbols=True)
 
 
 def load_implied_vols(*, observations: Iterable[dict[str, Any]], source: str, actor,
                       firm=None) -> list[ImpliedVolatility]:
     """Store implied volatilities `[{"symbol", "volatility", "observed_at"}]`, all or nothing;
     the accounts holding them (an option's vol moves its holders' requirement) are marked dirty
-    once it commits."""
-    created = _store_observations(ImpliedVolatility, "volatility", observations=observations,
-                                  source=source, actor=actor, firm=firm,
-                                  event_type="vols.loaded")
-    mark_holders_on_commit(v.instrument_id for v in created)
-    return created
+    in the same transaction."""
+    return _store_observations(ImpliedVolatility, "volatility", observations=observations,
+                               source=source, actor=actor, firm=firm, event_type="vols.loaded")
 
 
 def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "USD",
@@ -166,7 +163,7 @@ def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "
         audit.record(firm=None, actor=actor, event_type="rate.set", obj=row,
                      after={"currency": currency, "tenor_days": tenor_days, "rate": value})
         # Every option of every firm is discounted at it: every account is marked.
-        mark_everyone_on_commit()
+        mark_everyone()
     return row
 
 
@@ -210,7 +207,7 @@ def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
                          after={"symbol": symbol, "check": rejected.check,
                                 "message": rejected.message, "round": round})
             # The holders' current margin must say so (flagged, last good numbers kept).
-            mark_holders_on_commit([instrument.pk])
+            mark_holders([instrument.pk])
         raise
     except EngineInputError as malformed:
         raise MarketDataError([malformed.as_dict()]) from None
@@ -221,7 +218,7 @@ def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
         audit.record(firm=None, actor=actor, event_type="prices.loaded", obj=observation,
                      after={"source": "oracle", "symbol": symbol, "price": observation.price,
                             "round_id": observation.oracle_round_id})
-        mark_holders_on_commit([instrument.pk])
+        mark_holders([instrument.pk])
     return observation
 
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from accounts.models import Instrument
 from brokerage import audit
 
-from .dirty import mark_holders_on_commit
+from .dirty import mark_holders
 from .market_data import MarketDataError, _positive_decimal, exchange_date
 from .models import DailyClose
 
@@ -191,8 +191,8 @@ def load_daily_closes(*, rows: Iterable[dict[str, Any]], source: str, actor) -> 
                             "symbols": sorted({c.instrument.symbol for c in prepared}),
                             "first_date": min(c.date for c in prepared),
                             "last_date": max(c.date for c in prepared)})
-        # Holders are marked dirty after commit (DESIGN.md path 1), as for a price load.
-        mark_holders_on_commit(c.instrument_id for c in prepared)
+        # Holders are marked dirty in the same transaction (DESIGN.md path 1), as for prices.
+        mark_holders(c.instrument_id for c in prepared)
     return len(prepared)
 
 

@@ -27,7 +27,7 @@ from brokerage.models import ApprovalRequest, Firm
 from brokerage.roles import Role
 from brokerage.tenancy import firm_of, role_of
 
-from .dirty import mark_firm_on_commit
+from .dirty import mark_firm
 from .engine.parameters import DEFAULT_PARAMETER_SET, check_overrides, load_parameter_set
 from .models import RiskParameterSet
 
@@ -144,7 +144,7 @@ def _apply(ruling: approvals.Ruling) -> approvals.Change:
         previous.status = RiskParameterSet.Status.SUPERSEDED
         previous.save(update_fields=["status"])
     _close(proposal, ruling, RiskParameterSet.Status.ACTIVE)
-    mark_firm_on_commit(proposal.firm_id)  # every account of the firm, swept soon after
+    mark_firm(proposal.firm_id)  # every account of the firm, in the approval's transaction
     return approvals.Change(
         before={"version": previous.version if previous else None,
                 "overrides": previous.overrides if previous else {}},

@@ -24,6 +24,7 @@ from django.db import IntegrityError, models, transaction
 from accounts.models import Account
 from brokerage import audit
 
+from .figures import END_OF_DAY, inputs_hash
 from .models import AccountMargin, MarginSnapshot
 from .signals import snapshots_written
 from .valuing import value_accounts
@@ -53,7 +54,7 @@ class History(StrEnum):
     #: the sweep's default: only where a decision rests on the change (``history_reason``)
     INTRADAY = "intraday"
     #: the end-of-day run: every account
-    END_OF_DAY = "end_of_day"
+    END_OF_DAY = END_OF_DAY
     #: someone asked (recompute_accounts, a direct recompute_firm, the demo seed, tests)
     FORCED = "forced"
 
@@ -124,6 +125,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
         mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
         valuation.reason = history_reason(history=mode, valuation=valuation,
                                           previous=previous.get(valuation.account_id))
+        if valuation.reason == History.END_OF_DAY:
+            valuation.inputs_hash = inputs_hash(valuation)  # the day's record: its own row
     stored = store_history(firm=firm, snapshots=[v for v in valuations if v.reason],
                            actor=actor)
     for valuation in valuations:

@@ -140,7 +140,7 @@ def test_not_eligible_at_approval_is_a_422_listing_the_failed_rules(desk, review
     with firm_scope(desk.firm):
         withdraw(desk.account, "190000")
     response = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
-    assert response.status_code == 422
+    assert response.status_code == 422, response.content
     refused = the_error(response)  # one entry per failed rule, in the rule's own words
     assert (refused["field"], refused["code"]) == ("rules.opening_equity", "not_eligible")
     assert "opening minimum" in refused["message"]

@@ -13,7 +13,6 @@ from django.utils import timezone
 from accounts import services as book
 from accounts.models import Account
 from brokerage.scope import firm_scope
-from margin.dirty import mark_accounts
 from margin.market_data import exchange_date, load_implied_vols, load_prices, set_risk_free_rate
 from margin.models import AccountMargin, MarginSnapshot
 from margin.sweep import sweep_now
@@ -83,9 +82,8 @@ def test_random_books_value_in_batch_as_the_calculator_values_each(world, seed: 
 
 
 def test_the_sweep_writes_the_batch_figures(world) -> None:
-    accounts = _random_book(world, 12, 9)
-    mark_accounts([a.pk for a in accounts], request=False)
-    result = sweep_now()
+    accounts = _random_book(world, 12, 9)  # the loads and the book marked them dirty
+    result = sweep_now(account_ids=[a.pk for a in accounts])
     assert (result.computed, result.flagged) == (12, {})
     with firm_scope(world.firm_a):
         snapshots = MarginSnapshot.objects.filter(account__in=accounts)

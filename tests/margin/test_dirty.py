@@ -1,5 +1,6 @@
 """Dirty accounts: every input that moves a requirement marks exactly the accounts it affects,
-on commit, in one UPDATE whatever their number, with a version that only goes up."""
+in the load's own transaction, in one UPDATE whatever their number, with a version that only
+goes up."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -80,8 +81,8 @@ def _versions() -> dict[int, int]:
 
 
 def _marked_by(load, capture) -> tuple[set[int], list[str]]:
-    """The accounts whose version a load raised (its on-commit marks run), and the UPDATEs of
-    the current-margin table it sent."""
+    """The accounts whose version a load raised, and the UPDATEs of the current-margin table it
+    sent (its on-commit callbacks run too: the sweep it asks for)."""
     before = _versions()
     with CaptureQueriesContext(connection) as queries, capture(execute=True):
         load()
@@ -204,3 +205,38 @@ def test_a_parameter_set_becoming_active_marks_the_firms_accounts(
     firm_a = set(AccountMargin.cross_firm.for_compliance(reason="test").filter(
         firm=world.firm_a).values_list("account_id", flat=True))
     assert marked == firm_a and holders.foreign.pk not in marked and len(updates) == 1
+
+
+def test_the_mark_is_part_of_the_loads_transaction(holders):
+    """Dirty exactly when the data is: inside the load's transaction, before any commit; and
+    a load that rolls back leaves no mark (nor a version a sweep could take for done)."""
+    before = _versions()
+    with transaction.atomic():
+        load_prices(observations=[{"symbol": "UNDL", "price": "91", "observed_at": _now()}],
+                    source="vendor", actor=None)
+        inside = _versions()
+        assert inside[holders.stock.pk] > before[holders.stock.pk]  # no commit needed
+    try:
+        with transaction.atomic():
+            load_prices(observations=[{"symbol": "OTHR", "price": "12", "observed_at": _now()}],
+                        source="vendor", actor=None)
+            raise RuntimeError("the load's transaction fails after the mark")
+    except RuntimeError:
+        pass
+    assert _versions()[holders.other.pk] == before[holders.other.pk]
+
+
+def test_versions_come_from_the_database_sequence_drawn_per_row(holders):
+    """On PostgreSQL a sequence (no counter row to queue on), one value per row marked: a load
+    that commits after another always leaves the higher version on the rows they share."""
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM margin_version")
+        start = cursor.fetchone()[0]
+    marked, _ = _marked_by(lambda: load_prices(
+        observations=[{"symbol": "UNDL", "price": "93", "observed_at": _now()}],
+        source="vendor", actor=None), lambda execute: transaction.atomic())
+    versions = _versions()
+    drawn = sorted(versions[pk] for pk in marked)
+    assert marked == {holders.stock.pk, holders.option.pk, holders.foreign.pk}
+    assert len(set(drawn)) == 3 and drawn[0] > start

@@ -57,15 +57,19 @@ def test_the_run_keeps_every_account_of_the_firm_once_per_session(world, four):
         row = _rows().get(account=account)
         assert not row.end_of_day_due and not row.is_dirty
         assert (row.equity, row.excess) == (row.snapshot.equity, row.snapshot.excess)
-    # The three holders moved since their snapshot: kept now. The cash account's inputs did
-    # not: its current row points at the snapshot of the same state kept earlier.
-    assert _snapshots().count() == before + 3
-    assert _snapshots().filter(reason="end_of_day").count() == 3
-    assert _rows().get(account=four["cash"]).snapshot.reason == "first"
+    # Every account has the day's own record, the cash account too, though nothing it holds
+    # moved since its first snapshot (the same inputs, kept as the day's record).
+    assert _snapshots().count() == before + 4
+    assert _snapshots().filter(reason="end_of_day").count() == 4
+    cash = _rows().get(account=four["cash"]).snapshot
+    first = _snapshots().get(account=four["cash"], reason="first")
+    assert cash.reason == "end_of_day" and cash.inputs_hash != first.inputs_hash
+    assert (cash.equity, cash.requirement, cash.price_ids) == \
+        (first.equity, first.requirement, first.price_ids)
 
     # Asked again for the same session: nothing started, nothing marked, nothing written.
     assert start_end_of_day(firm=world.firm_a, calendar="XNYS", session=FRIDAY) is None
-    assert sweep_now().computed == 0 and _snapshots().count() == before + 3
+    assert sweep_now().computed == 0 and _snapshots().count() == before + 4
     assert _runs().filter(firm=world.firm_a).count() == 1
     assert audit.events_for(world.firm_a).filter(event_type="margin.end_of_day").count() == 1
 
