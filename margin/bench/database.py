@@ -23,6 +23,7 @@ its defaults unless the environment sets them, as for any process of the product
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -126,6 +127,7 @@ class BenchDatabase:
 
         connections.close_all()
         _server(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        shutil.rmtree(self.logs, ignore_errors=True)
 
 
 def _server(sql: str) -> None:
@@ -201,6 +203,15 @@ def _dirty_count(firm_id: int) -> int:
     return _current_rows(firm_id).filter(dirty_version__gt=F("computed_version")).count()
 
 
+def _flag_counts(firm_id: int) -> dict[str, int]:
+    """Accounts not valued, by the code their flag starts with (a clean book has none)."""
+    counts: dict[str, int] = {}
+    for flag in _current_rows(firm_id).filter(flag__gt="").values_list("flag", flat=True):
+        code = flag.split(":", 1)[0]
+        counts[code] = counts.get(code, 0) + 1
+    return counts
+
+
 # --------------------------------------------------------------------------- end of day
 
 
@@ -246,7 +257,7 @@ def run_end_of_day(db: BenchDatabase) -> dict[str, Any]:
         "accounts": n, "positions": db.loaded.positions, "seconds": round(seconds, 2),
         "snapshots": snapshots, "snapshots_per_s": round(snapshots / seconds, 1),
         "peak_rss_mb": rss_mb, "peak_pss_mb": pss_mb, "completed": round(completed, 4),
-        "flagged": _current_rows(firm.pk).filter(flag__gt="").count(),
+        "flagged": _flag_counts(firm.pk),
         "timeout_s": timeout, "timed_out": bool(left),
         "worker_processes": WORKER_PROCESSES, "chunk": int(settings.MARGIN_SWEEP_CHUNK),
         "debounce_s": float(settings.MARGIN_SWEEP_DEBOUNCE_S),

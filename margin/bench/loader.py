@@ -16,7 +16,8 @@ What differs from the engine-only book, and why:
   and instrument), so the database holds slightly fewer positions than the engine's book;
 - the equity product groups carry no firm offset (the engine bench passes 0.5 for each; the
   product takes offsets from the parameter set), so requirements are not the same numbers;
-- option marks below a cent are stored at a cent (the smallest listed price).
+- option marks below a cent are stored at a cent (the smallest listed price), and every
+  mark is rounded up to the stored 8 places (never below its intrinsic value).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import numpy as np
@@ -202,6 +203,14 @@ def _instruments(sb: SyntheticBook, now: datetime, today: date) -> tuple[np.ndar
     return und_ids, series_ids
 
 
+def _mark_text(mark: float) -> str:
+    """An option mark as stored (8 places), rounded up: a deep in-the-money option's model
+    value sits on its intrinsic value, the engine's lower no-arbitrage bound, and rounding it
+    down would put the stored mark outside the bound (the account flagged, not valued)."""
+    stored = Decimal(repr(max(mark, MIN_MARK))).quantize(Decimal("1e-8"), rounding=ROUND_CEILING)
+    return str(stored)
+
+
 def _market(sb: SyntheticBook, series_ids: np.ndarray, und_ids: np.ndarray, now: datetime,
             today: date, history: bool) -> None:
     """A price per instrument (spot, option marks), a vol per option, the rate, the closes."""
@@ -210,8 +219,7 @@ def _market(sb: SyntheticBook, series_ids: np.ndarray, und_ids: np.ndarray, now:
     at = now - timedelta(minutes=1)
     prices = [(int(i), f"{p:.8f}") for i, p in zip(und_ids.tolist(), sb.spot.tolist(),
                                                      strict=True)]
-    prices += [(int(series_ids[k]), f"{max(float(s.mark[k]), MIN_MARK):.8f}")
-               for k in opt.tolist()]
+    prices += [(int(series_ids[k]), _mark_text(float(s.mark[k]))) for k in opt.tolist()]
     first = _next_id(PriceObservation)
     _copy(PriceObservation, ["id", "instrument_id", "price"],
           ((first + n, i, p) for n, (i, p) in enumerate(prices)), now,
