@@ -56,3 +56,15 @@ def test_a_loaded_book_values_cleanly_through_the_sweep():
                                                                                  flat=True))
     assert all(s.result["var"] for s in snapshots)
     assert all(s.excess > 0 for s in snapshots)  # the deposits cover every requirement
+
+
+def test_an_option_mark_is_never_stored_below_its_model_value():
+    # A deep in-the-money mark sits on its intrinsic value (the engine's lower bound): rounded
+    # down to the stored places it fell below it and the account was flagged, not valued.
+    from decimal import Decimal
+
+    from margin.bench.loader import _mark_text
+
+    for mark in (4.074762176001, 4.07476217, 12.5, 1e-12):
+        assert Decimal(_mark_text(mark)) >= Decimal(repr(mark))
+    assert _mark_text(0.0) == "0.01000000"
