@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/pmargin
 BROKER    ?= redis://127.0.0.1:6379/0
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-e2e lint clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
@@ -26,8 +26,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Engine benches, then the database path (its own PostgreSQL database and Celery worker).
+# ONLY=name,name runs only those; BENCH_ACCOUNTS=2000 a smaller book for the database benches.
+ONLY ?=
 bench: $(STAMP)
-	$(BIN)/python -m margin.bench
+	$(BIN)/python -m margin.bench $(ONLY)
+
+bench-e2e: $(STAMP)
+	$(MAKE) bench ONLY=end_to_end_recompute,tick_to_snapshot
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

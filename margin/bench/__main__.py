@@ -1,5 +1,6 @@
-"""``python -m margin.bench [NAME ...]``: print the benches' JSON lines."""
+"""``python -m margin.bench [NAME[,NAME] ...]``: print the benches' JSON lines."""
 
+from margin.bench import database  # noqa: F401  (registers the database benches)
 from margin.bench.runs import main
 
 raise SystemExit(main())

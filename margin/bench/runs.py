@@ -71,6 +71,12 @@ class BenchContext:
     """Shared, lazily built fixtures of the benches."""
 
     cache: dict[str, Any] = field(default_factory=dict)
+    #: what the benches leave running (a database, a worker), undone by ``close``, last first
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
 
     @property
     def synthetic(self) -> SyntheticBook:
@@ -384,17 +390,27 @@ BENCHES: list[Callable[[BenchContext], Iterable[dict]]] = [
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benches named (``name`` or ``bench_name``; comma-separated lists too, as
+    ``make bench ONLY=a,b`` passes them), or all of them."""
     argv = sys.argv[1:] if argv is None else argv
-    wanted = set(argv)
+    wanted = {name for arg in argv for name in arg.split(",") if name}
+    known = {b.__name__ for b in BENCHES} | {b.__name__.removeprefix("bench_") for b in BENCHES}
+    if wanted - known:
+        print(f"unknown bench {', '.join(sorted(wanted - known))}; known: "
+              f"{', '.join(b.__name__.removeprefix('bench_') for b in BENCHES)}", file=sys.stderr)
+        return 2
     ctx = BenchContext()
-    for bench in BENCHES:
-        name = bench.__name__.removeprefix("bench_")
-        if wanted and name not in wanted and bench.__name__ not in wanted:
-            continue
-        t0 = time.perf_counter()
-        for line in bench(ctx):
-            print(json.dumps(line), flush=True)
-        ctx.cache.setdefault("elapsed", {})[name] = time.perf_counter() - t0
+    try:
+        for bench in BENCHES:
+            name = bench.__name__.removeprefix("bench_")
+            if wanted and name not in wanted and bench.__name__ not in wanted:
+                continue
+            t0 = time.perf_counter()
+            for line in bench(ctx):
+                print(json.dumps(line), flush=True)
+            ctx.cache.setdefault("elapsed", {})[name] = time.perf_counter() - t0
+    finally:
+        ctx.close()  # the database benches' worker stopped and database dropped, even on ^C
     return 0
 
 
