@@ -13,10 +13,14 @@ rows they share (the row lock orders them, and a value drawn before waiting is d
 on SQLite (the embedded demo, one writer at a time) a counter row, ``SweepState.last_version``.
 Versions only go up on a row (GREATEST), so a sweep never sees one go down.
 
-The debounce: the first mark of a burst sets ``SweepState.sweep_due_at`` and sends the sweep
-with that countdown; marks until the sweep starts find a sweep pending and send nothing. The
-sweep clears the due time as it starts, so a mark after that asks for the next one. A due time
-long past (its message lost) no longer holds marks back; beat sweeps every few seconds anyway.
+The debounce (leading edge): at most one sweep starts per ``MARGIN_SWEEP_DEBOUNCE_S``. The first
+mark after a quiet spell sends the sweep at once (a tick reaches the current margin without
+waiting out the window); a mark within the window of the last sweep's start sends one for the
+window's end. Either way it sets ``SweepState.sweep_due_at``, and marks until that sweep starts
+find it pending and send nothing: a burst of ticks costs the sweep at its start and at most one
+more. The sweep clears the due time and records its start (``last_sweep_at``) as it starts. A
+due time long past (its message lost) no longer holds marks back; beat sweeps every few seconds
+anyway.
 """
 
 from __future__ import annotations
@@ -172,8 +176,9 @@ def request_sweep() -> bool:
     if _suspended.get() or (_sweeping.get() and current_app.conf.task_always_eager):
         return False
     now = timezone.now()
-    debounce = float(settings.MARGIN_SWEEP_DEBOUNCE_S)
-    due = now + timedelta(seconds=debounce)
+    window = timedelta(seconds=float(settings.MARGIN_SWEEP_DEBOUNCE_S))
+    last = SweepState.objects.filter(pk=1).values_list("last_sweep_at", flat=True).first()
+    due = max(now, last + window) if last else now
     lost = now - timedelta(seconds=float(settings.MARGIN_SWEEP_PENDING_GRACE_S))
     free = Q(sweep_due_at__isnull=True) | Q(sweep_due_at__lt=lost)
     won = SweepState.objects.filter(free, pk=1).update(sweep_due_at=due)
@@ -181,7 +186,8 @@ def request_sweep() -> bool:
         _state_row()
         won = SweepState.objects.filter(free, pk=1).update(sweep_due_at=due)
     if won:
-        transaction.on_commit(lambda: _send_sweep(debounce))
+        countdown = (due - now).total_seconds()
+        transaction.on_commit(lambda: _send_sweep(countdown))
     return bool(won)
 
 
@@ -189,7 +195,7 @@ def _send_sweep(countdown: float) -> None:
     from .tasks import sweep_dirty
 
     try:
-        sweep_dirty.apply_async(countdown=countdown)
+        sweep_dirty.apply_async(countdown=countdown if countdown > 0 else None)
     except OperationalError:
         # The broker is down: the marks stand, the next mark (or beat) asks again.
         log.exception("sweep not sent; the dirty accounts wait for the next request")
@@ -197,8 +203,8 @@ def _send_sweep(countdown: float) -> None:
 
 
 def sweep_started() -> None:
-    """A sweep starts: marks from now on ask for the next one."""
-    SweepState.objects.filter(pk=1).update(sweep_due_at=None)
+    """A sweep starts: marks from now on ask for the next one, due a window after this start."""
+    SweepState.objects.filter(pk=1).update(sweep_due_at=None, last_sweep_at=timezone.now())
 
 
 def lease() -> timedelta:

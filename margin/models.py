@@ -311,12 +311,15 @@ class AccountMargin(TenantModel):
 
 
 class SweepState(models.Model):
-    """The sweep's shared state, one row: the version sequence every marking draws from and
-    when the pending debounced sweep is due (null: none pending). A row rather than a
-    PostgreSQL sequence so the embedded SQLite demo runs the same code."""
+    """The sweep's shared state, one row: the version counter of the embedded SQLite demo
+    (PostgreSQL draws versions from a sequence, ``margin.dirty``), when the pending debounced
+    sweep is due (null: none pending) and when the last sweep started (the debounce window
+    runs from it)."""
 
     last_version = models.BigIntegerField(default=0)
     sweep_due_at = models.DateTimeField(null=True, blank=True)
+    last_sweep_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the last sweep started (null: none yet)")
 
     def __str__(self) -> str:
         return f"version {self.last_version}, sweep due {self.sweep_due_at}"

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 
 from accounts.models import Account
 from brokerage import audit
@@ -162,7 +162,7 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
                 if new:
                     for snapshot in new:
                         snapshot.content_hash = content_hash(snapshot)
-                    MarginSnapshot.objects.bulk_create(new)
+                    _insert(new)
                     audit.record(firm=firm, actor=actor, event_type=CHUNK_EVENT,
                                  object_type="margin.marginsnapshot", object_id=new[0].pk,
                                  after=chunk_summary(new))
@@ -172,6 +172,32 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
             if attempt:
                 raise
     return {**existing, **{s.account_id: s for s in new}}
+
+
+def _insert(snapshots: list[MarginSnapshot]) -> None:
+    """Insert the chunk's snapshots: on PostgreSQL with COPY, their ids drawn from the table's
+    sequence first (a 2,000-row INSERT of some 70,000 parameters spent more time having its
+    parameters placed than the engine spent valuing the chunk); elsewhere ``bulk_create``."""
+    if connection.vendor != "postgresql":
+        MarginSnapshot.objects.bulk_create(snapshots)
+        return
+    meta = MarginSnapshot._meta
+    quote = connection.ops.quote_name
+    fields = meta.concrete_fields
+    with connection.wrap_database_errors:  # a unique violation is Django's IntegrityError
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
+                           "FROM generate_series(1, %s)", [meta.db_table, len(snapshots)])
+            for snapshot, (pk,) in zip(snapshots, cursor.fetchall(), strict=True):
+                snapshot.pk = pk
+            columns = ", ".join(quote(f.column) for f in fields)
+            with cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for snapshot in snapshots:
+                    copy.write_row([f.get_db_prep_save(getattr(snapshot, f.attname), connection)
+                                    for f in fields])
+    for snapshot in snapshots:
+        snapshot._state.adding, snapshot._state.db = False, connection.alias
 
 
 def latest_snapshot(account: Account) -> MarginSnapshot | None:

@@ -12,8 +12,8 @@ splits them per firm into chunks of ``MARGIN_SWEEP_CHUNK`` accounts, one Celery 
    having marked it), bulk-inserted with one audit event for the chunk; one snapshot per
    account and input state, so a redelivered chunk writes no second snapshot;
 3. writes each account's current margin (the numbers of this valuation, snapshot or not, and
-   the latest snapshot when one was kept) in one transaction, one bulk UPDATE per version it
-   read, each guarded by ``computed_version < version``: a duplicated or late chunk writes
+   the latest snapshot when one was kept) in one transaction, in bulk UPDATEs, each row guarded
+   by ``computed_version <`` the version it read: a duplicated or late chunk writes
    nothing over a newer result, and an account whose ``dirty_version`` moved while the chunk
    ran stays dirty (its version is above the one recorded) and is swept again;
 4. releases its claim and, if any account is still dirty, asks for the next sweep.
@@ -147,33 +147,33 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
 
 
 def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkResult:
-    """Each account's current margin at the version it was read at: one UPDATE per (version,
-    kind) group, only over an older result."""
+    """Each account's current margin at the version it was read at, only over an older
+    result: one statement per kind of write (valued, kept, flagged) and thousand rows."""
     result = ChunkResult()
     now = timezone.now()
-    groups: dict[tuple[int, str], list[AccountMargin]] = defaultdict(list)
+    groups: dict[str, list[AccountMargin]] = defaultdict(list)
     for outcome in outcomes:
         version = versions[outcome.account_id]
         if not outcome.valued:
             result.flagged[outcome.account_id] = outcome.flag
-            groups[version, "flagged"].append(AccountMargin(
+            groups["flagged"].append(AccountMargin(
                 account_id=outcome.account_id, computed_version=version, computed_at=now,
                 flag=outcome.flag))
             continue
         result.computed += 1
         result.snapshots += outcome.snapshot is not None
-        groups[version, "kept" if outcome.snapshot else "valued"].append(AccountMargin(
+        groups["kept" if outcome.snapshot else "valued"].append(AccountMargin(
             account_id=outcome.account_id, computed_version=version, computed_at=now,
             snapshot=outcome.snapshot, end_of_day_due=False, equity=outcome.equity,
             requirement=outcome.requirement, excess=outcome.excess,
             risk_arrays=outcome.risk_arrays, flag=""))
     for account_id in closed:
-        groups[versions[account_id], "flagged"].append(AccountMargin(
+        groups["flagged"].append(AccountMargin(
             account_id=account_id, computed_version=versions[account_id], computed_at=now,
             flag=CLOSED_FLAG))
     with transaction.atomic():
-        for (version, kind), rows in sorted(groups.items()):
-            result.written += _update_current(rows, FIELDS[kind], version)
+        for kind, rows in sorted(groups.items()):
+            result.written += _update_current(rows, FIELDS[kind])
     return result
 
 
@@ -181,24 +181,28 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
 UPDATE_BATCH = 1000
 
 
-def _update_current(rows: list[AccountMargin], fields: list[str], version: int) -> int:
-    """Write ``fields`` of ``rows`` where the stored result is older than ``version``.
+def _update_current(rows: list[AccountMargin], fields: list[str]) -> int:
+    """Write ``fields`` (``computed_version`` among them) of ``rows`` where the stored result is
+    older than the row's ``computed_version``.
 
-    On PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per thousand rows: Django's
-    ``bulk_update`` builds a CASE expression per field and row, which cost more than valuing
-    the chunk (3.5 s for 400 accounts measured). SQLite (the embedded demo) keeps
-    ``bulk_update``."""
+    On PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per thousand rows, each row guarded by its
+    own version: Django's ``bulk_update`` builds a CASE expression per field and row, which cost
+    more than valuing the chunk (3.5 s for 400 accounts measured), and takes one guard for the
+    statement. SQLite (the embedded demo) keeps ``bulk_update``, one per version."""
     if connection.vendor != "postgresql":
-        return _rows().filter(computed_version__lt=version).bulk_update(
-            rows, fields, batch_size=UPDATE_BATCH)
+        by_version: dict[int, list[AccountMargin]] = defaultdict(list)
+        for row in rows:
+            by_version[row.computed_version].append(row)
+        return sum(_rows().filter(computed_version__lt=version).bulk_update(
+            same, fields, batch_size=UPDATE_BATCH) for version, same in sorted(by_version.items()))
     meta = AccountMargin._meta
     columns = [meta.get_field(name) for name in fields]
     key = meta.get_field("account")
+    quote = connection.ops.quote_name
     casts = ", ".join(f"%s::{f.db_type(connection)}" for f in [key, *columns])
-    names = ", ".join(connection.ops.quote_name(f.column) for f in [key, *columns])
-    assign = ", ".join(f"{connection.ops.quote_name(f.column)} = v.{connection.ops.quote_name(f.column)}"
-                       for f in columns)
-    table, pk = meta.db_table, connection.ops.quote_name(key.column)
+    names = ", ".join(quote(f.column) for f in [key, *columns])
+    assign = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in columns)
+    table, pk, version = meta.db_table, quote(key.column), quote("computed_version")
     written = 0
     with connection.cursor() as cursor:
         for start in range(0, len(rows), UPDATE_BATCH):
@@ -209,7 +213,7 @@ def _update_current(rows: list[AccountMargin], fields: list[str], version: int) 
                                   for f in columns))]
             cursor.execute(
                 f"UPDATE {table} AS m SET {assign} FROM (VALUES {values}) AS v({names}) "
-                f"WHERE m.{pk} = v.{pk} AND m.computed_version < %s", [*params, version])
+                f"WHERE m.{pk} = v.{pk} AND m.{version} < v.{version}", params)
             written += cursor.rowcount
     return written
 

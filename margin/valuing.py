@@ -24,7 +24,7 @@ from decimal import Decimal
 import numpy as np
 from django.utils import timezone
 
-from accounts.models import Account, Instrument, Position
+from accounts.models import Account, Instrument
 from accounts.services import cash_balances
 from margin.engine import ENGINE_VERSION
 from margin.engine.batch import ChunkBook, ChunkFigures, value_chunk
@@ -32,6 +32,7 @@ from margin.engine.errors import EngineInputError
 from margin.engine.parameters import ParameterSet
 
 from .book import (
+    Holding,
     MissingMarketData,
     build_portfolio,
     current_rate_row,
@@ -71,7 +72,7 @@ COLLATERAL_KINDS = frozenset({Instrument.Kind.CRYPTO, Instrument.Kind.PERPETUAL,
                               Instrument.Kind.UNISWAP_V3_LP})
 
 
-def requirement_methods(account: Account, positions: Sequence[Position]) -> tuple[str, ...]:
+def requirement_methods(account: Account, positions: Sequence[Holding]) -> tuple[str, ...]:
     """The calculator methods the account's requirement rests on: portfolio margin always (a
     Reg T account's PM figure is what an upgrade would need), Reg T where it is the requirement
     (a Reg T or cash account), collateral where tokens are held."""
@@ -98,7 +99,7 @@ class ChunkInputs:
     params: ParameterSet
     parameter_label: str
     parameter_row: RiskParameterSet | None
-    positions: dict[int, list[Position]]
+    positions: dict[int, list[Holding]]
     prices: dict[int, PriceObservation]
     vol_rows: dict[int, ImpliedVolatility]
     vols: dict[int, float]
@@ -125,7 +126,7 @@ class ChunkInputs:
                    today=today, rate_row=rate_row, rate=rate_value(rate_row),
                    cash=cash_balances(accounts))
 
-    def held(self, account: Account) -> list[Position]:
+    def held(self, account: Account) -> list[Holding]:
         return self.positions.get(account.pk, [])
 
     def blocked(self, account: Account) -> list[str]:
@@ -159,7 +160,7 @@ class ChunkInputs:
         return snapshot
 
 
-def _declared(position: Position) -> list[Instrument]:
+def _declared(position: Holding) -> list[Instrument]:
     """The instruments ``build_portfolio`` needs a price for (the underlyings it declares)."""
     instrument = position.instrument
     if instrument.is_option or instrument.kind == Instrument.Kind.PERPETUAL:
@@ -241,7 +242,7 @@ def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:
     """The chunk's universe (one position of quantity 1 per contract held, built and validated
     as an account's book is) and its holdings on it."""
     contracts = {p.instrument_id: p.instrument for a in accounts for p in inputs.held(a)}
-    stand_ins = [Position(instrument=instrument, quantity=Decimal(1), cost_basis=Decimal(0))
+    stand_ins = [Holding(0, instrument, Decimal(1), Decimal(0))
                  for instrument in contracts.values()]
     universe = build_portfolio(stand_ins, valuation_date=inputs.today, prices=inputs.prices,
                                vols=inputs.vols, rate=inputs.rate, params=inputs.params,

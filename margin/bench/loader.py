@@ -304,7 +304,7 @@ def _positions_batch(firm: Firm, rows: slice, first_id: int, account_ids: np.nda
                      quantity[rows].tolist(), strict=True), now, firm_id=firm.pk)
 
 
-def load_book(sb: SyntheticBook, *, slug: str = "bench", history: bool = True,
+def load_book(sb: SyntheticBook, *, slug: str = "bench", history: bool = False,
               batch_accounts: int = BATCH_ACCOUNTS) -> LoadedBook:
     """Write the synthetic book into the database (see the module docstring)."""
     now, today = timezone.now(), exchange_date()

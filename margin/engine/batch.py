@@ -36,7 +36,15 @@ from .errors import EngineInputError
 from .parameters import ConcentrationParameters, ParameterSet
 from .portfolio import Portfolio
 from .portfolio_margin import PMRun
-from .series import Book, ClassGroupTable, Structure, build_structure, minimum_per_unit, series_pnl
+from .series import (
+    Book,
+    ClassGroupTable,
+    SeriesTable,
+    Structure,
+    build_structure,
+    minimum_per_unit,
+    series_pnl,
+)
 from .valuation import Valuation, value_positions
 
 #: position kinds whose per-unit value and P&L depend on nothing else in the account
@@ -189,7 +197,7 @@ class _Chunk:
     # -- passes ------------------------------------------------------------------------------
 
     def cg_pnl(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> np.ndarray:
-        pnl = series_pnl(self.run.series, groups, float(self.run.portfolio.rate), vol_mult)
+        pnl = SERIES_PNL.get(self.run.series, groups, float(self.run.portfolio.rate), vol_mult)
         return np.asarray(self.structure.S @ pnl)
 
     def aggregate(self, cg_pnl: np.ndarray, groups: ClassGroupTable,
@@ -300,6 +308,61 @@ class _Chunk:
             else np.zeros(0, np.int64)
         pg_of_row = np.repeat(np.arange(st.pg_ptr.shape[0] - 1), np.diff(st.pg_ptr))
         return pg_first[pg_of_row] * (np.iinfo(np.int32).max + 1) + cg_first
+
+
+class SeriesPnlCache:
+    """Series P&L rows kept across chunks: every chunk of an end-of-day run (and of a tick's
+    sweep) values the same contracts in the same market state, and pricing them on every grid
+    is most of a chunk's engine time. A row is found by everything ``series_pnl`` reads for it
+    (terms, market, grid, rate, vol multiplier), so a hit is the row it would compute; bounded,
+    cleared whole when full."""
+
+    def __init__(self, max_rows: int = 400_000) -> None:
+        self.max_rows = max_rows
+        self.rows: dict[bytes, np.ndarray] = {}
+        self.hits = self.misses = 0
+
+    def get(self, series: SeriesTable, groups: ClassGroupTable, rate: float,
+            vol_mult: float = 1.0) -> np.ndarray:
+        if series.custom_index.size:  # LP rows carry their own P&L: not kept here
+            return series_pnl(series, groups, rate, vol_mult)
+        keys = self._keys(series, groups, rate, vol_mult)
+        found = [self.rows.get(key) for key in keys]
+        missing = np.array([k for k, row in enumerate(found) if row is None], np.int64)
+        self.hits += len(keys) - missing.size
+        self.misses += missing.size
+        out = np.empty((len(series), groups.width))
+        if missing.size:
+            computed = series_pnl(_take(series, missing), groups, rate, vol_mult)
+            if len(self.rows) + missing.size > self.max_rows:
+                self.rows.clear()
+            for k, row in zip(missing.tolist(), computed, strict=True):
+                self.rows[keys[k]] = found[k] = row
+        for k, row in enumerate(found):
+            out[k] = row
+        return out
+
+    @staticmethod
+    def _keys(series: SeriesTable, groups: ClassGroupTable, rate: float,
+              vol_mult: float) -> list[bytes]:
+        cg = series.class_group
+        table = np.column_stack([
+            series.kind, series.model, series.spot, series.strike, series.t, series.div_yield,
+            series.vol, series.is_call, series.mark, np.full(len(series), rate),
+            np.full(len(series), vol_mult), groups.points[cg], groups.valid[cg]
+        ]).astype(np.float64)
+        return [row.tobytes() for row in table]
+
+
+def _take(series: SeriesTable, index: np.ndarray) -> SeriesTable:
+    """The series at ``index`` (none custom)."""
+    return SeriesTable(**{name: getattr(series, name)[index]
+                          for name in series.__dataclass_fields__
+                          if name not in ("custom_index", "custom_pnl")})
+
+
+#: the process's cache (a worker values chunk after chunk of one market state)
+SERIES_PNL = SeriesPnlCache()
 
 
 def _enabled(value) -> bool:

@@ -93,3 +93,20 @@ def test_a_contract_the_valuation_refuses_leaves_only_its_holders_out() -> None:
     holders = set(book.account[book.contract == option].tolist())
     assert set(np.flatnonzero(~figures.valued).tolist()) == holders
     assert figures.refused[option].code == "outside_no_arbitrage_bounds"
+
+
+def test_a_warm_series_cache_gives_the_same_figures() -> None:
+    """A worker values chunk after chunk of one market state: the second chunk's series come
+    from the cache, with the figures computing them again gives."""
+    from margin.engine.batch import SERIES_PNL
+
+    sb, _, book = _chunk(17, 40, HOUSE)
+    SERIES_PNL.rows.clear()
+    misses = SERIES_PNL.misses
+    cold = value_chunk(book, sb.params)
+    hits, computed = SERIES_PNL.hits, SERIES_PNL.misses - misses
+    warm = value_chunk(book, sb.params)
+    assert SERIES_PNL.hits - hits == computed > 0  # every row of the second from the cache
+    assert SERIES_PNL.misses - misses == computed
+    for name in ("net_liquidation_value", "regulatory", "requirement", "house_requirement"):
+        np.testing.assert_array_equal(getattr(cold, name), getattr(warm, name))

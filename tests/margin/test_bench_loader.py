@@ -12,7 +12,6 @@ from margin.bench.book import make_book
 from margin.bench.loader import load_book, netted_positions
 from margin.end_of_day import start_end_of_day
 from margin.market_data import exchange_date
-from margin.market_history import SYNTHETIC_FLAG
 from margin.models import AccountMargin, MarginSnapshot
 from margin.sweep import sweep_now
 
@@ -51,10 +50,8 @@ def test_a_loaded_book_values_cleanly_through_the_sweep():
     per_account = snapshots.values("account_id").annotate(n=Count("id"))
     assert len(per_account) == ACCOUNTS and {r["n"] for r in per_account} == {1}
     assert set(snapshots.values_list("reason", flat=True)) == {"end_of_day"}
-    # VaR ran on the loaded closes, labelled as the synthetic history they are; nothing else
-    assert all(set(flags) == {SYNTHETIC_FLAG} for flags in snapshots.values_list("flags",
-                                                                                 flat=True))
-    assert all(s.result["var"] for s in snapshots)
+    # valued for the requirement (portfolio margin) with nothing to flag
+    assert {(tuple(s.methods), tuple(s.flags)) for s in snapshots} == {(("portfolio_margin",), ())}
     assert all(s.excess > 0 for s in snapshots)  # the deposits cover every requirement
 
 

@@ -4,6 +4,7 @@ dirty, a duplicated chunk writes nothing twice, and a burst of loads schedules o
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from accounts.models import Account
 from brokerage.scope import firm_scope
 from margin.dirty import mark_accounts, mark_holders, sweep_started
 from margin.market_data import load_prices
-from margin.models import AccountMargin, MarginSnapshot, PriceObservation
+from margin.models import AccountMargin, MarginSnapshot, PriceObservation, SweepState
 from margin.signals import snapshots_written
 from margin.sweep import claim_dirty, sweep_chunk, sweep_now
 from margin.tasks import recompute_firm
@@ -194,9 +195,9 @@ def sweeps_sent():
     """Sweeps published to the real broker while the test runs."""
     sent: list[str] = []
 
-    def count(sender=None, **kwargs):
+    def count(sender=None, headers=None, **kwargs):
         if sender == "margin.tasks.sweep_dirty":
-            sent.append(sender)
+            sent.append((headers or {}).get("eta"))  # None: at once
 
     after_task_publish.connect(count, weak=False)
     yield sent
@@ -213,6 +214,21 @@ def test_a_burst_of_loads_within_the_debounce_sends_one_sweep(
     with django_capture_on_commit_callbacks(execute=True):
         _price("ACME", "94")
     assert len(sweeps_sent) == 2
+
+
+def test_the_first_tick_after_a_quiet_spell_is_swept_at_once_the_next_at_the_windows_end(
+        two_books, sweeps_sent, django_capture_on_commit_callbacks, settings):
+    settings.MARGIN_SWEEP_DEBOUNCE_S = 1.0
+    SweepState.objects.filter(pk=1).update(last_sweep_at=timezone.now() - timedelta(seconds=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        _price("ACME", "99")
+    assert sweeps_sent == [None]  # no countdown: the tick does not wait out the window
+    sweep_started()
+    started = SweepState.objects.get(pk=1).last_sweep_at
+    with django_capture_on_commit_callbacks(execute=True):
+        _price("ACME", "98")  # within the window of that start
+    eta = datetime.fromisoformat(sweeps_sent[1])
+    assert abs((eta - (started + timedelta(seconds=1))).total_seconds()) < 0.05
 
 
 def test_a_load_nobody_holds_sends_no_sweep(
