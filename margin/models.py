@@ -330,3 +330,16 @@ class EndOfDayRun(TenantModel):
 
     def __str__(self) -> str:
         return f"end of day {self.calendar} {self.session:%Y-%m-%d}"
+
+
+# Margin calls, their policy, restrictions and the 4220 record (margin.calls): defined in their
+# own module, registered with this app by importing them here.
+from .calls.models import (  # noqa: E402,F401
+    CallExtension,
+    CallNotice,
+    CallPolicy,
+    CallRecord,
+    CallSatisfaction,
+    MarginCall,
+    Restriction,
+)

@@ -39,6 +39,7 @@ from .book import (
     rate_value,
     vol_values,
 )
+from .calls.hooks import ChunkCalls, chunk_calls
 from .equity import from_engine
 from .market_data import exchange_date, outstanding_rejections
 from .market_history import AccountHistory, closes_digest
@@ -212,11 +213,12 @@ class Previous:
 
 
 def history_reason(*, history: History, valuation: MarginSnapshot,
-                   previous: Previous | None) -> str:
+                   previous: Previous | None, calls: ChunkCalls | None = None) -> str:
     """Why this valuation is kept as history, or "" when it only updates the current row.
 
-    The one decision point: margin calls (next issue) add "a call would open, change or be
-    met" here, before the threshold test.
+    The one decision point. A call opening shows as the excess changing sign and is issued at
+    the close (kept anyway); a call a recovery would meet is kept here (``margin_call``),
+    before the threshold test (``margin.calls.hooks``).
     """
     if history != History.INTRADAY:
         return str(history)
@@ -224,6 +226,8 @@ def history_reason(*, history: History, valuation: MarginSnapshot,
         return "first"
     if previous.excess is not None and (previous.excess < 0) != (valuation.excess < 0):
         return "excess_sign"
+    if calls is not None and calls.would_meet(valuation):
+        return "margin_call"
     if _requirement_moved(previous.snapshot_requirement, valuation.requirement):
         return "requirement_move"
     return ""
@@ -261,10 +265,13 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
     outcomes, valuations = _value(accounts)
     previous = _previous([v.account_id for v in valuations]) \
         if history == History.INTRADAY else {}
+    calls = chunk_calls(firm, [v.account_id for v in valuations]) \
+        if history == History.INTRADAY else None
     for valuation in valuations:
         mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
         valuation.reason = history_reason(history=mode, valuation=valuation,
-                                          previous=previous.get(valuation.account_id))
+                                          previous=previous.get(valuation.account_id),
+                                          calls=calls)
     stored = store_history(firm=firm, snapshots=[v for v in valuations if v.reason],
                            actor=actor)
     for valuation in valuations:
@@ -275,9 +282,11 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
     outcomes.sort(key=lambda o: o.account_id)
     valued = [o.account_id for o in outcomes if o.valued]
     if valued:
-        # Every valued account, snapshot or not: eligibility judges the chunk (a deficiency
-        # may rest on equity that moved without a history snapshot).
-        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=valued)
+        # Every valued account, snapshot or not: margin calls judge the chunk (a call may rest
+        # on equity that moved without a history snapshot); those valued for a close are named.
+        closing = [a for a in valued if a in end_of_day or history == History.END_OF_DAY]
+        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=valued,
+                               end_of_day=closing)
     return outcomes
 
 
