@@ -227,11 +227,6 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=7, minute=0, day_of_week="mon-fri"),
         "options": {"expires": 60 * 60},  # a day's run, not a backlog
     },
-    "eligibility-deficiency-timeline": {  # after the close
-        "task": "eligibility.run_deficiency_timeline",
-        "schedule": crontab(hour=17, minute=30, day_of_week="mon-fri"),
-        "options": {"expires": 60 * 60},  # a day's run, not a backlog
-    },
     "eligibility-expire-applications": {
         "task": "eligibility.expire_applications",
         "schedule": crontab(hour=18, minute=0),

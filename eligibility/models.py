@@ -7,7 +7,7 @@
   `Application.State`; transitions happen only in `eligibility.services`.
 - `Evaluation`: every judgement made (at submission, review and approval), with the rule-set
   version it used and every rule's outcome.
-- `Deficiency`: an equity-below-minimum episode of a portfolio-margin account and its timeline.
+- The PM minimum-equity deficiency is a margin call kind (`margin.calls`); eligibility reads calls.
 - `ApplicationUserObjectPermission` / `ApplicationGroupObjectPermission`: django-guardian direct
   foreign keys: which client users see which application, which staff may decide which one.
 """
@@ -252,56 +252,3 @@ class Evaluation(AppendOnlyRecord, TenantModel):
 
     def __str__(self) -> str:
         return f"{self.stage} v{self.rule_set_id}: {'pass' if self.passed else 'fail'}"
-
-
-class Deficiency(TenantModel):
-    """A portfolio-margin account's equity below the minimum, and the steps taken about it.
-
-    T is the business day equity was first seen below the minimum. FINRA 4210(g): not met by
-    T+3 business days, the account is limited to risk-reducing trades; the house timeline (the
-    rule set's notice / restriction / conversion days) then moves it to Reg T.
-    """
-
-    class Kind(models.TextChoices):
-        MINIMUM_EQUITY = "minimum_equity", "Equity below the portfolio-margin minimum"
-
-    class State(models.TextChoices):
-        OPEN = "open", "Open"
-        RESTRICTED = "restricted", "Open, account restricted"
-        DOWNGRADED = "downgraded", "Closed: account downgraded to Reg T"
-        CURED = "cured", "Closed: cured"
-
-    OPEN_STATES = (State.OPEN, State.RESTRICTED)
-
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="pm_deficiencies")
-    rule_set = models.ForeignKey(RuleSet, on_delete=models.PROTECT, related_name="deficiencies")
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MINIMUM_EQUITY)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
-    opened_on = models.DateField(help_text="T: the business day equity was seen below minimum")
-    minimum = models.DecimalField(**MONEY)
-    equity_at_open = models.DecimalField(**MONEY)
-    equity_source = models.CharField(max_length=20)
-    notice_due_on = models.DateField()
-    restriction_due_on = models.DateField()
-    downgrade_due_on = models.DateField()
-    noticed_on = models.DateField(null=True, blank=True)
-    restricted_on = models.DateField(null=True, blank=True)
-    restricted_by_timeline = models.BooleanField(
-        default=False, help_text="this deficiency set the restriction (and lifts it on a cure)")
-    downgraded_on = models.DateField(null=True, blank=True)
-    cured_on = models.DateField(null=True, blank=True)
-    last_equity = models.DecimalField(**MONEY)
-    last_evaluated_on = models.DateField()
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta(TenantModel.Meta):
-        ordering = ["-opened_on", "-id"]
-        verbose_name_plural = "deficiencies"
-        constraints = [
-            models.UniqueConstraint(fields=["account"], condition=Q(state__in=["open", "restricted"]),
-                                    name="one_open_pm_deficiency_per_account"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.account_id} below {self.minimum} since {self.opened_on} ({self.state})"
-

@@ -135,7 +135,7 @@ def test_margin_desk_cannot_open_the_rule_set_add_form(desk):
 def test_the_desk_pages_render_for_staff(desk, reviewed):
     staff = logged_in(desk.compliance)
     for url in (CHANGELIST, f"{CHANGELIST}{reviewed.pk}/change/", RULES_CHANGELIST,
-                "/admin/eligibility/deficiency/"):
+                "/admin/margin/margincall/"):
         assert staff.get(url).status_code == 200, url
     page = staff.get(f"{CHANGELIST}{reviewed.pk}/change/")
     assert b"submission" in page.content and b"review" in page.content  # the evaluations inline
