@@ -226,7 +226,7 @@ class RuleSetProposalForm(forms.ModelForm):
 
 @admin.register(RuleSet)
 class RuleSetAdmin(ServiceActionsMixin, TenantAdmin):
-    list_display = ("version", "status", "opening_equity_minimum", "maintenance_equity_minimum",
+    list_display = ("version", "status", "opening_equity_minimum",
                     "proposed_by", "proposed_at", "decided_by", "decided_at")
     list_filter = ("status",)
     actions = ["approve_selected", "reject_selected"]

@@ -47,13 +47,11 @@ class RuleSet(TenantModel):
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROPOSED)
 
-    # Equity minimums: FINRA 4210(g) / Cboe Options Rule 10.4 floor $100,000; house defaults
-    # $125,000 to open and $100,000 to maintain; $5,000,000 with unlisted derivatives.
+    # Equity to qualify: FINRA 4210(g) / Cboe Options Rule 10.4 floor $100,000; house default
+    # $125,000 to open; $5,000,000 with unlisted derivatives. (The minimum an account keeps
+    # once on portfolio margin is call policy: margin.calls.policy.)
     opening_equity_minimum = models.DecimalField(
         **MONEY, default=rules.DEFAULTS["opening_equity_minimum"],
-        validators=[MinValueValidator(FLOOR)])
-    maintenance_equity_minimum = models.DecimalField(
-        **MONEY, default=rules.DEFAULTS["maintenance_equity_minimum"],
         validators=[MinValueValidator(FLOOR)])
     unlisted_derivatives_equity_minimum = models.DecimalField(
         **MONEY, default=rules.DEFAULTS["unlisted_derivatives_equity_minimum"],
@@ -74,15 +72,6 @@ class RuleSet(TenantModel):
     allowed_registrations = models.JSONField(default=_default_registrations)
     allowed_margin_types = models.JSONField(default=_default_margin_types)
 
-    # House deficiency timeline, in business days after T (the day equity closed below).
-    deficiency_notice_day = models.PositiveSmallIntegerField(
-        default=rules.DEFAULTS["deficiency_notice_day"])
-    deficiency_restriction_day = models.PositiveSmallIntegerField(
-        default=rules.DEFAULTS["deficiency_restriction_day"],
-        validators=[MaxValueValidator(rules.REGULATORY_RESTRICTION_DAY)])
-    deficiency_conversion_day = models.PositiveSmallIntegerField(
-        default=rules.DEFAULTS["deficiency_conversion_day"],
-        validators=[MaxValueValidator(rules.MAX_CONVERSION_DAY)])
     application_valid_days = models.PositiveSmallIntegerField(
         default=rules.DEFAULTS["application_valid_days"],
         help_text="business days an application stays open before it expires")
@@ -110,22 +99,14 @@ class RuleSet(TenantModel):
             models.UniqueConstraint(fields=["firm"], condition=Q(status="active"),
                                     name="ruleset_one_active_per_firm"),
             models.CheckConstraint(
-                condition=Q(opening_equity_minimum__gte=FLOOR)
-                & Q(maintenance_equity_minimum__gte=FLOOR),
+                condition=Q(opening_equity_minimum__gte=FLOOR),
                 name="ruleset_equity_regulatory_floor"),
-            models.CheckConstraint(condition=Q(opening_equity_minimum__gte=models.F(
-                "maintenance_equity_minimum")), name="ruleset_opening_at_least_maintenance"),
             models.CheckConstraint(
                 condition=Q(unlisted_derivatives_equity_minimum__gte=UNLISTED_FLOOR),
                 name="ruleset_unlisted_derivatives_floor"),
             models.CheckConstraint(
                 condition=Q(min_options_approval_level=rules.UNCOVERED_OPTIONS_LEVEL),
                 name="ruleset_uncovered_options_level"),
-            models.CheckConstraint(
-                condition=Q(deficiency_notice_day__lte=models.F("deficiency_restriction_day"))
-                & Q(deficiency_restriction_day__lte=rules.REGULATORY_RESTRICTION_DAY)
-                & Q(deficiency_conversion_day__gte=models.F("deficiency_restriction_day")),
-                name="ruleset_deficiency_timeline"),
         ]
 
     def __str__(self) -> str:

@@ -113,7 +113,7 @@ def test_rule_set_proposals_in_the_admin_need_a_second_person(desk):
     form.update(allowed_registrations='["individual", "joint", "entity"]',
                 allowed_margin_types='["reg_t"]', change_reason="stricter income")
     undercut = risk.post("/admin/eligibility/ruleset/add/",
-                         {**form, "maintenance_equity_minimum": "90000.00"})
+                         {**form, "opening_equity_minimum": "90000.00"})
     assert undercut.status_code == 200 and b"regulatory floor" in undercut.content
     created = risk.post("/admin/eligibility/ruleset/add/",
                         {**form, "min_annual_income": str(Decimal("150000.00"))})
