@@ -135,6 +135,14 @@ SPECTACULAR_SETTINGS = {
     "DEFAULT_QUERY_MANAGER": "_base_manager",
     # Request and response components apart: read-only fields are not asked of a caller.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets named once (by dotted path: settings import no app).
+    "ENUM_NAME_OVERRIDES": {
+        "MarginCallStatusEnum": "margin.calls.models.MarginCall.Status",
+        "MarginCallKindEnum": "margin.calls.models.MarginCall.Kind",
+        "CancelReasonEnum": "margin.calls.models.MarginCall.CancelReason",
+        "AccountStatusEnum": "accounts.models.Account.Status",
+        "VersionStatusEnum": "brokerage.models.VersionStatus",
+    },
 }
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
