@@ -83,3 +83,14 @@ def business_days_between(start: date, end: date, code: str = DEFAULT_CALENDAR) 
         return 0
     cal = exchange(code)
     return len(cal.sessions_in_range(_check(start + timedelta(days=1), cal), _check(end, cal)))
+
+
+def business_days_before(day: date, count: int, code: str = DEFAULT_CALENDAR) -> date:
+    """T-count: the count-th session before `day` (T-0 is `day` itself, or the session
+    before it)."""
+    if count < 0:
+        raise CalendarError("count business days backward only")
+    cal = exchange(code)
+    stamp = _check(day, cal)
+    session = stamp if cal.is_session(stamp) else cal.date_to_session(stamp, direction="previous")
+    return cal.session_offset(session, -count).date()

@@ -276,6 +276,12 @@ def watch(*, firm: Firm, account_ids: list[int], today: date | None = None) -> C
             if account_id not in facts:
                 continue
             owed = deficits(facts[account_id][0], limits)
+            if any(c.kind not in owed for c in account_calls):
+                # a deposit that met the call is a satisfaction, not a market recovery
+                with transaction.atomic():
+                    account = Account.objects.select_for_update().get(pk=account_id)
+                    services.link_deposits(account=account, today=today)
+                account_calls = [c for c in open_calls([account_id]).get(account_id, [])]
             for call in account_calls:
                 if (call.kind in EQUITY_KINDS and call.kind not in owed
                         and call.status in RECOVERABLE):
