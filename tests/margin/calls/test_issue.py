@@ -167,3 +167,41 @@ def test_a_deposit_cures_the_minimum_equity_call_and_lifts_its_restriction(
     pm_account.refresh_from_db()
     assert (pm_account.margin_type, pm_account.status) == ("portfolio_margin", "open")
     assert close_of_day(firm=in_desk_firm.firm, session=date(2026, 12, 2)).steps == []
+
+
+def test_a_deposit_the_sweep_sees_first_meets_the_call_rather_than_recovering_it(in_desk_firm):
+    from margin.tasks import recompute_accounts
+
+    account = margined_long(in_desk_firm.account)
+    close(in_desk_firm.firm, T)
+    deposit(account, "6000")  # its on-commit link not run: the next valuation sees it first
+    recompute_accounts(in_desk_firm.firm.pk, [account.pk])
+    [call] = calls_of(account)
+    assert (call.status, call.cancel_reason) == ("met", "")
+    assert list(call.satisfactions.values_list("manner", "amount")) == [
+        ("cash", Decimal("5000.00"))]
+
+
+def test_history_reason_keeps_an_intraday_valuation_that_would_meet_a_call(in_desk_firm,
+                                                                          pm_account):
+    from margin.calls.hooks import chunk_calls
+    from margin.models import MarginSnapshot
+    from margin.snapshots import History, Previous, history_reason
+
+    close_of_day(firm=in_desk_firm.firm, session=T)  # the minimum-equity call ($10,000)
+    calls = chunk_calls(in_desk_firm.firm, [pm_account.pk])
+    # equity back above $100,000 with a positive excess all along and the requirement still:
+    # neither the sign test nor the threshold would keep it; the call it meets does
+    before = Previous(excess=Decimal("90000"), snapshot_id=1,
+                      snapshot_requirement=Decimal("0"))
+
+    def reason(equity: str, chunk=calls) -> str:
+        valuation = MarginSnapshot(account=pm_account, margin_type="portfolio_margin",
+                                   equity=Decimal(equity), requirement=Decimal("0"),
+                                   excess=Decimal(equity))
+        return history_reason(history=History.INTRADAY, valuation=valuation, previous=before,
+                              calls=chunk)
+
+    assert reason("100500") == "margin_call"
+    assert reason("95000") == ""  # still short: nothing is decided intraday
+    assert reason("100500", chunk=chunk_calls(in_desk_firm.firm, [])) == ""
