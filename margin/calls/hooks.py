@@ -23,27 +23,30 @@ EQUITY_KINDS = frozenset({"maintenance", "pm_deficiency", "pm_minimum_equity", "
 class ChunkCalls:
     open_kinds: dict[int, frozenset[str]]
     limits: Thresholds | None
+    unlisted: frozenset[int] = frozenset()  # accounts whose client holds unlisted derivatives
 
     def would_meet(self, valuation) -> bool:
         kinds = self.open_kinds.get(valuation.account_id, frozenset()) & EQUITY_KINDS
         if not kinds or self.limits is None:
             return False
         facts = Facts(valuation.margin_type, valuation.equity, valuation.requirement,
-                      holds_unlisted_derivatives=valuation.account.client
-                      .holds_unlisted_derivatives)
+                      holds_unlisted_derivatives=valuation.account_id in self.unlisted)
         return bool(kinds - set(deficits(facts, self.limits)))
 
 
 def chunk_calls(firm, account_ids: list[int]) -> ChunkCalls:
     rows = MarginCall.objects.filter(account_id__in=account_ids,
                                      status__in=MarginCall.OPEN_STATES).values_list(
-        "account_id", "kind")
+        "account_id", "kind", "account__client__holds_unlisted_derivatives")
     found: dict[int, set[str]] = {}
-    for account_id, kind in rows:
+    unlisted = set()
+    for account_id, kind, holds_unlisted in rows:
         found.setdefault(account_id, set()).add(kind)
+        if holds_unlisted:
+            unlisted.add(account_id)
     if not found:
         return ChunkCalls({}, None)
     from .policy import active_policy
 
     return ChunkCalls({a: frozenset(k) for a, k in found.items()},
-                      Thresholds.of(active_policy(firm)))
+                      Thresholds.of(active_policy(firm)), frozenset(unlisted))

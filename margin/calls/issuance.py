@@ -207,7 +207,22 @@ def move_on(*, account_ids: list[int], session: date, run: CallRun) -> None:
                     run.add(locked.account, f"due tomorrow {locked.kind}")
         if services.mark_overdue(call=call, day=session):
             run.add(call.account, f"overdue {call.kind}")
+            if call.kind == K.PM_DEFICIENCY:
+                _closing_only(call, session=session, run=run)
     end_expired(account_ids=account_ids, day=session)
+
+
+def _closing_only(call: MarginCall, *, session: date, run: CallRun) -> None:
+    """A PM deficiency not met by its due date: no new opening orders except risk-reducing
+    ones (4210(g), rule book section 3 [R]) until it is met; liquidation is the desk's."""
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=call.account_id)
+        impose(account=account, kind=Restriction.Kind.CLOSING_ONLY, starts_on=session,
+               call=call, policy=call.policy,
+               cause=f"portfolio-margin deficiency call #{call.pk} not met by "
+                     f"{call.due_date}; risk-reducing trades only")
+        notify(call, "restricted")
+    run.add(account, "restricted")
 
 
 def _minimum_equity_timeline(call: MarginCall, *, session: date, run: CallRun) -> None:

@@ -155,12 +155,17 @@ def update_amount(*, call: MarginCall, amount: Decimal, equity: Decimal, require
         if amount == call.amount or call.status not in PAYABLE:
             call.save()
             return False
-        before = {"amount": call.amount, "amount_due": call.amount_due}
+        before = {"amount": call.amount, "amount_due": call.amount_due, "status": call.status}
         received = call.amount - call.amount_due
         call.amount = amount
         call.amount_due = max(amount - received, Decimal("0.00"))
+        if call.amount_due == 0:
+            # what was received already covers the smaller amount: met
+            call.status, call.closed_on = S.MET, as_of
         _write(call, event="amount_changed", actor=None, day=as_of, before=before)
-        notify(call, "changed", key=as_of.isoformat())
+        notify(call, "met" if call.status == S.MET else "changed", key=as_of.isoformat())
+        if call.status == S.MET:
+            _after_met(call, as_of)
     return True
 
 

@@ -205,3 +205,47 @@ def test_history_reason_keeps_an_intraday_valuation_that_would_meet_a_call(in_de
     assert reason("100500") == "margin_call"
     assert reason("95000") == ""  # still short: nothing is decided intraday
     assert reason("100500", chunk=chunk_calls(in_desk_firm.firm, [])) == ""
+
+
+def test_a_house_cushion_brings_a_house_call_for_the_layer_above_the_requirement(in_desk_firm):
+    from margin.calls import policy
+
+    proposal = policy.propose_policy(firm=in_desk_firm.firm, actor=in_desk_firm.risk,
+                                     values={"house_cushion": "0.40"}, reason="30-40% house")
+    policy.approve_policy(proposal=proposal, actor=in_desk_firm.admin)
+    account = margined_long(in_desk_firm.account, debit="270000")  # equity 30,000 vs 25,000
+    close(in_desk_firm.firm, T)
+    [call] = calls_of(account)
+    # house requirement 25,000 x 1.40 = 35,000: the house layer owed is 35,000 - 30,000
+    assert (call.kind, call.amount, call.rule_source) == ("house", Decimal("5000.00"), "house")
+    assert call.rule.startswith("house cushion 0.40")
+    assert call.due_date == date(2026, 11, 30) and call.policy.version == 2
+
+
+def test_an_unmet_pm_deficiency_restricts_to_closing_trades_until_met(in_desk_firm, pm_account):
+    from margin.calls import services
+    from margin.models import Restriction
+
+    call = services.issue_call(account=pm_account, kind="pm_deficiency", amount=Decimal("500"),
+                               as_of=T, equity=Decimal("90000"), requirement=Decimal("90500"),
+                               policy=policy_of(in_desk_firm))
+    from margin.calls.issuance import CallRun, move_on
+
+    run = CallRun(session=date(2026, 11, 30))
+    move_on(account_ids=[pm_account.pk], session=run.session, run=run)
+    assert run.steps == [("ALPHA-0001", "overdue pm_deficiency"), ("ALPHA-0001", "restricted")]
+    pm_account.refresh_from_db()
+    assert pm_account.status == "restricted"
+    [restriction] = Restriction.objects.filter(call=call)
+    assert (restriction.kind, restriction.state) == ("closing_only", "active")
+    services.record_satisfaction(call=call, manner="securities", amount="500",
+                                 actor=in_desk_firm.margin_desk)
+    restriction.refresh_from_db()
+    pm_account.refresh_from_db()
+    assert restriction.state == "lifted" and pm_account.status == "open"
+
+
+def policy_of(desk):
+    from margin.calls.policy import active_policy
+
+    return active_policy(desk.firm)

@@ -245,3 +245,17 @@ def _run(day):
     from margin.calls.issuance import CallRun
 
     return CallRun(session=day)
+
+
+def test_a_smaller_amount_at_the_close_already_covered_is_met(in_desk_firm):
+    call = a_call(in_desk_firm)
+    services.record_satisfaction(call=call, manner="securities", amount="3000",
+                                 actor=in_desk_firm.margin_desk, received_on=T)
+    assert services.update_amount(call=call, amount=Decimal("2500"), equity=Decimal("22500"),
+                                  requirement=Decimal("25000"), as_of=date(2026, 11, 25))
+    call.refresh_from_db()
+    assert (call.status, call.amount, call.amount_due) == ("met", Decimal("2500.00"), 0)
+    reg_t = a_call(in_desk_firm, kind="reg_t", trade_date=T)
+    with pytest.raises(IllegalTransition, match="fixed when it is issued"):
+        services.update_amount(call=reg_t, amount=Decimal("1"), equity=Decimal("0"),
+                               requirement=Decimal("0"), as_of=T)
