@@ -35,7 +35,8 @@ from margin import business_days
 from margin import services as risk_parameters
 from margin.calls import policy as call_policy
 from margin.calls import services as call_services
-from margin.end_of_day import last_closed_session, start_end_of_day
+from margin.calls.issuance import close_of_day
+from margin.end_of_day import last_closed_session
 from margin.engine import pricing
 from margin.engine.defi import uniswap_v3
 from margin.engine.portfolio import LPPosition
@@ -43,7 +44,6 @@ from margin.market_data import load_implied_vols, load_prices, set_risk_free_rat
 from margin.market_history import load_synthetic_demo_history
 from margin.models import MarginCall, MarginSnapshot
 from margin.receivers import recompute_suspended
-from margin.sweep import sweep_now
 from margin.tasks import recompute_firm
 
 PASSWORD = "demo-pass-2026"
@@ -440,11 +440,13 @@ def compute_margin(*, write: Write) -> None:
 
 
 def margin_calls(*, write: Write) -> None:
-    """Issue 11's story as of the last close, whatever the weekday the seed runs on: each
-    firm's end-of-day run for that session issues the calls its books call for (NO100013's
-    PM deficiency and minimum-equity deficiency, with their due dates); Northwind's history
-    adds a Reg T call from six sessions before that nobody paid (overdue at this close) and a
-    maintenance call met by a deposit. Run once: a second seed finds the runs started."""
+    """Issue 11's story as of the last close, whatever the weekday the seed runs on: the
+    valuations just computed are judged as of that session, which issues the calls the books
+    call for (NO100013's PM deficiency and minimum-equity deficiency, with their due dates);
+    Northwind's history adds a Reg T call from six sessions before that nobody paid (overdue
+    at this close) and a maintenance call met by a deposit. The session's end-of-day run is
+    left to beat or to `manage.py run_end_of_day` (after a price drop, say), which values the
+    books again for that close and updates the calls. A second seed changes nothing."""
     now = timezone.now()
     for firm in Firm.objects.order_by("pk"):
         calendar = firm.exchange_calendar or "XNYS"
@@ -453,10 +455,7 @@ def margin_calls(*, write: Write) -> None:
         with firm_scope(firm):
             if firm.slug == "northwind" and not MarginCall.objects.exists():
                 call_history(firm=firm, session=session, calendar=calendar)
-            started = start_end_of_day(firm=firm, calendar=calendar, session=session)
-        if started is None:
-            continue
-        sweep_now(firm_id=firm.pk)
+        close_of_day(firm=firm, session=session)
         with firm_scope(firm):
             open_calls = MarginCall.objects.filter(status__in=MarginCall.OPEN_STATES)
             listed = ", ".join(f"{c.account.number} {c.kind} ${c.amount_due:,} due {c.due_date}"

@@ -192,7 +192,15 @@ def _reg_t(account: Account, facts: Facts, *, snapshot, policy, session: date,
 # After the issue: due dates, the PM minimum-equity timeline, restrictions ---------------------
 
 def move_on(*, account_ids: list[int], session: date, run: CallRun) -> None:
-    """The running calls of these accounts as of the close of ``session``."""
+    """The running calls of these accounts as of the close of ``session``: deposits booked
+    since a call was issued are linked first (whether or not a valuation has seen them)."""
+    for account_id in sorted(set(MarginCall.objects.filter(
+            account_id__in=account_ids, status__in=services.PAYABLE).values_list(
+            "account_id", flat=True))):
+        with transaction.atomic():
+            account = Account.objects.select_for_update().get(pk=account_id)
+            for linked in services.link_deposits(account=account, today=session):
+                run.add(account, f"deposit linked to {linked.call.kind}")
     tomorrow = None
     for call in MarginCall.objects.filter(account_id__in=account_ids,
                                           status__in=MarginCall.OPEN_STATES).order_by("pk"):

@@ -6,7 +6,9 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from brokerage.models import Firm
+from brokerage.scope import firm_scope
 from margin.end_of_day import due_runs, start_end_of_day
+from margin.models import MarginCall
 from margin.sweep import sweep_now
 
 
@@ -31,8 +33,14 @@ class Command(BaseCommand):
                 firm=f, calendar=f.exchange_calendar or "XNYS", session=day)) is not None]
         else:
             runs = due_runs()
-        result = sweep_now()
+        sweep_now()  # under eager Celery the runs have swept already: this finds nothing left
         for run in runs:
             self.stdout.write(f"{run.firm.slug}: {run.calendar} {run.session} "
                               f"({run.accounts} accounts)")
-        self.stdout.write(f"valued {result.computed}, kept {result.snapshots} snapshots")
+        for closed in sorted({run.firm for run in runs}, key=lambda f: f.pk):
+            with firm_scope(closed):
+                calls = MarginCall.objects.filter(status__in=MarginCall.OPEN_STATES).select_related(
+                    "account").order_by("due_date", "pk")
+                for call in calls:
+                    self.stdout.write(f"  {closed.slug} {call.account.number} {call.kind} "
+                                      f"{call.status} ${call.amount_due:,} due {call.due_date}")

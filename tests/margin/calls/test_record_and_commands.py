@@ -70,6 +70,7 @@ def test_run_end_of_day_values_the_close_and_issues_the_calls(
         call_command("run_end_of_day", "--session", "2026-11-24", "--firm", "alpha",
                      stdout=out)
     assert "alpha: XNYS 2026-11-24" in out.getvalue()
+    assert f"alpha {account.number} maintenance issued $5,000.00 due 2026-12-16" in out.getvalue()
     assert EndOfDayRun.objects.filter(session=T).count() == 1
     [call] = MarginCall.objects.filter(account=account)
     assert (call.kind, call.amount, call.due_date) == ("maintenance", Decimal("5000.00"),
