@@ -135,6 +135,14 @@ SPECTACULAR_SETTINGS = {
     "DEFAULT_QUERY_MANAGER": "_base_manager",
     # Request and response components apart: read-only fields are not asked of a caller.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets named once (by dotted path: settings import no app).
+    "ENUM_NAME_OVERRIDES": {
+        "MarginCallStatusEnum": "margin.calls.models.MarginCall.Status",
+        "MarginCallKindEnum": "margin.calls.models.MarginCall.Kind",
+        "CancelReasonEnum": "margin.calls.models.MarginCall.CancelReason",
+        "AccountStatusEnum": "accounts.models.Account.Status",
+        "VersionStatusEnum": "brokerage.models.VersionStatus",
+    },
 }
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -225,11 +233,6 @@ CELERY_BEAT_SCHEDULE = {
     "eligibility-apply-due-conversions": {  # before the open
         "task": "eligibility.apply_due_conversions",
         "schedule": crontab(hour=7, minute=0, day_of_week="mon-fri"),
-        "options": {"expires": 60 * 60},  # a day's run, not a backlog
-    },
-    "eligibility-deficiency-timeline": {  # after the close
-        "task": "eligibility.run_deficiency_timeline",
-        "schedule": crontab(hour=17, minute=30, day_of_week="mon-fri"),
         "options": {"expires": 60 * 60},  # a day's run, not a backlog
     },
     "eligibility-expire-applications": {

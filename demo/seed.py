@@ -31,13 +31,18 @@ from brokerage.models import Firm, Membership
 from brokerage.roles import PlatformRoleName, Role
 from brokerage.scope import firm_scope
 from brokerage.tenancy import create_firm, create_firm_user, create_platform_user
+from margin import business_days
 from margin import services as risk_parameters
+from margin.calls import policy as call_policy
+from margin.calls import services as call_services
+from margin.calls.issuance import close_of_day
+from margin.end_of_day import last_closed_session
 from margin.engine import pricing
 from margin.engine.defi import uniswap_v3
 from margin.engine.portfolio import LPPosition
 from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
 from margin.market_history import load_synthetic_demo_history
-from margin.models import MarginSnapshot
+from margin.models import MarginCall, MarginSnapshot
 from margin.receivers import recompute_suspended
 from margin.tasks import recompute_firm
 
@@ -132,6 +137,8 @@ BOOKS = [
      [Leg("AAPL", 150), Leg("MSFT", 90)]),
 ]
 CRYPTO_BOOK = ("Crypto-native: LP, ETH and a perp", 150_000, "portfolio_margin")
+# Issue 11: borrowed USDC against ETH, health factor about 1.18 (inside the 1.20 warning band).
+CRYPTO_BORROWER = ("Crypto borrower: ETH against borrowed USDC", 5_000, "reg_t")
 UNDER_MARGINED = ("Under-margined naked puts", 30_000, "portfolio_margin",
                   [Leg("NVDA", -30, "put", -0.05, 1), Leg("TSLA", -20, "put", -0.05, 1)])
 
@@ -162,6 +169,7 @@ def seed(*, write: Write) -> None:
         with recompute_suspended(), transaction.atomic():
             load(today=timezone.localdate())
     compute_margin(write=write)
+    margin_calls(write=write)
     print_logins(write=write)
 
 
@@ -307,6 +315,15 @@ def open_books(*, firm: Firm, firm_index: int, admin, listing: Listing, today: d
         else:
             for leg in legs:
                 trade(account=account, leg=leg, admin=admin, listing=listing, today=today)
+    label, cash, margin_type = CRYPTO_BORROWER
+    borrower = open_client(firm=firm, firm_index=firm_index, n=21, label=label,
+                           margin_type=margin_type, admin=admin, today=today, rng=rng)
+    book.post_ledger_entry(account=borrower, kind="deposit", amount=Decimal(cash), actor=admin,
+                           memo="initial funding")
+    for symbol, quantity in (("ETH", Decimal(10)), ("USDC", Decimal(-21000))):
+        price = Decimal(str(UNDERLYINGS[symbol][3]))
+        book.set_position(account=borrower, instrument=listing[symbol], quantity=quantity,
+                          cost_basis=quantity * price, actor=admin)
 
 
 def open_client(*, firm: Firm, firm_index: int, n: int, label: str, margin_type: str, admin,
@@ -420,6 +437,51 @@ def compute_margin(*, write: Write) -> None:
                 "account__number", flat=True).distinct()
             if deficits:
                 write(f"  under-margined: {', '.join(sorted(deficits))}")
+
+
+def margin_calls(*, write: Write) -> None:
+    """Issue 11's story as of the last close, whatever the weekday the seed runs on: the
+    valuations just computed are judged as of that session, which issues the calls the books
+    call for (NO100013's PM deficiency and minimum-equity deficiency, with their due dates);
+    Northwind's history adds a Reg T call from six sessions before that nobody paid (overdue
+    at this close) and a maintenance call met by a deposit. The session's end-of-day run is
+    left to beat or to `manage.py run_end_of_day` (after a price drop, say), which values the
+    books again for that close and updates the calls. A second seed changes nothing."""
+    now = timezone.now()
+    for firm in Firm.objects.order_by("pk"):
+        calendar = firm.exchange_calendar or "XNYS"
+        session = last_closed_session(calendar, now) or business_days.business_days_before(
+            business_days.today(calendar), 1, calendar)
+        with firm_scope(firm):
+            if firm.slug == "northwind" and not MarginCall.objects.exists():
+                call_history(firm=firm, session=session, calendar=calendar)
+        close_of_day(firm=firm, session=session)
+        with firm_scope(firm):
+            open_calls = MarginCall.objects.filter(status__in=MarginCall.OPEN_STATES)
+            listed = ", ".join(f"{c.account.number} {c.kind} ${c.amount_due:,} due {c.due_date}"
+                               for c in open_calls.select_related("account").order_by("due_date"))
+        write(f"Margin calls at {firm.name}'s close of {session}: {listed or 'none'}")
+
+
+def call_history(*, firm: Firm, session: date, calendar: str) -> None:
+    """Northwind's earlier calls (demo story): a Reg T call on NO100002 for a purchase six
+    sessions ago, never paid; a maintenance call on NO100003 ten sessions ago, met by a
+    deposit the next day."""
+    policy = call_policy.active_policy(firm)
+    desk = Membership.objects.get(user__username="northwind.desk").user
+    trade_date = business_days.business_days_before(session, 6, calendar)
+    unpaid = Account.objects.get(number="NO100002")
+    call_services.issue_call(account=unpaid, kind="reg_t", amount=Decimal("4200.00"),
+                             as_of=trade_date, trade_date=trade_date,
+                             equity=Decimal("65800.00"), requirement=Decimal("70000.00"),
+                             policy=policy)
+    earlier = business_days.business_days_before(session, 10, calendar)
+    paid = Account.objects.get(number="NO100003")
+    met = call_services.issue_call(account=paid, kind="maintenance", amount=Decimal("2500.00"),
+                                   as_of=earlier, equity=Decimal("20000.00"),
+                                   requirement=Decimal("22500.00"), policy=policy)
+    book.post_ledger_entry(account=paid, kind="deposit", amount=Decimal("2500.00"), actor=desk,
+                           memo=f"wire for margin call #{met.pk}")
 
 
 def print_logins(*, write: Write) -> None:

@@ -17,13 +17,13 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 
-from brokerage.admin_base import ReadOnlyTenantAdmin, TenantAdmin
+from brokerage.admin_base import TenantAdmin
 from brokerage.scope import current_firm
 from brokerage.tenancy import role_of
 
 from . import rules, services
 from .errors import EligibilityError, InvalidRuleSet
-from .models import Application, Deficiency, Evaluation, RuleSet
+from .models import Application, Evaluation, RuleSet
 
 
 class ReasonsForm(forms.Form):
@@ -226,7 +226,7 @@ class RuleSetProposalForm(forms.ModelForm):
 
 @admin.register(RuleSet)
 class RuleSetAdmin(ServiceActionsMixin, TenantAdmin):
-    list_display = ("version", "status", "opening_equity_minimum", "maintenance_equity_minimum",
+    list_display = ("version", "status", "opening_equity_minimum",
                     "proposed_by", "proposed_at", "decided_by", "decided_at")
     list_filter = ("status",)
     actions = ["approve_selected", "reject_selected"]
@@ -255,12 +255,3 @@ class RuleSetAdmin(ServiceActionsMixin, TenantAdmin):
         approve=lambda r, user: services.approve_rule_set(rule_set=r, approver=user),
         reject=lambda r, user, reasons: services.reject_rule_set(
             rule_set=r, approver=user, reason=reasons))
-
-
-@admin.register(Deficiency)
-class DeficiencyAdmin(ReadOnlyTenantAdmin):
-    list_display = ("account", "state", "opened_on", "minimum", "equity_at_open", "last_equity",
-                    "notice_due_on", "restriction_due_on", "downgrade_due_on", "cured_on")
-    list_filter = ("state",)
-    search_fields = ("account__number",)
-    list_select_related = ("account",)

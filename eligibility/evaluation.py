@@ -24,7 +24,6 @@ from .equity import EquityReading, read_equity
 from .rules import PM_DISCLOSURE_DOCUMENT, RETIREMENT
 
 OPENING = "opening"  # an application: the opening minimum applies
-MAINTENANCE = "maintenance"  # an account already on portfolio margin: the maintenance minimum
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,6 @@ class AccountFacts:
 class RuleSetLike(Protocol):
     version: int
     opening_equity_minimum: Decimal
-    maintenance_equity_minimum: Decimal
     unlisted_derivatives_equity_minimum: Decimal
     min_options_approval_level: int
     min_years_options_experience: int
@@ -122,12 +120,6 @@ def _one_of_allowed(rule: str, seen: str, allowed: list[str], source: str, *, el
 
 
 def _margin_type(client, account, equity, rules, purpose) -> RuleOutcome:
-    if purpose == MAINTENANCE:
-        ok = account.margin_type == "portfolio_margin"
-        sentence = ("The account is on portfolio margin." if ok else
-                    f"The account is on {account.margin_type}, not portfolio margin.")
-        return RuleOutcome("margin_type", ok, account.margin_type, "portfolio_margin", sentence,
-                           FINRA_PM)
     return _one_of_allowed(
         "margin_type", account.margin_type, list(rules.allowed_margin_types), FINRA_PM,
         eligible=f"The account is a {account.margin_type} margin account, which may convert.",
@@ -148,7 +140,7 @@ def _registration(client, account, equity, rules, purpose) -> RuleOutcome:
 
 
 def _account_status(client, account, equity, rules, purpose) -> RuleOutcome:
-    ok = account.status == "open" or (purpose == MAINTENANCE and account.status == "restricted")
+    ok = account.status == "open"
     sentence = ("The account is open." if ok else
                 f"The account is {account.status}; only an open account can convert.")
     return RuleOutcome("account_status", ok, account.status, "open", sentence, HOUSE)
@@ -222,9 +214,6 @@ def _equity_rule(rule: str, need: Decimal, label: str, source: str,
 
 
 def _minimum_equity(client, account, equity, rules, purpose) -> RuleOutcome:
-    if purpose == MAINTENANCE:
-        return _equity_rule("maintenance_equity", rules.maintenance_equity_minimum,
-                            "maintenance minimum", FINRA_PM, equity)
     return _equity_rule("opening_equity", rules.opening_equity_minimum, "opening minimum",
                         FINRA_PM, equity)
 
@@ -263,16 +252,19 @@ RULE_NAMES = ("margin_type", "registration", "account_status", "options_approval
 def evaluate(*, client: ClientFacts, account: AccountFacts, equity: EquityReading,
              rule_set: RuleSetLike, purpose: str = OPENING) -> EligibilityResult:
     """Every rule, in a fixed order, judged on the facts given. No database access."""
-    if purpose not in (OPENING, MAINTENANCE):
-        raise ValueError(f"purpose is {OPENING!r} or {MAINTENANCE!r}")
+    if purpose != OPENING:
+        # The maintenance minimum is call policy now (margin.calls): a rule set judges
+        # applications only.
+        raise ValueError(f"purpose is {OPENING!r}")
     outcomes = tuple(rule(client, account, equity, rule_set, purpose) for rule in RULES)
     return EligibilityResult(rule_set.version, purpose, equity, outcomes)
 
 
 def required_equity(*, client: ClientFacts, rule_set: RuleSetLike, purpose: str) -> Decimal:
     """The binding equity minimum: $5,000,000 with unlisted derivatives (FINRA 4210(g))."""
-    base = (rule_set.maintenance_equity_minimum if purpose == MAINTENANCE
-            else rule_set.opening_equity_minimum)
+    if purpose != OPENING:
+        raise ValueError(f"purpose is {OPENING!r}")
+    base = rule_set.opening_equity_minimum
     if client.holds_unlisted_derivatives:
         return max(base, rule_set.unlisted_derivatives_equity_minimum)
     return base

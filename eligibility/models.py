@@ -7,7 +7,7 @@
   `Application.State`; transitions happen only in `eligibility.services`.
 - `Evaluation`: every judgement made (at submission, review and approval), with the rule-set
   version it used and every rule's outcome.
-- `Deficiency`: an equity-below-minimum episode of a portfolio-margin account and its timeline.
+- The PM minimum-equity deficiency is a margin call kind (`margin.calls`); eligibility reads calls.
 - `ApplicationUserObjectPermission` / `ApplicationGroupObjectPermission`: django-guardian direct
   foreign keys: which client users see which application, which staff may decide which one.
 """
@@ -47,13 +47,11 @@ class RuleSet(TenantModel):
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROPOSED)
 
-    # Equity minimums: FINRA 4210(g) / Cboe Options Rule 10.4 floor $100,000; house defaults
-    # $125,000 to open and $100,000 to maintain; $5,000,000 with unlisted derivatives.
+    # Equity to qualify: FINRA 4210(g) / Cboe Options Rule 10.4 floor $100,000; house default
+    # $125,000 to open; $5,000,000 with unlisted derivatives. (The minimum an account keeps
+    # once on portfolio margin is call policy: margin.calls.policy.)
     opening_equity_minimum = models.DecimalField(
         **MONEY, default=rules.DEFAULTS["opening_equity_minimum"],
-        validators=[MinValueValidator(FLOOR)])
-    maintenance_equity_minimum = models.DecimalField(
-        **MONEY, default=rules.DEFAULTS["maintenance_equity_minimum"],
         validators=[MinValueValidator(FLOOR)])
     unlisted_derivatives_equity_minimum = models.DecimalField(
         **MONEY, default=rules.DEFAULTS["unlisted_derivatives_equity_minimum"],
@@ -74,15 +72,6 @@ class RuleSet(TenantModel):
     allowed_registrations = models.JSONField(default=_default_registrations)
     allowed_margin_types = models.JSONField(default=_default_margin_types)
 
-    # House deficiency timeline, in business days after T (the day equity closed below).
-    deficiency_notice_day = models.PositiveSmallIntegerField(
-        default=rules.DEFAULTS["deficiency_notice_day"])
-    deficiency_restriction_day = models.PositiveSmallIntegerField(
-        default=rules.DEFAULTS["deficiency_restriction_day"],
-        validators=[MaxValueValidator(rules.REGULATORY_RESTRICTION_DAY)])
-    deficiency_conversion_day = models.PositiveSmallIntegerField(
-        default=rules.DEFAULTS["deficiency_conversion_day"],
-        validators=[MaxValueValidator(rules.MAX_CONVERSION_DAY)])
     application_valid_days = models.PositiveSmallIntegerField(
         default=rules.DEFAULTS["application_valid_days"],
         help_text="business days an application stays open before it expires")
@@ -110,22 +99,14 @@ class RuleSet(TenantModel):
             models.UniqueConstraint(fields=["firm"], condition=Q(status="active"),
                                     name="ruleset_one_active_per_firm"),
             models.CheckConstraint(
-                condition=Q(opening_equity_minimum__gte=FLOOR)
-                & Q(maintenance_equity_minimum__gte=FLOOR),
+                condition=Q(opening_equity_minimum__gte=FLOOR),
                 name="ruleset_equity_regulatory_floor"),
-            models.CheckConstraint(condition=Q(opening_equity_minimum__gte=models.F(
-                "maintenance_equity_minimum")), name="ruleset_opening_at_least_maintenance"),
             models.CheckConstraint(
                 condition=Q(unlisted_derivatives_equity_minimum__gte=UNLISTED_FLOOR),
                 name="ruleset_unlisted_derivatives_floor"),
             models.CheckConstraint(
                 condition=Q(min_options_approval_level=rules.UNCOVERED_OPTIONS_LEVEL),
                 name="ruleset_uncovered_options_level"),
-            models.CheckConstraint(
-                condition=Q(deficiency_notice_day__lte=models.F("deficiency_restriction_day"))
-                & Q(deficiency_restriction_day__lte=rules.REGULATORY_RESTRICTION_DAY)
-                & Q(deficiency_conversion_day__gte=models.F("deficiency_restriction_day")),
-                name="ruleset_deficiency_timeline"),
         ]
 
     def __str__(self) -> str:
@@ -252,56 +233,3 @@ class Evaluation(AppendOnlyRecord, TenantModel):
 
     def __str__(self) -> str:
         return f"{self.stage} v{self.rule_set_id}: {'pass' if self.passed else 'fail'}"
-
-
-class Deficiency(TenantModel):
-    """A portfolio-margin account's equity below the minimum, and the steps taken about it.
-
-    T is the business day equity was first seen below the minimum. FINRA 4210(g): not met by
-    T+3 business days, the account is limited to risk-reducing trades; the house timeline (the
-    rule set's notice / restriction / conversion days) then moves it to Reg T.
-    """
-
-    class Kind(models.TextChoices):
-        MINIMUM_EQUITY = "minimum_equity", "Equity below the portfolio-margin minimum"
-
-    class State(models.TextChoices):
-        OPEN = "open", "Open"
-        RESTRICTED = "restricted", "Open, account restricted"
-        DOWNGRADED = "downgraded", "Closed: account downgraded to Reg T"
-        CURED = "cured", "Closed: cured"
-
-    OPEN_STATES = (State.OPEN, State.RESTRICTED)
-
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="pm_deficiencies")
-    rule_set = models.ForeignKey(RuleSet, on_delete=models.PROTECT, related_name="deficiencies")
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MINIMUM_EQUITY)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
-    opened_on = models.DateField(help_text="T: the business day equity was seen below minimum")
-    minimum = models.DecimalField(**MONEY)
-    equity_at_open = models.DecimalField(**MONEY)
-    equity_source = models.CharField(max_length=20)
-    notice_due_on = models.DateField()
-    restriction_due_on = models.DateField()
-    downgrade_due_on = models.DateField()
-    noticed_on = models.DateField(null=True, blank=True)
-    restricted_on = models.DateField(null=True, blank=True)
-    restricted_by_timeline = models.BooleanField(
-        default=False, help_text="this deficiency set the restriction (and lifts it on a cure)")
-    downgraded_on = models.DateField(null=True, blank=True)
-    cured_on = models.DateField(null=True, blank=True)
-    last_equity = models.DecimalField(**MONEY)
-    last_evaluated_on = models.DateField()
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta(TenantModel.Meta):
-        ordering = ["-opened_on", "-id"]
-        verbose_name_plural = "deficiencies"
-        constraints = [
-            models.UniqueConstraint(fields=["account"], condition=Q(state__in=["open", "restricted"]),
-                                    name="one_open_pm_deficiency_per_account"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.account_id} below {self.minimum} since {self.opened_on} ({self.state})"
-

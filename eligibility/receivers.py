@@ -2,10 +2,12 @@
 
 - `client_profile_changed(client=)`: applications under review whose client facts changed go
   stale.
-- `book_changed(account_ids=)`: applications under review whose equity moved go stale, and
-  open minimum-equity deficiencies the book now covers are cured. Price loads send
-  `account_ids=None` (instrument ids instead): equity is judged again at approval and by the
-  daily deficiency run, so a price tick alone changes nothing here.
+- `book_changed(account_ids=)`: applications under review whose equity moved go stale. Price
+  loads send `account_ids=None` (instrument ids instead): equity is judged again at approval,
+  so a price tick alone changes nothing here.
+
+The PM minimum-equity deficiency is a margin call kind (``margin.calls``): margin issues,
+escalates and closes it; eligibility reads calls.
 
 `client_profile_changed` is sent on commit. `book_changed` is sent inside the writer's
 transaction (margin marks the accounts dirty in it, so a crash after the commit loses no mark);
@@ -25,9 +27,6 @@ from accounts.models import Account, Client
 from accounts.signals import book_changed, client_profile_changed
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
-from margin.signals import snapshots_written
-
-from . import calendar as business_days
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,7 @@ def on_book_changed(sender, account_ids=None, **kwargs) -> None:
 
 
 def judge_book_change(account_ids: list[int]) -> None:
-    """Stale applications and cured deficiencies of the accounts whose book moved."""
-    from .deficiencies import check_cures
+    """Applications under review of the accounts whose book moved go stale."""
     from .services import detect_stale_for_accounts
 
     owners = Account.cross_firm.for_compliance(
@@ -63,17 +61,3 @@ def judge_book_change(account_ids: list[int]) -> None:
         ids = sorted(by_firm[firm.pk])
         with firm_scope(firm):
             detect_stale_for_accounts(account_ids=ids)
-            check_cures(account_ids=ids, today=business_days.today(firm.exchange_calendar))
-
-
-@receiver(snapshots_written, dispatch_uid="eligibility.snapshots_written")
-def on_snapshots_written(sender, firm: Firm, account_ids: list[int], **kwargs) -> None:
-    """A sweep chunk may open, escalate or cure minimum-equity deficiencies (DESIGN.md path
-    3): one call per chunk, the accounts that may take a step found for the whole chunk at
-    once (``assess_accounts``). ``account_ids`` are every account the chunk valued, not only
-    those it kept a history snapshot for (intraday, most valuations update the current row
-    alone), so an account with an open deficiency is judged on every sweep that values it."""
-    from .deficiencies import assess_accounts
-
-    assess_accounts(firm=firm, account_ids=account_ids,
-                    today=business_days.today(firm.exchange_calendar))

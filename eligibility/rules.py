@@ -8,8 +8,10 @@ undercut live here, each with the rule it comes from:
   at least $5,000,000; only customers approved for uncovered short options (FINRA Rule 2360,
   level 4 here) may use a portfolio-margin account; the PM risk disclosure is furnished and a
   signed acknowledgement obtained on or before the initial transaction.
-- An equity-below-minimum deficiency not met by T+3 business days limits the account to
-  risk-reducing trades, so the house timeline restricts no later than business day 3.
+
+What keeps an account on portfolio margin once it is there (the maintenance minimum and the
+deficiency's notice, restriction and downgrade days) is call policy (``margin.calls.policy``):
+the PM minimum-equity deficiency is a margin call kind. A rule set decides applications.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from typing import Any
 REGULATORY_MINIMUM_EQUITY = Decimal("100000.00")
 REGULATORY_UNLISTED_DERIVATIVES_EQUITY = Decimal("5000000.00")
 UNCOVERED_OPTIONS_LEVEL = 4  # FINRA Rule 2360 approval to write uncovered options
-REGULATORY_RESTRICTION_DAY = 3  # not cured by T+3 -> risk-reducing trades only
-MAX_CONVERSION_DAY = 30  # house sanity bound: a deficiency does not linger for months
 
 PM_DISCLOSURE_DOCUMENT = "portfolio_margin"  # accounts.RiskDisclosure.Document.PORTFOLIO_MARGIN
 
@@ -37,7 +37,6 @@ NEVER_ALLOWED_MARGIN_TYPES = ("cash", "portfolio_margin")
 # House defaults (version 1 of every firm's rule set).
 DEFAULTS: dict[str, Any] = {
     "opening_equity_minimum": Decimal("125000.00"),
-    "maintenance_equity_minimum": Decimal("100000.00"),
     "unlisted_derivatives_equity_minimum": Decimal("5000000.00"),
     "min_options_approval_level": UNCOVERED_OPTIONS_LEVEL,
     "min_years_options_experience": 2,
@@ -46,15 +45,12 @@ DEFAULTS: dict[str, Any] = {
     "min_liquid_net_worth": Decimal("250000.00"),
     "allowed_registrations": ["individual", "joint", "entity"],  # no IRAs unless the firm says so
     "allowed_margin_types": ["reg_t"],
-    "deficiency_notice_day": 1,
-    "deficiency_restriction_day": 3,
-    "deficiency_conversion_day": 5,
     "application_valid_days": 20,
 }
 THRESHOLD_FIELDS: tuple[str, ...] = tuple(DEFAULTS)
 
 MONEY_FIELDS = (
-    "opening_equity_minimum", "maintenance_equity_minimum", "unlisted_derivatives_equity_minimum",
+    "opening_equity_minimum", "unlisted_derivatives_equity_minimum",
     "min_annual_income", "min_net_worth", "min_liquid_net_worth",
 )
 
@@ -93,8 +89,7 @@ def normalise_thresholds(values: dict[str, Any]) -> tuple[dict[str, Any], list[d
 
 
 WHOLE_FIELDS = ("min_options_approval_level", "min_years_options_experience",
-                "deficiency_notice_day", "deficiency_restriction_day",
-                "deficiency_conversion_day", "application_valid_days")
+                "application_valid_days")
 LIST_FIELDS = (("allowed_registrations", REGISTRATIONS),
                ("allowed_margin_types", CONVERTIBLE_MARGIN_TYPES + NEVER_ALLOWED_MARGIN_TYPES))
 
@@ -131,7 +126,7 @@ def _coerce(values: dict[str, Any], fail) -> dict[str, Any]:
 
 def _check_floors(clean: dict[str, Any], fail) -> None:
     """The regulatory floors (FINRA 4210(g); Cboe Options Rule 10.4): no firm sets them lower."""
-    for field in ("opening_equity_minimum", "maintenance_equity_minimum"):
+    for field in ("opening_equity_minimum",):
         if field in clean and clean[field] < REGULATORY_MINIMUM_EQUITY:
             fail(field, f"{clean[field]:,} is below the regulatory floor of "
                         f"${REGULATORY_MINIMUM_EQUITY:,} (FINRA 4210(g)); a firm may only set it higher")
@@ -139,9 +134,6 @@ def _check_floors(clean: dict[str, Any], fail) -> None:
     if field in clean and clean[field] < REGULATORY_UNLISTED_DERIVATIVES_EQUITY:
         fail(field, f"{clean[field]:,} is below the regulatory ${REGULATORY_UNLISTED_DERIVATIVES_EQUITY:,} "
                     "for customers holding unlisted derivatives (FINRA 4210(g))")
-    if ("opening_equity_minimum" in clean and "maintenance_equity_minimum" in clean
-            and clean["opening_equity_minimum"] < clean["maintenance_equity_minimum"]):
-        fail("opening_equity_minimum", "the opening minimum cannot be below the maintenance minimum")
     level = clean.get("min_options_approval_level")
     if level is not None and level != UNCOVERED_OPTIONS_LEVEL:
         fail("min_options_approval_level", f"must be {UNCOVERED_OPTIONS_LEVEL}: portfolio margin "
@@ -158,19 +150,7 @@ def _check_floors(clean: dict[str, Any], fail) -> None:
 
 
 def _check_timeline(clean: dict[str, Any], fail) -> None:
-    """The house timeline, in business days after the day equity closed below the minimum."""
-    notice = clean.get("deficiency_notice_day")
-    restriction = clean.get("deficiency_restriction_day")
-    conversion = clean.get("deficiency_conversion_day")
-    if restriction is not None and restriction > REGULATORY_RESTRICTION_DAY:
-        fail("deficiency_restriction_day", f"must be at most {REGULATORY_RESTRICTION_DAY}: an "
-             "equity deficiency not met by T+3 restricts the account (FINRA 4210(g))")
-    if notice is not None and restriction is not None and notice > restriction:
-        fail("deficiency_notice_day", "the notice goes out no later than the restriction")
-    if restriction is not None and conversion is not None and conversion < restriction:
-        fail("deficiency_conversion_day", "the downgrade comes no earlier than the restriction")
-    if conversion is not None and conversion > MAX_CONVERSION_DAY:
-        fail("deficiency_conversion_day", f"must be at most {MAX_CONVERSION_DAY} business days")
+    """How long an application stays open, in business days."""
     valid = clean.get("application_valid_days")
     if valid is not None and not 1 <= valid <= 250:
         fail("application_valid_days", "between 1 and 250 business days")

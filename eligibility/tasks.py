@@ -12,27 +12,12 @@ from datetime import date
 from celery import shared_task
 
 from brokerage.models import Firm
-from brokerage.scope import firm_scope
 
 from . import calendar as business_days
 
 
 def _day(today: str | None) -> date:
     return date.fromisoformat(today) if today else business_days.today()
-
-
-@shared_task(name="eligibility.run_deficiency_timeline")
-def run_deficiency_timeline(today: str | None = None) -> dict[str, list[list[str]]]:
-    """After the close: open, escalate (notice, restriction, downgrade) or cure deficiencies."""
-    from .deficiencies import evaluate_deficiencies
-
-    day = _day(today)
-    report: dict[str, list[list[str]]] = {}
-    for firm in Firm.objects.order_by("pk"):
-        with firm_scope(firm):
-            run = evaluate_deficiencies(firm=firm, today=day)
-        report[firm.slug] = [list(step) for step in run.steps]
-    return report
 
 
 @shared_task(name="eligibility.apply_due_conversions")

@@ -63,3 +63,5 @@ class RiskParameterSetAdmin(ReadOnlyTenantAdmin):
 class OracleRejectionAdmin(SharedReferenceAdmin):
     list_display = ("instrument", "round_id", "failed_check", "message", "rejected_at")
     list_filter = ("failed_check",)
+
+from .calls import admin as calls_admin  # noqa: E402,F401  (calls, restrictions, policies)

@@ -84,7 +84,7 @@ def _state_row() -> None:
     SweepState.objects.get_or_create(pk=1)
 
 
-#: the PostgreSQL sequence of versions (margin migration 0014)
+#: the PostgreSQL sequence of versions (margin migration 0015)
 SEQUENCE = "margin_version"
 
 

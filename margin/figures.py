@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -34,6 +35,13 @@ def money(value) -> Decimal | None:
     if value is None:
         return None
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def ratio(value) -> Decimal | None:
+    """A ratio as stored (six places); None for none (no debt) or a non-finite one."""
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return Decimal(str(value)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
 def parameters_for(firm) -> tuple[ParameterSet, str]:
@@ -90,6 +98,7 @@ def snapshot_figures(*, margin_type: str, cash: Decimal, result: dict) -> dict[s
         "regt_initial": money(reg_t["initial"]) if reg_t else None,
         "regt_maintenance": money(reg_t["maintenance"]) if reg_t else None,
         "collateral_effective_value": money(collateral["effective_value"]) if collateral else None,
+        "health_factor": ratio(collateral.get("health_factor")) if collateral else None,
         "requirement": requirement, "excess": value.equity - requirement,
         "add_ons": add_ons(result),
     }

@@ -133,6 +133,10 @@ class MarginSnapshot(AppendOnlyRecord, TenantModel):
     regt_initial = models.DecimalField(max_digits=20, decimal_places=2, null=True)
     regt_maintenance = models.DecimalField(max_digits=20, decimal_places=2, null=True)
     collateral_effective_value = models.DecimalField(max_digits=20, decimal_places=2, null=True)
+    health_factor = models.DecimalField(
+        max_digits=20, decimal_places=6, null=True, blank=True,
+        help_text="Aave-style health factor of crypto collateral against its debt (null: no "
+                  "debt, or no collateral block); collateral calls rest on it")
     requirement = models.DecimalField(max_digits=20, decimal_places=2,
                                       help_text="the requirement of the account's margin type")
     excess = models.DecimalField(max_digits=20, decimal_places=2,
@@ -341,3 +345,16 @@ class EndOfDayRun(TenantModel):
 
     def __str__(self) -> str:
         return f"end of day {self.calendar} {self.session:%Y-%m-%d}"
+
+
+# Margin calls, their policy, restrictions and the 4220 record (margin.calls): defined in their
+# own module, registered with this app by importing them here.
+from .calls.models import (  # noqa: E402,F401
+    CallExtension,
+    CallNotice,
+    CallPolicy,
+    CallRecord,
+    CallSatisfaction,
+    MarginCall,
+    Restriction,
+)

@@ -35,6 +35,8 @@ from .risk_arrays import class_group_arrays, unpack, within_precision
 MONEY_FIELDS = ("net_liquidation_value", "equity", "pm_requirement", "house_requirement",
                 "regt_initial", "regt_maintenance", "collateral_effective_value", "requirement",
                 "excess")
+#: compared exactly as stored, beside the money fields
+RATIO_FIELDS = ("health_factor",)
 
 
 class NotReproducible(DomainError, code="not_reproducible", status=409):
@@ -199,7 +201,8 @@ def _compare(snapshot: MarginSnapshot, rebuilt: _Rebuilt, result: dict[str, Any]
              ) -> Reproduction:
     figures = snapshot_figures(margin_type=snapshot.margin_type, cash=snapshot.cash,
                                result=result)
-    fields = [_exact(name, getattr(snapshot, name), figures[name]) for name in MONEY_FIELDS]
+    fields = [_exact(name, getattr(snapshot, name), figures[name])
+              for name in (*MONEY_FIELDS, *RATIO_FIELDS)]
     fields += _keyed("add_ons", snapshot.add_ons, figures["add_ons"], _exact)
     fields += _keyed("risk_arrays", snapshot.risk_arrays, class_group_arrays(result), _array)
     history = rebuilt.history

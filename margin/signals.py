@@ -2,4 +2,4 @@
 
 from django.dispatch import Signal
 
-snapshots_written = Signal()  # kwargs: firm, account_ids
+snapshots_written = Signal()  # kwargs: firm, account_ids, end_of_day (those valued for a close)

@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, models, transaction
 from accounts.models import Account
 from brokerage import audit
 
+from .calls.hooks import ChunkCalls, chunk_calls
 from .figures import END_OF_DAY, inputs_hash
 from .models import AccountMargin, MarginSnapshot
 from .signals import snapshots_written
@@ -71,11 +72,12 @@ class Previous:
 
 
 def history_reason(*, history: History, valuation: MarginSnapshot,
-                   previous: Previous | None) -> str:
+                   previous: Previous | None, calls: ChunkCalls | None = None) -> str:
     """Why this valuation is kept as history, or "" when it only updates the current row.
 
-    The one decision point: margin calls (next issue) add "a call would open, change or be
-    met" here, before the threshold test.
+    The one decision point. A call opening shows as the excess changing sign and is issued at
+    the close (kept anyway); a call a recovery would meet is kept here (``margin_call``),
+    before the threshold test (``margin.calls.hooks``).
     """
     if history != History.INTRADAY:
         return str(history)
@@ -83,6 +85,8 @@ def history_reason(*, history: History, valuation: MarginSnapshot,
         return "first"
     if previous.excess is not None and (previous.excess < 0) != (valuation.excess < 0):
         return "excess_sign"
+    if calls is not None and calls.would_meet(valuation):
+        return "margin_call"
     if _requirement_moved(previous.snapshot_requirement, valuation.requirement):
         return "requirement_move"
     return ""
@@ -121,10 +125,13 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
     outcomes = [SnapshotOutcome(f.account_id, None, f.flag) for f in flagged]
     previous = _previous([v.account_id for v in valuations]) \
         if history == History.INTRADAY else {}
+    calls = chunk_calls(firm, [v.account_id for v in valuations]) \
+        if history == History.INTRADAY else None
     for valuation in valuations:
         mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
         valuation.reason = history_reason(history=mode, valuation=valuation,
-                                          previous=previous.get(valuation.account_id))
+                                          previous=previous.get(valuation.account_id),
+                                          calls=calls)
         if valuation.reason == History.END_OF_DAY:
             valuation.inputs_hash = inputs_hash(valuation)  # the day's record: its own row
     stored = store_history(firm=firm, snapshots=[v for v in valuations if v.reason],
@@ -137,9 +144,11 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
     outcomes.sort(key=lambda o: o.account_id)
     valued = [o.account_id for o in outcomes if o.valued]
     if valued:
-        # Every valued account, snapshot or not: eligibility judges the chunk (a deficiency
-        # may rest on equity that moved without a history snapshot).
-        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=valued)
+        # Every valued account, snapshot or not: margin calls judge the chunk (a call may rest
+        # on equity that moved without a history snapshot); those valued for a close are named.
+        closing = [a for a in valued if a in end_of_day or history == History.END_OF_DAY]
+        snapshots_written.send(MarginSnapshot, firm=firm, account_ids=valued,
+                               end_of_day=closing)
     return outcomes
 
 

@@ -117,8 +117,6 @@ class RuleSetProposalSerializer(InputSerializer):
 
     reason = serializers.CharField(max_length=2000)
     opening_equity_minimum = serializers.DecimalField(max_digits=20, decimal_places=2, required=False)
-    maintenance_equity_minimum = serializers.DecimalField(max_digits=20, decimal_places=2,
-                                                          required=False)
     unlisted_derivatives_equity_minimum = serializers.DecimalField(max_digits=20, decimal_places=2,
                                                                    required=False)
     min_options_approval_level = serializers.IntegerField(required=False)
@@ -128,9 +126,6 @@ class RuleSetProposalSerializer(InputSerializer):
     min_liquid_net_worth = serializers.DecimalField(max_digits=20, decimal_places=2, required=False)
     allowed_registrations = serializers.ListField(child=serializers.CharField(), required=False)
     allowed_margin_types = serializers.ListField(child=serializers.CharField(), required=False)
-    deficiency_notice_day = serializers.IntegerField(required=False)
-    deficiency_restriction_day = serializers.IntegerField(required=False)
-    deficiency_conversion_day = serializers.IntegerField(required=False)
     application_valid_days = serializers.IntegerField(required=False)
 
 

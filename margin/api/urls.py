@@ -1,13 +1,20 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from ..calls.api import AccountViewSet, MarginCallViewSet, MarginRecordView
 from .parameters import RiskParameterSetViewSet
 from .views import MarginCalculateView
 
 router = SimpleRouter()
 router.register("risk-parameters", RiskParameterSetViewSet, basename="risk-parameters")
+router.register("margin-calls", MarginCallViewSet, basename="margin-calls")
+router.register("accounts", AccountViewSet, basename="accounts")
 
 urlpatterns = [
     path("margin/calculate", MarginCalculateView.as_view(), name="margin-calculate"),
+    path("margin-record/", MarginRecordView.as_view(), name="margin-record"),
+    # the current margin as the issue names it, without the router's trailing slash
+    path("accounts/<str:number>/margin", AccountViewSet.as_view({"get": "margin"}),
+         name="account-margin"),
     *router.urls,
 ]

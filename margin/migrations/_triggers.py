@@ -1,4 +1,4 @@
-"""What a migration that alters the snapshot table runs last (0011, 0013): SQLite rebuilds the
+"""What a migration that alters the snapshot table runs last (0011, 0014): SQLite rebuilds the
 table and drops its append-only triggers with it; PostgreSQL alters it in place and keeps them.
 (A leading underscore: the migration loader does not take this module for a migration.)"""
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import date
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -23,6 +25,8 @@ from brokerage.parsers import MAX_DEPTH
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from eligibility.models import Application, RuleSet
+from margin.calls.policy import active_policy
+from margin.calls.services import issue_call
 from margin.models import RiskParameterSet
 from tests.api_body import errors_of, the_error
 from tests.factories import PASSWORD, make_user
@@ -207,9 +211,13 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
     proposal = risk.post(RISK_PARAMETERS, {"overrides": {}, "reason": "baseline"},
                          content_type="application/json")
     assert proposal.status_code == 201, proposal.content
+    with firm_scope(world.firm_a):
+        call = issue_call(account=world.a.account, kind="maintenance", amount=Decimal("100"),
+                          as_of=date(2026, 11, 24), equity=Decimal("0"),
+                          requirement=Decimal("100"), policy=active_policy(world.firm_a))
     ids = {"/api/v1/applications/": application["id"],
            "/api/v1/rule-sets/": api.get("/api/v1/rule-sets/active/").json()["id"],
-           RISK_PARAMETERS: proposal.json()["id"]}
+           RISK_PARAMETERS: proposal.json()["id"], "/api/v1/margin-calls/": call.pk}
     schema = _schema(api)
     with firm_scope(world.firm_a):
         before = (application_count(), audit.events_for(world.firm_a).count(),

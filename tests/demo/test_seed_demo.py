@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.utils import timezone
 
 from accounts.models import Account, Client, Instrument
 from brokerage import audit
 from brokerage.models import AuditEvent, Firm, Membership
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
-from eligibility.calendar import next_business_day
+from eligibility.calendar import add_business_days, next_business_day
 from eligibility.calendar import today as business_today
 from margin.models import MarginSnapshot
 from margin.reproduce import explanation
@@ -93,6 +94,35 @@ def _the_batch_values_the_demo_as_the_calculator_does() -> None:
             accounts = list(Account.objects.select_related("firm").order_by("pk"))
             batched += assert_batch_equals_calculator(accounts)
     assert batched >= 5
+
+
+def _margin_calls_story(client, northwind: Firm) -> None:
+    """Issue 11, as of the last close whatever the weekday: NO100013's open PM deficiency with
+    its due date, an overdue call elsewhere, a met call in history, a crypto account in the
+    health-factor warning band; the desk lists calls by due date through the API."""
+    from margin.calls.policy import active_policy
+    from margin.end_of_day import last_closed_session
+    from margin.models import MarginCall
+
+    session = last_closed_session(northwind.exchange_calendar, timezone.now())
+    with firm_scope(northwind):
+        calls = {(c.account.number, c.kind): c for c in
+                 MarginCall.objects.select_related("account")}
+        policy = active_policy(northwind)
+    deficiency = calls["NO100013", "pm_deficiency"]
+    assert deficiency.status == "issued" and deficiency.as_of == session
+    assert deficiency.due_date == add_business_days(
+        session, policy.value("pm_deficiency_due_days"), northwind.exchange_calendar)
+    assert calls["NO100013", "pm_minimum_equity"].status == "issued"
+    assert calls["NO100002", "reg_t"].status == "overdue"
+    assert calls["NO100003", "maintenance"].status == "met"
+    _login(client, "northwind.desk")
+    listed = client.get("/api/v1/margin-calls/", {"status": ["issued", "overdue"]}).json()
+    dues = [c["due_date"] for c in listed["results"]]
+    assert dues == sorted(dues) and len(dues) == 3
+    warned = client.get("/api/v1/accounts/NO100021/margin").json()["warnings"]
+    assert [w["kind"] for w in warned] == ["health_factor"]
+    client.logout()
 
 
 def test_the_demo_tells_every_story(client) -> None:
@@ -195,6 +225,8 @@ def test_the_demo_tells_every_story(client) -> None:
         today, northwind.exchange_calendar).isoformat()
     assert date.fromisoformat(approved.json()["effective_on"]) > today
     client.logout()
+
+    _margin_calls_story(client, northwind)
 
     _login(client, "bluewater.risk2")  # another firm's application is a 404
     assert client.get(url).status_code == 404

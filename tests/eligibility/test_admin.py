@@ -113,7 +113,7 @@ def test_rule_set_proposals_in_the_admin_need_a_second_person(desk):
     form.update(allowed_registrations='["individual", "joint", "entity"]',
                 allowed_margin_types='["reg_t"]', change_reason="stricter income")
     undercut = risk.post("/admin/eligibility/ruleset/add/",
-                         {**form, "maintenance_equity_minimum": "90000.00"})
+                         {**form, "opening_equity_minimum": "90000.00"})
     assert undercut.status_code == 200 and b"regulatory floor" in undercut.content
     created = risk.post("/admin/eligibility/ruleset/add/",
                         {**form, "min_annual_income": str(Decimal("150000.00"))})
@@ -135,7 +135,7 @@ def test_margin_desk_cannot_open_the_rule_set_add_form(desk):
 def test_the_desk_pages_render_for_staff(desk, reviewed):
     staff = logged_in(desk.compliance)
     for url in (CHANGELIST, f"{CHANGELIST}{reviewed.pk}/change/", RULES_CHANGELIST,
-                "/admin/eligibility/deficiency/"):
+                "/admin/margin/margincall/"):
         assert staff.get(url).status_code == 200, url
     page = staff.get(f"{CHANGELIST}{reviewed.pk}/change/")
     assert b"submission" in page.content and b"review" in page.content  # the evaluations inline

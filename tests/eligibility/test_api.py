@@ -202,7 +202,8 @@ def test_rule_sets_are_staff_only(desk):
     assert as_user(desk.client_user).get(RULE_SETS).status_code == 403
     active = as_user(desk.compliance).get(f"{RULE_SETS}active/")
     assert active.status_code == 200 and active.data["version"] == 1
-    assert active.data["maintenance_equity_minimum"] == "100000.00"
+    assert active.data["opening_equity_minimum"] == "125000.00"
+    assert "maintenance_equity_minimum" not in active.data  # call policy now
 
 
 def test_propose_and_approve_a_rule_set_change_through_the_api(desk):
@@ -221,13 +222,13 @@ def test_propose_and_approve_a_rule_set_change_through_the_api(desk):
 
 def test_a_proposal_under_the_floor_is_a_400_naming_the_field(desk):
     response = as_user(desk.admin).post(f"{RULE_SETS}propose/", {
-        "reason": "cheaper", "maintenance_equity_minimum": "90000.00",
+        "reason": "cheaper", "unlisted_derivatives_equity_minimum": "90000.00",
         "opening_equity_minimum": "95000.00"}, format="json")
     assert response.status_code == 400
     errors = {error["field"]: error for error in errors_of(response)}
-    assert set(errors) == {"maintenance_equity_minimum", "opening_equity_minimum"}
-    assert "regulatory floor" in errors["maintenance_equity_minimum"]["message"]
-    assert errors["maintenance_equity_minimum"]["code"] == "invalid_rule_set"
+    assert set(errors) == {"unlisted_derivatives_equity_minimum", "opening_equity_minimum"}
+    assert "regulatory floor" in errors["opening_equity_minimum"]["message"]
+    assert errors["opening_equity_minimum"]["code"] == "invalid_rule_set"
     with firm_scope(desk.firm):
         assert not RuleSet.objects.filter(status="proposed").exists()
 

@@ -27,7 +27,6 @@ def test_version_one_is_the_house_defaults_adopted_once(in_desk_firm):
     again = services.active_rule_set(firm=desk.firm)
     assert first.pk == again.pk and first.version == 1 and first.status == "active"
     assert first.opening_equity_minimum == Decimal("125000.00")
-    assert first.maintenance_equity_minimum == Decimal("100000.00")
     assert first.unlisted_derivatives_equity_minimum == Decimal("5000000.00")
     assert first.min_options_approval_level == 4
     assert "retirement" not in first.allowed_registrations
@@ -62,13 +61,12 @@ def test_a_change_needs_a_second_person_and_the_old_version_stays(in_desk_firm):
 
 
 @pytest.mark.parametrize(("changes", "field"), [
-    ({"maintenance_equity_minimum": Decimal("99999.99")}, "maintenance_equity_minimum"),
     ({"opening_equity_minimum": Decimal("99000")}, "opening_equity_minimum"),
     ({"unlisted_derivatives_equity_minimum": Decimal("1000000")},
      "unlisted_derivatives_equity_minimum"),
     ({"min_options_approval_level": 2}, "min_options_approval_level"),
     ({"allowed_margin_types": ["cash", "reg_t"]}, "allowed_margin_types"),
-    ({"deficiency_restriction_day": 5}, "deficiency_restriction_day"),
+    ({"deficiency_restriction_day": 3}, "deficiency_restriction_day"),  # call policy now
 ])
 def test_the_floor_cannot_be_undercut_by_a_proposal(in_desk_firm, changes, field):
     desk = in_desk_firm
@@ -81,14 +79,12 @@ def test_the_floor_cannot_be_undercut_by_a_proposal(in_desk_firm, changes, field
 def test_the_floor_holds_in_the_database_too(in_desk_firm):
     desk = in_desk_firm
     v1 = services.active_rule_set(firm=desk.firm)
-    for column, value in (("maintenance_equity_minimum", Decimal("50000")),
-                          ("opening_equity_minimum", Decimal("99999")),
-                          ("unlisted_derivatives_equity_minimum", Decimal("100000")),
-                          ("deficiency_restriction_day", 4)):
+    for column, value in (("opening_equity_minimum", Decimal("99999")),
+                          ("unlisted_derivatives_equity_minimum", Decimal("100000"))):
         with pytest.raises(IntegrityError), transaction.atomic():
             RuleSet.objects.filter(pk=v1.pk).update(**{column: value})
     v1.refresh_from_db()
-    assert v1.maintenance_equity_minimum == Decimal("100000.00")
+    assert v1.opening_equity_minimum == Decimal("125000.00")
 
 
 def test_a_version_is_never_edited(in_desk_firm):

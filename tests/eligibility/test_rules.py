@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from eligibility import rules
 from eligibility.equity import SOURCE_BOOK, SOURCE_BOOK_INCOMPLETE, EquityReading
 from eligibility.evaluation import (
-    MAINTENANCE,
     RULE_NAMES,
     AccountFacts,
     ClientFacts,
@@ -153,23 +152,17 @@ def test_equity_that_cannot_be_valued_fails_the_equity_rules():
     assert "no price for ZZZ" in outcome.sentence
 
 
-def test_maintenance_purpose_judges_the_maintenance_minimum():
-    equity = EquityReading(Decimal("110000.00"), SOURCE_BOOK)
-    account = replace(ACCOUNT, margin_type="portfolio_margin", status="restricted")
-    assert not judge(equity=equity).outcome("opening_equity").passed
-    maintained = judge(equity=equity, account=account, purpose=MAINTENANCE)
-    assert maintained.outcome("maintenance_equity").passed
-    assert maintained.outcome("margin_type").passed
-    assert maintained.outcome("account_status").passed
+def test_a_rule_set_judges_applications_only():
+    # the maintenance minimum is call policy now (margin.calls.policy)
+    with pytest.raises(ValueError, match="opening"):
+        judge(equity=EquityReading(Decimal("110000.00"), SOURCE_BOOK), purpose="maintenance")
 
 
 def test_required_equity_is_five_million_with_unlisted_derivatives():
     holder = replace(CLIENT, holds_unlisted_derivatives=True)
     assert required_equity(client=CLIENT, rule_set=rule_set(), purpose="opening") == Decimal("125000")
-    assert required_equity(client=CLIENT, rule_set=rule_set(),
-                           purpose=MAINTENANCE) == Decimal("100000")
     assert required_equity(client=holder, rule_set=rule_set(),
-                           purpose=MAINTENANCE) == Decimal("5000000")
+                           purpose="opening") == Decimal("5000000")
 
 
 # Thresholds: the regulatory floors cannot be undercut -------------------------------------------
@@ -183,27 +176,19 @@ def test_house_defaults_are_valid():
     clean, errors = rules.normalise_thresholds(dict(rules.DEFAULTS))
     assert errors == []
     assert clean["opening_equity_minimum"] == Decimal("125000.00")
-    assert clean["maintenance_equity_minimum"] == Decimal("100000.00")
     assert clean["unlisted_derivatives_equity_minimum"] == Decimal("5000000.00")
 
 
 @pytest.mark.parametrize(("changes", "field", "words"), [
-    ({"maintenance_equity_minimum": "99999.99"}, "maintenance_equity_minimum", "regulatory floor"),
-    ({"opening_equity_minimum": "50000", "maintenance_equity_minimum": "50000"},
-     "opening_equity_minimum", "regulatory floor"),
+    ({"opening_equity_minimum": "50000"}, "opening_equity_minimum", "regulatory floor"),
     ({"unlisted_derivatives_equity_minimum": "4999999"}, "unlisted_derivatives_equity_minimum",
      "unlisted derivatives"),
-    ({"opening_equity_minimum": "110000", "maintenance_equity_minimum": "150000"},
-     "opening_equity_minimum", "below the maintenance minimum"),
     ({"min_options_approval_level": 3}, "min_options_approval_level", "uncovered options"),
     ({"allowed_margin_types": ["reg_t", "cash"]}, "allowed_margin_types", "cash"),
     ({"allowed_margin_types": ["crypto"]}, "allowed_margin_types", "unknown crypto"),
     ({"allowed_registrations": []}, "allowed_registrations", "at least one"),
-    ({"deficiency_restriction_day": 4, "deficiency_conversion_day": 6},
-     "deficiency_restriction_day", "T+3"),
-    ({"deficiency_notice_day": 3, "deficiency_restriction_day": 2},
-     "deficiency_notice_day", "no later than the restriction"),
-    ({"deficiency_conversion_day": 2}, "deficiency_conversion_day", "no earlier"),
+    ({"deficiency_restriction_day": 3}, "deficiency_restriction_day",
+     "not a rule-set threshold"),  # moved to the call policy
     ({"min_net_worth": "lots"}, "min_net_worth", "not a non-negative amount"),
     ({"min_years_options_experience": -1}, "min_years_options_experience", "whole number"),
     ({"unknown_knob": 1}, "unknown_knob", "not a rule-set threshold"),
@@ -216,13 +201,12 @@ def test_invalid_thresholds_are_refused_naming_the_field(changes, field, words):
 
 @given(st.decimals(min_value=0, max_value=Decimal("99999.99"), places=2))
 def test_no_equity_minimum_below_the_100k_floor_is_ever_accepted(amount):
-    errors = errors_for(opening_equity_minimum=amount, maintenance_equity_minimum=amount)
-    assert "regulatory floor" in errors["maintenance_equity_minimum"]
+    errors = errors_for(opening_equity_minimum=amount)
     assert "regulatory floor" in errors["opening_equity_minimum"]
 
 
 @given(st.decimals(min_value=Decimal("100000"), max_value=Decimal("10000000"), places=2))
 def test_any_minimum_at_or_above_the_floor_is_accepted(amount):
-    errors = errors_for(opening_equity_minimum=amount, maintenance_equity_minimum=amount,
+    errors = errors_for(opening_equity_minimum=amount,
                         unlisted_derivatives_equity_minimum=max(amount, Decimal("5000000")))
     assert errors == {}

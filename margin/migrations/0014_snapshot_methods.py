@@ -12,7 +12,7 @@ from margin.migrations._triggers import triggers_again_on_sqlite
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('margin', '0012_account_margin_risk_arrays'),
+        ('margin', '0013_margin_calls'),
     ]
 
     operations = [
@@ -25,6 +25,11 @@ class Migration(migrations.Migration):
             model_name='marginsnapshot',
             name='methods',
             field=models.JSONField(blank=True, default=list, help_text='the calculator methods valued, the ones the requirement rests on (margin.snapshots.requirement_methods); empty: written before they were recorded, the parameter set\'s snapshot methods'),
+        ),
+        migrations.AddField(
+            model_name='marginsnapshot',
+            name='health_factor',
+            field=models.DecimalField(blank=True, decimal_places=6, help_text='Aave-style health factor of crypto collateral against its debt (null: no debt, or no collateral block); collateral calls rest on it', max_digits=20, null=True),
         ),
         migrations.RunPython(triggers_again_on_sqlite, migrations.RunPython.noop),
     ]

@@ -26,7 +26,7 @@ def drop_sequence(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('margin', '0013_snapshot_methods'),
+        ('margin', '0014_snapshot_methods'),
     ]
 
     operations = [migrations.RunPython(create_sequence, drop_sequence)]

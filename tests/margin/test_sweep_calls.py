@@ -1,5 +1,5 @@
-"""Work a sweep chunk's snapshots trigger runs per chunk with set-based queries: the minimum-
-equity judgement (eligibility.deficiencies) finds the accounts that may take a step in a fixed
+"""Work a sweep chunk's snapshots trigger runs per chunk with set-based queries: the close's
+call judgement (margin.calls.issuance) finds the accounts that may take a step in a fixed
 number of queries, whatever the chunk's size, and judges only those."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from accounts import services as book
 from accounts.models import Account
 from brokerage.scope import firm_scope
-from eligibility.deficiencies import assess_accounts
-from eligibility.models import Deficiency
+from margin.calls.issuance import close_of_day, watch
+from margin.models import MarginCall
 from margin.tasks import recompute_accounts
 
 pytestmark = pytest.mark.django_db
@@ -44,31 +44,44 @@ def chunk(world) -> tuple[Account, list[Account]]:
 
 def _queries(world, accounts: list[Account]) -> int:
     with CaptureQueriesContext(connection) as queries:
-        assess_accounts(firm=world.firm_a, account_ids=[a.pk for a in accounts], today=T)
+        close_of_day(firm=world.firm_a, account_ids=[a.pk for a in accounts], session=T)
     return len(queries.captured_queries)
 
 
 def test_healthy_accounts_cost_no_queries_of_their_own(world, chunk):
     _, healthy = chunk
-    _queries(world, healthy[:1])  # the firm's rule set is adopted on first use
+    _queries(world, healthy[:1])  # the firm's call policy is adopted on first use
     assert _queries(world, healthy[:1]) == _queries(world, healthy)
 
 
 def test_an_account_below_its_minimum_is_judged_and_the_others_are_not(world, chunk):
     short, healthy = chunk
-    run = assess_accounts(firm=world.firm_a, account_ids=[short.pk, *(a.pk for a in healthy)],
-                          today=T)
-    assert run.steps == [("PM-SHORT", "opened")]
+    run = close_of_day(firm=world.firm_a, account_ids=[short.pk, *(a.pk for a in healthy)],
+                       session=T)
+    assert run.steps == [("PM-SHORT", "issued pm_minimum_equity")]
     with firm_scope(world.firm_a):
-        assert list(Deficiency.objects.values_list("account_id", flat=True)) == [short.pk]
+        assert list(MarginCall.objects.values_list("account_id", flat=True)) == [short.pk]
 
 
-def test_a_book_that_moved_after_its_snapshot_is_judged_on_the_book(world, chunk):
+def test_a_book_that_moved_after_its_snapshot_waits_for_its_next_valuation(world, chunk):
     short, _ = chunk
-    assess_accounts(firm=world.firm_a, account_ids=[short.pk], today=T)
+    close_of_day(firm=world.firm_a, account_ids=[short.pk], session=T)
     with firm_scope(world.firm_a):
-        # A deposit after the snapshot: no new snapshot yet, the book covers the minimum.
-        book.post_ledger_entry(account=short, kind="deposit", amount=Decimal("50000"),
+        book.post_ledger_entry(account=short, kind="withdrawal", amount=Decimal("-1000"),
                                actor=world.a.users["margin_desk"])
-    run = assess_accounts(firm=world.firm_a, account_ids=[short.pk], today=T)
-    assert run.steps == [("PM-SHORT", "cured")]
+    # the deficit grew, but no valuation has seen it yet: the amount stays until one does
+    assert close_of_day(firm=world.firm_a, account_ids=[short.pk],
+                        session=date(2026, 11, 25)).steps == [("PM-SHORT", "notice")]
+    recompute_accounts(world.firm_a.pk, [short.pk])  # a valuation between closes
+    with firm_scope(world.firm_a):
+        assert MarginCall.objects.get().amount == Decimal("40000.00")
+    assert close_of_day(firm=world.firm_a, account_ids=[short.pk],
+                        session=date(2026, 11, 27)).steps == [
+        ("PM-SHORT", "changed pm_minimum_equity")]
+    with firm_scope(world.firm_a):
+        assert MarginCall.objects.get().amount == Decimal("41000.00")
+
+
+def test_an_intraday_chunk_of_healthy_accounts_reads_no_calls_twice(world, chunk):
+    _, healthy = chunk
+    assert watch(firm=world.firm_a, account_ids=[a.pk for a in healthy], today=T).steps == []

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('margin', '0014_version_sequence'),
+        ('margin', '0015_version_sequence'),
     ]
 
     operations = [

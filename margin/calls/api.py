@@ -1,0 +1,330 @@
+"""REST doors to calls: ``/api/v1/margin-calls/``, ``/api/v1/accounts/`` with each account's
+current margin and restrictions, and ``/api/v1/margin-record/`` (the FINRA 4220 rows of a day).
+
+Staff of the firm read everything and act through the services; a client reads the accounts
+guardian grants them and those accounts' calls, read-only. Another firm's object is a 404;
+refusals propagate to the one exception handler (``brokerage.api_errors``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.db.models import Prefetch, QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from guardian.shortcuts import get_objects_for_user
+from rest_framework import mixins, serializers
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Account
+from brokerage.api import InputSerializer, IsFirmStaff, TenantAPIView, TenantViewSet, username
+from brokerage.api_actions import ServiceActions
+from brokerage.api_query import FilterSet
+from brokerage.errors import IllegalTransition, InvalidInput
+from brokerage.tenancy import is_staff_member
+
+from ..models import AccountMargin
+from . import extensions, services
+from .deficits import Facts, Thresholds, warnings
+from .models import CallExtension, CallNotice, CallSatisfaction, MarginCall, Restriction
+from .policy import active_policy
+from .record import rows_for
+
+
+def visible_accounts(user) -> QuerySet[Account]:
+    """The firm's accounts for staff; for anyone else, the accounts guardian grants them."""
+    accounts = Account.objects.select_related("client").order_by("number")
+    if is_staff_member(user):
+        return accounts
+    return get_objects_for_user(user, "accounts.view_account", klass=accounts,
+                                accept_global_perms=False, with_superuser=False)
+
+
+# Accounts --------------------------------------------------------------------------------------
+
+class AccountSerializer(serializers.ModelSerializer):
+    client = serializers.CharField(source="client.name", read_only=True)
+
+    class Meta:
+        model = Account
+        fields = ["number", "client", "registration", "margin_type", "status", "base_currency"]
+        read_only_fields = fields
+
+
+class CurrentMarginSerializer(serializers.Serializer):
+    account = serializers.CharField()
+    equity = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    requirement = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    excess = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    computed_at = serializers.DateTimeField(allow_null=True)
+    flag = serializers.CharField(allow_blank=True)
+    warnings = serializers.ListField(child=serializers.DictField())
+
+
+class RestrictionSerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.number", read_only=True)
+
+    class Meta:
+        model = Restriction
+        fields = ["id", "account", "kind", "state", "starts_on", "ends_on", "cause", "call",
+                  "closed_on", "closed_reason"]
+        read_only_fields = fields
+
+
+class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """A firm's accounts by number: staff see all, a client the accounts granted to them."""
+
+    serializer_class = AccountSerializer
+    lookup_field = "number"
+
+    def scoped_queryset(self) -> QuerySet:
+        return visible_accounts(self.request.user)
+
+    # Routed in margin.api.urls as ``accounts/{number}/margin`` (no trailing slash).
+    @extend_schema(responses=CurrentMarginSerializer)
+    def margin(self, request: Request, number: str | None = None) -> Response:
+        account = self.get_object()
+        current = AccountMargin.objects.filter(account=account).select_related(
+            "snapshot").first()
+        return Response(CurrentMarginSerializer(_current(account, current)).data)
+
+    @extend_schema(responses=RestrictionSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="restrictions")
+    def restrictions(self, request: Request, number: str | None = None) -> Response:
+        account = self.get_object()
+        rows = Restriction.objects.filter(account=account).select_related("account").order_by(
+            "-starts_on", "-pk")
+        return Response(RestrictionSerializer(rows, many=True).data)
+
+
+def _current(account: Account, current: AccountMargin | None) -> dict:
+    """The account's current margin and what the desk should see forming between closes."""
+    shown = {"account": account.number, "equity": None, "requirement": None, "excess": None,
+             "computed_at": None, "flag": "", "warnings": []}
+    if current is None or current.equity is None:
+        return shown
+    shown.update(equity=current.equity, requirement=current.requirement, excess=current.excess,
+                 computed_at=current.computed_at, flag=current.flag)
+    snapshot = current.snapshot
+    health = snapshot.health_factor if snapshot is not None else None
+    facts = Facts(account.margin_type, current.equity, current.requirement,
+                  holds_unlisted_derivatives=account.client.holds_unlisted_derivatives,
+                  health_factor=float(health) if health is not None else None)
+    open_kinds = set(MarginCall.objects.filter(account=account,
+                                               status__in=MarginCall.OPEN_STATES)
+                     .values_list("kind", flat=True))
+    shown["warnings"] = warnings(facts, Thresholds.of(active_policy(account.firm)), open_kinds)
+    return shown
+
+
+# Margin calls ----------------------------------------------------------------------------------
+
+class SatisfactionSerializer(serializers.ModelSerializer):
+    recorded_by = username()
+
+    class Meta:
+        model = CallSatisfaction
+        fields = ["id", "manner", "amount", "received_on", "ledger_entry", "note",
+                  "recorded_by", "recorded_at"]
+        read_only_fields = fields
+
+
+class ExtensionSerializer(serializers.ModelSerializer):
+    requested_by = username(allow_null=False)
+    decided_by = username()
+
+    class Meta:
+        model = CallExtension
+        fields = ["id", "authority", "state", "request_number", "request_date",
+                  "days_requested", "reason_code", "comment", "filing_id", "due_date_before",
+                  "new_due_date", "requested_by", "requested_at", "decided_by", "outcome_on"]
+        read_only_fields = fields
+
+
+class NoticeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CallNotice
+        fields = ["id", "event", "recipient", "subject", "created_at"]
+        read_only_fields = fields
+
+
+class MarginCallSerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.number", read_only=True)
+    policy_version = serializers.IntegerField(source="policy.version", read_only=True)
+
+    class Meta:
+        model = MarginCall
+        fields = ["id", "account", "kind", "status", "amount", "amount_due", "due_date",
+                  "as_of", "trade_date", "rule", "rule_source", "policy_version",
+                  "cancel_reason", "met_by_liquidation", "snapshot", "closed_on"]
+        read_only_fields = fields
+
+
+class MarginCallDetailSerializer(MarginCallSerializer):
+    satisfactions = SatisfactionSerializer(many=True, read_only=True)
+    extensions = ExtensionSerializer(many=True, read_only=True)
+    notices = NoticeSerializer(many=True, read_only=True)
+
+    class Meta(MarginCallSerializer.Meta):
+        fields = [*MarginCallSerializer.Meta.fields, "equity", "requirement",
+                  "satisfactions", "extensions", "notices"]
+        read_only_fields = fields
+
+
+class MarginCallFilterSet(FilterSet):
+    account = filters.CharFilter(field_name="account__number")
+    kind = filters.MultipleChoiceFilter(choices=MarginCall.Kind.choices)
+    status = filters.MultipleChoiceFilter(choices=MarginCall.Status.choices)
+    due_date = filters.DateFilter()
+    due_before = filters.DateFilter(field_name="due_date", lookup_expr="lte")
+    due_after = filters.DateFilter(field_name="due_date", lookup_expr="gte")
+
+    class Meta:
+        model = MarginCall
+        fields = ["account", "kind", "status", "due_date"]
+
+
+class SatisfactionInput(InputSerializer):
+    manner = serializers.ChoiceField(choices=[m for m in CallSatisfaction.Manner.values
+                                              if m not in ("cash", "liquidation")])
+    amount = serializers.DecimalField(max_digits=20, decimal_places=2)
+    received_on = serializers.DateField(required=False)
+    note = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+
+
+class ExtensionInput(InputSerializer):
+    days = serializers.IntegerField(min_value=1, max_value=30)
+    reason_code = serializers.CharField(max_length=20)
+    comment = serializers.CharField(max_length=2000, required=False, default="",
+                                    allow_blank=True)
+
+
+class ExtensionDecisionInput(InputSerializer):
+    approve = serializers.BooleanField()
+    reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class ExtensionOutcomeInput(InputSerializer):
+    granted = serializers.BooleanField()
+    filing_id = serializers.CharField(max_length=40, required=False, default="",
+                                      allow_blank=True)
+
+
+class CancelInput(InputSerializer):
+    reason = serializers.ChoiceField(choices=MarginCall.CancelReason.choices)
+    note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class MarginCallViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        TenantViewSet):
+    """Margin calls by due date: staff see and work the firm's, a client reads their own."""
+
+    filterset_class = MarginCallFilterSet
+
+    def get_serializer_class(self):
+        return MarginCallSerializer if self.action == "list" else MarginCallDetailSerializer
+
+    def get_permissions(self):
+        if self.action in ("list", "retrieve"):
+            return super().get_permissions()
+        return [IsAuthenticated(), IsFirmStaff()]
+
+    def scoped_queryset(self) -> QuerySet:
+        calls = MarginCall.objects.select_related("account", "policy").order_by("due_date", "pk")
+        if self.action != "list":
+            calls = calls.prefetch_related(
+                Prefetch("satisfactions", CallSatisfaction.objects.select_related(
+                    "recorded_by").order_by("pk")),
+                Prefetch("extensions", CallExtension.objects.select_related(
+                    "requested_by", "decided_by").order_by("request_number")),
+                Prefetch("notices", CallNotice.objects.order_by("pk")))
+        if is_staff_member(self.request.user):
+            return calls
+        return calls.filter(account__in=visible_accounts(self.request.user))
+
+    def _fresh(self, call: MarginCall) -> MarginCall:
+        return self.scoped_queryset().get(pk=call.pk)
+
+    @extend_schema(request=SatisfactionInput, responses=MarginCallDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def satisfactions(self, request: Request, pk: str | None = None) -> Response:
+        return self.act(request, SatisfactionInput, lambda call, data: self._fresh(
+            services.record_satisfaction(call=call, actor=request.user, **data)))
+
+    @extend_schema(request=ExtensionInput, responses=MarginCallDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def extensions(self, request: Request, pk: str | None = None) -> Response:
+        def ask(call, data):
+            extensions.request_extension(call=call, actor=request.user, **data)
+            return self._fresh(call)
+        return self.act(request, ExtensionInput, ask)
+
+    @extend_schema(request=ExtensionDecisionInput, responses=MarginCallDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="extension-decision")
+    def extension_decision(self, request: Request, pk: str | None = None) -> Response:
+        def decide(call, data):
+            extensions.decide_extension(extension=_in_progress(call, "proposed"),
+                                        actor=request.user, **data)
+            return self._fresh(call)
+        return self.act(request, ExtensionDecisionInput, decide)
+
+    @extend_schema(request=ExtensionOutcomeInput, responses=MarginCallDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="extension-outcome")
+    def extension_outcome(self, request: Request, pk: str | None = None) -> Response:
+        def record(call, data):
+            extensions.record_outcome(extension=_in_progress(call, "requested"),
+                                      actor=request.user, **data)
+            return self._fresh(call)
+        return self.act(request, ExtensionOutcomeInput, record)
+
+    @extend_schema(request=CancelInput, responses=MarginCallDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self.act(request, CancelInput, lambda call, data: self._fresh(
+            services.cancel_call(call=call, actor=request.user, **data)))
+
+
+def _in_progress(call: MarginCall, state: str) -> CallExtension:
+    found = call.extensions.filter(state=state).order_by("-request_number").first()
+    if found is None:
+        raise IllegalTransition(f"call #{call.pk} has no extension {state}",
+                                field="extension")
+    return found
+
+
+# The FINRA 4220 record ------------------------------------------------------------------------
+
+class RecordRowSerializer(serializers.Serializer):
+    date = serializers.CharField()
+    account = serializers.CharField()
+    call = serializers.CharField()
+    kind = serializers.CharField()
+    rule = serializers.CharField()
+    as_of = serializers.CharField()
+    due_date = serializers.CharField()
+    amount_required = serializers.CharField()
+    amount_due = serializers.CharField()
+    status = serializers.CharField()
+    met_on = serializers.CharField(allow_blank=True)
+    manner = serializers.CharField(allow_blank=True)
+    amount_received = serializers.CharField(allow_blank=True)
+
+
+class MarginRecordView(TenantAPIView):
+    """The FINRA 4220 rows of one day (``?date=YYYY-MM-DD``): staff only."""
+
+    permission_classes = [IsAuthenticated, IsFirmStaff]
+
+    @extend_schema(parameters=[OpenApiParameter("date", str, required=True)],
+                   responses=RecordRowSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("date", "")
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            raise InvalidInput(f"{raw!r} is not a date (YYYY-MM-DD)", field="date") from None
+        return Response(rows_for(day))
