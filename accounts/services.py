@@ -14,6 +14,7 @@ from guardian.shortcuts import assign_perm
 
 from brokerage import audit
 from brokerage.errors import InvalidInput
+from brokerage.id_sets import id_set
 from brokerage.models import Firm, Membership
 from brokerage.roles import Role
 from brokerage.tenancy import firm_of, membership_of, require_tenant_actor
@@ -225,7 +226,8 @@ def cash_balance(account: Account, as_of: datetime | None = None) -> Decimal:
 
 def cash_balances(accounts) -> dict[int, Decimal]:
     """Every account's balance in one query (a sweep's chunk), as `cash_balance` derives it."""
-    totals = dict(LedgerEntry.objects.filter(account__in=accounts).order_by()
+    totals = dict(LedgerEntry.objects.filter(account_id__in=id_set(a.pk for a in accounts))
+                  .order_by()
                   .values("account_id").annotate(total=Sum("amount"))
                   .values_list("account_id", "total"))
     return {account.pk: totals.get(account.pk) or Decimal("0.00") for account in accounts}

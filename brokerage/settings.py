@@ -189,6 +189,10 @@ def _seconds(name: str, default: float) -> float:
 # older than this is a dead worker's, taken over by the next sweep. Pending grace: a debounced
 # sweep not started this long after it was due is taken as lost (the next input sends another).
 MARGIN_SWEEP_CHUNK = int(os.environ.get("MARGIN_SWEEP_CHUNK", 2000))
+# A small run (a tick's holders) is split so each of this many worker processes takes a share,
+# in chunks of at least MARGIN_SWEEP_MIN_CHUNK accounts (margin.sweep.chunk_size).
+MARGIN_SWEEP_PARALLEL = int(os.environ.get("MARGIN_SWEEP_PARALLEL", 2))
+MARGIN_SWEEP_MIN_CHUNK = int(os.environ.get("MARGIN_SWEEP_MIN_CHUNK", 100))
 MARGIN_SWEEP_DEBOUNCE_S = _seconds("MARGIN_SWEEP_DEBOUNCE_S", 1.0)
 MARGIN_SWEEP_BEAT_S = _seconds("MARGIN_SWEEP_BEAT_S", 5.0)
 MARGIN_SWEEP_SOFT_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_SOFT_TIME_LIMIT_S", 540.0)

@@ -10,12 +10,13 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from accounts.models import Account, Instrument, Position
+from brokerage.id_sets import id_set
 from margin.engine.parameters import ParameterSet
 from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Underlying
 from margin.engine.portfolio import Position as EnginePosition
 from margin.engine.validation import validate_portfolio
 
-from .market_data import latest_prices
+from .market_data import latest_prices, newest_per_instrument
 from .market_history import ChunkHistory, read_history
 from .models import ImpliedVolatility, PriceObservation, RiskFreeRate
 
@@ -54,10 +55,10 @@ def load_positions(accounts: Sequence[Account]) -> dict[int, list[Holding]]:
     (with its underlying and tokens) once. A chunk of 2,000 accounts holds some 40,000
     positions on a few thousand contracts: a model instance per row and per joined instrument
     cost more than valuing the chunk."""
-    rows = list(Position.objects.filter(account__in=accounts).values_list(
-        "account_id", "instrument_id", "quantity", "cost_basis"))
-    instruments = Instrument.objects.filter(pk__in={row[1] for row in rows}).select_related(
-        "underlying", "token0", "token1").in_bulk()
+    rows = list(Position.objects.filter(account_id__in=id_set(a.pk for a in accounts))
+                .values_list("account_id", "instrument_id", "quantity", "cost_basis"))
+    instruments = Instrument.objects.filter(pk__in=id_set(row[1] for row in rows)) \
+        .select_related("underlying", "token0", "token1").in_bulk()
     by_account: dict[int, list[Holding]] = defaultdict(list)
     for account_id, instrument_id, quantity, cost_basis in rows:
         by_account[account_id].append(
@@ -67,11 +68,7 @@ def load_positions(accounts: Sequence[Account]) -> dict[int, list[Holding]]:
 
 def latest_vol_observations(instrument_ids) -> dict[int, ImpliedVolatility]:
     """The newest implied vol row per instrument (a snapshot records which one it used)."""
-    vols: dict[int, ImpliedVolatility] = {}
-    for row in ImpliedVolatility.objects.filter(instrument_id__in=list(instrument_ids)).order_by(
-            "instrument_id", "-observed_at", "-id"):
-        vols.setdefault(row.instrument_id, row)
-    return vols
+    return newest_per_instrument(ImpliedVolatility.objects, instrument_ids)
 
 
 def latest_vols(instrument_ids) -> dict[int, float]:

@@ -11,14 +11,15 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db import connection, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Instrument
 from brokerage import audit
 from brokerage.errors import InvalidInput
+from brokerage.id_sets import id_set
 
 from .dirty import mark_everyone, mark_holders
 from .models import ImpliedVolatility, OracleRejection, PriceObservation, RiskFreeRate
@@ -169,11 +170,21 @@ def set_risk_free_rate(*, rate: Any, observed_on: date, actor, currency: str = "
 
 def latest_prices(instrument_ids: Iterable[int]) -> dict[int, PriceObservation]:
     """The newest observation per instrument, in one query."""
-    newest = PriceObservation.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
-        "-observed_at", "-id").values("id")[:1]
-    rows = PriceObservation.objects.filter(instrument_id__in=list(instrument_ids),
-                                           id=Subquery(newest))
-    return {row.instrument_id: row for row in rows}
+    return newest_per_instrument(PriceObservation.objects, instrument_ids)
+
+
+def newest_per_instrument(rows: QuerySet, instrument_ids: Iterable[int]) -> dict[int, Any]:
+    """The newest row (by ``observed_at``, then id) of each instrument: ``DISTINCT ON`` on
+    PostgreSQL (one index scan per instrument, however many observations it has); elsewhere a
+    subquery per row."""
+    rows = rows.filter(instrument_id__in=id_set(instrument_ids))
+    if connection.vendor == "postgresql":
+        newest = rows.order_by("instrument_id", "-observed_at", "-id").distinct("instrument_id")
+    else:
+        latest = rows.model.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
+            "-observed_at", "-id").values("id")[:1]
+        newest = rows.filter(id=Subquery(latest))
+    return {row.instrument_id: row for row in newest}
 
 
 def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,
@@ -227,7 +238,7 @@ def outstanding_rejections(instrument_ids: Iterable[int]) -> dict[int, OracleRej
     ids = list(instrument_ids)
     newest_good = PriceObservation.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
         "-loaded_at").values("loaded_at")[:1]
-    rows = OracleRejection.objects.filter(instrument_id__in=ids).annotate(
+    rows = OracleRejection.objects.filter(instrument_id__in=id_set(ids)).annotate(
         good_after=Subquery(newest_good)).order_by("instrument_id", "-rejected_at")
     outstanding: dict[int, OracleRejection] = {}
     for row in rows:

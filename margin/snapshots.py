@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, models, transaction
 
 from accounts.models import Account
 from brokerage import audit
+from brokerage.id_sets import id_set, text_set
 
 from .calls.hooks import ChunkCalls, chunk_calls
 from .figures import END_OF_DAY, inputs_hash
@@ -105,7 +106,7 @@ def _requirement_moved(before: Decimal | None, after: Decimal) -> bool:
 
 def _previous(account_ids: list[int]) -> dict[int, Previous]:
     """The chunk's current rows and their snapshots' requirement, in one query."""
-    rows = AccountMargin.objects.filter(account_id__in=account_ids).values_list(
+    rows = AccountMargin.objects.filter(account_id__in=id_set(account_ids)).values_list(
         "account_id", "excess", "snapshot_id", "snapshot__requirement")
     return {account: Previous(excess, snapshot, requirement)
             for account, excess, snapshot, requirement in rows}
@@ -162,8 +163,8 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
     wanted = {(s.account_id, s.inputs_hash) for s in snapshots}
     for attempt in range(2):
         existing = {s.account_id: s for s in MarginSnapshot.objects.filter(
-            account_id__in=[s.account_id for s in snapshots],
-            inputs_hash__in=[s.inputs_hash for s in snapshots])
+            account_id__in=id_set(s.account_id for s in snapshots),
+            inputs_hash__in=text_set(s.inputs_hash for s in snapshots))
             if (s.account_id, s.inputs_hash) in wanted}
         new = [s for s in snapshots if s.account_id not in existing]
         try:

@@ -33,6 +33,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Account
+from brokerage.id_sets import id_set
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
 
@@ -85,8 +86,16 @@ def _rows() -> QuerySet:
         reason="the sweep values dirty accounts of every firm, each chunk in its firm's scope")
 
 
-def chunk_size() -> int:
-    return max(int(settings.MARGIN_SWEEP_CHUNK), 1)
+def chunk_size(claimed: int | None = None) -> int:
+    """Accounts per chunk: ``MARGIN_SWEEP_CHUNK``; fewer when a run claims fewer than that many
+    per worker process (a tick's holders), so every process takes a share of it
+    (``MARGIN_SWEEP_PARALLEL`` processes, no chunk under ``MARGIN_SWEEP_MIN_CHUNK``): a tick's
+    latency is its largest chunk's."""
+    size = max(int(settings.MARGIN_SWEEP_CHUNK), 1)
+    if claimed is None:
+        return size
+    share = -(-claimed // max(int(settings.MARGIN_SWEEP_PARALLEL), 1))
+    return min(size, max(share, int(settings.MARGIN_SWEEP_MIN_CHUNK), 1))
 
 
 def claim_dirty(*, firm_id: int | None = None,
@@ -107,7 +116,7 @@ def claim_dirty(*, firm_id: int | None = None,
     for firm, account in _rows().filter(claim=claim).order_by("firm_id", "account_id") \
             .values_list("firm_id", "account_id"):
         by_firm[firm].append(account)
-    size = chunk_size()
+    size = chunk_size(sum(len(ids) for ids in by_firm.values()))
     return [Chunk(firm, ids[start:start + size], claim) for firm, ids in sorted(by_firm.items())
             for start in range(0, len(ids), size)]
 
@@ -116,7 +125,7 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     """Value one chunk and write its current margin (see the module docstring); ``history``
     FORCED keeps every valued account as history (someone asked)."""
     result = ChunkResult()
-    mine = _rows().filter(account_id__in=chunk.account_ids, claim=chunk.claim)
+    mine = _rows().filter(account_id__in=id_set(chunk.account_ids), claim=chunk.claim)
     # The lease runs from the start of the work, not from the claim (a chunk may have queued).
     mine.update(claimed_at=timezone.now())
     read = list(mine.filter(dirty_version__gt=F("computed_version"))
@@ -127,7 +136,7 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     try:
         if versions and firm is not None:
             with firm_scope(firm), sweeping():
-                accounts = list(Account.objects.filter(pk__in=list(versions))
+                accounts = list(Account.objects.filter(pk__in=id_set(versions))
                                 .select_related("firm").order_by("pk"))
                 valued = [a for a in accounts if a.status != Account.Status.CLOSED]
                 outcomes = compute_snapshots(accounts=valued, history=history,
@@ -138,7 +147,7 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
         # Whatever happened, the accounts go back: still dirty unless written, so the next
         # sweep takes them (a run that raised is not left holding them until the lease ends).
         mine.update(claim=0, claimed_at=None)
-    result.left_dirty = _rows().filter(account_id__in=list(versions),
+    result.left_dirty = _rows().filter(account_id__in=id_set(versions),
                                        dirty_version__gt=F("computed_version")).count()
     if result.left_dirty:
         with sweeping():  # eager Celery: the caller loops rather than nest a sweep here

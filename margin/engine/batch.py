@@ -99,7 +99,7 @@ def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
         keep &= covered
         sub, index = _subset(universe, keep)
         try:
-            valued = value_positions(sub, params, need_model=True)
+            valued = value_positions(sub, params, need_model=True, greeks=False)
             run = PMRun(sub, params, valued) if sub.positions else None
             break
         except EngineInputError as exc:
@@ -109,7 +109,7 @@ def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
             if match is None:
                 covered[:] = False
                 continue
-            contract = int(index[int(match.group(1))])
+            contract = int(match.group(1))
             refused[contract] = exc
             covered[contract] = False
     figures = ChunkFigures(held, refused, np.zeros(n), np.zeros(n), np.zeros(n))
@@ -145,9 +145,10 @@ def _accounts_valued(book: ChunkBook, covered: np.ndarray) -> np.ndarray:
 
 
 def _subset(universe: Portfolio, keep: np.ndarray) -> tuple[Portfolio, np.ndarray]:
-    """The universe reduced to the kept contracts (positions renumbered), and their indexes."""
+    """The universe reduced to the kept contracts, and their indexes. Each position keeps its
+    ``index`` in the universe (only error messages read it: a refusal names the contract)."""
     index = np.flatnonzero(keep)
-    positions = tuple(replace(universe.positions[i], index=k) for k, i in enumerate(index))
+    positions = tuple(universe.positions[i] for i in index)
     roots = {p.root for p in positions}
     underlyings = {s: u for s, u in universe.underlyings.items() if s in roots}
     return replace(universe, positions=positions, underlyings=underlyings), index

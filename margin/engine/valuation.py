@@ -100,8 +100,11 @@ def _lp_row(position: Position, portfolio: Portfolio) -> tuple[float, dict[str, 
                    "fees1": str(int(f1)), "value": value}
 
 
-def value_positions(portfolio: Portfolio, params: ParameterSet, need_model: bool) -> Valuation:
-    """Market values, marks, implied vols and position Greeks (see the module docstring)."""
+def value_positions(portfolio: Portfolio, params: ParameterSet, need_model: bool,
+                    greeks: bool = True) -> Valuation:
+    """Market values, marks, implied vols and position Greeks (see the module docstring);
+    ``greeks=False`` leaves the Greeks out (None): the batch sweep reads values only, and the
+    Greeks of American options are finite differences, several pricings each."""
     positions = portfolio.positions
     n = len(positions)
     marks = np.full(n, np.nan)
@@ -143,7 +146,7 @@ def value_positions(portfolio: Portfolio, params: ParameterSet, need_model: bool
 
     if opt_idx:
         _value_options(portfolio, positions, np.asarray(opt_idx), models, spots, marks, vols,
-                       mvs, rows, warnings, need_model)
+                       mvs, rows, warnings, need_model, greeks)
 
     for i, row in enumerate(rows):
         row["market_value"] = float(mvs[i]) if positions[i].kind != "future" else 0.0
@@ -153,7 +156,7 @@ def value_positions(portfolio: Portfolio, params: ParameterSet, need_model: bool
 def _value_options(portfolio: Portfolio, positions: tuple[Position, ...], idx: np.ndarray,
                    models: np.ndarray, spots: np.ndarray, marks: np.ndarray, vols: np.ndarray,
                    mvs: np.ndarray, rows: list[dict[str, Any]], warnings: list[str],
-                   need_model: bool) -> None:
+                   need_model: bool, greeks: bool = True) -> None:
     from . import pricing
 
     opts = [positions[i] for i in idx]
@@ -229,11 +232,13 @@ def _value_options(portfolio: Portfolio, positions: tuple[Position, ...], idx: n
         k = np.flatnonzero(valued)
         theo[k] = pricing.option_value(model[k], spot[k], strike[k], t[k], rate, q[k], vol[k],
                                        is_call[k])
-        g = pricing.greeks(model[k], spot[k], strike[k], t[k], rate, q[k], vol[k], is_call[k])
-        delta[k] = g["delta"]
-        gamma[k] = g["gamma"]
-        vega[k] = g["vega"]
-        theta[k] = g["theta"]
+        if greeks:
+            g = pricing.greeks(model[k], spot[k], strike[k], t[k], rate, q[k], vol[k],
+                               is_call[k])
+            delta[k] = g["delta"]
+            gamma[k] = g["gamma"]
+            vega[k] = g["vega"]
+            theta[k] = g["theta"]
     mark = np.where(has_price, price, theo)
     marks[idx] = mark
     vols[idx] = np.where(live, vol, given_vol)

@@ -168,6 +168,19 @@ def test_chunks_follow_the_chunk_setting_and_never_mix_firms(world, two_books, s
                     for pk in c.account_ids}) == 1 for c in chunks)
 
 
+def test_a_small_run_is_shared_among_the_worker_processes(world, two_books, settings):
+    """A tick's few hundred holders go out as one chunk per process, not one chunk for one
+    process while the other idles (the tick's latency is its largest chunk's)."""
+    settings.MARGIN_SWEEP_CHUNK, settings.MARGIN_SWEEP_PARALLEL = 2000, 2
+    settings.MARGIN_SWEEP_MIN_CHUNK = 2
+    with firm_scope(world.firm_a):
+        extra = [book.open_account(client=world.a.client, number=f"A-{n}",
+                                   registration="individual", margin_type="reg_t",
+                                   actor=world.a.users["firm_admin"]).pk for n in range(4)]
+    mark_accounts(extra, request=False)
+    assert sorted(len(c.account_ids) for c in claim_dirty()) == [2, 2]
+
+
 def test_recompute_firm_values_every_account_of_the_firm(world, two_books):
     acme_holder, other = two_books
     result = recompute_firm(world.firm_a.pk)
