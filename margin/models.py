@@ -358,3 +358,6 @@ from .calls.models import (  # noqa: E402,F401
     MarginCall,
     Restriction,
 )
+
+# Liquidation plans (margin.liquidation): defined in their own module, registered here.
+from .liquidation.models import LiquidationPlan  # noqa: E402,F401

@@ -376,6 +376,16 @@ def bench_regt_one_account(ctx: BenchContext) -> Iterable[dict]:
     yield {"bench": "regt_one_account", "positions": len(portfolio.positions), **stats}
 
 
+def bench_liquidation_plan(ctx: BenchContext) -> Iterable[dict]:
+    """The cheapest cure of a deficit (margin.engine.liquidation) on books of 20, 50 and 200
+    positions with the house layer: the programme's plan (seconds: model, solve and the
+    engine's check) beside the greedy baseline's."""
+    from .liquidation import plan_line
+
+    for n in (20, 50, 200):
+        yield plan_line(n)
+
+
 BENCHES: list[Callable[[BenchContext], Iterable[dict]]] = [
     bench_pm_full_recompute,
     bench_pm_implied_vols,
@@ -386,6 +396,7 @@ BENCHES: list[Callable[[BenchContext], Iterable[dict]]] = [
     bench_regt_one_account,
     bench_var_historical,
     bench_lp_valuations,
+    bench_liquidation_plan,
 ]
 
 

@@ -27,6 +27,7 @@ from brokerage.api_query import FilterSet
 from brokerage.errors import IllegalTransition, InvalidInput
 from brokerage.tenancy import is_staff_member
 
+from ..liquidation.api import LiquidationPlanActions
 from ..models import AccountMargin
 from . import extensions, services
 from .deficits import Facts, Thresholds, warnings
@@ -219,8 +220,8 @@ class CancelInput(InputSerializer):
     note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
 
 
-class MarginCallViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        TenantViewSet):
+class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModelMixin,
+                        mixins.RetrieveModelMixin, TenantViewSet):
     """Margin calls by due date: staff see and work the firm's, a client reads their own."""
 
     filterset_class = MarginCallFilterSet

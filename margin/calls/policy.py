@@ -89,6 +89,15 @@ DEFAULT: dict[str, Row] = {
     "health_factor_call": Row("1.10", "ratio", "X", "MARGIN_CALLS.md 7: HF <= 1.10 collateral "
                               "call", UP),
     "health_factor_liquidate": Row("1.00", "ratio", "X", "Aave: liquidatable when HF < 1", UP),
+    # Liquidation plans (issue 12): what closing costs, per product class in price units
+    **{f"liquidation_half_spread_{cls}": Row(value, "money", "X", "house estimate of the half "
+                                             f"bid-ask spread of {cls} contracts (price units)",
+                                             ANY)
+       for cls, value in (("equity", "0.02"), ("narrow_index", "0.05"),
+                          ("broad_index_high_cap", "0.25"), ("broad_index", "0.10"),
+                          ("future", "0.125"), ("crypto", "1.00"), ("stablecoin", "0.0005"))},
+    "liquidation_fixed_penalty": Row("25.00", "money", "X", "house cost of touching a position "
+                                     "in a liquidation (ticket, operational risk)", ANY),
 }
 
 #: the kind of call -> the policy row of its due period and the rule it cites

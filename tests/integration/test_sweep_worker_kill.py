@@ -25,6 +25,9 @@ from tests.factories import make_firm, shared_instrument
 from tests.integration.conftest import wait_for
 
 ACCOUNTS = 1000
+#: the book as one chunk (a run this small is otherwise shared among the worker's processes):
+#: long enough to act on mid-way
+ONE_CHUNK = {"MARGIN_SWEEP_PARALLEL": "1"}
 CURRENT = ["computed_version", "computed_at", "snapshot_id", "equity", "requirement", "excess",
            "flag"]
 
@@ -86,7 +89,7 @@ def test_a_worker_killed_mid_chunk_writes_no_current_margin_and_another_redoes_i
     before = _current(ids)
     dirty_at = dict(_rows(ids).values_list("account_id", "dirty_version"))
 
-    first = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s))
+    first = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s), **ONE_CHUNK)
     sweep_dirty.delay()
     wait_for(lambda: _chunk_taken(first), "the chunk under way", worker=first)
     first.kill()
@@ -99,7 +102,7 @@ def test_a_worker_killed_mid_chunk_writes_no_current_margin_and_another_redoes_i
 
     # Another worker takes the chunk over once the dead run's lease has run out (a sweep
     # before that finds the accounts held and leaves them).
-    second = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s))
+    second = start_worker(MARGIN_SWEEP_LEASE_S=str(lease_s), **ONE_CHUNK)
     expires = max(at for _, at in claimed) + lease()
     wait_for(lambda: timezone.now() > expires, "the lease's end", lease_s + 5)
     sweep_dirty.delay()
@@ -120,7 +123,7 @@ def test_a_price_arriving_while_a_chunk_is_computed_is_swept_again(start_worker,
     ids = _book("ticked", "TICA")
     _price("TICA", "50")
     mark_accounts(ids, request=False)
-    worker = start_worker(MARGIN_SWEEP_DEBOUNCE_S="0.2")
+    worker = start_worker(MARGIN_SWEEP_DEBOUNCE_S="0.2", **ONE_CHUNK)
     sweep_dirty.delay()
     wait_for(lambda: _chunk_taken(worker), "the chunk under way", worker=worker)
 
