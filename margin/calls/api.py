@@ -61,6 +61,7 @@ class CurrentMarginSerializer(serializers.Serializer):
     requirement = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
     excess = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
     computed_at = serializers.DateTimeField(allow_null=True)
+    health_factor = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     flag = serializers.CharField(allow_blank=True)
     warnings = serializers.ListField(child=serializers.DictField())
 
@@ -88,8 +89,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @extend_schema(responses=CurrentMarginSerializer)
     def margin(self, request: Request, number: str | None = None) -> Response:
         account = self.get_object()
-        current = AccountMargin.objects.filter(account=account).select_related(
-            "snapshot").first()
+        current = AccountMargin.objects.filter(account=account).first()
         return Response(CurrentMarginSerializer(_current(account, current)).data)
 
     @extend_schema(responses=RestrictionSerializer(many=True))
@@ -104,13 +104,12 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
 def _current(account: Account, current: AccountMargin | None) -> dict:
     """The account's current margin and what the desk should see forming between closes."""
     shown = {"account": account.number, "equity": None, "requirement": None, "excess": None,
-             "computed_at": None, "flag": "", "warnings": []}
+             "computed_at": None, "health_factor": None, "flag": "", "warnings": []}
     if current is None or current.equity is None:
         return shown
+    health = current.health_factor  # the last valuation's, snapshot kept or not
     shown.update(equity=current.equity, requirement=current.requirement, excess=current.excess,
-                 computed_at=current.computed_at, flag=current.flag)
-    snapshot = current.snapshot
-    health = snapshot.health_factor if snapshot is not None else None
+                 computed_at=current.computed_at, health_factor=health, flag=current.flag)
     facts = Facts(account.margin_type, current.equity, current.requirement,
                   holds_unlisted_derivatives=account.client.holds_unlisted_derivatives,
                   health_factor=float(health) if health is not None else None)
@@ -159,8 +158,9 @@ class MarginCallSerializer(serializers.ModelSerializer):
     class Meta:
         model = MarginCall
         fields = ["id", "account", "kind", "status", "amount", "amount_due", "due_date",
-                  "as_of", "trade_date", "rule", "rule_source", "policy_version",
-                  "cancel_reason", "met_by_liquidation", "snapshot", "closed_on"]
+                  "as_of", "trade_date", "due_at", "health_factor", "rule", "rule_source",
+                  "policy_version", "cancel_reason", "met_by_liquidation", "snapshot",
+                  "closed_on"]
         read_only_fields = fields
 
 
