@@ -140,6 +140,8 @@ SPECTACULAR_SETTINGS = {
         "MarginCallStatusEnum": "margin.calls.models.MarginCall.Status",
         "MarginCallKindEnum": "margin.calls.models.MarginCall.Kind",
         "CancelReasonEnum": "margin.calls.models.MarginCall.CancelReason",
+        "RestrictionKindEnum": "margin.calls.models.Restriction.Kind",
+        "RestrictionStateEnum": "margin.calls.models.Restriction.State",
         "AccountStatusEnum": "accounts.models.Account.Status",
         "VersionStatusEnum": "brokerage.models.VersionStatus",
     },
