@@ -16,7 +16,9 @@ whole chunk in a few queries, and only those are locked and judged one by one:
   end end.
 
 Between closes (``watch``) the sweep only cancels calls a recovery has met; a deficit forming
-is a warning (``deficits.warnings``), never a call.
+is a warning (``deficits.warnings``), never a call. Collateral (health-factor) calls are the
+exception, intraday by nature (rule book section 7): ``judge_collateral`` issues, updates,
+recovers and makes them overdue from the chunk's health factors, at a close or between closes.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from accounts import services as book
 from accounts.models import Account
 from brokerage import audit
 from brokerage.scope import firm_scope
+from margin.calls.issuance import CallRun, move_on
 from margin.models import CallRecord, MarginCall, Restriction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,3 +109,11 @@ def test_open_deficiencies_become_open_minimum_equity_calls(world, rolled_back):
             (str(call.pk), opened.pk), (str(held.pk), restricted.pk)]
         assert audit.events_for(world.firm_a).filter(event_type="restriction.imposed").count() == 1
     assert audit.verify_chain(audit.chain_key(world.firm_a)) is None  # the chain holds
+    # the converted calls run on as margin's own: the close after their T+3 makes them overdue
+    # and restricts the account that was not restricted yet
+    run = CallRun(session=date(2026, 12, 1))
+    with firm_scope(world.firm_a):
+        move_on(account_ids=[a.pk for a in accounts], session=run.session, run=run)
+        assert sorted(run.steps) == sorted([
+            ("PM-MIG-0", "restricted"), ("PM-MIG-0", "overdue"), ("PM-MIG-1", "overdue")])
+        assert Restriction.objects.filter(state="active").count() == 2
