@@ -225,6 +225,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": MARGIN_END_OF_DAY_BEAT_S,
         "options": {"expires": MARGIN_END_OF_DAY_BEAT_S},
     },
+    # Collateral calls are due in hours: those past their due time are made overdue.
+    "margin-collateral-calls-due": {
+        "task": "margin.tasks.collateral_calls_due",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     # Every account marked dirty every 15 minutes in market hours: backs up the input-driven
     # marks (a process that died between an input's commit and its mark).
     "margin-recompute-all": {

@@ -415,6 +415,24 @@ def _collateral_step(account_id: int, facts: Collateral, *, limits: Thresholds, 
             run.add(account, "recovered collateral")
 
 
+def collateral_overdue(now=None) -> list[int]:
+    """Every firm's running collateral calls past their due time, made overdue: one query for
+    all of them, then one transaction each in its firm's scope. Returns their ids."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    due = list(MarginCall.cross_firm.for_compliance(
+        reason="collateral calls past their due time, each made overdue in its firm's scope",
+    ).filter(kind=K.COLLATERAL, status__in=services.RUNNING, due_at__lte=now)
+        .select_related("firm").order_by("firm_id", "pk"))
+    made = []
+    for call in due:
+        with firm_scope(call.firm):
+            if services.mark_overdue(call=call, day=call.due_date, now=now):
+                made.append(call.pk)
+    return made
+
+
 def _collateral_detail(facts: Collateral, limits: Thresholds) -> str:
     return (f"The health factor of the account's collateral is {facts.health_factor:.4f}, at "
             f"or under the call band of {limits.health_factor_call}: deposit "

@@ -210,3 +210,19 @@ def test_ordinary_accounts_cost_no_queries_of_their_own(world, in_desk_firm, bor
     one = queries(others[:1], {others[0].pk: healthy[others[0].pk]})
     assert queries(others, healthy) == one
     assert queries(others[:1], {}) == queries(others, {})
+
+
+def test_the_beat_makes_collateral_calls_past_their_due_time_overdue(borrower):
+    from margin.tasks import collateral_calls_due
+
+    eth("2700", minutes=5)
+    sweep(borrower)
+    [call] = calls_of(borrower)
+    assert collateral_calls_due() == {"overdue": []}  # not due for 24 hours
+    MarginCall.objects.filter(pk=call.pk).update(due_at=timezone.now() - timedelta(minutes=1))
+    assert collateral_calls_due() == {"overdue": [call.pk]}
+    call.refresh_from_db()
+    assert call.status == "overdue"
+    assert list(CallRecord.objects.filter(call=call).values_list("event", flat=True)) == [
+        "issued", "overdue"]
+    assert collateral_calls_due() == {"overdue": []}  # once
