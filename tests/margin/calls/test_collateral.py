@@ -226,3 +226,19 @@ def test_the_beat_makes_collateral_calls_past_their_due_time_overdue(borrower):
     assert list(CallRecord.objects.filter(call=call).values_list("event", flat=True)) == [
         "issued", "overdue"]
     assert collateral_calls_due() == {"overdue": []}  # once
+
+
+def test_the_api_shows_the_health_factor_and_the_due_time(in_desk_firm, borrower):
+    from rest_framework.test import APIClient
+
+    eth("2700", minutes=5)
+    sweep(borrower)
+    [call] = calls_of(borrower)
+    api = APIClient()
+    api.force_login(in_desk_firm.margin_desk)
+    margin = api.get(f"/api/v1/accounts/{borrower.number}/margin").json()
+    assert Decimal(margin["health_factor"]) == current_hf(borrower)
+    assert [w["kind"] for w in margin["warnings"]] == ["health_factor"]
+    [listed] = api.get("/api/v1/margin-calls/", {"kind": "collateral"}).json()["results"]
+    assert (listed["id"], Decimal(listed["health_factor"])) == (call.pk, call.health_factor)
+    assert listed["due_at"] is not None and listed["amount"] == str(call.amount)
