@@ -140,6 +140,8 @@ SPECTACULAR_SETTINGS = {
         "MarginCallStatusEnum": "margin.calls.models.MarginCall.Status",
         "MarginCallKindEnum": "margin.calls.models.MarginCall.Kind",
         "CancelReasonEnum": "margin.calls.models.MarginCall.CancelReason",
+        "RestrictionKindEnum": "margin.calls.models.Restriction.Kind",
+        "RestrictionStateEnum": "margin.calls.models.Restriction.State",
         "AccountStatusEnum": "accounts.models.Account.Status",
         "VersionStatusEnum": "brokerage.models.VersionStatus",
     },
@@ -226,6 +228,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "margin.tasks.end_of_day_due",
         "schedule": MARGIN_END_OF_DAY_BEAT_S,
         "options": {"expires": MARGIN_END_OF_DAY_BEAT_S},
+    },
+    # Collateral calls are due in hours: those past their due time are made overdue.
+    "margin-collateral-calls-due": {
+        "task": "margin.tasks.collateral_calls_due",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     # Every account marked dirty every 15 minutes in market hours: backs up the input-driven
     # marks (a process that died between an input's commit and its mark).

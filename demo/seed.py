@@ -33,8 +33,6 @@ from brokerage.scope import firm_scope
 from brokerage.tenancy import create_firm, create_firm_user, create_platform_user
 from margin import business_days
 from margin import services as risk_parameters
-from margin.calls import policy as call_policy
-from margin.calls import services as call_services
 from margin.calls.issuance import close_of_day
 from margin.end_of_day import last_closed_session
 from margin.engine import pricing
@@ -42,9 +40,9 @@ from margin.engine.defi import uniswap_v3
 from margin.engine.portfolio import LPPosition
 from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
 from margin.market_history import load_synthetic_demo_history
-from margin.models import MarginCall, MarginSnapshot
+from margin.models import AccountMargin, MarginCall, MarginSnapshot
 from margin.receivers import recompute_suspended
-from margin.tasks import recompute_firm
+from margin.tasks import recompute_accounts, recompute_firm
 
 PASSWORD = "demo-pass-2026"
 RATE = 0.043
@@ -443,8 +441,8 @@ def margin_calls(*, write: Write) -> None:
     """Issue 11's story as of the last close, whatever the weekday the seed runs on: the
     valuations just computed are judged as of that session, which issues the calls the books
     call for (NO100013's PM deficiency and minimum-equity deficiency, with their due dates);
-    Northwind's history adds a Reg T call from six sessions before that nobody paid (overdue
-    at this close) and a maintenance call met by a deposit. The session's end-of-day run is
+    Northwind's history adds a maintenance call of an earlier close that nobody met (overdue
+    at this close) and one a deposit met (``call_history``). The session's end-of-day run is
     left to beat or to `manage.py run_end_of_day` (after a price drop, say), which values the
     books again for that close and updates the calls. A second seed changes nothing."""
     now = timezone.now()
@@ -464,24 +462,34 @@ def margin_calls(*, write: Write) -> None:
 
 
 def call_history(*, firm: Firm, session: date, calendar: str) -> None:
-    """Northwind's earlier calls (demo story): a Reg T call on NO100002 for a purchase six
-    sessions ago, never paid; a maintenance call on NO100003 ten sessions ago, met by a
-    deposit the next day."""
-    policy = call_policy.active_policy(firm)
+    """Northwind's earlier calls, issued by the close itself on books really short: NO100002's
+    client withdrew cash below its Reg T maintenance requirement, and the close 16 sessions ago
+    issued a maintenance call nobody met (due in 15 business days: overdue now); NO100001 went
+    short the same way, the close 10 sessions ago called it and a deposit met it. The demo's
+    market is one state: the valuation on record stands for those earlier closes."""
     desk = Membership.objects.get(user__username="northwind.desk").user
-    trade_date = business_days.business_days_before(session, 6, calendar)
-    unpaid = Account.objects.get(number="NO100002")
-    call_services.issue_call(account=unpaid, kind="reg_t", amount=Decimal("4200.00"),
-                             as_of=trade_date, trade_date=trade_date,
-                             equity=Decimal("65800.00"), requirement=Decimal("70000.00"),
-                             policy=policy)
-    earlier = business_days.business_days_before(session, 10, calendar)
-    paid = Account.objects.get(number="NO100003")
-    met = call_services.issue_call(account=paid, kind="maintenance", amount=Decimal("2500.00"),
-                                   as_of=earlier, equity=Decimal("20000.00"),
-                                   requirement=Decimal("22500.00"), policy=policy)
-    book.post_ledger_entry(account=paid, kind="deposit", amount=Decimal("2500.00"), actor=desk,
-                           memo=f"wire for margin call #{met.pk}")
+    overdue = _short_by(firm, "NO100002", Decimal("5000.00"), desk)
+    close_of_day(firm=firm, session=business_days.business_days_before(session, 16, calendar),
+                 account_ids=[overdue.pk])
+    met = _short_by(firm, "NO100001", Decimal("2500.00"), desk)
+    close_of_day(firm=firm, session=business_days.business_days_before(session, 10, calendar),
+                 account_ids=[met.pk])
+    call = MarginCall.objects.filter(account=met, kind="maintenance").get()
+    book.post_ledger_entry(account=met, kind="deposit", amount=call.amount_due, actor=desk,
+                           memo=f"wire for margin call #{call.pk}")
+    recompute_accounts(firm.pk, [met.pk])
+
+
+def _short_by(firm: Firm, number: str, shortfall: Decimal, desk) -> Account:
+    """The client withdraws what leaves the account ``shortfall`` under its requirement, as
+    the engine values it now; valued again after the withdrawal."""
+    account = Account.objects.get(number=number)
+    current = AccountMargin.objects.get(account=account)
+    book.post_ledger_entry(account=account, kind="withdrawal",
+                           amount=-(current.excess + shortfall), actor=desk,
+                           memo="client withdrawal")
+    recompute_accounts(firm.pk, [account.pk])
+    return account
 
 
 def print_logins(*, write: Write) -> None:

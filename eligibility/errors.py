@@ -24,7 +24,7 @@ InvalidRequest = InvalidInput
 
 __all__ = [
     "Conflict", "EligibilityError", "FourEyesViolation", "IllegalTransition", "InvalidRequest",
-    "InvalidRuleSet", "NotEligible", "NotFound", "NotPermitted",
+    "InvalidRuleSet", "NotEligible", "NotFound", "NotPermitted", "OpenMarginCalls",
 ]
 
 
@@ -48,3 +48,10 @@ class NotEligible(Unprocessable, code="not_eligible"):
             return super().errors
         return [{"field": f"rules.{rule['rule']}", "code": self.code, "message": rule["sentence"]}
                 for rule in failed]
+
+
+class OpenMarginCalls(Unprocessable, code="open_margin_call"):
+    """Approval refused: the account has an unmet margin call or an active restriction
+    (``margin.calls``). Portfolio margin is no way out of a call: Reg T does not apply to a
+    PM account (220.1(b)(3)(i)), so an unmet Reg T call would vanish with the upgrade, and an
+    account limited to risk-reducing trades takes on no new leverage."""

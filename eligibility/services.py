@@ -53,6 +53,7 @@ from .errors import (
     NotEligible,
     NotFound,
     NotPermitted,
+    OpenMarginCalls,
 )
 from .evaluation import OPENING, EligibilityResult, Facts, client_facts, evaluate_account
 from .models import (
@@ -568,9 +569,37 @@ def _authorize_decision(ruling: approvals.Ruling) -> None:
                              "reasons", field="reasons")
 
 
+def blocking_calls(account: Account) -> OpenMarginCalls | None:
+    """What of margin's calls stands in the way of portfolio margin for ``account``: its open
+    margin calls (every kind: a PM minimum-equity or PM deficiency, a Reg T, maintenance,
+    house or collateral call) and its active restrictions (closing-only, funds on hand, the
+    intraday block). Eligibility reads calls; margin issues and closes them."""
+    from margin.models import MarginCall, Restriction
+
+    calls = list(MarginCall.objects.filter(account=account, status__in=MarginCall.OPEN_STATES)
+                 .order_by("due_date", "pk"))
+    restrictions = list(Restriction.objects.filter(account=account,
+                                                   state=Restriction.State.ACTIVE)
+                        .order_by("starts_on", "pk"))
+    if not calls and not restrictions:
+        return None
+    named = [f"{c.get_kind_display()} #{c.pk} (${c.amount_due:,} due {c.due_date}, "
+             f"{c.status})" for c in calls]
+    named += [f"{r.get_kind_display().lower()} restriction #{r.pk} since {r.starts_on}"
+              for r in restrictions]
+    return OpenMarginCalls(
+        f"account {account.number} has {'; '.join(named)}: it cannot move to portfolio "
+        "margin until they are met or ended", field="account",
+        details={"calls": [c.pk for c in calls], "restrictions": [r.pk for r in restrictions]})
+
+
 def _evaluate_for_approval(ruling: approvals.Ruling) -> approvals.Refusal | None:
     """Judge the account again, now, against the active rule set; a failure keeps the
-    evaluation on record and the application where it is."""
+    evaluation on record and the application where it is. An account with an open margin
+    call or an active restriction is refused first (the refusal is on record)."""
+    blocked = blocking_calls(Account.objects.get(pk=ruling.subject.account_id))
+    if blocked is not None:
+        return approvals.Refusal(blocked, record={"open_margin_calls": blocked.details})
     judged = _judge(ruling.subject, stage=Evaluation.Stage.APPROVAL, actor=ruling.decider)
     ruling.context.update(rule_set=judged.rule_set, evaluation=judged.evaluation)
     if judged.result.passed:

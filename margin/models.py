@@ -287,6 +287,10 @@ class AccountMargin(TenantModel):
     equity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
     requirement = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
     excess = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    health_factor = models.DecimalField(
+        max_digits=20, decimal_places=6, null=True, blank=True,
+        help_text="the last valuation's health factor of crypto collateral against its debt "
+                  "(null: no debt); collateral calls are judged on it")
     end_of_day_due = models.BooleanField(
         default=False, help_text="the end-of-day run marked the account: its next valuation "
                                  "is kept as history whatever moved (cleared when written)")

@@ -2,4 +2,6 @@
 
 from django.dispatch import Signal
 
-snapshots_written = Signal()  # kwargs: firm, account_ids, end_of_day (those valued for a close)
+#: kwargs: firm, account_ids, end_of_day (those valued for a close), collateral (account id ->
+#: margin.calls.deficits.Collateral, the valuations with a health factor)
+snapshots_written = Signal()

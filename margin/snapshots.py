@@ -25,6 +25,7 @@ from accounts.models import Account
 from brokerage import audit
 from brokerage.id_sets import id_set, text_set
 
+from .calls.deficits import Collateral
 from .calls.hooks import ChunkCalls, chunk_calls
 from .figures import END_OF_DAY, inputs_hash
 from .models import AccountMargin, MarginSnapshot
@@ -44,6 +45,7 @@ class SnapshotOutcome:
     requirement: Decimal | None = None
     excess: Decimal | None = None
     risk_arrays: dict = field(default_factory=dict)
+    health_factor: Decimal | None = None
 
     @property
     def valued(self) -> bool:
@@ -126,7 +128,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
     outcomes = [SnapshotOutcome(f.account_id, None, f.flag) for f in flagged]
     previous = _previous([v.account_id for v in valuations]) \
         if history == History.INTRADAY else {}
-    calls = chunk_calls(firm, [v.account_id for v in valuations]) \
+    calls = chunk_calls(firm, [v.account_id for v in valuations],
+                        collateral=_collateral(valuations)) \
         if history == History.INTRADAY else None
     for valuation in valuations:
         mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
@@ -141,7 +144,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
         outcomes.append(SnapshotOutcome(
             valuation.account_id, stored.get(valuation.account_id),
             equity=valuation.equity, requirement=valuation.requirement,
-            excess=valuation.excess, risk_arrays=valuation.risk_arrays))
+            excess=valuation.excess, risk_arrays=valuation.risk_arrays,
+            health_factor=valuation.health_factor))
     outcomes.sort(key=lambda o: o.account_id)
     valued = [o.account_id for o in outcomes if o.valued]
     if valued:
@@ -149,8 +153,19 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
         # on equity that moved without a history snapshot); those valued for a close are named.
         closing = [a for a in valued if a in end_of_day or history == History.END_OF_DAY]
         snapshots_written.send(MarginSnapshot, firm=firm, account_ids=valued,
-                               end_of_day=closing)
+                               end_of_day=closing,
+                               collateral=_collateral(valuations, stored=stored))
     return outcomes
+
+
+def _collateral(valuations: Sequence[MarginSnapshot], stored: dict | None = None
+                ) -> dict[int, Collateral]:
+    """The chunk's valuations with a health factor (crypto or LP collateral against a debt),
+    as the collateral-call rules read them: no query (``margin.calls.deficits``)."""
+    return {v.account_id: Collateral(
+        v.health_factor, getattr(v, "collateral_debt", None) or Decimal("0.00"), v.equity,
+        v.cash, stored[v.account_id].pk if stored and v.account_id in stored else None)
+        for v in valuations if v.health_factor is not None}
 
 
 def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None

@@ -43,7 +43,7 @@ from .snapshots import History, compute_snapshots
 
 #: the fields a chunk writes, by what became of the account
 VALUED_FIELDS = ["computed_version", "computed_at", "equity", "requirement", "excess",
-                 "risk_arrays", "flag"]
+                 "health_factor", "risk_arrays", "flag"]
 KEPT_FIELDS = [*VALUED_FIELDS, "snapshot", "end_of_day_due"]  # valued and kept as history
 FLAGGED_FIELDS = ["computed_version", "computed_at", "flag"]
 FIELDS = {"valued": VALUED_FIELDS, "kept": KEPT_FIELDS, "flagged": FLAGGED_FIELDS}
@@ -175,7 +175,7 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
             account_id=outcome.account_id, computed_version=version, computed_at=now,
             snapshot=outcome.snapshot, end_of_day_due=False, equity=outcome.equity,
             requirement=outcome.requirement, excess=outcome.excess,
-            risk_arrays=outcome.risk_arrays, flag=""))
+            health_factor=outcome.health_factor, risk_arrays=outcome.risk_arrays, flag=""))
     for account_id in closed:
         groups["flagged"].append(AccountMargin(
             account_id=account_id, computed_version=versions[account_id], computed_at=now,

@@ -106,3 +106,12 @@ def end_of_day_due() -> dict:
     calendar's close and at the crypto cut, once per session; the sweep does the valuing."""
     return {"started": [[run.firm_id, run.calendar, run.session.isoformat()]
                         for run in due_runs()]}
+
+
+@shared_task(acks_late=True)
+def collateral_calls_due() -> dict:
+    """Collateral calls whose due time has passed, made overdue (beat, every minute): due in
+    hours, they do not wait for their account's next valuation or the close."""
+    from .calls.issuance import collateral_overdue
+
+    return {"overdue": collateral_overdue()}

@@ -157,7 +157,21 @@ class ChunkInputs:
                               parameter_row=self.parameter_row, history=None,
                               returns_needed=None))
         snapshot.inputs_hash = inputs_hash(snapshot)
+        # Not a stored field (the snapshot's health factor is; recompute_snapshot reproduces
+        # both): the debt the health factor is measured against, which a collateral call's
+        # amount needs (margin.calls.deficits.collateral_owed).
+        snapshot.collateral_debt = collateral_debt(result)
         return snapshot
+
+
+def collateral_debt(result: dict) -> Decimal | None:
+    """The debt of the collateral block's health factor (METHODOLOGY.md 6; the engine's
+    ``defi.collateral.health_factor``): short tokens and perpetual losses, the positions
+    whose market value is negative; None without debt."""
+    block = result.get("collateral") or {}
+    debt = sum((-row["market_value"] for row in block.get("positions", ())
+                if row["market_value"] < 0), 0.0)
+    return money(debt) if debt > 0 else None
 
 
 def _declared(position: Holding) -> list[Instrument]:

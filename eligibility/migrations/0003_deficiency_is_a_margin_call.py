@@ -3,13 +3,23 @@
 from django.db import migrations
 
 
+def convert_open_deficiencies(apps, schema_editor) -> None:
+    # Open deficiencies become open pm_minimum_equity margin calls before the table goes.
+    from eligibility.migrations._deficiency_calls import convert_open_deficiencies as convert
+
+    convert(apps, schema_editor)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
+        ('brokerage', '0004_platform_roles_time_zone'),
         ('eligibility', '0002_approval_requests'),
+        ('margin', '0013_margin_calls'),
     ]
 
     operations = [
+        migrations.RunPython(convert_open_deficiencies, migrations.RunPython.noop),
         migrations.DeleteModel(
             name='Deficiency',
         ),

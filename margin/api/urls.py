@@ -1,7 +1,13 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from ..calls.api import AccountViewSet, MarginCallViewSet, MarginRecordView
+from ..calls.api import (
+    AccountViewSet,
+    CallPolicyViewSet,
+    MarginCallViewSet,
+    MarginRecordView,
+    RestrictionViewSet,
+)
 from .parameters import RiskParameterSetViewSet
 from .views import MarginCalculateView
 
@@ -9,6 +15,8 @@ router = SimpleRouter()
 router.register("risk-parameters", RiskParameterSetViewSet, basename="risk-parameters")
 router.register("margin-calls", MarginCallViewSet, basename="margin-calls")
 router.register("accounts", AccountViewSet, basename="accounts")
+router.register("call-policies", CallPolicyViewSet, basename="call-policies")
+router.register("restrictions", RestrictionViewSet, basename="restrictions")
 
 urlpatterns = [
     path("margin/calculate", MarginCalculateView.as_view(), name="margin-calculate"),

@@ -1,5 +1,7 @@
 """REST doors to calls: ``/api/v1/margin-calls/``, ``/api/v1/accounts/`` with each account's
-current margin and restrictions, and ``/api/v1/margin-record/`` (the FINRA 4220 rows of a day).
+current margin and restrictions, ``/api/v1/margin-record/`` (the FINRA 4220 rows of a day), and
+the two changes that need two people: ``/api/v1/call-policies/`` (propose a version, approve or
+reject it) and ``/api/v1/restrictions/`` (ask for a waiver, approve or reject it).
 
 Staff of the firm read everything and act through the services; a client reads the accounts
 guardian grants them and those accounts' calls, read-only. Another firm's object is a 404;
@@ -12,7 +14,7 @@ from datetime import date
 
 from django.db.models import Prefetch, QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -21,17 +23,33 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
-from brokerage.api import InputSerializer, IsFirmStaff, TenantAPIView, TenantViewSet, username
-from brokerage.api_actions import ServiceActions
+from brokerage import approvals
+from brokerage.api import (
+    InputSerializer,
+    IsFirmStaff,
+    TenantAPIView,
+    TenantViewSet,
+    username,
+    validated,
+)
+from brokerage.api_actions import ServiceActions, decision_endpoints
 from brokerage.api_query import FilterSet
 from brokerage.errors import IllegalTransition, InvalidInput
+from brokerage.scope import current_firm
 from brokerage.tenancy import is_staff_member
 
 from ..liquidation.api import LiquidationPlanActions
 from ..models import AccountMargin
-from . import extensions, services
+from . import extensions, policy, restrictions, services
 from .deficits import Facts, Thresholds, warnings
-from .models import CallExtension, CallNotice, CallSatisfaction, MarginCall, Restriction
+from .models import (
+    CallExtension,
+    CallNotice,
+    CallPolicy,
+    CallSatisfaction,
+    MarginCall,
+    Restriction,
+)
 from .policy import active_policy
 from .record import rows_for
 
@@ -62,6 +80,7 @@ class CurrentMarginSerializer(serializers.Serializer):
     requirement = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
     excess = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
     computed_at = serializers.DateTimeField(allow_null=True)
+    health_factor = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     flag = serializers.CharField(allow_blank=True)
     warnings = serializers.ListField(child=serializers.DictField())
 
@@ -89,8 +108,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @extend_schema(responses=CurrentMarginSerializer)
     def margin(self, request: Request, number: str | None = None) -> Response:
         account = self.get_object()
-        current = AccountMargin.objects.filter(account=account).select_related(
-            "snapshot").first()
+        current = AccountMargin.objects.filter(account=account).first()
         return Response(CurrentMarginSerializer(_current(account, current)).data)
 
     @extend_schema(responses=RestrictionSerializer(many=True))
@@ -105,13 +123,12 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
 def _current(account: Account, current: AccountMargin | None) -> dict:
     """The account's current margin and what the desk should see forming between closes."""
     shown = {"account": account.number, "equity": None, "requirement": None, "excess": None,
-             "computed_at": None, "flag": "", "warnings": []}
+             "computed_at": None, "health_factor": None, "flag": "", "warnings": []}
     if current is None or current.equity is None:
         return shown
+    health = current.health_factor  # the last valuation's, snapshot kept or not
     shown.update(equity=current.equity, requirement=current.requirement, excess=current.excess,
-                 computed_at=current.computed_at, flag=current.flag)
-    snapshot = current.snapshot
-    health = snapshot.health_factor if snapshot is not None else None
+                 computed_at=current.computed_at, health_factor=health, flag=current.flag)
     facts = Facts(account.margin_type, current.equity, current.requirement,
                   holds_unlisted_derivatives=account.client.holds_unlisted_derivatives,
                   health_factor=float(health) if health is not None else None)
@@ -160,8 +177,9 @@ class MarginCallSerializer(serializers.ModelSerializer):
     class Meta:
         model = MarginCall
         fields = ["id", "account", "kind", "status", "amount", "amount_due", "due_date",
-                  "as_of", "trade_date", "rule", "rule_source", "policy_version",
-                  "cancel_reason", "met_by_liquidation", "snapshot", "closed_on"]
+                  "as_of", "trade_date", "due_at", "health_factor", "rule", "rule_source",
+                  "policy_version", "cancel_reason", "met_by_liquidation", "snapshot",
+                  "closed_on"]
         read_only_fields = fields
 
 
@@ -329,3 +347,132 @@ class MarginRecordView(TenantAPIView):
         except ValueError:
             raise InvalidInput(f"{raw!r} is not a date (YYYY-MM-DD)", field="date") from None
         return Response(rows_for(day))
+
+
+# Changes that need two people (brokerage.approvals) -------------------------------------------
+
+class DecisionInput(InputSerializer):
+    reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+
+class RejectInput(InputSerializer):
+    """A rejection says why."""
+
+    reason = serializers.CharField(max_length=2000)
+
+
+class CallPolicySerializer(serializers.ModelSerializer):
+    created_by = username()
+    decided_by = username()
+
+    class Meta:
+        model = CallPolicy
+        fields = ["id", "version", "status", "rows", "reason", "drafted_on", "created_by",
+                  "created_at", "decided_by", "decided_at", "decision_reason"]
+        read_only_fields = fields
+
+
+class CallPolicyProposalInput(InputSerializer):
+    # An object: the service checks every row named and its value (errors name values.<row>).
+    values = serializers.DictField(help_text="the rows to change, name -> value (stricter than "
+                                             "the platform's only)")
+    reason = serializers.CharField(max_length=2000)
+
+
+class CallPolicyViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        TenantViewSet):
+    """The firm's call-policy versions (each row with its source tag and citation): staff
+    read; firm admins, risk and compliance officers propose and a second one decides."""
+
+    serializer_class = CallPolicySerializer
+    permission_classes = [IsAuthenticated, IsFirmStaff]
+
+    def scoped_queryset(self) -> QuerySet:
+        active_policy(current_firm())  # version 1, the platform default, adopted on first use
+        return CallPolicy.objects.select_related("created_by", "decided_by").order_by(
+            "-version")
+
+    @extend_schema(request=CallPolicyProposalInput, responses={201: CallPolicySerializer})
+    def create(self, request: Request) -> Response:
+        data = validated(CallPolicyProposalInput, request)
+        return self.answer(policy.propose_policy(firm=current_firm(), actor=request.user,
+                                                 values=data["values"], reason=data["reason"]),
+                           created=True)
+
+    approve, reject = decision_endpoints(
+        CallPolicySerializer,
+        approve=(DecisionInput, lambda proposal, user, data: policy.approve_policy(
+            proposal=proposal, actor=user, reason=data["reason"])),
+        reject=(RejectInput, lambda proposal, user, data: policy.reject_policy(
+            proposal=proposal, actor=user, reason=data["reason"])))
+
+
+class WaiverSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    requested_by = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class RestrictionDetailSerializer(RestrictionSerializer):
+    waiver = serializers.SerializerMethodField(help_text="the latest waiver asked for (null: "
+                                                         "none)")
+
+    class Meta(RestrictionSerializer.Meta):
+        fields = [*RestrictionSerializer.Meta.fields, "waiver"]
+        read_only_fields = fields
+
+    @extend_schema_field(WaiverSerializer(allow_null=True))
+    def get_waiver(self, restriction: Restriction) -> dict | None:
+        found = approvals.request_for(kind=restrictions.APPROVAL_KIND, subject=restriction)
+        if found is None:
+            return None
+        return {"id": found.pk, "state": found.state,
+                "requested_by": found.requested_by.username if found.requested_by else "",
+                "requested_at": found.requested_at,
+                "reason": (found.payload or {}).get("reason", "")}
+
+
+class RestrictionFilterSet(FilterSet):
+    account = filters.CharFilter(field_name="account__number")
+    kind = filters.MultipleChoiceFilter(choices=Restriction.Kind.choices)
+    state = filters.MultipleChoiceFilter(choices=Restriction.State.choices)
+
+    class Meta:
+        model = Restriction
+        fields = ["account", "kind", "state"]
+
+
+class WaiverInput(InputSerializer):
+    reason = serializers.CharField(max_length=2000, help_text="why it is waived (kept on file)")
+
+
+class RestrictionViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         TenantViewSet):
+    """The firm's restrictions: staff read; a firm admin or compliance officer asks for a
+    waiver, a second one decides it (two officers, in writing: rule book section 1)."""
+
+    permission_classes = [IsAuthenticated, IsFirmStaff]
+    filterset_class = RestrictionFilterSet
+
+    def get_serializer_class(self):
+        return RestrictionSerializer if self.action == "list" else RestrictionDetailSerializer
+
+    def scoped_queryset(self) -> QuerySet:
+        return Restriction.objects.select_related("account").order_by("-starts_on", "-pk")
+
+    @extend_schema(request=WaiverInput, responses=RestrictionDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def waiver(self, request: Request, pk: str | None = None) -> Response:
+        def ask(restriction, data):
+            restrictions.request_waiver(restriction=restriction, actor=request.user, **data)
+            return Restriction.objects.select_related("account").get(pk=restriction.pk)
+        return self.act(request, WaiverInput, ask)
+
+    approve, reject = decision_endpoints(
+        RestrictionDetailSerializer,
+        approve=(DecisionInput, lambda restriction, user, data: restrictions.decide_waiver(
+            restriction=restriction, actor=user, approve=True, reason=data["reason"])),
+        reject=(RejectInput, lambda restriction, user, data: restrictions.decide_waiver(
+            restriction=restriction, actor=user, approve=False, reason=data["reason"])))

@@ -92,3 +92,77 @@ def warnings(facts: Facts, limits: Thresholds, open_kinds: set[str]) -> list[dic
                       "message": f"health factor {hf:.2f} is in the {band} band "
                                  f"(warn at {limits.health_factor_warn})"})
     return shown
+
+
+# Collateral (health-factor) calls: intraday by nature (rule book section 7 [X]) -------------
+
+@dataclass(frozen=True)
+class Collateral:
+    """One valuation's collateral facts as the sweep hands them over (no query): the health
+    factor (Aave style: collateral at its liquidation thresholds over debt), the debt it is
+    measured against, the account's equity and cash, and the history snapshot kept (None:
+    not kept)."""
+
+    health_factor: Decimal | None
+    debt: Decimal
+    equity: Decimal
+    cash: Decimal
+    snapshot_id: int | None = None
+
+
+def in_call_band(health_factor, limits: Thresholds) -> bool:
+    return health_factor is not None and Decimal(str(health_factor)) <= limits.health_factor_call
+
+
+def collateral_owed(facts: Collateral, limits: Thresholds) -> Decimal:
+    """What a collateral call asks for: the collateral (at a liquidation threshold of 1, cash)
+    that lifts the health factor back to the warning level, debt x (warn - HF); nothing out of
+    the call band. HF = weighted collateral / debt, so weighted + x = warn x debt."""
+    if not in_call_band(facts.health_factor, limits):
+        return ZERO
+    gap = limits.health_factor_warn - Decimal(str(facts.health_factor))
+    return max(facts.debt * gap, ZERO).quantize(CENT)
+
+
+def moved(before: Decimal, after: Decimal, *, relative: Decimal, floor: Decimal) -> bool:
+    """An amount moved enough to be a decision: more than ``relative`` of it and ``floor``."""
+    move = abs(after - before)
+    return move > relative * abs(before) and move >= floor
+
+
+@dataclass(frozen=True)
+class CollateralStep:
+    """What a valuation does to an account's collateral call: ``issue`` (``amount``),
+    ``update`` (the open call's new ``amount``), ``recover`` (cancel it: market recovery)."""
+
+    action: str
+    amount: Decimal = ZERO
+
+
+def collateral_credit(linked: Decimal, cash: Decimal) -> Decimal:
+    """Cash deposited to meet earlier collateral calls, while it stays in the account: the
+    engine's health factor counts tokens, not cash, so without this a call met by a deposit
+    would be asked again at the next valuation. Withdrawn, it no longer counts."""
+    return max(min(linked, cash), ZERO)
+
+
+def collateral_step(facts: Collateral, limits: Thresholds, *, open_amount: Decimal | None,
+                    credit: Decimal = ZERO, relative: Decimal = Decimal("0.05"),
+                    floor: Decimal = Decimal("100")) -> CollateralStep | None:
+    """The one decision, shared by the sweep's history test (``hooks``) and the call run
+    (``issuance``). ``open_amount``: the open collateral call's amount (None: none open);
+    ``credit``: ``collateral_credit`` of the calls before it. An open call's amount follows
+    the health factor when it moves by more than the snapshot threshold (a tick of cents is
+    no decision); out of the call band it is cancelled as a market recovery."""
+    owed = collateral_owed(facts, limits)
+    if open_amount is not None:
+        if not owed:
+            return CollateralStep("recover")
+        amount = (owed - credit).quantize(CENT)
+        if amount > 0 and moved(open_amount, amount, relative=relative, floor=floor):
+            return CollateralStep("update", amount)
+        return None
+    amount = (owed - credit).quantize(CENT)
+    if amount <= 0 or (credit > 0 and amount < floor):
+        return None
+    return CollateralStep("issue", amount)

@@ -16,7 +16,9 @@ whole chunk in a few queries, and only those are locked and judged one by one:
   end end.
 
 Between closes (``watch``) the sweep only cancels calls a recovery has met; a deficit forming
-is a warning (``deficits.warnings``), never a call.
+is a warning (``deficits.warnings``), never a call. Collateral (health-factor) calls are the
+exception, intraday by nature (rule book section 7): ``judge_collateral`` issues, updates,
+recovers and makes them overdue from the chunk's health factors, at a close or between closes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,18 @@ from brokerage.scope import firm_scope
 from .. import business_days
 from ..models import AccountMargin, EndOfDayRun
 from . import services
-from .deficits import Facts, Thresholds, deficits, reg_t_increase
+from .deficits import (
+    ZERO,
+    Collateral,
+    Facts,
+    Thresholds,
+    collateral_credit,
+    collateral_step,
+    deficits,
+    in_call_band,
+    reg_t_increase,
+)
+from .hooks import linked_to_collateral_calls, thresholds_of_moves
 from .models import MarginCall, Restriction
 from .notices import notify
 from .policy import active_policy
@@ -100,9 +113,11 @@ def _traded_on(account_ids: list[int], session: date) -> set[int]:
                                                                              flat=True))
 
 
-def close_of_day(*, firm: Firm, session: date, account_ids: list[int] | None = None) -> CallRun:
+def close_of_day(*, firm: Firm, session: date, account_ids: list[int] | None = None,
+                 collateral: dict[int, Collateral] | None = None) -> CallRun:
     """Issue, update and recover the calls of ``account_ids`` (all the firm's valued accounts
-    when None) as of the close of ``session``; then move their running calls on."""
+    when None) as of the close of ``session``; then move their running calls on. Collateral
+    calls follow ``collateral`` (the chunk's health factors) as between closes."""
     run = CallRun(session=session)
     with firm_scope(firm):
         if not business_days.is_business_day(session, firm.exchange_calendar or "XNYS"):
@@ -122,6 +137,9 @@ def close_of_day(*, firm: Firm, session: date, account_ids: list[int] | None = N
             if owed or reg_t or account_id in calls:
                 _judge(account_id, account_facts, owed, snapshot_id=snapshot_id, policy=policy,
                        session=session, run=run, reg_t=reg_t)
+        if collateral is not None:
+            judge_collateral(firm=firm, policy=policy, account_ids=account_ids,
+                             collateral=collateral, calls=calls, today=session, run=run)
         move_on(account_ids=sorted(set(facts) | set(calls)), session=session, run=run)
     return run
 
@@ -205,6 +223,11 @@ def move_on(*, account_ids: list[int], session: date, run: CallRun) -> None:
     for call in MarginCall.objects.filter(account_id__in=account_ids,
                                           status__in=MarginCall.OPEN_STATES).order_by("pk"):
         tomorrow = tomorrow or business_days.next_business_day(session, call.calendar)
+        if call.kind == K.COLLATERAL:
+            # due in hours: no due-tomorrow notice; overdue once its due time has passed
+            if services.mark_overdue(call=call, day=session):
+                run.add(call.account, f"overdue {call.kind}")
+            continue
         if call.kind == K.PM_MINIMUM_EQUITY:
             _minimum_equity_timeline(call, session=session, run=run)
             continue
@@ -284,13 +307,20 @@ def _downgrade(call: MarginCall, account: Account, *, session: date) -> None:
 
 # Between closes -------------------------------------------------------------------------------
 
-def watch(*, firm: Firm, account_ids: list[int], today: date | None = None) -> CallRun:
+def watch(*, firm: Firm, account_ids: list[int], today: date | None = None,
+          collateral: dict[int, Collateral] | None = None) -> CallRun:
     """An intraday chunk: open calls a recovery has met are cancelled (never a Reg T call);
-    nothing is issued or changed."""
+    no call of the end-of-day kinds is issued or changed. Collateral calls are intraday by
+    nature: issued, updated, recovered and made overdue here (``judge_collateral``)."""
     with firm_scope(firm):
         today = today or business_days.today(firm.exchange_calendar or "XNYS")
         run = CallRun(session=today)
         calls = open_calls(account_ids)
+        if collateral or any(c.kind == K.COLLATERAL for cs in calls.values() for c in cs):
+            judge_collateral(firm=firm, policy=active_policy(firm), account_ids=account_ids,
+                             collateral=collateral or {}, calls=calls, today=today, run=run)
+            calls = {a: [c for c in cs if c.kind != K.COLLATERAL] for a, cs in calls.items()}
+            calls = {a: cs for a, cs in calls.items() if cs}
         if not calls:
             return run
         limits = Thresholds.of(active_policy(firm))
@@ -306,6 +336,8 @@ def watch(*, firm: Firm, account_ids: list[int], today: date | None = None) -> C
                     services.link_deposits(account=account, today=today)
                 account_calls = [c for c in open_calls([account_id]).get(account_id, [])]
             for call in account_calls:
+                if call.kind == K.COLLATERAL:
+                    continue
                 if (call.kind in EQUITY_KINDS and call.kind not in owed
                         and call.status in RECOVERABLE):
                     services.cancel_call(call=call,
@@ -313,6 +345,99 @@ def watch(*, firm: Firm, account_ids: list[int], today: date | None = None) -> C
                                          actor=None, day=today)
                     run.add(call.account, f"recovered {call.kind}")
     return run
+
+
+# Collateral (health-factor) calls --------------------------------------------------------------
+
+def judge_collateral(*, firm: Firm, policy, account_ids: list[int],
+                     collateral: dict[int, Collateral], calls: dict[int, list[MarginCall]],
+                     today: date, run: CallRun) -> None:
+    """The chunk's collateral calls (rule book section 7 [X]): a health factor at or under the
+    policy's call band issues one (one open per account), due in the policy's hours, for
+    ``deficits.collateral_owed``; an open one's amount follows the health factor; out of the
+    band it is cancelled as a market recovery, after deposits are linked (a deposit meets
+    it); an open one past its due time is overdue. Only the accounts in the band or holding
+    an open collateral call are looked at: one query for the chunk (what earlier calls
+    received), then one transaction each."""
+    limits = Thresholds.of(policy)
+    open_collateral = {a: c for a, cs in calls.items() for c in cs if c.kind == K.COLLATERAL}
+    valued = set(account_ids)
+    candidates = sorted({a for a, c in collateral.items() if in_call_band(c.health_factor, limits)}
+                        | (set(open_collateral) & valued))
+    if not candidates:
+        return
+    linked = linked_to_collateral_calls(candidates)
+    for account_id in candidates:
+        facts = collateral.get(account_id) or Collateral(None, ZERO, ZERO, ZERO)  # no debt left
+        _collateral_step(account_id, facts, limits=limits, policy=policy, today=today, run=run,
+                         linked=linked.get(account_id, ZERO))
+    for call in MarginCall.objects.filter(pk__in=[c.pk for c in open_collateral.values()],
+                                          status__in=services.RUNNING).order_by("pk"):
+        if services.mark_overdue(call=call, day=today):
+            run.add(call.account, f"overdue {call.kind}")
+
+
+def _collateral_step(account_id: int, facts: Collateral, *, limits: Thresholds, policy,
+                     today: date, run: CallRun, linked) -> None:
+    from ..models import MarginSnapshot
+
+    with transaction.atomic():
+        account = Account.objects.select_for_update().select_related("client", "firm").get(
+            pk=account_id)
+        if any(s.call.kind == K.COLLATERAL
+               for s in services.link_deposits(account=account, today=today)):
+            run.add(account, "deposit linked to collateral")
+            linked = linked_to_collateral_calls([account_id]).get(account_id, ZERO)
+        call = MarginCall.objects.select_for_update().filter(
+            account=account, kind=K.COLLATERAL, status__in=MarginCall.OPEN_STATES).first()
+        step = collateral_step(facts, limits, open_amount=call.amount if call else None,
+                               credit=collateral_credit(linked, facts.cash),
+                               **thresholds_of_moves())
+        if step is None:
+            return
+        snapshot = (MarginSnapshot.objects.filter(pk=facts.snapshot_id).first()
+                    if facts.snapshot_id else None)
+        if step.action == "issue":
+            services.issue_call(account=account, kind=K.COLLATERAL, amount=step.amount,
+                                as_of=today, equity=facts.equity,
+                                requirement=facts.equity + step.amount, policy=policy,
+                                snapshot=snapshot, health_factor=facts.health_factor,
+                                detail=_collateral_detail(facts, limits))
+            run.add(account, "issued collateral")
+        elif step.action == "update":
+            if services.update_amount(call=call, amount=step.amount, equity=facts.equity,
+                                      requirement=facts.equity + step.amount, as_of=today,
+                                      snapshot=snapshot, health_factor=facts.health_factor):
+                run.add(account, "changed collateral")
+        elif call.status in RECOVERABLE:
+            services.cancel_call(call=call, reason=MarginCall.CancelReason.MARKET_RECOVERY,
+                                 actor=None, day=today)
+            run.add(account, "recovered collateral")
+
+
+def collateral_overdue(now=None) -> list[int]:
+    """Every firm's running collateral calls past their due time, made overdue: one query for
+    all of them, then one transaction each in its firm's scope. Returns their ids."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    due = list(MarginCall.cross_firm.for_compliance(
+        reason="collateral calls past their due time, each made overdue in its firm's scope",
+    ).filter(kind=K.COLLATERAL, status__in=services.RUNNING, due_at__lte=now)
+        .select_related("firm").order_by("firm_id", "pk"))
+    made = []
+    for call in due:
+        with firm_scope(call.firm):
+            if services.mark_overdue(call=call, day=call.due_date, now=now):
+                made.append(call.pk)
+    return made
+
+
+def _collateral_detail(facts: Collateral, limits: Thresholds) -> str:
+    return (f"The health factor of the account's collateral is {facts.health_factor:.4f}, at "
+            f"or under the call band of {limits.health_factor_call}: deposit "
+            f"collateral or cash to bring it back to {limits.health_factor_warn}, or repay the "
+            f"borrowed ${facts.debt:,}.")
 
 
 def session_of(firm: Firm) -> date | None:

@@ -116,6 +116,9 @@ class MarginCall(TenantModel):
                                  help_text="the valuation the call rests on")
     calendar = models.CharField(max_length=16, default="XNYS")
     met_by_liquidation = models.BooleanField(default=False)
+    health_factor = models.DecimalField(
+        max_digits=20, decimal_places=6, null=True, blank=True,
+        help_text="collateral calls: the health factor of the valuation last judged")
     # The PM minimum-equity deficiency's consequences (house timeline, business days after T).
     notice_due_on = models.DateField(null=True, blank=True)
     restriction_due_on = models.DateField(null=True, blank=True)

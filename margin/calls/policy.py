@@ -210,6 +210,10 @@ def active_policy(firm: Firm) -> CallPolicy:
 def due_rule(policy: CallPolicy, kind: str) -> tuple[str, str]:
     """The citation and source (regulatory or house) of a call kind's due period."""
     row = policy.rows[DUE_ROW.get(kind, "collateral_due_hours")]
+    if kind == "collateral":  # no rule (rule book 7): the firm's bands, all house practice
+        band = policy.rows["health_factor_call"]
+        return (f"health factor at or under {band['value']} ({band['citation']}); due in "
+                f"{row['value']} hours ({row['citation']})")[:200], "house"
     if kind == "house":  # the house requirement itself is the firm's (220.1(b)(2))
         cushion = policy.rows["house_cushion"]
         return (f"house cushion {cushion['value']} ({cushion['citation']}); due: "

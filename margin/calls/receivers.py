@@ -2,7 +2,8 @@
 
 - ``snapshots_written(firm, account_ids, end_of_day)``: the accounts valued for a close are
   judged as of that session (``issuance.close_of_day``); the others only for a recovery
-  (``issuance.watch``).
+  (``issuance.watch``); ``collateral`` (the valuations with a health factor) issues, updates
+  and recovers collateral calls in either.
 - ``book_changed(account_ids)``: deposits booked on accounts with open calls are linked to
   them as cash satisfactions (on commit, in its own transactions).
 """
@@ -23,17 +24,20 @@ from .models import MarginCall
 
 @receiver(snapshots_written, dispatch_uid="margin.calls.snapshots_written")
 def on_snapshots_written(sender, firm: Firm, account_ids: list[int], end_of_day=(),
-                         **kwargs) -> None:
+                         collateral=None, **kwargs) -> None:
     from .issuance import close_of_day, session_of, watch
 
     closing = sorted(set(end_of_day) & set(account_ids))
     if closing:
         session = session_of(firm)
         if session is not None:
-            close_of_day(firm=firm, session=session, account_ids=closing)
+            close_of_day(firm=firm, session=session, account_ids=closing,
+                         collateral={a: c for a, c in (collateral or {}).items()
+                                     if a in closing})
     between = sorted(set(account_ids) - set(closing))
     if between:
-        watch(firm=firm, account_ids=between)
+        watch(firm=firm, account_ids=between,
+              collateral={a: c for a, c in (collateral or {}).items() if a in between})
 
 
 @receiver(book_changed, dispatch_uid="margin.calls.book_changed")

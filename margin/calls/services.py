@@ -101,7 +101,7 @@ def due_date_for(*, kind: str, as_of: date, policy: CallPolicy, calendar: str) -
 def issue_call(*, account: Account, kind: str, amount: Decimal, as_of: date, equity: Decimal,
                requirement: Decimal, policy: CallPolicy, snapshot=None,
                trade_date: date | None = None, actor=None, now: datetime | None = None,
-               detail: str = "") -> MarginCall:
+               detail: str = "", health_factor: Decimal | None = None) -> MarginCall:
     """Open a call (inside the caller's transaction, which holds the account's lock)."""
     if kind not in K.values:
         raise CallError(f"unknown call kind {kind!r}", field="kind")
@@ -124,7 +124,8 @@ def issue_call(*, account: Account, kind: str, amount: Decimal, as_of: date, equ
                           due_date=due, due_at=due_at, amount=amount, amount_due=amount,
                           equity=money(equity), requirement=money(requirement), rule=rule,
                           rule_source=source, policy=policy, snapshot=snapshot,
-                          calendar=calendar, issued_at=now, last_evaluated_on=as_of)
+                          calendar=calendar, issued_at=now, last_evaluated_on=as_of,
+                          health_factor=health_factor)
         if kind == K.PM_MINIMUM_EQUITY:
             for field, row in (("notice_due_on", "pm_minimum_equity_notice_day"),
                                ("restriction_due_on", "pm_minimum_equity_restriction_day"),
@@ -140,9 +141,10 @@ def issue_call(*, account: Account, kind: str, amount: Decimal, as_of: date, equ
 
 
 def update_amount(*, call: MarginCall, amount: Decimal, equity: Decimal, requirement: Decimal,
-                  as_of: date, snapshot=None) -> bool:
+                  as_of: date, snapshot=None, health_factor: Decimal | None = None) -> bool:
     """The end-of-day run's new amount for a call that is not Reg T (a Reg T call's amount is
-    fixed when issued, rule book section 1). What was already received still counts."""
+    fixed when issued, rule book section 1), or the sweep's for a collateral call (intraday by
+    nature). What was already received still counts."""
     if call.kind == K.REG_T:
         raise IllegalTransition("a Reg T call's amount is fixed when it is issued", field="kind")
     amount = money(amount)
@@ -152,6 +154,8 @@ def update_amount(*, call: MarginCall, amount: Decimal, equity: Decimal, require
         call.last_evaluated_on = as_of
         if snapshot is not None:
             call.snapshot = snapshot
+        if health_factor is not None:
+            call.health_factor = health_factor
         if amount == call.amount or call.status not in PAYABLE:
             call.save()
             return False
@@ -303,11 +307,14 @@ def _check_cancel(call: MarginCall, reason: str) -> None:
                                 "is recorded, not cancelled by a recovery", field="reason")
 
 
-def mark_overdue(*, call: MarginCall, day: date) -> bool:
-    """The due date passed unmet (the end-of-day run of ``day``, after the close)."""
+def mark_overdue(*, call: MarginCall, day: date, now: datetime | None = None) -> bool:
+    """The due date passed unmet (the end-of-day run of ``day``, after the close); a call due
+    in hours (collateral) when its due time has passed."""
     with transaction.atomic():
         call = lock_call(call)
         if call.status not in RUNNING or call.due_date > day:
+            return False
+        if call.due_at is not None and call.due_at > (now or timezone.now()):
             return False
         before = {"status": call.status}
         call.status = S.OVERDUE

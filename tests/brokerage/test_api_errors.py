@@ -26,6 +26,7 @@ from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from eligibility.models import Application, RuleSet
 from margin.calls.policy import active_policy
+from margin.calls.restrictions import impose
 from margin.calls.services import issue_call
 from margin.models import RiskParameterSet
 from tests.api_body import errors_of, the_error
@@ -215,9 +216,13 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
         call = issue_call(account=world.a.account, kind="maintenance", amount=Decimal("100"),
                           as_of=date(2026, 11, 24), equity=Decimal("0"),
                           requirement=Decimal("100"), policy=active_policy(world.firm_a))
+        restriction = impose(account=world.a.account, kind="funds_on_hand_90d",
+                             starts_on=date(2026, 11, 24), cause="a practice",
+                             policy=active_policy(world.firm_a))
     ids = {"/api/v1/applications/": application["id"],
            "/api/v1/rule-sets/": api.get("/api/v1/rule-sets/active/").json()["id"],
-           RISK_PARAMETERS: proposal.json()["id"], "/api/v1/margin-calls/": call.pk}
+           RISK_PARAMETERS: proposal.json()["id"], "/api/v1/margin-calls/": call.pk,
+           "/api/v1/call-policies/": call.policy_id, "/api/v1/restrictions/": restriction.pk}
     schema = _schema(api)
     with firm_scope(world.firm_a):
         before = (application_count(), audit.events_for(world.firm_a).count(),

@@ -43,7 +43,8 @@ def test_an_overdue_call_gets_a_plan_a_second_person_approves(client) -> None:
         deficiency = MarginCall.objects.get(account__number="NO100013", kind="pm_deficiency")
         # the due date passes unmet: the end-of-day run of that day marks it overdue
         assert call_services.mark_overdue(call=deficiency, day=deficiency.due_date)
-        reg_t = MarginCall.objects.get(account__number="NO100002", kind="reg_t")
+        overdue = MarginCall.objects.get(account__number="NO100002", kind="maintenance")
+        assert overdue.status == "overdue"  # as the demo's close left it
         bluewater_call = None
     with firm_scope(Firm.objects.get(slug="bluewater")):
         bluewater_call = MarginCall.objects.filter(account__number="BL100013").first()
@@ -97,13 +98,14 @@ def test_an_overdue_call_gets_a_plan_a_second_person_approves(client) -> None:
         assert AuditEvent.objects.filter(event_type="liquidation_plan.approved").exists()
     again = client.post(url + "approve/", {}, content_type="application/json")
     assert again.status_code == 409
-    # NO100002's Reg T call: its account covers Reg T's initial requirement today, and the
-    # plan says so rather than inventing trades
-    answer = client.post(f"/api/v1/margin-calls/{reg_t.pk}/liquidation-plan/", {},
+    # NO100002's maintenance call, overdue at the demo's close (a withdrawal left the Reg T
+    # account short): its plan cures it too, on the Reg T engine
+    answer = client.post(f"/api/v1/margin-calls/{overdue.pk}/liquidation-plan/", {},
                          content_type="application/json")
     assert answer.status_code == 201, answer.content
-    assert answer.json()["outcome"] == "not_needed" and answer.json()["trades"] == []
-    assert answer.json()["basis"] == "reg_t_initial"
+    body = answer.json()
+    assert body["outcome"] == "cured" and body["trades"], body
+    assert float(body["cost"]) <= float(body["greedy_cost"])
     client.logout()
     assert bluewater_call is not None
 
