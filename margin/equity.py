@@ -11,20 +11,18 @@ after the last one). Money is rounded once, here, at the edge.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from accounts.models import Account
 from accounts.services import cash_balance
-from margin.engine.errors import EngineInputError
+from margin.engine.errors import POSITION_FIELD, EngineInputError
 from margin.engine.valuation import value_positions
 
 from .book import MissingMarketData, build_portfolio, current_rate, load_positions, market_for
 from .market_data import exchange_date, outstanding_rejections
 
 CENT = Decimal("0.01")
-_POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ def value_book(account: Account) -> BookValue:
 
 def _what_failed(exc: EngineInputError, portfolio) -> str:
     """The position the engine could not value, by symbol, with the engine's reason."""
-    match = _POSITION_FIELD.match(exc.field or "")
+    match = POSITION_FIELD.match(exc.field or "")
     if portfolio is not None and match and int(match.group(1)) < len(portfolio.positions):
         return f"{portfolio.positions[int(match.group(1))].id} ({exc.message})"
     return exc.message

@@ -28,7 +28,7 @@ from accounts.models import Account, Instrument
 from accounts.services import cash_balances
 from margin.engine import ENGINE_VERSION
 from margin.engine.batch import ChunkBook, ChunkFigures, value_chunk
-from margin.engine.errors import EngineInputError
+from margin.engine.errors import POSITION_FIELD, EngineInputError
 from margin.engine.parameters import ParameterSet
 
 from .book import (
@@ -237,19 +237,45 @@ def value_alone(inputs: ChunkInputs, account: Account) -> Flagged | MarginSnapsh
 def value_in_batch(inputs: ChunkInputs, accounts: list[Account]
                     ) -> tuple[list[MarginSnapshot], list[Account]]:
     """The accounts the batch values, as snapshots, and the ones it leaves to the calculator."""
-    if not accounts:
-        return [], []
-    try:
-        book = _chunk_book(inputs, accounts)
-    except (MissingMarketData, EngineInputError):
-        return [], accounts  # the universe does not value as a whole: each account alone
+    left: list[Account] = []
+    while True:
+        if not accounts:
+            return [], left
+        try:
+            book = _chunk_book(inputs, accounts)
+            break
+        except EngineInputError as exc:
+            # A contract the validator refuses (an option past its expiry, say): its holders
+            # go to the calculator, which says so in their own terms; the rest stay in batch.
+            refused = _refused_contract(inputs, accounts, exc)
+            if refused is None:
+                return [], left + accounts
+            holders = {a for a in accounts
+                       if any(p.instrument_id == refused for p in inputs.held(a))}
+            left += [a for a in accounts if a in holders]
+            accounts = [a for a in accounts if a not in holders]
+        except MissingMarketData:
+            return [], left + accounts  # the universe does not value: each account alone
     figures = value_chunk(book, inputs.params)
     snapshots = [inputs.snapshot(account, methods=PM_ONLY,
                                  result=_pm_result(figures, k, inputs.today),
                                  risk_arrays={name: pack(pnl) for name, pnl
                                               in figures.risk_arrays[k].items()})
                  for k, account in enumerate(accounts) if figures.valued[k]]
-    return snapshots, [a for k, a in enumerate(accounts) if not figures.valued[k]]
+    return snapshots, left + [a for k, a in enumerate(accounts) if not figures.valued[k]]
+
+
+def _refused_contract(inputs: ChunkInputs, accounts: list[Account],
+                      exc: EngineInputError) -> int | None:
+    """The instrument a validation error of the universe names (``positions[i]``: the i-th
+    contract by symbol, as ``build_portfolio`` orders them), or None."""
+    match = POSITION_FIELD.match(exc.field or "")
+    if match is None:
+        return None
+    contracts = sorted({p.instrument_id: p.instrument for a in accounts
+                        for p in inputs.held(a)}.values(), key=lambda i: i.symbol)
+    index = int(match.group(1))
+    return contracts[index].pk if index < len(contracts) else None
 
 
 def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:

@@ -26,13 +26,12 @@ the valuation refuses (each such account gets the calculator's own error).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import scenarios
-from .errors import EngineInputError
+from .errors import POSITION_FIELD, EngineInputError
 from .parameters import ConcentrationParameters, ParameterSet
 from .portfolio import Portfolio
 from .portfolio_margin import PMRun
@@ -51,7 +50,6 @@ from .valuation import Valuation, value_positions
 BATCH_KINDS = frozenset({"stock", "option", "future"})
 #: house settings the batch applies (``SnapshotComponents``); any other is left to the calculator
 BATCH_HOUSE = frozenset({"vol_shift", "concentration", "stress_range"})
-_POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
         except EngineInputError as exc:
             # The contract named by the error is left out; the accounts holding it get the
             # calculator's own refusal (the same error, in their own terms).
-            match = _POSITION_FIELD.match(exc.field or "")
+            match = POSITION_FIELD.match(exc.field or "")
             if match is None:
                 covered[:] = False
                 continue

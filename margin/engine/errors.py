@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 #: a field's path in the portfolio: keys and list indices (``("positions", 3, "strike")``)
 Path = tuple[str | int, ...]
+#: an error field naming a position (``positions[3].price``): group 1 is its index
+POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
 
 
 def render_path(path: Path) -> str:

@@ -11,11 +11,12 @@ import pytest
 from django.utils import timezone
 
 from accounts import services as book
-from accounts.models import Account
+from accounts.models import Account, Instrument
 from brokerage.scope import firm_scope
 from margin.market_data import exchange_date, load_implied_vols, load_prices, set_risk_free_rate
 from margin.models import AccountMargin, MarginSnapshot
 from margin.sweep import sweep_now
+from margin.valuing import ChunkInputs, value_accounts, value_in_batch
 from tests.factories import shared_instrument
 from tests.margin.parity import assert_batch_equals_calculator
 
@@ -95,3 +96,27 @@ def test_the_sweep_writes_the_batch_figures(world) -> None:
             row = current[snapshot.account_id]
             assert (row.equity, row.requirement, row.snapshot_id) == \
                 (snapshot.equity, snapshot.requirement, snapshot.pk)
+
+
+def test_a_contract_the_validator_refuses_sends_only_its_holders_to_the_calculator(world):
+    """An option past its expiry (positions not yet removed): its holders are flagged with the
+    calculator's own refusal; every other account of the chunk is still valued in batch."""
+    accounts = _random_book(world, 25, 3)
+    with firm_scope(world.firm_a):
+        listed = list(Account.objects.filter(pk__in=[a.pk for a in accounts])
+                      .select_related("firm").order_by("pk"))
+        inputs = ChunkInputs.load(listed)
+        option = next(p.instrument for a in listed for p in inputs.held(a)
+                      if p.instrument.is_option)
+        holders = {a.pk for a in listed if any(p.instrument_id == option.pk
+                                               for p in inputs.held(a))}
+    Instrument.cross_firm.for_compliance(reason="test: an option past its expiry").filter(
+        pk=option.pk).update(expiry=exchange_date() - timedelta(days=1))
+    with firm_scope(world.firm_a):
+        inputs = ChunkInputs.load(listed)
+        batched, left = value_in_batch(inputs, listed)
+        flagged, valued = value_accounts(listed)
+    assert {a.pk for a in left} == holders and len(batched) == 25 - len(holders)
+    assert {f.account_id for f in flagged} == holders
+    assert all("expired" in f.flag for f in flagged)
+    assert len(valued) == 25 - len(holders)
