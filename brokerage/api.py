@@ -31,8 +31,9 @@ from rest_framework.views import APIView
 
 from .api_query import BIGINT_MAX
 from .errors import InvalidInput
+from .roles import Role
 from .scope import _current_firm
-from .tenancy import firm_of, is_staff_member
+from .tenancy import firm_of, is_staff_member, role_of
 
 
 class TenantScopedMixin:
@@ -69,6 +70,13 @@ class IsFirmStaff(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return is_staff_member(request.user)
+
+
+class IsFirmAdmin(permissions.BasePermission):
+    message = "only the firm's admins use this endpoint"
+
+    def has_permission(self, request, view) -> bool:
+        return role_of(request.user) == Role.FIRM_ADMIN
 
 
 class TenantAPIView(TenantScopedMixin, APIView):

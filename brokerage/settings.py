@@ -106,9 +106,10 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 REST_FRAMEWORK = {
-    # Basic first: DRF answers an anonymous request with the first authenticator's challenge,
-    # so it is a 401 with `WWW-Authenticate: Basic realm="api"` (session first gives none: 403).
+    # Tokens first: DRF answers an anonymous request with the first authenticator's challenge,
+    # so it is a 401 with `WWW-Authenticate: Bearer realm="api"` (session first gives none: 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "brokerage.api_auth.BearerTokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

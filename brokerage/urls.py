@@ -1,14 +1,19 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api_views import AuditExportView, SchemaView
+from .api_views import ApiTokenViewSet, AuditExportView, SchemaView
+
+core = SimpleRouter()
+core.register("tokens", ApiTokenViewSet, basename="api-token")
 
 api_v1 = [
     path("", include("margin.api.urls")),
     path("", include("eligibility.api.urls")),
     path("audit/export", AuditExportView.as_view(), name="audit-export"),
+    *core.urls,
 ]
 
 urlpatterns = [

@@ -24,6 +24,7 @@ from brokerage.api_errors import exception_handler, flatten
 from brokerage.parsers import MAX_DEPTH
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
+from brokerage.tokens import create_api_token
 from eligibility.models import Application, RuleSet
 from margin.calls.policy import active_policy
 from margin.calls.restrictions import impose
@@ -219,10 +220,12 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
         restriction = impose(account=world.a.account, kind="funds_on_hand_90d",
                              starts_on=date(2026, 11, 24), cause="a practice",
                              policy=active_policy(world.firm_a))
+    token = create_api_token(user=world.a.users[Role.MARGIN_DESK.value], actor=None).token
     ids = {"/api/v1/applications/": application["id"],
            "/api/v1/rule-sets/": api.get("/api/v1/rule-sets/active/").json()["id"],
            RISK_PARAMETERS: proposal.json()["id"], "/api/v1/margin-calls/": call.pk,
-           "/api/v1/call-policies/": call.policy_id, "/api/v1/restrictions/": restriction.pk}
+           "/api/v1/call-policies/": call.policy_id, "/api/v1/restrictions/": restriction.pk,
+           "/api/v1/tokens/": token.pk}
     schema = _schema(api)
     with firm_scope(world.firm_a):
         before = (application_count(), audit.events_for(world.firm_a).count(),
@@ -334,10 +337,10 @@ def test_an_id_out_of_range_in_the_path_is_a_404(world, api):
 
 # 401, 403, 404, 405, 429 ----------------------------------------------------------------------
 
-def test_anonymous_is_a_401_with_the_basic_challenge(world):
+def test_anonymous_is_a_401_with_the_bearer_challenge(world):
     response = Client().get(APPLICATIONS)
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response) == {"field": "", "code": "not_authenticated",
                                    "message": "Authentication credentials were not provided."}
 
@@ -345,7 +348,7 @@ def test_anonymous_is_a_401_with_the_basic_challenge(world):
 def test_wrong_credentials_are_a_401(world, admin):
     response = basic(admin.username, "wrong-password").get(APPLICATIONS)
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response)["code"] == "authentication_failed"
 
 

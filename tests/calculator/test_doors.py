@@ -157,7 +157,7 @@ def test_a_session_without_its_csrf_token_is_a_403_in_the_one_body(api):
 def test_unauthenticated_is_a_401_in_the_one_body():
     response = post(Client(), body(base()))
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response)["code"] == "not_authenticated"
 
 
