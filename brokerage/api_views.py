@@ -1,9 +1,11 @@
 """Views of the core: compliance's door to the audit trail (the firm's own chain, with hashes,
-audited), the API schema and the firm admins' API tokens."""
+audited), the API schema, the firm admins' API tokens and the API root."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.urls import URLResolver, reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, permissions, serializers, status
@@ -12,6 +14,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from . import audit, tokens
 from .api import (
@@ -131,3 +134,49 @@ class ApiTokenViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveMode
                         lambda token, data: tokens.revoke_api_token(token=token,
                                                                     actor=request.user))
 
+
+# The API root ----------------------------------------------------------------------------------
+
+def resource_paths(patterns: list, prefix: str = "") -> list[tuple[str, str]]:
+    """(path, url name) of every named route in `patterns` that takes no parameter: the lists
+    and the singular resources, not one object's URL nor a list's actions."""
+    found: list[tuple[str, str]] = []
+    for entry in patterns:
+        pattern = entry.pattern
+        takes_parameters = bool(getattr(pattern, "converters", None)) or bool(
+            getattr(getattr(pattern, "regex", None), "groups", 0))
+        if takes_parameters:
+            continue
+        route = prefix + str(pattern).lstrip("^").rstrip("$")
+        if isinstance(entry, URLResolver):
+            found += resource_paths(entry.url_patterns, route)
+        elif entry.name and route and _is_resource(entry):
+            found.append((route, entry.name))
+    return found
+
+
+def _is_resource(entry) -> bool:
+    # A viewset's routes without parameters are its list and its collection actions
+    # (``rule-sets/propose/``): the list is the resource, the actions belong to it.
+    actions = getattr(entry.callback, "actions", None)
+    return actions is None or "list" in actions.values()
+
+
+class ApiRootView(APIView):
+    """``/api/v1/``: a link to every resource, for any logged-in user (what each one answers
+    still depends on the user's firm and role). The routes are read from the URL configuration
+    the project passes (`patterns`), so a new resource is listed as soon as it is routed."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    patterns: list = []
+    extra: dict[str, str] = {}  # name -> url name, beside /api/v1/ (the schema)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, description=(
+        "resource path -> its absolute URL, for every resource of the API"))
+    def get(self, request: Request) -> Response:
+        base = reverse("api-root")
+        links = {route.rstrip("/"): request.build_absolute_uri(base + route)
+                 for route, name in resource_paths(self.patterns) if name != "api-root"}
+        links.update({name: request.build_absolute_uri(reverse(url_name))
+                      for name, url_name in self.extra.items()})
+        return Response(dict(sorted(links.items())))

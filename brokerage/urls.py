@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api_views import ApiTokenViewSet, AuditExportView, SchemaView
+from .api_views import ApiRootView, ApiTokenViewSet, AuditExportView, SchemaView
 
 core = SimpleRouter()
 core.register("tokens", ApiTokenViewSet, basename="api-token")
@@ -15,6 +15,9 @@ api_v1 = [
     path("audit/export", AuditExportView.as_view(), name="audit-export"),
     *core.urls,
 ]
+# The root lists every route above without parameters (and the schema beside it).
+api_v1.insert(0, path("", ApiRootView.as_view(patterns=list(api_v1), extra={"schema": "schema"}),
+                      name="api-root"))
 
 urlpatterns = [
     path("", views.home, name="home"),
