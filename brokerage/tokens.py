@@ -30,6 +30,7 @@ from .tenancy import membership_of, require_tenant_actor
 TOKEN_SCHEME = "pmt_"
 PREFIX_LENGTH = 12  # "pmt_" and 8 characters of the secret: enough to tell tokens apart
 MAX_EXPIRES_DAYS = 3650
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class TokenRefused(Exception):
@@ -128,8 +129,10 @@ def authenticate(secret: str, *, address: str | None) -> ApiToken:
 def _note_use(token: ApiToken, *, address: str | None, now) -> None:
     tokens = ApiToken.cross_firm.for_compliance(reason="note the token's use")
     if address is None or address == token.last_used_from:
-        tokens.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+        # Not one write per request: the time of use is kept to the minute.
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+            tokens.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
         return
     with transaction.atomic():
         tokens.select_for_update().filter(pk=token.pk).update(last_used_at=now,

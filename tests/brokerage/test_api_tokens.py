@@ -150,6 +150,12 @@ def test_a_token_acts_as_its_user_with_the_users_role(world, admin_a, desk_a):
     assert client.get(TOKENS).status_code == 403
     row = all_tokens().get()
     assert row.last_used_at is not None and row.last_used_from == "203.0.113.7"
+    # the time of use is kept to the minute, not written on every request
+    assert client.get(ACCOUNTS).status_code == 200
+    assert all_tokens().get().last_used_at == row.last_used_at
+    all_tokens().filter(pk=row.pk).update(last_used_at=row.last_used_at - timedelta(minutes=2))
+    assert client.get(ACCOUNTS).status_code == 200
+    assert all_tokens().get().last_used_at > row.last_used_at
 
 
 def test_another_firms_objects_are_a_404_through_a_token(world, admin_a):
