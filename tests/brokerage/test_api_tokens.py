@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from brokerage import audit
@@ -255,3 +256,43 @@ def test_the_schema_declares_the_bearer_scheme(world, admin_a):
     assert schema["components"]["securitySchemes"]["bearerToken"]["scheme"] == "bearer"
     assert "/api/v1/tokens/{id}/revoke/" in schema["paths"]
     assert "/api/v1/tokens/" in schema["paths"]
+
+
+# The desk (admin) --------------------------------------------------------------------------------
+
+def test_the_firm_admin_issues_lists_and_revokes_tokens_in_the_desk(world, admin_a, desk_a):
+    desk = logged_in(admin_a)
+    add = reverse("admin:brokerage_apitoken_add")
+    assert desk.get(add).status_code == 200
+    page = desk.post(add, {"user": desk_a.username, "read_only": "on", "expires_days": "30"})
+    assert page.status_code == 200
+    row = all_tokens().get()
+    secret = page.content.decode().split('<code id="api-token-secret">')[1].split("</code>")[0]
+    assert row.digest == hashlib.sha256(secret.encode()).hexdigest()
+    assert row.read_only and row.user == desk_a and row.created_by == admin_a
+    assert bearer(secret).get(ACCOUNTS).status_code == 200
+    # another firm's user is not offered
+    other = desk.post(add, {"user": world.b.users["margin_desk"].username})
+    assert other.status_code == 200 and all_tokens().count() == 1
+
+    listing = desk.get(reverse("admin:brokerage_apitoken_changelist")).content.decode()
+    assert row.prefix in listing and secret not in listing
+    beta = create_api_token(user=world.b.users["margin_desk"], actor=None).token
+    assert desk.get(reverse("admin:brokerage_apitoken_change", args=[beta.pk])).status_code == 404
+
+    response = desk.post(reverse("admin:brokerage_apitoken_changelist"),
+                         {"action": "revoke", "_selected_action": [row.pk, beta.pk]})
+    assert response.status_code == 302
+    assert all_tokens().get(pk=row.pk).revoked_by == admin_a
+    assert all_tokens().get(pk=beta.pk).revoked_at is None  # not in this firm's list
+    assert bearer(secret).get(ACCOUNTS).status_code == 401
+    assert [e.event_type for e in token_events(world.firm_a)] == [
+        "api_token.created", "api_token.used_from_new_address", "api_token.revoked"]
+
+
+def test_other_staff_do_not_see_tokens_in_the_desk(world, desk_a):
+    for role in (Role.MARGIN_DESK, Role.RISK_OFFICER, Role.COMPLIANCE):
+        desk = logged_in(world.a.users[role.value])
+        for url in (reverse("admin:brokerage_apitoken_changelist"),
+                    reverse("admin:brokerage_apitoken_add")):
+            assert desk.get(url).status_code == 403, (role, url)
