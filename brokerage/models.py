@@ -271,12 +271,17 @@ class ApprovalDecision(AppendOnlyRecord, TenantModel):
 
 class ApiToken(TenantModel):
     """A script's credential: ``Authorization: Bearer <token>`` acts as `user`, with the user's
-    role in the user's firm, optionally read-only and expiring (`brokerage.tokens`).
+    role in the user's firm (or a platform user's platform role), optionally read-only and
+    expiring (`brokerage.tokens`).
 
     Only the token's sha256 is stored (the secret is shown once, when it is created); `prefix`,
     its first characters, lets people tell tokens apart in lists and logs.
     """
 
+    # A platform user's token (no firm) is issued from a shell only and audited on the
+    # platform chain; the scoped manager never lists it to a firm.
+    firm = models.ForeignKey(Firm, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="api_tokens")
     prefix = models.CharField(max_length=16, db_index=True)

@@ -3,7 +3,8 @@
 
 A token acts as its user, through the same tenancy path as a session (the user's membership
 gives the firm and the role, `TenantScopedMixin` puts the firm in scope): it grants nothing
-the user does not hold, and a read-only token only reads. Only the token's sha256 is stored;
+the user does not hold, and a read-only token only reads. A platform user's token (no firm) is
+issued and revoked from a shell and audited on the platform chain. Only the token's sha256 is stored;
 the secret is returned once, by `create_api_token`. Creation, the first use from an address
 and revocation are audit events on the firm's chain, each in the transaction of its change.
 This module imports no app (brokerage core).
@@ -21,10 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import audit
-from .errors import IllegalTransition, InvalidInput, NotFound
-from .models import ApiToken, AuditEvent, Membership
+from .errors import IllegalTransition, InvalidInput, NotFound, NotPermitted
+from .models import ApiToken, AuditEvent, Firm, Membership
 from .roles import Role
-from .tenancy import membership_of, require_tenant_actor
+from .tenancy import membership_of, platform_role_of, require_tenant_actor
 
 #: every token starts so: secret scanners and people recognise it
 TOKEN_SCHEME = "pmt_"
@@ -61,13 +62,15 @@ def _os_user() -> str:
 
 def create_api_token(*, user, actor, read_only: bool = False,
                      expires_days: int | None = None) -> IssuedToken:
-    """A new token for `user` (a member of a firm), created by that firm's admin, or by the
-    system (``actor=None``, the management command). The secret is in the result only."""
-    membership: Membership | None = membership_of(user)
-    if membership is None or not user.is_active:
-        raise InvalidInput("tokens are for active members of a firm", field="user")
-    firm = membership.firm
-    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    """A new token for `user`, created by the system (``actor=None``, the management
+    command) or, for a member of a firm, by that firm's admin. A platform user's token has no
+    firm and is the system's to issue. The secret is in the result only."""
+    firm = _firm_of_holder(user)
+    if firm is not None:
+        require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    elif actor is not None:
+        raise NotPermitted("a platform user's token is issued from a shell "
+                           "(manage.py create_api_token)", field="user")
     if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
         raise InvalidInput(f"between 1 and {MAX_EXPIRES_DAYS} days", field="expires_days")
     secret = TOKEN_SCHEME + secrets.token_urlsafe(32)
@@ -86,9 +89,25 @@ def create_api_token(*, user, actor, read_only: bool = False,
     return IssuedToken(token=token, secret=secret)
 
 
+def _firm_of_holder(user) -> Firm | None:
+    """The firm a token of `user` belongs to (None: a platform user's); refused for anyone else."""
+    if not user.is_active:
+        raise InvalidInput("tokens are for active users", field="user")
+    membership: Membership | None = membership_of(user)
+    if membership is not None:
+        return membership.firm
+    if platform_role_of(user) is None:
+        raise InvalidInput("tokens are for members of a firm and platform users", field="user")
+    return None
+
+
 def revoke_api_token(*, token: ApiToken, actor) -> ApiToken:
-    """Revoke a token of the admin's firm: from now on it authenticates no one."""
-    require_tenant_actor(firm=token.firm, actor=actor, roles={Role.FIRM_ADMIN})
+    """Revoke a token of the admin's firm (or, by the system, any token): from now on it
+    authenticates no one."""
+    if token.firm is not None:
+        require_tenant_actor(firm=token.firm, actor=actor, roles={Role.FIRM_ADMIN})
+    elif actor is not None:
+        raise NotPermitted("a platform user's token is revoked from a shell", field="token")
     with transaction.atomic():
         locked = ApiToken.cross_firm.for_compliance(reason="lock the firm's own token").filter(
             pk=token.pk, firm_id=token.firm_id).select_for_update().first()
@@ -119,9 +138,12 @@ def authenticate(secret: str, *, address: str | None) -> ApiToken:
         raise TokenRefused("the token was revoked")
     if token.expires_at is not None and token.expires_at <= now:
         raise TokenRefused("the token has expired")
-    membership = membership_of(token.user)
-    if not token.user.is_active or membership is None or membership.firm_id != token.firm_id:
-        raise TokenRefused("the token's user is no longer active in its firm")
+    try:
+        holder_firm = _firm_of_holder(token.user)
+    except InvalidInput:  # deactivated, or neither a member nor a platform user any more
+        raise TokenRefused("the token's user is no longer active") from None
+    if getattr(holder_firm, "pk", None) != token.firm_id:
+        raise TokenRefused("the token's user no longer belongs where the token was issued")
     _note_use(token, address=address, now=now)
     return token
 

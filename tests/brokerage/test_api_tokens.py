@@ -1,7 +1,8 @@
 """API tokens for scripts (``Authorization: Bearer <token>``): created and revoked by firm
 admins through ``/api/v1/tokens/`` and by ``manage.py create_api_token``, stored hashed, scoped
 to the user's role and firm as a session is, read-only or expiring when asked, every creation,
-new address and revocation audited on the firm's chain. And the API root, ``/api/v1/``."""
+new address and revocation audited on the firm's chain; a platform user's token is the
+shell's to issue and revoke, audited on the platform chain."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from brokerage import audit
+from brokerage.errors import NotPermitted
 from brokerage.models import ApiToken, AuditEvent
 from brokerage.roles import Role
-from brokerage.tokens import create_api_token
+from brokerage.tokens import create_api_token, revoke_api_token
 from tests.api_body import the_error
+from tests.factories import make_user
 
 TOKENS = "/api/v1/tokens/"
 ACCOUNTS = "/api/v1/accounts/"
@@ -130,13 +133,42 @@ def test_the_command_prints_the_token_once_and_audits(world, desk_a):
     assert bearer(secret).get(ACCOUNTS).status_code == 200
 
 
-def test_the_command_refuses_unknown_users_and_platform_users(world):
+def test_the_command_refuses_unknown_users_and_users_of_no_firm_nor_platform(world):
     with pytest.raises(CommandError, match="no user"):
         call_command("create_api_token", "nobody", stdout=io.StringIO(), stderr=io.StringIO())
-    call_command("create_platform_user", "ops", "--role", "auditor", stdout=io.StringIO())
-    with pytest.raises(CommandError, match="members of a firm"):
-        call_command("create_api_token", "ops", stdout=io.StringIO(), stderr=io.StringIO())
+    make_user("drifter", staff=False)  # no membership, no platform role
+    with pytest.raises(CommandError, match="members of a firm and platform users"):
+        call_command("create_api_token", "drifter", stdout=io.StringIO(), stderr=io.StringIO())
     assert not all_tokens().exists()
+
+
+def test_a_platform_users_token_is_the_shells_to_issue_and_revoke(world, admin_a):
+    call_command("create_platform_user", "ops", "--role", "auditor", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("create_api_token", "ops", "--read-only", stdout=out, stderr=io.StringIO())
+    secret = out.getvalue().strip()
+    token = all_tokens().get()
+    assert token.firm is None
+    created = AuditEvent.objects.get(chain=audit.PLATFORM_CHAIN, event_type="api_token.created")
+    assert created.object_id == str(token.pk)
+    # the schema is for any logged-in user: the platform user reads it with the token
+    assert bearer(secret).get("/api/schema/").status_code == 200
+    assert bearer(secret).get(ACCOUNTS).status_code == 403  # no firm, no firm's data
+    # no firm admin lists or revokes it, nor issues one for a platform user
+    assert logged_in(admin_a).get(TOKENS).json()["results"] == []
+    response = logged_in(admin_a).post(TOKENS, {"user": "ops"}, content_type="application/json")
+    assert response.status_code == 404
+    with pytest.raises(NotPermitted):
+        revoke_api_token(token=token, actor=admin_a)
+    call_command("revoke_api_token", token.prefix, stdout=io.StringIO())
+    assert bearer(secret).get("/api/schema/").status_code == 401
+    assert AuditEvent.objects.filter(chain=audit.PLATFORM_CHAIN,
+                                     event_type="api_token.revoked").count() == 1
+    assert audit.verify_chain(audit.PLATFORM_CHAIN) is None
+    with pytest.raises(CommandError, match="already revoked"):
+        call_command("revoke_api_token", token.prefix, stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no tokens"):
+        call_command("revoke_api_token", "pmt_nothing", stdout=io.StringIO())
 
 
 # Use ---------------------------------------------------------------------------------------------
