@@ -2,7 +2,7 @@
 one way to read a request body. (Pagination and filters, which DRF's settings import while
 its views load, are in `brokerage.api_query`.)
 
-Session users get their firm from `TenantScopeMiddleware`; Basic/token users are only known
+Session users get their firm from `TenantScopeMiddleware`; token users are only known
 once DRF authenticates, so the scope is (re)entered in `initial()` and left in
 `finalize_response()`. Querysets come from the scoped default manager, so another firm's id is
 a 404, never a 403.
@@ -45,7 +45,7 @@ class TenantScopedMixin:
         super().initial(request, *args, **kwargs)
         firm = firm_of(request.user)
         request._firm_scope_token = _current_firm.set(firm)
-        # Basic/token users are known only now: their times too are the firm's zone (the
+        # Token users are known only now: their times too are the firm's zone (the
         # middleware did this for session users; it deactivates the zone after the response).
         if firm is not None:
             timezone.activate(zoneinfo.ZoneInfo(firm.time_zone))

@@ -49,7 +49,7 @@ class ErrorsSerializer(serializers.Serializer):
 
 DESCRIPTIONS: dict[int, str] = {
     400: "The request does not parse or validate; nothing was written.",
-    401: "No credentials, or wrong ones (an API token, HTTP Basic or a session login).",
+    401: "No credentials, or wrong ones (an API token or a session login).",
     403: ("The user's firm or role may not do this, a session write lacks its CSRF token, "
           "or a read-only token tried to write."),
     404: "No such object in the user's firm.",

@@ -108,9 +108,9 @@ LOGIN_REDIRECT_URL = "/"
 REST_FRAMEWORK = {
     # Tokens first: DRF answers an anonymous request with the first authenticator's challenge,
     # so it is a 401 with `WWW-Authenticate: Bearer realm="api"` (session first gives none: 403).
+    # HTTP Basic is off: scripts use tokens, which never carry a user's password.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "brokerage.api_auth.BearerTokenAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -24,6 +24,7 @@ from brokerage.api_errors import exception_handler, flatten
 from brokerage.parsers import MAX_DEPTH
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
+from brokerage.tenancy import create_platform_user
 from brokerage.tokens import create_api_token
 from eligibility.models import Application, RuleSet
 from margin.calls.policy import active_policy
@@ -48,6 +49,10 @@ def logged_in(user) -> Client:
 def basic(username: str, password: str = PASSWORD) -> Client:
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return Client(HTTP_AUTHORIZATION=f"Basic {token}")
+
+
+def bearer(user) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {create_api_token(user=user, actor=None).secret}")
 
 
 def post_raw(client: Client, url: str, raw: bytes | str,
@@ -346,10 +351,17 @@ def test_anonymous_is_a_401_with_the_bearer_challenge(world):
 
 
 def test_wrong_credentials_are_a_401(world, admin):
-    response = basic(admin.username, "wrong-password").get(APPLICATIONS)
+    response = Client(HTTP_AUTHORIZATION="Bearer pmt_wrong").get(APPLICATIONS)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response)["code"] == "authentication_failed"
+
+
+def test_http_basic_is_off_even_with_the_right_password(world, admin):
+    response = basic(admin.username).get(APPLICATIONS)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert the_error(response)["code"] == "not_authenticated"
 
 
 def test_a_role_the_endpoint_refuses_is_a_403(world):
@@ -433,7 +445,8 @@ def test_the_schema_for_staff_clients_and_users_of_no_firm(world):
     users = [world.a.users[Role.FIRM_ADMIN.value], world.b.users[Role.CLIENT.value], no_firm]
     schemas = [_schema(logged_in(user)) for user in users]
     assert schemas[0] == schemas[1] == schemas[2]  # one schema, whoever asks
-    assert _schema(basic(no_firm.username)) == schemas[0]
+    platform = create_platform_user(username="platform_script", role="auditor")
+    assert _schema(bearer(platform)) == schemas[0]
     assert "/api/v1/applications/" in schemas[0]["paths"]
 
 
