@@ -4,7 +4,9 @@ Listed first in ``DEFAULT_AUTHENTICATION_CLASSES``: DRF answers an anonymous req
 first authenticator's challenge, so a 401 carries ``WWW-Authenticate: Bearer realm="api"``.
 The token authenticates its user; the firm and the role then come from the user's membership,
 as for a session (`brokerage.api.TenantScopedMixin`). A read-only token is refused any unsafe
-method here, before any view runs, so no endpoint can forget it. This module imports no app.
+method here, before any view runs, so no endpoint can forget it; the one exception is a view
+that declares ``writes_nothing = True`` (the calculator: a POST that only computes).
+This module imports no app.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             token = tokens.authenticate(secret, address=request.META.get("REMOTE_ADDR"))
         except tokens.TokenRefused as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        if token.read_only and request.method not in permissions.SAFE_METHODS:
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if (token.read_only and request.method not in permissions.SAFE_METHODS
+                and not getattr(view, "writes_nothing", False)):
             raise exceptions.PermissionDenied(
                 f"the token {token.prefix}... is read-only: it may not {request.method}",
                 code="read_only_token")

@@ -157,8 +157,9 @@ def _note_use(token: ApiToken, *, address: str | None, now) -> None:
             token.last_used_at = now
         return
     with transaction.atomic():
-        tokens.select_for_update().filter(pk=token.pk).update(last_used_at=now,
-                                                             last_used_from=address)
+        # The UPDATE locks the token's row: concurrent first uses from one address wait here,
+        # and the second sees the first's event.
+        tokens.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
         seen = AuditEvent.objects.filter(
             chain=audit.chain_key(token.firm), object_type=token._meta.label_lower,
             object_id=str(token.pk), event_type="api_token.used_from_new_address",

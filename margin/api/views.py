@@ -36,6 +36,7 @@ JSON = "application/json"
 
 class MarginCalculateView(APIView):
     permission_classes = [IsAuthenticated]
+    writes_nothing = True  # a POST that only computes: read-only API tokens may call it
     parser_classes = [UnparsedBodyParser]
 
     def initialize_request(self, request: HttpRequest, *args, **kwargs) -> Request:

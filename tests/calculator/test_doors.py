@@ -165,6 +165,14 @@ def test_unauthenticated_is_a_401_in_the_one_body():
     assert the_error(response)["code"] == "not_authenticated"
 
 
+def test_a_read_only_token_may_use_the_calculator(api):
+    integrator = get_user_model().objects.get(username="integrator")
+    read_only = create_api_token(user=integrator, actor=None, read_only=True).secret
+    raw = body(base())
+    response = post(Client(HTTP_AUTHORIZATION=f"Bearer {read_only}"), raw)
+    assert (response.status_code, response.content) == run(raw)
+
+
 def test_a_wrong_token_is_a_401(api):
     response = post(Client(HTTP_AUTHORIZATION="Bearer pmt_not-a-token"), body(base()))
     assert response.status_code == 401
