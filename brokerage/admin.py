@@ -15,18 +15,19 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import audit, tenancy
+from . import audit, tenancy, tokens
 from .admin_base import ReadOnlyTenantAdmin, TenantAdmin
 from .errors import DomainError
-from .models import AuditEvent, Firm, Membership, iana_zone_names
+from .models import ApiToken, AuditEvent, Firm, Membership, iana_zone_names
 from .roles import Role
 from .scope import current_firm, current_firm_or_none
+from .tenancy import role_of
 
 User = get_user_model()
 
@@ -227,3 +228,65 @@ class FirmUserAdmin(TenantAdmin):
         context = {**self.admin_site.each_context(request), "title": f"Set a password for "
                    f"{user.username}", "opts": self.opts, "original": user, "form": form}
         return TemplateResponse(request, "admin/brokerage/set_password.html", context)
+
+
+class ApiTokenAddForm(forms.Form):
+    user = forms.ModelChoiceField(queryset=User.objects.none(), to_field_name="username",
+                                  help_text="the token acts as this user, with their role")
+    read_only = forms.BooleanField(required=False, help_text="it may only read")
+    expires_days = forms.IntegerField(required=False, min_value=1,
+                                      max_value=tokens.MAX_EXPIRES_DAYS,
+                                      help_text="days until it expires; empty: never")
+
+    def __init__(self, *args, firm, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["user"].queryset = tenancy.firm_users(firm).filter(
+            is_active=True).order_by("username")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TenantAdmin):
+    """The firm's API tokens, for its firm admin only: listed without secrets, created (the
+    secret is shown once, on the page that answers the creation) and revoked, each through the
+    audited services of `brokerage.tokens`. A token is never edited."""
+
+    list_display = ("prefix", "user", "read_only", "expires_at", "created_by", "created_at",
+                    "revoked_at", "last_used_at", "last_used_from")
+    list_filter = ("read_only",)
+    readonly_fields = ("prefix", "user", "read_only", "expires_at", "created_by", "created_at",
+                       "revoked_at", "revoked_by", "last_used_at", "last_used_from")
+    fields = readonly_fields
+    actions = ["revoke"]
+
+    def _allowed(self, request, action: str) -> bool:
+        # Tokens are the firm admin's to see and to issue; nobody edits one.
+        return (action != "change" and current_firm_or_none() is not None
+                and role_of(request.user) == Role.FIRM_ADMIN)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "created_by", "revoked_by")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied("only the firm's admins issue API tokens")
+        form = ApiTokenAddForm(request.POST or None, firm=current_firm())
+        issued = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = tokens.create_api_token(user=data["user"], actor=request.user,
+                                                 read_only=data["read_only"],
+                                                 expires_days=data["expires_days"])
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+        context = {**self.admin_site.each_context(request), "title": "Issue an API token",
+                   "opts": self.opts, "form": form, "issued": issued}
+        return TemplateResponse(request, "admin/brokerage/apitoken_add.html", context)
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True).order_by("pk"):
+            tokens.revoke_api_token(token=token, actor=request.user)
+            revoked += 1
+        self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)

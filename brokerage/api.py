@@ -2,7 +2,7 @@
 one way to read a request body. (Pagination and filters, which DRF's settings import while
 its views load, are in `brokerage.api_query`.)
 
-Session users get their firm from `TenantScopeMiddleware`; Basic/token users are only known
+Session users get their firm from `TenantScopeMiddleware`; token users are only known
 once DRF authenticates, so the scope is (re)entered in `initial()` and left in
 `finalize_response()`. Querysets come from the scoped default manager, so another firm's id is
 a 404, never a 403.
@@ -31,8 +31,9 @@ from rest_framework.views import APIView
 
 from .api_query import BIGINT_MAX
 from .errors import InvalidInput
+from .roles import Role
 from .scope import _current_firm
-from .tenancy import firm_of, is_staff_member
+from .tenancy import firm_of, is_staff_member, role_of
 
 
 class TenantScopedMixin:
@@ -44,7 +45,7 @@ class TenantScopedMixin:
         super().initial(request, *args, **kwargs)
         firm = firm_of(request.user)
         request._firm_scope_token = _current_firm.set(firm)
-        # Basic/token users are known only now: their times too are the firm's zone (the
+        # Token users are known only now: their times too are the firm's zone (the
         # middleware did this for session users; it deactivates the zone after the response).
         if firm is not None:
             timezone.activate(zoneinfo.ZoneInfo(firm.time_zone))
@@ -69,6 +70,13 @@ class IsFirmStaff(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return is_staff_member(request.user)
+
+
+class IsFirmAdmin(permissions.BasePermission):
+    message = "only the firm's admins use this endpoint"
+
+    def has_permission(self, request, view) -> bool:
+        return role_of(request.user) == Role.FIRM_ADMIN
 
 
 class TenantAPIView(TenantScopedMixin, APIView):

@@ -97,7 +97,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if not isinstance(exc, exceptions.APIException):
         return None
     headers: dict[str, str] = {}
-    # DRF's view puts the first authenticator's challenge on 401s (Basic realm="api").
+    # DRF's view puts the first authenticator's challenge on 401s (Bearer realm="api", the tokens).
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):

@@ -49,8 +49,9 @@ class ErrorsSerializer(serializers.Serializer):
 
 DESCRIPTIONS: dict[int, str] = {
     400: "The request does not parse or validate; nothing was written.",
-    401: "No credentials, or wrong ones (HTTP Basic or a session login).",
-    403: "The user's firm or role may not do this, or a session write lacks its CSRF token.",
+    401: "No credentials, or wrong ones (an API token or a session login).",
+    403: ("The user's firm or role may not do this, a session write lacks its CSRF token, "
+          "or a read-only token tried to write."),
     404: "No such object in the user's firm.",
     409: "The object is not in a state this step applies to, or changed meanwhile.",
     422: "Well formed, but the rules refuse it as it stands.",
@@ -107,6 +108,6 @@ class AutoSchema(openapi.AutoSchema):
                 if status == 401:
                     body["headers"] = {"WWW-Authenticate": {
                         "schema": {"type": "string"},
-                        "description": 'the challenge, `Basic realm="api"`'}}
+                        "description": 'the challenge, `Bearer realm="api"`'}}
                 responses[str(status)] = body
         return responses

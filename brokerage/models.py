@@ -267,3 +267,39 @@ class ApprovalDecision(AppendOnlyRecord, TenantModel):
 
     def __str__(self) -> str:
         return f"{self.user_id} {'approved' if self.approve else 'rejected'} {self.request_id}"
+
+
+class ApiToken(TenantModel):
+    """A script's credential: ``Authorization: Bearer <token>`` acts as `user`, with the user's
+    role in the user's firm (or a platform user's platform role), optionally read-only and
+    expiring (`brokerage.tokens`).
+
+    Only the token's sha256 is stored (the secret is shown once, when it is created); `prefix`,
+    its first characters, lets people tell tokens apart in lists and logs.
+    """
+
+    # A platform user's token (no firm) is issued from a shell only and audited on the
+    # platform chain; the scoped manager never lists it to a firm.
+    firm = models.ForeignKey(Firm, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_tokens")
+    prefix = models.CharField(max_length=16, db_index=True)
+    digest = models.CharField(max_length=64, unique=True)  # sha256 hex of the whole token
+    read_only = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="+")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["firm", "user"])]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}... ({self.user_id})"

@@ -122,7 +122,7 @@ class UnparsedBodyParser(BaseParser):
     Such a view (the calculator) must not have DRF parse its body behind its back: session
     authentication's CSRF check reads ``request.POST``, which makes DRF parse the whole body
     with the default parser, so a session caller would get that parser's refusals while a
-    Basic caller gets the view's own. With this parser, both get the view's.
+    token caller gets the view's own. With this parser, both get the view's.
     """
 
     media_type = "*/*"

@@ -106,10 +106,11 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 REST_FRAMEWORK = {
-    # Basic first: DRF answers an anonymous request with the first authenticator's challenge,
-    # so it is a 401 with `WWW-Authenticate: Basic realm="api"` (session first gives none: 403).
+    # Tokens first: DRF answers an anonymous request with the first authenticator's challenge,
+    # so it is a 401 with `WWW-Authenticate: Bearer realm="api"` (session first gives none: 403).
+    # HTTP Basic is off: scripts use tokens, which never carry a user's password.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.BasicAuthentication",
+        "brokerage.api_auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

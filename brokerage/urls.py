@@ -1,15 +1,23 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api_views import AuditExportView, SchemaView
+from .api_views import ApiRootView, ApiTokenViewSet, AuditExportView, SchemaView
+
+core = SimpleRouter()
+core.register("tokens", ApiTokenViewSet, basename="api-token")
 
 api_v1 = [
     path("", include("margin.api.urls")),
     path("", include("eligibility.api.urls")),
     path("audit/export", AuditExportView.as_view(), name="audit-export"),
+    *core.urls,
 ]
+# The root lists every route above without parameters (and the schema beside it).
+api_v1.insert(0, path("", ApiRootView.as_view(patterns=list(api_v1), extra={"schema": "schema"}),
+                      name="api-root"))
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -1,6 +1,6 @@
 """``POST /api/v1/margin/calculate``: the calculator over HTTP (CALCULATOR.md).
 
-Authenticated (the project's DRF authentication: HTTP Basic or a session with its CSRF token),
+Authenticated (the project's DRF authentication: an API token or a session with its CSRF token),
 stateless and firm-neutral: it reads no tenant data, so the same request gives the same bytes
 whoever sends it and however they log in. The raw body goes to `margin.calculator.run` (not
 DRF's parsed data, so big integers and key order survive) and its bytes come back unchanged:
@@ -9,7 +9,7 @@ the same as ``manage.py margin_calc``, its 400 included.
 DRF never parses this body. Session authentication's CSRF check reads ``request.POST``, which
 used to make DRF parse the body with the API's JSON parser before the view ran: a session
 caller then got that parser's answers (a NaN refused in DRF's words, a 3,000-deep body a 500,
-a text/plain body a 415) where a Basic caller got the calculator's own. So the raw body is read
+a text/plain body a 415) where a token caller got the calculator's own. So the raw body is read
 before authentication and the view's only parser accepts anything and parses nothing.
 Refusals before the calculator runs (no login: 401; a session without its CSRF token: 403; a
 body past DATA_UPLOAD_MAX_MEMORY_SIZE: 413) are the API's one error body, which has the
@@ -36,6 +36,7 @@ JSON = "application/json"
 
 class MarginCalculateView(APIView):
     permission_classes = [IsAuthenticated]
+    writes_nothing = True  # a POST that only computes: read-only API tokens may call it
     parser_classes = [UnparsedBodyParser]
 
     def initialize_request(self, request: HttpRequest, *args, **kwargs) -> Request:

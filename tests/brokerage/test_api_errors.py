@@ -24,6 +24,8 @@ from brokerage.api_errors import exception_handler, flatten
 from brokerage.parsers import MAX_DEPTH
 from brokerage.roles import Role
 from brokerage.scope import firm_scope
+from brokerage.tenancy import create_platform_user
+from brokerage.tokens import create_api_token
 from eligibility.models import Application, RuleSet
 from margin.calls.policy import active_policy
 from margin.calls.restrictions import impose
@@ -47,6 +49,10 @@ def logged_in(user) -> Client:
 def basic(username: str, password: str = PASSWORD) -> Client:
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return Client(HTTP_AUTHORIZATION=f"Basic {token}")
+
+
+def bearer(user) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {create_api_token(user=user, actor=None).secret}")
 
 
 def post_raw(client: Client, url: str, raw: bytes | str,
@@ -219,10 +225,12 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
         restriction = impose(account=world.a.account, kind="funds_on_hand_90d",
                              starts_on=date(2026, 11, 24), cause="a practice",
                              policy=active_policy(world.firm_a))
+    token = create_api_token(user=world.a.users[Role.MARGIN_DESK.value], actor=None).token
     ids = {"/api/v1/applications/": application["id"],
            "/api/v1/rule-sets/": api.get("/api/v1/rule-sets/active/").json()["id"],
            RISK_PARAMETERS: proposal.json()["id"], "/api/v1/margin-calls/": call.pk,
-           "/api/v1/call-policies/": call.policy_id, "/api/v1/restrictions/": restriction.pk}
+           "/api/v1/call-policies/": call.policy_id, "/api/v1/restrictions/": restriction.pk,
+           "/api/v1/tokens/": token.pk}
     schema = _schema(api)
     with firm_scope(world.firm_a):
         before = (application_count(), audit.events_for(world.firm_a).count(),
@@ -334,19 +342,26 @@ def test_an_id_out_of_range_in_the_path_is_a_404(world, api):
 
 # 401, 403, 404, 405, 429 ----------------------------------------------------------------------
 
-def test_anonymous_is_a_401_with_the_basic_challenge(world):
+def test_anonymous_is_a_401_with_the_bearer_challenge(world):
     response = Client().get(APPLICATIONS)
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response) == {"field": "", "code": "not_authenticated",
                                    "message": "Authentication credentials were not provided."}
 
 
 def test_wrong_credentials_are_a_401(world, admin):
-    response = basic(admin.username, "wrong-password").get(APPLICATIONS)
+    response = Client(HTTP_AUTHORIZATION="Bearer pmt_wrong").get(APPLICATIONS)
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response)["code"] == "authentication_failed"
+
+
+def test_http_basic_is_off_even_with_the_right_password(world, admin):
+    response = basic(admin.username).get(APPLICATIONS)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert the_error(response)["code"] == "not_authenticated"
 
 
 def test_a_role_the_endpoint_refuses_is_a_403(world):
@@ -430,7 +445,8 @@ def test_the_schema_for_staff_clients_and_users_of_no_firm(world):
     users = [world.a.users[Role.FIRM_ADMIN.value], world.b.users[Role.CLIENT.value], no_firm]
     schemas = [_schema(logged_in(user)) for user in users]
     assert schemas[0] == schemas[1] == schemas[2]  # one schema, whoever asks
-    assert _schema(basic(no_firm.username)) == schemas[0]
+    platform = create_platform_user(username="platform_script", role="auditor")
+    assert _schema(bearer(platform)) == schemas[0]
     assert "/api/v1/applications/" in schemas[0]["paths"]
 
 

@@ -132,13 +132,12 @@ def test_the_firm_admin_sets_the_firms_zone_audited(client, world):
 
 
 def test_the_api_gives_times_in_the_firms_zone_whatever_the_authentication(world):
-    """Basic users are known only once DRF authenticates (after the middleware): their times
+    """Token users are known only once DRF authenticates (after the middleware): their times
     are the firm's zone too, the same instant as a session user's."""
-    import base64
-
     from django.test import Client
 
     from brokerage.scope import firm_scope
+    from brokerage.tokens import create_api_token
     from margin import services
 
     _zone(world.firm_a, "Asia/Tokyo")
@@ -149,10 +148,10 @@ def test_the_api_gives_times_in_the_firms_zone_whatever_the_authentication(world
                                                reason="zone test")
     session = Client()
     session.force_login(world.a.users["risk_officer"])
-    token = base64.b64encode(f"{world.a.users['risk_officer'].username}:{PASSWORD}".encode())
-    basic = Client(HTTP_AUTHORIZATION=f"Basic {token.decode()}")
+    token = create_api_token(user=world.a.users["risk_officer"], actor=None).secret
+    bearer = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     url = f"/api/v1/risk-parameters/{proposal.pk}/"
-    stamps = [door.get(url).json()["created_at"] for door in (session, basic)]
+    stamps = [door.get(url).json()["created_at"] for door in (session, bearer)]
     assert all(stamp.endswith("+09:00") for stamp in stamps), stamps
     assert {datetime.fromisoformat(s) for s in stamps} == {proposal.created_at}
     assert timezone.get_current_timezone_name() != "Asia/Tokyo"  # nothing leaks past a request

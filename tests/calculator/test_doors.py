@@ -14,6 +14,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from brokerage.tenancy import create_platform_user
+from brokerage.tokens import create_api_token
 from margin.calculator import run
 from tests.api_body import the_error
 
@@ -38,10 +40,12 @@ def cli(raw: bytes) -> tuple[int, bytes, bytes]:
 
 @pytest.fixture
 def api(db) -> Client:
-    get_user_model().objects.create_user(username="integrator", password=PASSWORD)
+    """An integrator's script: a user of no firm (a platform user) with an API token."""
+    integrator = create_platform_user(username="integrator", role="market_data",
+                                      password=PASSWORD)
     client = Client()
-    token = base64.b64encode(f"integrator:{PASSWORD}".encode()).decode()
-    client.defaults["HTTP_AUTHORIZATION"] = f"Basic {token}"
+    client.defaults["HTTP_AUTHORIZATION"] = (
+        f"Bearer {create_api_token(user=integrator, actor=None).secret}")
     return client
 
 
@@ -92,7 +96,7 @@ def session_with_csrf(username: str) -> tuple[Client, str]:
 
 # The same request through each door of authentication. Session authentication's CSRF check
 # used to make DRF parse the body before the view: a session caller got DRF's parser's answers
-# (NaN in DRF's words, 3,000-deep nesting a 500, a text/plain body a 415) where a Basic caller
+# (NaN in DRF's words, 3,000-deep nesting a 500, a text/plain body a 415) where a token caller
 # got the calculator's own.
 SAME_BYTES_CASES = {
     "valid": (body(base(methods=["reg_t", "portfolio_margin"])), "application/json"),
@@ -118,17 +122,17 @@ def test_the_same_bytes_whatever_the_authentication(api, case):
     session, token = session_with_csrf("integrator")
     by_session = session.generic("POST", URL, raw, content_type=content_type,
                                  HTTP_X_CSRFTOKEN=token)
-    by_basic = api.generic("POST", URL, raw, content_type=content_type)
-    assert by_session.status_code == by_basic.status_code, (by_session.content, by_basic.content)
-    assert by_session.content == by_basic.content
-    assert by_session["Content-Type"] == by_basic["Content-Type"] == "application/json"
+    by_token = api.generic("POST", URL, raw, content_type=content_type)
+    assert by_session.status_code == by_token.status_code, (by_session.content, by_token.content)
+    assert by_session.content == by_token.content
+    assert by_session["Content-Type"] == by_token["Content-Type"] == "application/json"
     # ... and the same as the CLI's answer for the same bytes.
-    assert (by_basic.status_code, by_basic.content) == run(raw)
+    assert (by_token.status_code, by_token.content) == run(raw)
     if case in ("valid", "text_plain"):  # the calculator reads the bytes, whatever the label
-        assert by_basic.status_code == 200
+        assert by_token.status_code == 200
     else:
-        assert by_basic.status_code == 400
-        assert json.loads(by_basic.content)["errors"][0]["code"] in (
+        assert by_token.status_code == 400
+        assert json.loads(by_token.content)["errors"][0]["code"] in (
             "malformed_json", "not_finite", "unknown_field", "invalid", "required")
 
 
@@ -139,10 +143,10 @@ def test_a_body_past_the_upload_limit_is_a_413_through_either_door(api, settings
     session, token = session_with_csrf("integrator")
     by_session = session.generic("POST", URL, raw, content_type="application/json",
                                  HTTP_X_CSRFTOKEN=token)
-    by_basic = post(api, raw)
-    assert by_session.status_code == by_basic.status_code == 413
-    assert by_session.content == by_basic.content
-    assert the_error(by_basic)["code"] == "too_large"
+    by_token = post(api, raw)
+    assert by_session.status_code == by_token.status_code == 413
+    assert by_session.content == by_token.content
+    assert the_error(by_token)["code"] == "too_large"
 
 
 def test_a_session_without_its_csrf_token_is_a_403_in_the_one_body(api):
@@ -157,15 +161,30 @@ def test_a_session_without_its_csrf_token_is_a_403_in_the_one_body(api):
 def test_unauthenticated_is_a_401_in_the_one_body():
     response = post(Client(), body(base()))
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert the_error(response)["code"] == "not_authenticated"
 
 
-def test_wrong_basic_credentials_are_a_401(api):
-    token = base64.b64encode(b"integrator:not-the-password").decode()
-    response = post(Client(HTTP_AUTHORIZATION=f"Basic {token}"), body(base()))
+def test_a_read_only_token_may_use_the_calculator(api):
+    integrator = get_user_model().objects.get(username="integrator")
+    read_only = create_api_token(user=integrator, actor=None, read_only=True).secret
+    raw = body(base())
+    response = post(Client(HTTP_AUTHORIZATION=f"Bearer {read_only}"), raw)
+    assert (response.status_code, response.content) == run(raw)
+
+
+def test_a_wrong_token_is_a_401(api):
+    response = post(Client(HTTP_AUTHORIZATION="Bearer pmt_not-a-token"), body(base()))
     assert response.status_code == 401
     assert the_error(response)["code"] == "authentication_failed"
+
+
+def test_http_basic_is_off_even_with_the_right_password(api):
+    token = base64.b64encode(f"integrator:{PASSWORD}".encode()).decode()
+    response = post(Client(HTTP_AUTHORIZATION=f"Basic {token}"), body(base()))
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert the_error(response)["code"] == "not_authenticated"
 
 
 def test_cli_reads_a_file(tmp_path):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 from functools import partial
 
 import pytest
 from rest_framework.test import APIClient
 
 from brokerage.scope import firm_scope
+from brokerage.tokens import create_api_token
 from eligibility import services
 from eligibility.models import Application, RuleSet
 from tests.api_body import errors_of, the_error
-from tests.factories import PASSWORD
 
 from .conftest import logged_in, reviewed_application, someone_elses_account, state_of, withdraw
 
@@ -178,14 +177,14 @@ def test_designating_an_approver_through_the_api(desk, reviewed):
                                     format="json").status_code == 200
 
 
-def test_basic_auth_users_are_scoped_too(desk, reviewed):
+def test_token_users_are_scoped_too(desk, reviewed):
     client = APIClient()
-    token = base64.b64encode(f"{desk.admin.username}:{PASSWORD}".encode()).decode()
-    client.credentials(HTTP_AUTHORIZATION=f"Basic {token}")
+    token = create_api_token(user=desk.admin, actor=None).secret
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert client.get(f"{APPLICATIONS}{reviewed.pk}/").status_code == 200
     outsider = APIClient()
-    token = base64.b64encode(f"{desk.other_firm_admin.username}:{PASSWORD}".encode()).decode()
-    outsider.credentials(HTTP_AUTHORIZATION=f"Basic {token}")
+    token = create_api_token(user=desk.other_firm_admin, actor=None).secret
+    outsider.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert outsider.get(f"{APPLICATIONS}{reviewed.pk}/").status_code == 404
 
 
