@@ -1,0 +1,172 @@
+"""Every routed ``/api/v1/`` endpoint, one entry each: what `test_matrix` runs it through.
+
+A new endpoint is covered by adding one `Endpoint` to `ENDPOINTS`: its URL (``{obj}`` stands
+for the object an entry's `make` builds in a firm), its method, the roles that may use it (a
+2xx), the roles that see the firm's objects narrowed to their own (a client's 404, not a 403),
+how to build one object in a firm, and a valid body for a write. Every other role of the firm
+gets a 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from brokerage.roles import Role
+from tests.factories import FirmWorld
+
+ADMIN, RISK, DESK, COMPLIANCE, CLIENT = (Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.MARGIN_DESK,
+                                         Role.COMPLIANCE, Role.CLIENT)
+EVERYONE = frozenset(Role)
+STAFF = frozenset({ADMIN, RISK, DESK, COMPLIANCE})
+AS_OF = date(2026, 11, 24)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    method: str = "GET"
+    roles: frozenset[Role] = STAFF
+    #: roles whose queryset leaves the object out: a 404 on detail, never a 403
+    narrowed: frozenset[Role] = frozenset()
+    #: builds one object in the firm (inside its scope) and returns its id in the URL
+    make: Callable[[FirmWorld], Any] | None = None
+    #: a valid body of a write, for the firm the request is made in
+    body: Callable[[FirmWorld], dict[str, Any]] | None = None
+    ok: int = 200
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
+
+    @property
+    def refused(self) -> list[Role]:
+        return [role for role in Role if role not in self.roles | self.narrowed]
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.url.removeprefix('/api/v1/') or '/'}"
+
+
+# Builders: one object of a firm, written through its service --------------------------------
+
+def _call(fw: FirmWorld) -> int:
+    from margin.calls.policy import active_policy
+    from margin.calls.services import issue_call
+
+    return issue_call(account=fw.account, kind="maintenance", amount=Decimal("100"), as_of=AS_OF,
+                      equity=Decimal("0"), requirement=Decimal("100"),
+                      policy=active_policy(fw.firm)).pk
+
+
+def _restriction(fw: FirmWorld) -> int:
+    from margin.calls.policy import active_policy
+    from margin.calls.restrictions import impose
+
+    return impose(account=fw.account, kind="funds_on_hand_90d", starts_on=AS_OF,
+                  cause="a practice", policy=active_policy(fw.firm)).pk
+
+
+def _policy(fw: FirmWorld) -> int:
+    from margin.calls.policy import active_policy
+
+    return active_policy(fw.firm).pk
+
+
+def _parameters(fw: FirmWorld) -> int:
+    from margin.services import propose_parameters
+
+    return propose_parameters(firm=fw.firm, actor=fw.users[RISK.value], overrides={},
+                              reason="baseline").pk
+
+
+def _rule_set(fw: FirmWorld) -> int:
+    from eligibility.services import active_rule_set
+
+    return active_rule_set(firm=fw.firm).pk
+
+
+def _application(fw: FirmWorld) -> int:
+    from eligibility.services import create_application
+
+    return create_application(account=fw.account, actor=fw.users[ADMIN.value]).pk
+
+
+def _token(fw: FirmWorld) -> int:
+    from brokerage.tokens import create_api_token
+
+    return create_api_token(user=fw.users[DESK.value], actor=None).token.pk
+
+
+def _account(fw: FirmWorld) -> str:
+    return fw.account.number
+
+
+def _calculation(fw: FirmWorld) -> dict[str, Any]:
+    from tests.calculator.requests import base
+
+    return base()
+
+
+V = "/api/v1/"
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(V, roles=EVERYONE),
+    # accounts: staff see the firm's, a client those granted to them
+    Endpoint(f"{V}accounts/", roles=EVERYONE),
+    Endpoint(f"{V}accounts/{{obj}}/", roles=STAFF, narrowed={CLIENT}, make=_account),
+    Endpoint(f"{V}accounts/{{obj}}/margin", roles=STAFF, narrowed={CLIENT}, make=_account),
+    Endpoint(f"{V}accounts/{{obj}}/restrictions/", roles=STAFF, narrowed={CLIENT},
+             make=_account),
+    # margin calls: staff work them, a client reads their own
+    Endpoint(f"{V}margin-calls/", roles=EVERYONE),
+    Endpoint(f"{V}margin-calls/{{obj}}/", roles=STAFF, narrowed={CLIENT}, make=_call),
+    Endpoint(f"{V}margin-calls/{{obj}}/cancel/", "POST", roles=STAFF, make=_call,
+             body=lambda fw: {"reason": "market_recovery", "note": "recovered"}),
+    Endpoint(f"{V}margin-calls/{{obj}}/extensions/", "POST", roles=STAFF, make=_call,
+             body=lambda fw: {"days": 5, "reason_code": "travel"}),
+    Endpoint(f"{V}margin-calls/{{obj}}/satisfactions/", "POST", roles=STAFF, make=_call,
+             body=lambda fw: {"manner": "securities", "amount": "100.00"}),
+    Endpoint(f"{V}margin-record/?date=2026-11-24"),
+    # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
+    Endpoint(f"{V}call-policies/"),
+    Endpoint(f"{V}call-policies/{{obj}}/", make=_policy),
+    Endpoint(f"{V}call-policies/", "POST", roles=frozenset({ADMIN, RISK, COMPLIANCE}), ok=201,
+             body=lambda fw: {"values": {"reg_t_due_days": 2}, "reason": "house: T+2"}),
+    Endpoint(f"{V}restrictions/"),
+    Endpoint(f"{V}restrictions/{{obj}}/", make=_restriction),
+    Endpoint(f"{V}restrictions/{{obj}}/waiver/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
+             make=_restriction, body=lambda fw: {"reason": "a clerical error"}),
+    Endpoint(f"{V}risk-parameters/"),
+    Endpoint(f"{V}risk-parameters/{{obj}}/", make=_parameters),
+    Endpoint(f"{V}risk-parameters/", "POST", roles=frozenset({ADMIN, RISK}), ok=201,
+             body=lambda fw: {"overrides": {}, "reason": "baseline"}),
+    Endpoint(f"{V}rule-sets/"),
+    Endpoint(f"{V}rule-sets/active/"),
+    Endpoint(f"{V}rule-sets/{{obj}}/", make=_rule_set),
+    Endpoint(f"{V}rule-sets/propose/", "POST", roles=frozenset({ADMIN, RISK}), ok=201,
+             body=lambda fw: {"reason": "stricter", "min_net_worth": "3000000.00"}),
+    # applications: staff see the firm's, a client their own
+    Endpoint(f"{V}applications/", roles=EVERYONE),
+    Endpoint(f"{V}applications/{{obj}}/", narrowed={CLIENT}, make=_application),
+    Endpoint(f"{V}applications/{{obj}}/eligibility/", narrowed={CLIENT}, make=_application),
+    Endpoint(f"{V}applications/", "POST", roles=frozenset({ADMIN, RISK, DESK}), ok=201,
+             narrowed={CLIENT}, body=lambda fw: {"account": fw.account.pk}),
+    Endpoint(f"{V}applications/{{obj}}/submit/", "POST", roles=frozenset({ADMIN, RISK, DESK}),
+             narrowed={CLIENT}, make=_application, body=lambda fw: {}),
+    Endpoint(f"{V}applications/{{obj}}/withdraw/", "POST",
+             roles=frozenset({ADMIN, RISK, DESK}), narrowed={CLIENT}, make=_application,
+             body=lambda fw: {"reason": "changed my mind"}),
+    # tokens and the audit trail: the firm's admins (and compliance, for the trail)
+    Endpoint(f"{V}tokens/", roles=frozenset({ADMIN})),
+    Endpoint(f"{V}tokens/{{obj}}/", roles=frozenset({ADMIN}), make=_token),
+    Endpoint(f"{V}tokens/", "POST", roles=frozenset({ADMIN}), ok=201,
+             body=lambda fw: {"read_only": True, "expires_days": 30}),
+    Endpoint(f"{V}tokens/{{obj}}/revoke/", "POST", roles=frozenset({ADMIN}), make=_token,
+             body=lambda fw: {}),
+    Endpoint(f"{V}audit/export", roles=frozenset({ADMIN, COMPLIANCE})),
+    # the calculator: anyone signed in, nothing written
+    Endpoint(f"{V}margin/calculate", "POST", roles=EVERYONE, body=_calculation),
+]
