@@ -101,6 +101,49 @@ def _token(fw: FirmWorld) -> int:
     return create_api_token(user=fw.users[DESK.value], actor=None).token.pk
 
 
+def _policy_proposal(fw: FirmWorld) -> int:
+    from margin.calls.policy import propose_policy
+
+    return propose_policy(firm=fw.firm, actor=fw.users[RISK.value], reason="house: T+2",
+                          values={"reg_t_due_days": 2}).pk
+
+
+def _waiver(fw: FirmWorld) -> int:
+    from margin.calls.restrictions import request_waiver
+
+    restriction = _restriction(fw)
+    from margin.calls.models import Restriction
+
+    request_waiver(restriction=Restriction.objects.get(pk=restriction),
+                   actor=fw.users[COMPLIANCE.value], reason="a clerical error")
+    return restriction
+
+
+def _rule_set_proposal(fw: FirmWorld) -> int:
+    from eligibility.services import propose_rule_set
+
+    return propose_rule_set(firm=fw.firm, proposer=fw.users[RISK.value], reason="stricter",
+                            min_net_worth=Decimal("3000000")).pk
+
+
+def _submitted(fw: FirmWorld) -> int:
+    """An application the desk opened and submitted (so the desk is its maker)."""
+    from eligibility.services import create_application
+
+    return create_application(account=fw.account, actor=fw.users[DESK.value], submit=True).pk
+
+
+def _under_review(fw: FirmWorld) -> int:
+    """Submitted by the desk, recommended by the risk officer: the firm admin decides."""
+    from eligibility.models import Application
+    from eligibility.services import review_application
+
+    pk = _submitted(fw)
+    review_application(application=Application.objects.get(pk=pk), reviewer=fw.users[RISK.value],
+                       recommendation="reject", notes="too little equity")
+    return pk
+
+
 def _account(fw: FirmWorld) -> str:
     return fw.account.number
 
@@ -131,6 +174,12 @@ ENDPOINTS: list[Endpoint] = [
              body=lambda fw: {"manner": "securities", "amount": "100.00"}),
     Endpoint(f"{V}margin-record/?date=2026-11-24"),
     # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
+    Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
+             make=_policy_proposal, body=lambda fw: {"reason": "agreed"}),
+    # whoever proposed may say no too: a withdrawal (brokerage.approvals.reject)
+    Endpoint(f"{V}call-policies/{{obj}}/reject/", "POST",
+             roles=frozenset({ADMIN, RISK, COMPLIANCE}),
+             make=_policy_proposal, body=lambda fw: {"reason": "too strict"}),
     Endpoint(f"{V}call-policies/"),
     Endpoint(f"{V}call-policies/{{obj}}/", make=_policy),
     Endpoint(f"{V}call-policies/", "POST", roles=frozenset({ADMIN, RISK, COMPLIANCE}), ok=201,
@@ -139,6 +188,15 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}restrictions/{{obj}}/", make=_restriction),
     Endpoint(f"{V}restrictions/{{obj}}/waiver/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
              make=_restriction, body=lambda fw: {"reason": "a clerical error"}),
+    Endpoint(f"{V}restrictions/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+             make=_waiver, body=lambda fw: {"reason": "agreed"}),
+    # (unlike the other proposals, the officer who asked may not withdraw it by saying no)
+    Endpoint(f"{V}restrictions/{{obj}}/reject/", "POST", roles=frozenset({ADMIN}),
+             make=_waiver, body=lambda fw: {"reason": "not a clerical error"}),
+    Endpoint(f"{V}risk-parameters/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+             make=_parameters, body=lambda fw: {"reason": "agreed"}),
+    Endpoint(f"{V}risk-parameters/{{obj}}/reject/", "POST", roles=frozenset({ADMIN, RISK}),
+             make=_parameters, body=lambda fw: {"reason": "not now"}),
     Endpoint(f"{V}risk-parameters/"),
     Endpoint(f"{V}risk-parameters/{{obj}}/", make=_parameters),
     Endpoint(f"{V}risk-parameters/", "POST", roles=frozenset({ADMIN, RISK}), ok=201,
@@ -148,6 +206,10 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}rule-sets/{{obj}}/", make=_rule_set),
     Endpoint(f"{V}rule-sets/propose/", "POST", roles=frozenset({ADMIN, RISK}), ok=201,
              body=lambda fw: {"reason": "stricter", "min_net_worth": "3000000.00"}),
+    Endpoint(f"{V}rule-sets/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+             make=_rule_set_proposal, body=lambda fw: {"reason": "agreed"}),
+    Endpoint(f"{V}rule-sets/{{obj}}/reject/", "POST", roles=frozenset({ADMIN, RISK}),
+             make=_rule_set_proposal, body=lambda fw: {"reason": "not now"}),
     # applications: staff see the firm's, a client their own
     Endpoint(f"{V}applications/", roles=EVERYONE),
     Endpoint(f"{V}applications/{{obj}}/", narrowed={CLIENT}, make=_application),
@@ -159,6 +221,15 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}applications/{{obj}}/withdraw/", "POST",
              roles=frozenset({ADMIN, RISK, DESK}), narrowed={CLIENT}, make=_application,
              body=lambda fw: {"reason": "changed my mind"}),
+    Endpoint(f"{V}applications/{{obj}}/review/", "POST", roles=frozenset({RISK}),
+             narrowed={CLIENT}, make=_submitted,
+             body=lambda fw: {"recommendation": "approve", "notes": "meets the rules"}),
+    Endpoint(f"{V}applications/{{obj}}/designate-approver/", "POST",
+             roles=frozenset({ADMIN, RISK}), narrowed={CLIENT}, make=_submitted,
+             body=lambda fw: {"approver": fw.users[ADMIN.value].pk}),
+    Endpoint(f"{V}applications/{{obj}}/reject/", "POST", roles=frozenset({ADMIN}),
+             narrowed={CLIENT}, make=_under_review,
+             body=lambda fw: {"reasons": "too little equity"}),
     # tokens and the audit trail: the firm's admins (and compliance, for the trail)
     Endpoint(f"{V}tokens/", roles=frozenset({ADMIN})),
     Endpoint(f"{V}tokens/{{obj}}/", roles=frozenset({ADMIN}), make=_token),

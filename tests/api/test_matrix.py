@@ -20,6 +20,8 @@ from tests.api.endpoints import ENDPOINTS, Endpoint
 from tests.api_body import errors_of, the_error
 from tests.factories import FirmWorld, World
 
+# DRF's permission classes, and brokerage.errors.NotPermitted with its FourEyesViolation
+REFUSED_CODES = {"permission_denied", "not_permitted", "four_eyes"}
 PROJECT_APPS = ("brokerage", "accounts", "margin", "eligibility", "auth", "guardian")
 
 
@@ -95,7 +97,7 @@ def test_a_role_it_refuses_is_a_403(matrix_world, endpoint):
     for role, client in clients.items():
         response = send(client, endpoint, url, valid_body(endpoint, fw))
         assert response.status_code == 403, (role, response.content)
-        assert the_error(response)["code"] in {"permission_denied", "not_permitted"}, role
+        assert the_error(response)["code"] in REFUSED_CODES, role
     _nothing_written(before)
 
 
