@@ -62,6 +62,28 @@ def _call(fw: FirmWorld) -> int:
                       policy=active_policy(fw.firm)).pk
 
 
+def _extension_proposed(fw: FirmWorld) -> int:
+    """A maintenance call whose extension the desk proposed (a second person decides)."""
+    from margin.calls.extensions import request_extension
+    from margin.calls.models import MarginCall
+
+    pk = _call(fw)
+    request_extension(call=MarginCall.objects.get(pk=pk), actor=fw.users[DESK.value], days=5,
+                      reason_code="travel")
+    return pk
+
+
+def _extension_requested(fw: FirmWorld) -> int:
+    """... and the risk officer agreed: asked of FINRA, whose answer someone records."""
+    from margin.calls.extensions import decide_extension
+    from margin.calls.models import CallExtension
+
+    pk = _extension_proposed(fw)
+    decide_extension(extension=CallExtension.objects.get(call_id=pk),
+                     actor=fw.users[RISK.value], approve=True)
+    return pk
+
+
 def _restriction(fw: FirmWorld) -> int:
     from margin.calls.policy import active_policy
     from margin.calls.restrictions import impose
@@ -172,6 +194,12 @@ ENDPOINTS: list[Endpoint] = [
              body=lambda fw: {"days": 5, "reason_code": "travel"}),
     Endpoint(f"{V}margin-calls/{{obj}}/satisfactions/", "POST", roles=STAFF, make=_call,
              body=lambda fw: {"manner": "securities", "amount": "100.00"}),
+    Endpoint(f"{V}margin-calls/{{obj}}/extension-decision/", "POST",
+             roles=frozenset({ADMIN, RISK, COMPLIANCE}), make=_extension_proposed,
+             body=lambda fw: {"approve": True, "reason": "a fair ask"}),
+    Endpoint(f"{V}margin-calls/{{obj}}/extension-outcome/", "POST", roles=STAFF,
+             make=_extension_requested,
+             body=lambda fw: {"granted": True, "filing_id": "REX-0001"}),
     Endpoint(f"{V}margin-record/?date=2026-11-24"),
     # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
     Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),

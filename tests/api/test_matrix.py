@@ -22,6 +22,15 @@ from tests.factories import FirmWorld, World
 
 # DRF's permission classes, and brokerage.errors.NotPermitted with its FourEyesViolation
 REFUSED_CODES = {"permission_denied", "not_permitted", "four_eyes"}
+# Routed endpoints the table does not take yet (each needs a call in a later state); the
+# completeness test below fails when one is added or routed without an entry.
+NOT_YET = {
+    ("api/v1/margin-calls/{}/liquidation-plan/", "GET"),
+    ("api/v1/margin-calls/{}/liquidation-plan/", "POST"),
+    ("api/v1/margin-calls/{}/liquidation-plan/approve/", "POST"),
+    ("api/v1/margin-calls/{}/liquidation-plan/reject/", "POST"),
+    ("api/v1/applications/{}/approve/", "POST"),
+}
 PROJECT_APPS = ("brokerage", "accounts", "margin", "eligibility", "auth", "guardian")
 
 
@@ -30,9 +39,17 @@ def _params(applies) -> list[Any]:
 
 
 def footprint() -> dict[str, int]:
-    """Rows in every table of the project (audit events, approvals, tokens, the book...)."""
-    return {model._meta.label: model._base_manager.count()
-            for label in PROJECT_APPS for model in apps.get_app_config(label).get_models()}
+    """Rows in every table of the project (audit events, approvals, tokens, the book...), read
+    in one query."""
+    from django.db import connection
+
+    tables = sorted({model._meta.db_table for label in PROJECT_APPS
+                     for model in apps.get_app_config(label).get_models()
+                     if model._meta.managed and not model._meta.proxy})
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(f"(SELECT count(*) FROM {quote(t)})" for t in tables))
+        return dict(zip(tables, cursor.fetchone(), strict=True))
 
 
 def bearer(user) -> Client:
@@ -177,3 +194,44 @@ def test_an_unknown_field_is_a_400_naming_it_and_writes_nothing(matrix_world, en
     assert the_error(response) == {"field": "zz_unknown", "code": "unknown_field",
                                    "message": "unknown field 'zz_unknown'"}
     _nothing_written(before)
+
+
+# The table is complete --------------------------------------------------------------------------
+
+def _routed() -> set[tuple[str, str]]:
+    """(route, method) of every endpoint routed under /api/v1/."""
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern), pattern.callback
+
+    routed = set()
+    for route, view in walk(get_resolver().url_patterns):
+        if not route.startswith("api/v1/"):
+            continue
+        actions = getattr(view, "actions", None)
+        methods = (actions or {m: m for m in ("get", "post", "put", "patch", "delete")
+                               if hasattr(view.view_class, m)})
+        # (DRF adds HEAD beside GET to a viewset's actions at its first request)
+        routed |= {(_plain(route), method.upper()) for method in methods if method != "head"}
+    return routed
+
+
+def _plain(route: str) -> str:
+    """A route with its regex anchors dropped and every parameter as ``{}``."""
+    import re
+
+    route = route.replace("^", "").replace("$", "")
+    return re.sub(r"\(\?P<\w+>[^)]*\)|<[^>]+>", "{}", route)
+
+
+def test_every_routed_endpoint_has_its_entry_in_the_table():
+    listed = {(_plain(e.url.split("?")[0].removeprefix("/").replace("{obj}", "{}")), e.method)
+              for e in ENDPOINTS}
+    routed = _routed()
+    assert not listed - routed, f"entries for no route: {sorted(listed - routed)}"
+    assert routed - listed == NOT_YET, sorted(routed - listed)
