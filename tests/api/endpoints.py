@@ -166,6 +166,20 @@ def _under_review(fw: FirmWorld) -> int:
     return pk
 
 
+def _eligible_under_review(fw: FirmWorld) -> int:
+    """As `_under_review`, for an account that passes every rule (the eligibility tests' desk:
+    a portal user, the PM disclosure signed, $200,000 of cash), so it may be approved."""
+    from accounts import services as book
+    from tests.eligibility.conftest import deposit, sign_pm_disclosure
+
+    admin = fw.users[ADMIN.value]
+    client = book.update_client(client=fw.client, actor=admin,
+                                portal_user=fw.users[CLIENT.value])
+    sign_pm_disclosure(client, admin)
+    deposit(fw.account, "200000", fw.users[DESK.value])
+    return _under_review(fw)
+
+
 def _account(fw: FirmWorld) -> str:
     return fw.account.number
 
@@ -255,6 +269,10 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}applications/{{obj}}/designate-approver/", "POST",
              roles=frozenset({ADMIN, RISK}), narrowed={CLIENT}, make=_submitted,
              body=lambda fw: {"approver": fw.users[ADMIN.value].pk}),
+    # (the client is the account's portal user here: it sees the application, may not decide)
+    Endpoint(f"{V}applications/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+             make=_eligible_under_review,
+             body=lambda fw: {"reasons": "meets every rule"}),
     Endpoint(f"{V}applications/{{obj}}/reject/", "POST", roles=frozenset({ADMIN}),
              narrowed={CLIENT}, make=_under_review,
              body=lambda fw: {"reasons": "too little equity"}),

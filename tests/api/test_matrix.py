@@ -29,7 +29,6 @@ NOT_YET = {
     ("api/v1/margin-calls/{}/liquidation-plan/", "POST"),
     ("api/v1/margin-calls/{}/liquidation-plan/approve/", "POST"),
     ("api/v1/margin-calls/{}/liquidation-plan/reject/", "POST"),
-    ("api/v1/applications/{}/approve/", "POST"),
 }
 PROJECT_APPS = ("brokerage", "accounts", "margin", "eligibility", "auth", "guardian")
 
