@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -81,6 +81,43 @@ def _extension_requested(fw: FirmWorld) -> int:
     pk = _extension_proposed(fw)
     decide_extension(extension=CallExtension.objects.get(call_id=pk),
                      actor=fw.users[RISK.value], approve=True)
+    return pk
+
+
+def _overdue(fw: FirmWorld) -> int:
+    """A maintenance call of an account in deficit (10 ACME at 100, $900 owed), gone
+    overdue unmet."""
+    from django.utils import timezone
+
+    from accounts import services as book
+    from margin.calls.models import MarginCall
+    from margin.calls.services import mark_overdue
+    from margin.market_data import load_prices
+    from margin.tasks import recompute_accounts
+    from tests.factories import shared_instrument
+
+    stock = shared_instrument("ACME")
+    load_prices(observations=[{"symbol": "ACME", "price": "100",
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+    book.set_position(account=fw.account, instrument=stock, quantity=Decimal(10),
+                      actor=fw.users[ADMIN.value])
+    # $900 borrowed against $1,000 of stock: short of the maintenance requirement
+    book.post_ledger_entry(account=fw.account, kind="withdrawal", amount=Decimal("-900"),
+                           actor=None, effective_at=timezone.now() - timedelta(minutes=1))
+    recompute_accounts(fw.firm.pk, [fw.account.pk])
+    call = MarginCall.objects.get(pk=_call(fw))
+    mark_overdue(call=call, day=call.due_date)
+    return call.pk
+
+
+def _planned(fw: FirmWorld) -> int:
+    """... with a liquidation plan the desk proposed (a firm admin or risk officer decides)."""
+    from margin.calls.models import MarginCall
+    from margin.liquidation.services import propose_plan
+
+    pk = _overdue(fw)
+    propose_plan(actor=fw.users[DESK.value], call=MarginCall.objects.get(pk=pk))
     return pk
 
 
@@ -214,6 +251,15 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}margin-calls/{{obj}}/extension-outcome/", "POST", roles=STAFF,
              make=_extension_requested,
              body=lambda fw: {"granted": True, "filing_id": "REX-0001"}),
+    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/", make=_planned),
+    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/", "POST", make=_overdue, ok=201,
+             body=lambda fw: {}),
+    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/approve/", "POST",
+             roles=frozenset({ADMIN, RISK}), make=_planned, body=lambda fw: {"reason": "cures it"}),
+    # (the desk proposed it: its no is a withdrawal)
+    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/reject/", "POST",
+             roles=frozenset({ADMIN, RISK, DESK}), make=_planned,
+             body=lambda fw: {"reason": "too dear"}),
     Endpoint(f"{V}margin-record/?date=2026-11-24"),
     # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
     Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
