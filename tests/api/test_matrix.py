@@ -158,8 +158,12 @@ def test_its_own_firm_may_write_in_every_role_it_serves(matrix_world, endpoint, 
     """A write moves its object on, so each role gets a world of its own."""
     fw = matrix_world.a
     url = target(endpoint, fw)
-    response = send(bearer(fw.users[role.value]), endpoint, url, valid_body(endpoint, fw))
+    client = bearer(fw.users[role.value])
+    before = footprint()
+    response = send(client, endpoint, url, valid_body(endpoint, fw))
     assert response.status_code == endpoint.ok, response.content
+    # the control of every "nothing written" above: a write that succeeds is seen
+    assert (footprint() != before) == endpoint.records
 
 
 def _roles(endpoint: Endpoint) -> list[Role]:
