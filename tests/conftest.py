@@ -26,6 +26,9 @@ LAYER_BUDGET_S: dict[str, float] = {
     # Real worker subprocesses (tests/integration/): 18-35 s measured (each worker start costs
     # 2-4 s, a killed worker's chunk waits out a 3 s lease); room for a loaded machine.
     "integration": 90.0,
+    # The generic API matrix (tests/api/): every endpoint through every case, each on a fresh
+    # two-firm world; 40-55 s measured (270 tests), room for a loaded machine.
+    "api": 90.0,
 }
 SUITE_BUDGET_S = 900.0
 _layer_seconds: dict[str, float] = defaultdict(float)
