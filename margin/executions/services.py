@@ -146,13 +146,19 @@ def parse_ticket(raw: dict[str, Any], prefix: str = "") -> Ticket:
 def _instrument(ticket: Ticket, actor) -> Instrument:
     if ticket.contract:
         return _listed_contract(ticket.contract, actor)
-    ident = ticket.instrument
+    return instrument_named(ticket.instrument)
+
+
+def instrument_named(ident: str | int | None) -> Instrument:
+    """A listed instrument by id or symbol (shared, or the firm's own)."""
     found = None
     if isinstance(ident, int) and not isinstance(ident, bool):
         found = Instrument.objects.filter(pk=ident).first()
-    elif isinstance(ident, str):
-        found = (Instrument.objects.filter(pk=int(ident)).first() if ident.isdigit()
-                 else Instrument.objects.filter(symbol=ident.strip()).first())
+    elif isinstance(ident, str) and ident.strip():
+        ident = ident.strip()
+        found = Instrument.objects.filter(symbol=ident).first()
+        if found is None and ident.isdigit() and int(ident) < 2 ** 63:
+            found = Instrument.objects.filter(pk=int(ident)).first()
     if found is None:
         raise InvalidInput(f"no instrument {ident!r}", field="instrument", code="unknown")
     return found
