@@ -334,8 +334,7 @@ def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, pric
     else:
         return low
     high = min(high, MAX_QUANTITY)
-    # to whole contracts, or within 1 % of the answer for large ones (the engine is the cost)
-    while high - low > max(Decimal(1), low / 100):
+    while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if carries(middle) else (low, middle)
     return low

@@ -102,6 +102,9 @@ DEFAULT: dict[str, Row] = {
     "reject_increasing_orders_past_due": Row("1", "switch", "R", "FINRA 4210(g)(10) [R]: a PM "
                                              "deficiency not met by its due date, no new "
                                              "opening orders except risk-reducing ones", ANY),
+    # Option expiry (issue 13): exercise by exception of an option this much in the money
+    "occ_exercise_threshold": Row("0.01", "money", "P*", "OCC Rules 805: exercise by exception "
+                                  "of options $0.01 or more in the money at expiry", ANY),
     "liquidation_fixed_penalty": Row("25.00", "money", "X", "house cost of touching a position "
                                      "in a liquidation (ticket, operational risk)", ANY),
 }
