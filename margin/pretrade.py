@@ -19,7 +19,7 @@ Figures (before and after; money in the account's currency):
   with ``rate`` the initial-margin rate of what is bought (50 % for stock and ETFs in a Reg T
   account, Reg T 220.12; 100 % otherwise and in a cash account); portfolio margin, the market
   value of the largest whole order of that instrument, on the order's side, the excess can
-  carry: ``max q`` with ``excess(book + q) >= 0``, found by doubling then bisection over q
+  carry: ``max q`` with ``excess(book + q) >= 0``, found on the engine by powers of two then a bracket search over q
   on the engine (``quantity`` gives q);
 - ``intraday_margin_level`` (after) = equity - requirement after the orders
   (``intraday_margin_level``: one function, the intraday standard's definition may replace it).
@@ -47,6 +47,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from django.utils import timezone
 
 from accounts.models import Account, Instrument
@@ -64,19 +65,20 @@ from .book import (
 from .calls.models import CallPolicy, MarginCall
 from .calls.policy import default_rows, typed
 from .calls.restrictions import OrderEffect, forbidding
+from .engine.batch import ChunkBook, value_chunk
 from .engine.errors import EngineInputError
 from .engine.valuation import value_positions
 from .figures import empty_result, money, parameters_for, snapshot_figures
 from .market_data import exchange_date, latest_prices, newest_per_instrument, outstanding_rejections
-from .models import ImpliedVolatility
-from .valuing import requirement_methods
+from .models import AccountMargin, ImpliedVolatility
+from .valuing import BATCH_INSTRUMENT_KINDS, PM_ONLY, _pm_result, requirement_methods
 
 ACCEPT, REJECT = "accept", "reject"
 #: Reg T 220.12: the initial margin of a margin equity security bought
 REG_T_STOCK_RATE = Decimal("0.5")
 MARGINABLE_KINDS = (Instrument.Kind.STOCK, Instrument.Kind.ETF)
-#: doublings and bisection steps of the portfolio-margin buying power
-MAX_DOUBLINGS, MAX_QUANTITY = 24, Decimal(10) ** 8
+#: powers of two, and probes per round of the bracket search, of the PM buying power
+MAX_DOUBLINGS, PROBES = 24, 15
 CENT = Decimal("0.01")
 
 
@@ -230,6 +232,55 @@ class _Market:
                 prices[order.instrument.pk] = _Observed(order.price, self.now)
         return prices
 
+    def batchable(self, books: Sequence[list[Holding]], prices: dict) -> bool:
+        """Portfolio-margin books of contracts the engine's batch path values (as the sweep
+        values them: ``margin.valuing``), every underlying priced."""
+        if self.account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
+            return False
+        held = [h for book in books for h in book]
+        return bool(held) and all(
+            h.instrument.kind in BATCH_INSTRUMENT_KINDS for h in held) and all(
+            (h.instrument.underlying_id if h.instrument.is_option else h.instrument.pk)
+            in prices for h in held)
+
+    def value_many(self, books: Sequence[tuple[list[Holding], Decimal]],
+                   prices: dict) -> list[Figures]:
+        """Several books of the account at once: the batch path when it covers them (every
+        contract of all the books valued once, as the sweep's chunk does), the calculator
+        book by book otherwise. Equal figures either way (tests/margin/test_batch_sweep.py)."""
+        if not self.batchable([b for b, _ in books], prices) \
+                or any(not b for b, _ in books):
+            return [self.value(b, cash, prices) for b, cash in books]
+        contracts = {h.instrument.pk: h.instrument for b, _ in books for h in b}
+        stand_ins = [Holding(0, instrument, Decimal(1), Decimal(0))
+                     for instrument in contracts.values()]
+        try:
+            universe = build_portfolio(stand_ins, valuation_date=self.today, prices=prices,
+                                       vols=self.vols, rate=self.rate, params=self.params,
+                                       valuation_time=self.now, methods=PM_ONLY)
+        except (MissingMarketData, EngineInputError):
+            return [self.value(b, cash, prices) for b, cash in books]
+        by_symbol = {p.id: k for k, p in enumerate(universe.positions)}
+        rows = [(k, by_symbol[h.instrument.symbol], float(h.quantity))
+                for k, (b, _) in enumerate(books) for h in b]
+        account, contract, quantity = (np.array(column) for column in zip(*rows, strict=True))
+        figures = value_chunk(ChunkBook(universe, len(books), account.astype(np.int64),
+                                        contract.astype(np.int64),
+                                        quantity.astype(np.float64)), self.params)
+        out = []
+        for k, (book, cash) in enumerate(books):
+            if not figures.valued[k]:
+                out.append(self.value(book, cash, prices))
+                continue
+            out.append(self._figures(cash, _pm_result(figures, k, self.today)))
+        return out
+
+    def _figures(self, cash: Decimal, result: dict) -> Figures:
+        figures = snapshot_figures(margin_type=self.account.margin_type, cash=cash,
+                                   result=result)
+        return Figures(figures["equity"], figures["requirement"], figures["excess"],
+                       figures["health_factor"], money(cash))
+
     def value(self, holdings: list[Holding], cash: Decimal, prices: dict) -> Figures:
         from .calculator.compute import calculate
         from .calculator.parse import CalculatorError
@@ -247,10 +298,7 @@ class _Market:
             raise Unvalued(str(exc)) from None
         except (EngineInputError, CalculatorError) as exc:
             raise Unvalued(str(exc)) from None
-        figures = snapshot_figures(margin_type=self.account.margin_type, cash=cash,
-                                   result=result)
-        return Figures(figures["equity"], figures["requirement"], figures["excess"],
-                       figures["health_factor"], money(cash))
+        return self._figures(cash, result)
 
 
 @dataclass(frozen=True)
@@ -315,28 +363,37 @@ def _rate(account: Account, instrument: Instrument) -> Decimal:
 def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, prices: dict,
                    order: Order, price: Decimal) -> Decimal:
     """The largest whole quantity of the order's instrument, on its side, whose purchase or
-    sale keeps the excess non-negative (portfolio margin: the engine decides)."""
-    def carries(quantity: Decimal) -> bool:
-        probe = Order(order.instrument, order.side, quantity, price)
-        after, cash_after = apply_orders(holdings, cash, [probe], [price])
+    sale keeps the excess non-negative (portfolio margin: the engine decides). Candidates are
+    valued together (one batch per round: powers of two, then ``PROBES`` evenly spaced
+    quantities of the bracket, until it is one contract wide)."""
+    def passing(quantities: list[Decimal]) -> list[bool]:
+        books = []
+        for quantity in quantities:
+            probe = Order(order.instrument, order.side, quantity, price)
+            books.append(apply_orders(holdings, cash, [probe], [price]))
         try:
-            return market.value(after, cash_after, prices).excess_liquidity >= 0
+            return [f.excess_liquidity >= 0 for f in market.value_many(books, prices)]
         except Unvalued:
-            return False
+            return [False] * len(quantities)
 
-    if not carries(Decimal(1)):
+    powers = [Decimal(2) ** k for k in range(MAX_DOUBLINGS)]
+    carried = passing(powers)
+    if not carried[0]:
         return Decimal(0)
-    low, high = Decimal(1), Decimal(2)
-    for _ in range(MAX_DOUBLINGS):
-        if high > MAX_QUANTITY or not carries(high):
-            break
-        low, high = high, high * 2
-    else:
-        return low
-    high = min(high, MAX_QUANTITY)
+    first_fail = next((k for k, ok in enumerate(carried) if not ok), None)
+    if first_fail is None:
+        return powers[-1]
+    low, high = powers[first_fail - 1], powers[first_fail]
     while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if carries(middle) else (low, middle)
+        step = max((high - low) // (PROBES + 1), Decimal(1))
+        probes = [q for q in (low + step * (k + 1) for k in range(PROBES)) if q < high]
+        if not probes:
+            break
+        results = passing(probes)
+        passed = [q for q, ok in zip(probes, results, strict=True) if ok]
+        failed = [q for q, ok in zip(probes, results, strict=True) if not ok]
+        low = max([low, *passed])
+        high = min([high, *[q for q in failed if q > low]])
     return low
 
 
@@ -385,15 +442,34 @@ def _value(rows: dict[str, dict[str, str]], name: str):
     return typed(name, rows[name]["value"])
 
 
-def check(*, account: Account, orders: Sequence[Order], buying_power: bool = True) -> PreTrade:
+def _current(account: Account, cash: Decimal) -> Figures | None:
+    """The account's current margin as the sweep last wrote it, when nothing has moved since
+    (clean, valued, not flagged): the figures before the orders, without valuing them again."""
+    row = AccountMargin.objects.filter(account=account).first()
+    if (row is None or row.is_dirty or row.equity is None or row.flag
+            or row.computed_at is None):
+        return None
+    return Figures(row.equity, row.requirement, row.excess, row.health_factor, money(cash))
+
+
+def check(*, account: Account, orders: Sequence[Order], buying_power: bool = True,
+          use_current_margin: bool = True) -> PreTrade:
     """The check of ``orders`` on ``account`` (module docstring). Writes nothing; raises
-    ``Unvalued`` when the book or an ordered contract cannot be valued."""
+    ``Unvalued`` when the book or an ordered contract cannot be valued.
+
+    "Before" is the account's current margin row when it is clean (the sweep valued this
+    very book at these very prices: ``margin.dirty`` marks it on any change), so only the book
+    after the orders is valued; otherwise (or ``use_current_margin=False``) both are."""
     market = _Market.load(account, orders)
     marks = market.marks(orders)
     prices = market.with_order_marks(orders)
-    before = market.value(market.holdings, market.cash, prices)
     holdings_after, cash_after = apply_orders(market.holdings, market.cash, orders, marks)
-    after = market.value(holdings_after, cash_after, prices)
+    before = _current(account, market.cash) if use_current_margin else None
+    if before is None:
+        before, after = market.value_many([(market.holdings, market.cash),
+                                           (holdings_after, cash_after)], prices)
+    else:
+        (after,) = market.value_many([(holdings_after, cash_after)], prices)
     reasons: list[Reason] = []
 
     effect = _effect(market.holdings, orders, market.cash, cash_after, before.requirement,

@@ -276,7 +276,7 @@ parameters):
   `max(excess_liquidity, 0) / rate`, `rate` the initial-margin rate of what is bought (0.5 for
   stock and ETFs in a Reg T account, Reg T 220.12; 1 otherwise); portfolio margin, the market
   value of the largest whole order of that instrument on the order's side whose
-  `excess_liquidity` after stays >= 0 (doubling then bisection over quantity on the engine),
+  `excess_liquidity` after stays >= 0 (powers of two, then a bracket search over quantity, on the engine),
   `quantity_*` that order's size;
 - `intraday_margin_level` (after) = equity - requirement after the orders (maintenance basis).
 

@@ -251,3 +251,15 @@ def test_an_account_that_cannot_be_valued_is_a_422_naming_it(world, market):
         content_type="application/json")
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "orders[0].instrument"
+
+
+def test_a_clean_current_margin_row_is_the_before_of_the_check(world, market):
+    account = pm_account(world, market)
+    recompute_accounts(world.firm_a.pk, [account.pk])
+    orders = [order(market, "BBB put 1.0", "buy", 3)]
+    with firm_scope(world.firm_a):
+        assert not AccountMargin.objects.get(account=account).is_dirty
+        from_row = pretrade.check(account=account, orders=orders, buying_power=False)
+        valued = pretrade.check(account=account, orders=orders, buying_power=False,
+                                use_current_margin=False)
+    assert from_row.before == valued.before and from_row.after == valued.after
