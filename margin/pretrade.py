@@ -19,8 +19,8 @@ Figures (before and after; money in the account's currency):
   with ``rate`` the initial-margin rate of what is bought (50 % for stock and ETFs in a Reg T
   account, Reg T 220.12; 100 % otherwise and in a cash account); portfolio margin, the market
   value of the largest whole order of that instrument, on the order's side, the excess can
-  carry: ``max q`` with ``excess(book + q) >= 0``, found on the engine by powers of two then a bracket search over q
-  on the engine (``quantity`` gives q);
+  carry: ``max q`` with ``excess(book + q) >= 0``, found on the engine by powers of two then
+  a bracket search over q (``quantity`` gives q);
 - ``intraday_margin_level`` (after) = equity - requirement after the orders
   (``intraday_margin_level``: one function, the intraday standard's definition may replace it).
 
