@@ -145,6 +145,9 @@ SPECTACULAR_SETTINGS = {
         "RestrictionStateEnum": "margin.calls.models.Restriction.State",
         "AccountStatusEnum": "accounts.models.Account.Status",
         "VersionStatusEnum": "brokerage.models.VersionStatus",
+        "ExecutionSideEnum": "margin.executions.models.Execution.Side",
+        "ExecutionKindEnum": "margin.executions.models.Execution.Kind",
+        "ListedContractKindEnum": "margin.executions.api.LISTED_CONTRACT_KINDS",
     },
 }
 

@@ -30,6 +30,7 @@ from brokerage import audit
 from brokerage.models import Firm
 
 from .dirty import mark_accounts, request_sweep
+from .executions.expiry import settle_expiries
 from .models import AccountMargin, EndOfDayRun
 
 #: the calendar name a crypto run is recorded under
@@ -98,6 +99,10 @@ def start_end_of_day(*, firm: Firm, calendar: str, session: date,
         with transaction.atomic():
             run = _runs().create(firm=firm, calendar=calendar, session=session,
                                  started_at=now, accounts=len(account_ids))
+            if calendar != CRYPTO:
+                # Options expiring by the close: removed, exercised or assigned (booked, so
+                # their accounts are marked here too) before the day's valuation.
+                settle_expiries(firm=firm, session=session)
             AccountMargin.cross_firm.for_compliance(
                 reason="the end-of-day run marks one firm's accounts").filter(
                 firm=firm, account_id__in=account_ids).update(end_of_day_due=True)

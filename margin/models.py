@@ -363,5 +363,8 @@ from .calls.models import (  # noqa: E402,F401
     Restriction,
 )
 
+# Executions (margin.executions): defined in their own module, registered here.
+from .executions.models import Execution  # noqa: E402,F401
+
 # Liquidation plans (margin.liquidation): defined in their own module, registered here.
 from .liquidation.models import LiquidationPlan  # noqa: E402,F401

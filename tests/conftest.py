@@ -29,6 +29,9 @@ LAYER_BUDGET_S: dict[str, float] = {
     # The generic API matrix (tests/api/): every endpoint through every case, each on a fresh
     # two-firm world; 40-55 s measured (270 tests), room for a loaded machine.
     "api": 90.0,
+    # Trading controls (tests/trading/): executions, the pre-trade check against full
+    # recomputes of priced books, expiry; each test values a few small books.
+    "trading": 90.0,
 }
 SUITE_BUDGET_S = 900.0
 _layer_seconds: dict[str, float] = defaultdict(float)

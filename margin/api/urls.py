@@ -8,6 +8,7 @@ from ..calls.api import (
     MarginRecordView,
     RestrictionViewSet,
 )
+from ..executions.api import ExecutionViewSet, PreTradeView
 from .parameters import RiskParameterSetViewSet
 from .views import MarginCalculateView
 
@@ -17,6 +18,7 @@ router.register("margin-calls", MarginCallViewSet, basename="margin-calls")
 router.register("accounts", AccountViewSet, basename="accounts")
 router.register("call-policies", CallPolicyViewSet, basename="call-policies")
 router.register("restrictions", RestrictionViewSet, basename="restrictions")
+router.register("executions", ExecutionViewSet, basename="executions")
 
 urlpatterns = [
     path("margin/calculate", MarginCalculateView.as_view(), name="margin-calculate"),
@@ -24,5 +26,7 @@ urlpatterns = [
     # the current margin as the issue names it, without the router's trailing slash
     path("accounts/<str:number>/margin", AccountViewSet.as_view({"get": "margin"}),
          name="account-margin"),
+    # the pre-trade check as the issue names it (no trailing slash)
+    path("accounts/<str:number>/pre-trade", PreTradeView.as_view(), name="account-pre-trade"),
     *router.urls,
 ]

@@ -1,6 +1,9 @@
 """``python -m margin.bench [NAME[,NAME] ...]``: print the benches' JSON lines."""
 
-from margin.bench import database  # noqa: F401  (registers the database benches)
+from margin.bench import (
+    database,  # noqa: F401  (registers the database benches)
+    pretrade,  # noqa: F401  (registers the pre-trade check's bench)
+)
 from margin.bench.runs import main
 
 raise SystemExit(main())

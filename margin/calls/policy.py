@@ -40,7 +40,7 @@ DOWN, UP, ANY = "down", "up", "any"
 @dataclass(frozen=True)
 class Row:
     value: str
-    kind: str  # "days", "hours", "money", "fraction", "count", "ratio"
+    kind: str  # "days", "hours", "money", "fraction", "count", "ratio", "switch" (0 or 1)
     source: str
     citation: str
     stricter: str
@@ -96,6 +96,15 @@ DEFAULT: dict[str, Row] = {
        for cls, value in (("equity", "0.02"), ("narrow_index", "0.05"),
                           ("broad_index_high_cap", "0.25"), ("broad_index", "0.10"),
                           ("future", "0.125"), ("crypto", "1.00"), ("stablecoin", "0.0005"))},
+    # The pre-trade check (issue 13): a PM account whose deficiency is past due takes no order
+    # that increases its requirement (rule book 3: "no new opening orders except risk-reducing
+    # ones"); [R], so a switch the firm's compliance officer can correct either way.
+    "reject_increasing_orders_past_due": Row("1", "switch", "R", "FINRA 4210(g)(10) [R]: a PM "
+                                             "deficiency not met by its due date, no new "
+                                             "opening orders except risk-reducing ones", ANY),
+    # Option expiry (issue 13): exercise by exception of an option this much in the money
+    "occ_exercise_threshold": Row("0.01", "money", "P*", "OCC Rules 805: exercise by exception "
+                                  "of options $0.01 or more in the money at expiry", ANY),
     "liquidation_fixed_penalty": Row("25.00", "money", "X", "house cost of touching a position "
                                      "in a liquidation (ticket, operational risk)", ANY),
 }
@@ -106,8 +115,11 @@ DUE_ROW = {"reg_t": "reg_t_due_days", "maintenance": "maintenance_due_days",
            "pm_minimum_equity": "pm_minimum_equity_due_days", "house": "house_due_days"}
 
 
-def typed(name: str, value: Any) -> Decimal | int:
-    """A stored value as the code uses it: whole numbers for days and counts, else Decimal."""
+def typed(name: str, value: Any) -> Decimal | int | bool:
+    """A stored value as the code uses it: whole numbers for days and counts, a switch as a
+    bool, else Decimal."""
+    if DEFAULT[name].kind == "switch":
+        return str(value) == "1"
     if DEFAULT[name].kind in ("days", "hours", "count"):
         return int(value)
     return Decimal(str(value))
@@ -124,6 +136,12 @@ class PolicyError(InvalidInput):
 
 def _parse(name: str, raw: Any) -> tuple[Any, str | None]:
     row = DEFAULT[name]
+    if row.kind == "switch":
+        switch = {True: 1, False: 0, "1": 1, "0": 0, "true": 1, "false": 0}
+        key = raw.strip().lower() if isinstance(raw, str) else raw
+        if isinstance(key, (dict, list)) or key not in switch:
+            return None, f"{raw!r} is not a switch (true or false)"
+        return switch[key], None
     if row.kind in ("days", "hours", "count"):
         if isinstance(raw, bool) or not (isinstance(raw, int) or (
                 isinstance(raw, str) and raw.strip().isdigit())):

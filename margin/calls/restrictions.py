@@ -13,6 +13,8 @@ approves (``brokerage.approvals``, kind ``restriction_waiver``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from dateutil.relativedelta import relativedelta
@@ -123,6 +125,50 @@ def check_practice(*, account: Account, day: date, call: MarginCall) -> Restrict
                             f"{policy.value('practice_months')} months (a practice; "
                             f"{policy.rows['practice_liquidations']['citation']})",
                       policy=policy, call=call)
+
+
+# What a restriction forbids (the pre-trade check, margin.pretrade, enforces it) -----------------
+
+@dataclass(frozen=True)
+class OrderEffect:
+    """What proposed orders do to the account, as restrictions judge them."""
+
+    opens: bool  # a position opened, increased or turned over
+    increases_short: bool  # a short position opened or increased
+    increases_debit: bool  # cash ends negative and lower than before
+    increases_requirement: bool
+
+    def describe(self) -> str:
+        said = [what for what, done in (
+            ("opens or increases a position", self.opens),
+            ("opens or increases a short position", self.increases_short),
+            ("creates or increases a debit balance", self.increases_debit),
+            ("increases the requirement", self.increases_requirement)) if done]
+        return ", ".join(said) or "is not a closing trade"
+
+
+#: kind -> whether it forbids orders of that effect. Closing-only: margin-reducing trades only
+#: (4210(g), FAQ); funds on hand: no purchase on credit (rule book 1); the intraday block: no
+#: new or increased short position or debit balance (4210(d)(2)(D)).
+FORBIDS: dict[str, Callable[[OrderEffect], bool]] = {
+    RK.CLOSING_ONLY: lambda e: e.opens or e.increases_requirement,
+    RK.FUNDS_ON_HAND_90D: lambda e: e.increases_debit,
+    RK.INTRADAY_90D: lambda e: e.increases_short or e.increases_debit,
+}
+
+
+def forbids(kind: str, effect: OrderEffect) -> bool:
+    """Whether an active restriction of ``kind`` forbids orders of ``effect``; a kind without
+    its own rule fails closed: closing trades only."""
+    rule = FORBIDS.get(kind)
+    return rule(effect) if rule is not None else (effect.opens or effect.increases_requirement)
+
+
+def forbidding(account: Account, effect: OrderEffect) -> list[Restriction]:
+    """The account's active restrictions that forbid orders of ``effect``."""
+    return [r for r in Restriction.objects.filter(account=account,
+                                                  state=Restriction.State.ACTIVE).order_by("pk")
+            if forbids(r.kind, effect)]
 
 
 # The two-person waiver ------------------------------------------------------------------------

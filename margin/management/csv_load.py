@@ -1,4 +1,4 @@
-"""What `load_prices` and `load_history` share: a CSV file of market data, read with its line
+"""What `load_prices`, `load_history` and `import_executions` share: a CSV file of market data, read with its line
 numbers, handed to the loader whole, and the loader's refusals told by file line.
 
 The loaders validate (all or nothing, every bad row named by its index in the list they were
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from margin.market_data import MarketDataError
+from brokerage.errors import DomainError
 
 
 def _fields(line: str) -> list[str]:
@@ -69,7 +69,7 @@ def load_file(path: Path, columns: Sequence[str], list_name: str,
     rows, lines = read_rows(path, columns)
     try:
         return load(rows)
-    except MarketDataError as exc:
+    except DomainError as exc:
         problems = [f"{path}:{where(e['field'], lines, list_name)}: {e['message']}"
                     for e in exc.errors]
         raise CommandError("nothing loaded:\n  " + "\n  ".join(problems)) from None

@@ -220,6 +220,37 @@ def _eligible_under_review(fw: FirmWorld) -> int:
     return _under_review(fw)
 
 
+#: the stock the trading endpoints book (``listed_for_trading``, priced at $10)
+TRADED = "MTX"
+
+
+def listed_for_trading() -> None:
+    from django.utils import timezone
+
+    from margin.market_data import load_prices
+    from tests.factories import shared_instrument
+
+    shared_instrument(TRADED)
+    load_prices(observations=[{"symbol": TRADED, "price": "10",
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+
+
+def _execution_body(fw: FirmWorld) -> dict[str, Any]:
+    # Received free of charge (price 0): an unfunded account's check accepts it.
+    return {"client_execution_id": f"{fw.firm.slug}-x1", "account": fw.account.number,
+            "instrument": TRADED, "side": "buy", "quantity": "1", "price": "0"}
+
+
+def _execution(fw: FirmWorld) -> int:
+    from margin.executions.services import book_execution, parse_ticket
+
+    execution, _ = book_execution(firm=fw.firm, actor=fw.users[DESK.value],
+                                  ticket=parse_ticket({**_execution_body(fw),
+                                                       "client_execution_id": "booked-1"}))
+    return execution.pk
+
+
 def _account(fw: FirmWorld) -> str:
     return fw.account.number
 
@@ -240,6 +271,15 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}accounts/{{obj}}/restrictions/", roles=STAFF, narrowed={CLIENT},
              make=_account),
     # margin calls: staff work them, a client reads their own
+    Endpoint(f"{V}accounts/{{obj}}/pre-trade", "POST", make=_account, records=False,
+             body=lambda fw: {"orders": [{"instrument": TRADED, "side": "buy",
+                                          "quantity": "1"}]}),
+    Endpoint(f"{V}executions/"),
+    Endpoint(f"{V}executions/", "POST", roles=frozenset({ADMIN, RISK, DESK}), ok=201,
+             body=_execution_body),
+    Endpoint(f"{V}executions/{{obj}}/", make=_execution),
+    Endpoint(f"{V}executions/{{obj}}/bust/", "POST", roles=frozenset({ADMIN, RISK, DESK}),
+             ok=201, make=_execution, body=lambda fw: {"reason": "booked in error"}),
     Endpoint(f"{V}margin-calls/", roles=EVERYONE),
     Endpoint(f"{V}margin-calls/{{obj}}/", roles=STAFF, narrowed={CLIENT}, make=_call),
     Endpoint(f"{V}margin-calls/{{obj}}/cancel/", "POST", roles=STAFF, make=_call,

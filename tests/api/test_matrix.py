@@ -85,6 +85,10 @@ def matrix_world(world) -> World:
         with firm_scope(fw.firm):
             active_policy(fw.firm)
             active_rule_set(firm=fw.firm)
+    # Reference data the trading endpoints book against (shared, written before any count).
+    from tests.api.endpoints import listed_for_trading
+
+    listed_for_trading()
     return world
 
 

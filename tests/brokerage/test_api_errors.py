@@ -31,6 +31,7 @@ from margin.calls.policy import active_policy
 from margin.calls.restrictions import impose
 from margin.calls.services import issue_call
 from margin.models import RiskParameterSet
+from tests.api.endpoints import _execution, listed_for_trading
 from tests.api_body import errors_of, the_error
 from tests.factories import PASSWORD, make_user
 
@@ -226,7 +227,10 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
                              starts_on=date(2026, 11, 24), cause="a practice",
                              policy=active_policy(world.firm_a))
     token = create_api_token(user=world.a.users[Role.MARGIN_DESK.value], actor=None).token
-    ids = {"/api/v1/applications/": application["id"],
+    listed_for_trading()
+    with firm_scope(world.firm_a):
+        execution = _execution(world.a)
+    ids = {"/api/v1/executions/": execution,"/api/v1/applications/": application["id"],
            "/api/v1/rule-sets/": api.get("/api/v1/rule-sets/active/").json()["id"],
            RISK_PARAMETERS: proposal.json()["id"], "/api/v1/margin-calls/": call.pk,
            "/api/v1/call-policies/": call.policy_id, "/api/v1/restrictions/": restriction.pk,
@@ -239,7 +243,8 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
     assert len(posts) >= 12
     for path in posts:
         prefix = path.split("{id}")[0]
-        url = path.replace("{id}", str(ids.get(prefix, "")))
+        url = path.replace("{id}", str(ids.get(prefix, ""))).replace(
+            "{number}", world.a.account.number)
         response = api.post(url, {"zz_unknown": 1}, content_type="application/json")
         assert response.status_code == 400, (url, response.content)
         assert "zz_unknown" in {e["field"] for e in errors_of(response)}, url
