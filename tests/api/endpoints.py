@@ -56,6 +56,14 @@ class Endpoint:
 
 # Builders: one object of a firm, written through its service --------------------------------
 
+def _audit_export(fw: FirmWorld) -> int:
+    """One export of the firm's trail (its audit event's number names its manifest)."""
+    from brokerage import audit
+
+    return audit.start_firm_export(firm=fw.firm, actor=fw.users[COMPLIANCE.value],
+                                   request=audit.ExportRequest()).seq
+
+
 def _call(fw: FirmWorld) -> int:
     from margin.calls.policy import active_policy
     from margin.calls.services import issue_call
@@ -333,6 +341,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}tokens/{{obj}}/revoke/", "POST", roles=frozenset({ADMIN}), make=_token,
              body=lambda fw: {}),
     Endpoint(f"{V}audit/export", roles=frozenset({ADMIN, COMPLIANCE})),
+    Endpoint(f"{V}audit/export/{{obj}}/manifest", roles=frozenset({ADMIN, COMPLIANCE}),
+             make=_audit_export),
     # the calculator: anyone signed in, nothing written
     Endpoint(f"{V}margin/calculate", "POST", roles=EVERYONE, body=_calculation,
              records=False),
