@@ -272,6 +272,7 @@ ENDPOINTS: list[Endpoint] = [
              roles=frozenset({ADMIN, RISK, DESK}), make=_planned,
              body=lambda fw: {"reason": "too dear"}),
     Endpoint(f"{V}margin-record/?date=2026-11-24"),
+    Endpoint(f"{V}margin-report/?date=2026-11-24"),
     # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
     Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
              make=_policy_proposal, body=lambda fw: {"reason": "agreed"}),
