@@ -173,3 +173,30 @@ def test_rows_record_their_key_and_keys_rotate(world, settings):
     broken = audit.verify_chain(audit.chain_key(world.firm_a))
     assert broken.seq == 1 and f"key {old_id!r}, which this installation does not hold" in (
         broken.reason)
+
+
+def test_beat_checkpoints_every_chain(world, settings):
+    from brokerage.tasks import checkpoint_audit_chains
+
+    assert settings.CELERY_BEAT_SCHEDULE["audit-checkpoint"]["task"] == (
+        "brokerage.tasks.checkpoint_audit_chains")
+    assert checkpoint_audit_chains.apply().get() == AuditChainHead.objects.filter(
+        seq__gt=0).count()
+    result = audit.verify_all()
+    assert result.ok and set(result.checkpoints) == set(
+        AuditChainHead.objects.filter(seq__gt=0).values_list("chain", flat=True))
+
+
+def test_production_refuses_to_start_without_the_audit_keys():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="x" * 50)
+    started = subprocess.run([sys.executable, "-c", "import brokerage.settings"], env=env,
+                             capture_output=True, text=True, check=False)
+    assert started.returncode != 0 and "AUDIT_HMAC_KEY must be set" in started.stderr
+    env["AUDIT_HMAC_KEY"] = "ab" * 32
+    started = subprocess.run([sys.executable, "-c", "import brokerage.settings"], env=env,
+                             capture_output=True, text=True, check=False)
+    assert started.returncode != 0 and "AUDIT_SIGNING_KEY must be set" in started.stderr
