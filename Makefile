@@ -8,6 +8,13 @@ BROKER    ?= redis://127.0.0.1:6379/0
 
 .PHONY: demo test bench bench-e2e lint schema clean
 
+# The audit trail's keys (README "The audit trail's keys and anchors"). The demo and the benches
+# use the development keys generated once into var/ (DJANGO_DEBUG=1, the default); the suite
+# uses its own fixed, non-secret HMAC key (its signing key is var/'s; each test sends its
+# checkpoints to a temporary AUDIT_ANCHOR_DIR). Production sets real ones.
+TEST_AUDIT_ENV := DJANGO_DEBUG=1 AUDIT_HMAC_KEY_ID=test \
+	AUDIT_HMAC_KEY=7465737420686d6163206b6579206f6e6c7920666f72207468652073756974652e
+
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,20 +24,21 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # The embedded default: SQLite in the repo, Celery eager (no broker), one process.
+DEMO_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DJANGO_DEBUG=1
 demo: $(STAMP)
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py migrate --noinput -v0
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py seed_demo
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 # The whole suite against real PostgreSQL and a real Redis broker on this machine.
 test: $(STAMP)
-	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(BIN)/python -m pytest -q -p no:cacheprovider
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(TEST_AUDIT_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Engine benches, then the database path (its own PostgreSQL database and Celery worker).
 # ONLY=name,name runs only those; BENCH_ACCOUNTS=2000 a smaller book for the database benches.
 ONLY ?=
 bench: $(STAMP)
-	$(BIN)/python -m margin.bench $(ONLY)
+	DJANGO_DEBUG=1 $(BIN)/python -m margin.bench $(ONLY)
 
 bench-e2e: $(STAMP)
 	$(MAKE) bench ONLY=end_to_end_recompute,tick_to_snapshot

@@ -3,10 +3,13 @@ audited), the API schema, the firm admins' API tokens and the API root."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from django.urls import URLResolver, reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, permissions, serializers, status
 from rest_framework.decorators import action
@@ -20,7 +23,6 @@ from . import audit, tokens
 from .api import (
     InputSerializer,
     IsFirmAdmin,
-    IsFirmMember,
     NoInput,
     TenantAPIView,
     TenantViewSet,
@@ -28,28 +30,85 @@ from .api import (
     validated,
 )
 from .api_actions import ServiceActions
-from .errors import NotFound
+from .api_query import BIGINT_MAX
+from .errors import InvalidInput, NotFound
 from .models import ApiToken
 from .roles import Role
 from .scope import current_firm
 from .tenancy import firm_users, role_of
 
+EXPORT_PARAMETERS = ("file_format", "since", "until", "event_type")
+
+
+def export_request(request: Request, time_zone: str) -> audit.ExportRequest:
+    """The export's query: `file_format` (csv or jsonl; DRF reserves `format`), `since` and
+    `until` (days, inclusive, in the firm's zone), `event_type` (repeatable). An unknown
+    parameter is refused, naming it."""
+    params = request.query_params
+    for name in params:
+        if name not in EXPORT_PARAMETERS:
+            raise InvalidInput(f"unknown parameter {name!r} (known: "
+                               f"{', '.join(EXPORT_PARAMETERS)})", field=name,
+                               code="unknown_parameter")
+    days = {}
+    for name in ("since", "until"):
+        raw = params.get(name)
+        try:
+            days[name] = date.fromisoformat(raw) if raw else None
+        except ValueError:
+            raise InvalidInput(f"{raw!r} is not a date (YYYY-MM-DD)", field=name) from None
+    return audit.ExportRequest(file_format=params.get("file_format", "jsonl"),
+                               event_types=tuple(params.getlist("event_type")),
+                               time_zone=time_zone, **days)
+
+
+def _may_export(request: Request) -> None:
+    if role_of(request.user) not in (Role.COMPLIANCE, Role.FIRM_ADMIN):
+        raise PermissionDenied("only compliance officers and firm admins export the trail")
+
 
 class AuditExportView(TenantAPIView):
-    permission_classes = [permissions.IsAuthenticated, IsFirmMember]
+    """The firm's own audit trail as a file (csv or jsonl), streamed. The export is audited on
+    the firm's chain and ends on a signed checkpoint taken as it starts; its manifest (file
+    sha256, rows, range, first and last hash, checkpoint, firm, who) is at the URL of the
+    `Link` header (`X-Audit-Export` is the export's event number)."""
 
-    @extend_schema(responses=inline_serializer("AuditExport", {
-        "chain": serializers.CharField(),
-        "events": serializers.ListField(child=serializers.DictField()),
-        "verified": serializers.BooleanField(help_text="the chain's hashes verify"),
-    }))
-    def get(self, request: Request) -> Response:
-        if role_of(request.user) not in (Role.COMPLIANCE, Role.FIRM_ADMIN):
-            raise PermissionDenied("only compliance officers and firm admins export the trail")
+    @extend_schema(parameters=[
+        OpenApiParameter("file_format", str, enum=list(audit.FILE_FORMATS),
+                         description="csv or jsonl (default)"),
+        OpenApiParameter("since", OpenApiTypes.DATE, description="first day, inclusive"),
+        OpenApiParameter("until", OpenApiTypes.DATE, description="last day, inclusive"),
+        OpenApiParameter("event_type", str, many=True, description="repeat for several"),
+    ], responses={(200, "text/csv"): OpenApiTypes.STR,
+                  (200, "application/x-ndjson"): OpenApiTypes.STR})
+    def get(self, request: Request) -> StreamingHttpResponse:
+        _may_export(request)
         firm = current_firm()
-        rows = audit.export_for_firm(firm=firm, actor=request.user)
-        return Response({"chain": audit.chain_key(firm), "events": rows,
-                         "verified": audit.verify_chain(audit.chain_key(firm)) is None})
+        export = audit.start_firm_export(firm=firm, actor=request.user,
+                                         request=export_request(request, firm.time_zone))
+        content_type = ("text/csv; charset=utf-8" if export.after["file_format"] == "csv"
+                        else "application/x-ndjson")
+        response = StreamingHttpResponse(audit.export_lines(export), content_type=content_type)
+        response["Content-Disposition"] = (
+            f'attachment; filename="{audit.export_file_name(export)}"')
+        response["X-Audit-Export"] = str(export.seq)
+        manifest = reverse("audit-export-manifest", kwargs={"seq": export.seq})
+        response["Link"] = f'<{request.build_absolute_uri(manifest)}>; rel="describedby"'
+        return response
+
+
+class AuditExportManifestView(TenantAPIView):
+    """The signed manifest of one of the firm's exports (`seq`: its `X-Audit-Export`)."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, seq: str) -> Response:
+        _may_export(request)
+        number = int(seq) if seq.isdigit() and int(seq) <= BIGINT_MAX else None
+        export = audit.events_for(current_firm()).filter(
+            seq=number, event_type=audit.EXPORTED).first() if number else None
+        if export is None:
+            raise NotFound(f"no export #{seq} of your firm", field="seq")
+        return Response(audit.export_manifest(export))
 
 
 class SchemaView(SpectacularAPIView):

@@ -4,7 +4,6 @@ maker-checker for every kind)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zoneinfo
 from functools import lru_cache
@@ -14,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
+from .audit_keys import hmac_keyring
 from .roles import PlatformRoleName, Role
 from .scope import AppendOnlyTenantManager, CrossFirmManager, TenantManager
 
@@ -124,7 +124,9 @@ class PlatformRole(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The head of one firm's audit chain; locked to serialise appends (no forks)."""
+    """The head of one firm's audit chain; locked to serialise appends (no forks). A database
+    trigger lets it move only forward, one event at a time, to its chain's next event, and
+    refuses its deletion (migration 0006)."""
 
     chain = models.CharField(max_length=40, unique=True)  # "firm:<id>" or "platform"
     seq = models.BigIntegerField(default=0)
@@ -137,8 +139,10 @@ class AuditChainHead(models.Model):
 class AuditEvent(AppendOnlyRecord, models.Model):
     """Append-only record of a state change, hash-chained per firm.
 
-    hash = sha256(prev_hash + canonical JSON of the row's content). Rows are never updated
-    or deleted (model guard here; a database trigger on PostgreSQL and SQLite as well).
+    hash = HMAC-SHA256 under the key `key_id` names (from the environment, never the database:
+    brokerage.audit_keys) of key id, prev_hash and the canonical JSON of the row's content.
+    Rows are never updated or deleted (model guard here; a database trigger on PostgreSQL and
+    SQLite as well).
     """
 
     chain = models.CharField(max_length=40, db_index=True)
@@ -156,6 +160,7 @@ class AuditEvent(AppendOnlyRecord, models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField()
     prev_hash = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=16, help_text="the HMAC key the hash was made with")
     hash = models.CharField(max_length=64, unique=True)
 
     objects = models.Manager()  # scoped reads go through audit.events_for(firm)
@@ -186,10 +191,13 @@ class AuditEvent(AppendOnlyRecord, models.Model):
             "created_at": self.created_at.isoformat(),
         }
 
+    def canonical(self) -> str:
+        return json.dumps(self.content(), sort_keys=True, separators=(",", ":"),
+                          cls=DjangoJSONEncoder)
+
     def compute_hash(self) -> str:
-        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"),
-                               cls=DjangoJSONEncoder)
-        return hashlib.sha256((self.prev_hash + canonical).encode()).hexdigest()
+        """The row's HMAC under its key (`audit_keys.UnknownKey` if the key is not held)."""
+        return hmac_keyring().row_hash(self.key_id, self.prev_hash, self.canonical())
 
 
 class ApprovalRequest(TenantModel):

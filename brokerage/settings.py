@@ -4,6 +4,9 @@
 - CELERY_BROKER_URL: e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//.
   Absent: Celery runs tasks eagerly in-process (no broker, no worker).
 - DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS, EMAIL_BACKEND.
+- AUDIT_HMAC_KEY (+ AUDIT_HMAC_KEY_ID, AUDIT_HMAC_RETIRED_KEYS), AUDIT_SIGNING_KEY (+
+  AUDIT_SIGNING_RETIRED_PUBLIC_KEYS), AUDIT_ANCHOR_DIR: the audit trail's keys and anchors
+  (brokerage.audit_keys). Production (DJANGO_DEBUG=0) refuses to start without the two keys.
 """
 
 from __future__ import annotations
@@ -23,6 +26,26 @@ if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=0")
     SECRET_KEY = "insecure-development-key-only-for-the-embedded-demo"
+
+# The audit trail's keys come from the environment only, never the database (brokerage.audit_keys
+# reads and checks them; with DJANGO_DEBUG=1 and a key unset it generates one once into var/).
+AUDIT_HMAC_KEY = os.environ.get("AUDIT_HMAC_KEY", "")
+AUDIT_HMAC_KEY_ID = os.environ.get("AUDIT_HMAC_KEY_ID", "k1")
+AUDIT_HMAC_RETIRED_KEYS = os.environ.get("AUDIT_HMAC_RETIRED_KEYS", "")
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY", "")
+AUDIT_SIGNING_RETIRED_PUBLIC_KEYS = os.environ.get("AUDIT_SIGNING_RETIRED_PUBLIC_KEYS", "")
+AUDIT_KEY_DIR = BASE_DIR / "var"
+# Development keys generated into AUDIT_KEY_DIR: DJANGO_DEBUG=1 only (read here, as the test
+# runner turns DEBUG off after settings load).
+AUDIT_DEVELOPMENT_KEYS = DEBUG
+# Signed checkpoints of every chain's head, outside the database: an append-only directory here
+# (production: object storage with a retention lock, mounted or synced to this path).
+AUDIT_ANCHOR_DIR = os.environ.get("AUDIT_ANCHOR_DIR", str(BASE_DIR / "var" / "audit-anchors"))
+if not DEBUG:
+    for _name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
+        if not os.environ.get(_name):
+            raise RuntimeError(f"{_name} must be set when DJANGO_DEBUG=0 (README: the audit "
+                               "trail's keys)")
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
@@ -213,6 +236,8 @@ MARGIN_SNAPSHOT_REQUIREMENT_FLOOR = os.environ.get("MARGIN_SNAPSHOT_REQUIREMENT_
 # run; crypto trades around the clock, so its day ends at a daily cut (UTC, HH:MM).
 MARGIN_END_OF_DAY_BEAT_S = _seconds("MARGIN_END_OF_DAY_BEAT_S", 300.0)
 MARGIN_CRYPTO_DAILY_CUT = os.environ.get("MARGIN_CRYPTO_DAILY_CUT", "00:00")
+# Every chain's head is checkpointed (signed, anchored outside the database) this often.
+AUDIT_CHECKPOINT_BEAT_S = _seconds("AUDIT_CHECKPOINT_BEAT_S", 300.0)
 
 
 # Beat names tasks by their registered names, so settings import no app (DESIGN.md). Times are
@@ -245,6 +270,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "margin.tasks.recompute_all",
         "schedule": crontab(minute="*/15", hour="9-16", day_of_week="mon-fri"),
         "options": {"expires": 15 * 60},
+    },
+    # Every audit chain's head, signed and written to the anchor directory (brokerage.audit).
+    "audit-checkpoint": {
+        "task": "brokerage.tasks.checkpoint_audit_chains",
+        "schedule": AUDIT_CHECKPOINT_BEAT_S,
+        "options": {"expires": AUDIT_CHECKPOINT_BEAT_S},
     },
     "eligibility-apply-due-conversions": {  # before the open
         "task": "eligibility.apply_due_conversions",

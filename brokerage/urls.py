@@ -4,7 +4,13 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api_views import ApiRootView, ApiTokenViewSet, AuditExportView, SchemaView
+from .api_views import (
+    ApiRootView,
+    ApiTokenViewSet,
+    AuditExportManifestView,
+    AuditExportView,
+    SchemaView,
+)
 
 core = SimpleRouter()
 core.register("tokens", ApiTokenViewSet, basename="api-token")
@@ -13,6 +19,8 @@ api_v1 = [
     path("", include("margin.api.urls")),
     path("", include("eligibility.api.urls")),
     path("audit/export", AuditExportView.as_view(), name="audit-export"),
+    path("audit/export/<str:seq>/manifest", AuditExportManifestView.as_view(),
+         name="audit-export-manifest"),
     *core.urls,
 ]
 # The root lists every route above without parameters (and the schema beside it).

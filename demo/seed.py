@@ -22,11 +22,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import services as book
 from accounts.models import Account, Client, Instrument
+from brokerage import audit
 from brokerage.models import Firm, Membership
 from brokerage.roles import PlatformRoleName, Role
 from brokerage.scope import firm_scope
@@ -168,6 +170,9 @@ def seed(*, write: Write) -> None:
             load(today=timezone.localdate())
     compute_margin(write=write)
     margin_calls(write=write)
+    # Every chain's head, signed and anchored outside the database (AUDIT_ANCHOR_DIR).
+    heads = audit.checkpoint_all(reason="seed_demo")
+    write(f"Audit trail: {len(heads)} chains checkpointed in {settings.AUDIT_ANCHOR_DIR}.")
     print_logins(write=write)
 
 

@@ -6,6 +6,7 @@ from ..calls.api import (
     CallPolicyViewSet,
     MarginCallViewSet,
     MarginRecordView,
+    MarginReportView,
     RestrictionViewSet,
 )
 from ..executions.api import ExecutionViewSet, PreTradeView
@@ -23,6 +24,7 @@ router.register("executions", ExecutionViewSet, basename="executions")
 urlpatterns = [
     path("margin/calculate", MarginCalculateView.as_view(), name="margin-calculate"),
     path("margin-record/", MarginRecordView.as_view(), name="margin-record"),
+    path("margin-report/", MarginReportView.as_view(), name="margin-report"),
     # the current margin as the issue names it, without the router's trailing slash
     path("accounts/<str:number>/margin", AccountViewSet.as_view({"get": "margin"}),
          name="account-margin"),

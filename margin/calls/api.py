@@ -13,7 +13,9 @@ from __future__ import annotations
 from datetime import date
 
 from django.db.models import Prefetch, QuerySet
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import mixins, serializers
@@ -51,7 +53,7 @@ from .models import (
     Restriction,
 )
 from .policy import active_policy
-from .record import rows_for
+from .record import account_csv, rows_for
 
 
 def visible_accounts(user) -> QuerySet[Account]:
@@ -347,6 +349,26 @@ class MarginRecordView(TenantAPIView):
         except ValueError:
             raise InvalidInput(f"{raw!r} is not a date (YYYY-MM-DD)", field="date") from None
         return Response(rows_for(day))
+
+
+class MarginReportView(TenantAPIView):
+    """The daily margin report (``?date=YYYY-MM-DD``) as CSV, for compliance: each account's
+    requirement, equity and excess as the day ended and its open calls. Staff only."""
+
+    permission_classes = [IsAuthenticated, IsFirmStaff]
+
+    @extend_schema(parameters=[OpenApiParameter("date", str, required=True)],
+                   responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request) -> HttpResponse:
+        raw = request.query_params.get("date", "")
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            raise InvalidInput(f"{raw!r} is not a date (YYYY-MM-DD)", field="date") from None
+        response = HttpResponse(account_csv(day), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="margin-report-{current_firm().slug}-{day}.csv"')
+        return response
 
 
 # Changes that need two people (brokerage.approvals) -------------------------------------------

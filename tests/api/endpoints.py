@@ -56,6 +56,14 @@ class Endpoint:
 
 # Builders: one object of a firm, written through its service --------------------------------
 
+def _audit_export(fw: FirmWorld) -> int:
+    """One export of the firm's trail (its audit event's number names its manifest)."""
+    from brokerage import audit
+
+    return audit.start_firm_export(firm=fw.firm, actor=fw.users[COMPLIANCE.value],
+                                   request=audit.ExportRequest()).seq
+
+
 def _call(fw: FirmWorld) -> int:
     from margin.calls.policy import active_policy
     from margin.calls.services import issue_call
@@ -304,6 +312,7 @@ ENDPOINTS: list[Endpoint] = [
              roles=frozenset({ADMIN, RISK, DESK}), make=_planned,
              body=lambda fw: {"reason": "too dear"}),
     Endpoint(f"{V}margin-record/?date=2026-11-24"),
+    Endpoint(f"{V}margin-report/?date=2026-11-24"),
     # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
     Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
              make=_policy_proposal, body=lambda fw: {"reason": "agreed"}),
@@ -373,6 +382,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}tokens/{{obj}}/revoke/", "POST", roles=frozenset({ADMIN}), make=_token,
              body=lambda fw: {}),
     Endpoint(f"{V}audit/export", roles=frozenset({ADMIN, COMPLIANCE})),
+    Endpoint(f"{V}audit/export/{{obj}}/manifest", roles=frozenset({ADMIN, COMPLIANCE}),
+             make=_audit_export),
     # the calculator: anyone signed in, nothing written
     Endpoint(f"{V}margin/calculate", "POST", roles=EVERYONE, body=_calculation,
              records=False),

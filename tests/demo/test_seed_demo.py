@@ -152,6 +152,17 @@ def test_the_demo_tells_every_story(client) -> None:
             assert valued >= {a.pk for a in accounts if a.margin_type != "cash"}
             assert MarginSnapshot.objects.filter(excess__lt=0).exists(), "an under-margined account"
         assert audit.verify_chain(audit.chain_key(firm)) is None
+    # -- issue 15: the seed ends on a signed checkpoint of every chain, which verifies
+    from brokerage.audit_anchors import read_anchors
+    from brokerage.models import AuditChainHead
+
+    assert "chains checkpointed" in printed
+    checkpoints, problems = read_anchors()
+    assert not problems
+    for firm in firms:
+        head = AuditChainHead.objects.get(chain=audit.chain_key(firm))
+        checkpoint = checkpoints[head.chain]
+        assert (checkpoint.seq, checkpoint.hash) == (head.seq, head.last_hash)
 
     # -- issue 10: every snapshot the demo wrote reproduces from what it recorded
     _every_snapshot_reproduces()

@@ -76,3 +76,44 @@ def test_run_end_of_day_values_the_close_and_issues_the_calls(
     assert (call.kind, call.amount, call.due_date) == ("maintenance", Decimal("5000.00"),
                                                        date(2026, 12, 16))
     assert len(mail.outbox) == 1 and account.number in mail.outbox[0].subject
+
+
+def test_the_daily_margin_report_per_account_as_csv(in_desk_firm, tmp_path,
+                                                    django_capture_on_commit_callbacks):
+    """Requirement, equity and excess as the day ended, and the calls open then: command and
+    API, for compliance."""
+    from django.test import Client
+    from django.utils import timezone
+
+    from brokerage.tokens import create_api_token
+    from margin.calls.record import account_rows
+    from margin.models import MarginSnapshot
+
+    account = margined_long(in_desk_firm.account)
+    with django_capture_on_commit_callbacks(execute=True), firm_scope(None):
+        call_command("run_end_of_day", "--session", "2026-11-24", "--firm", "alpha",
+                     stdout=io.StringIO())
+    today = timezone.localdate()
+    snapshot = MarginSnapshot.objects.filter(account=account).latest("computed_at", "pk")
+    [row] = [r for r in account_rows(today) if r["account"] == account.number]
+    assert (row["requirement"], row["equity"], row["excess"]) == (
+        str(snapshot.requirement), str(snapshot.equity), str(snapshot.excess))
+    assert Decimal(row["excess"]) < 0 and row["snapshot"] == str(snapshot.pk)
+    [call] = MarginCall.objects.filter(account=account)
+    assert (row["open_calls"], row["open_amount_due"], row["calls"]) == (
+        "1", "5000.00", f"{call.pk}:maintenance:issued")
+    [before] = [r for r in account_rows(date(2026, 11, 23)) if r["account"] == account.number]
+    assert (before["snapshot"], before["requirement"], before["open_calls"]) == ("", "", "0")
+
+    out = tmp_path / "report.csv"
+    with firm_scope(None):
+        call_command("export_margin_report", "--date", today.isoformat(), "--firm", "alpha",
+                     "--output", str(out))
+    assert row in list(csv.DictReader(out.open()))
+    secret = create_api_token(user=in_desk_firm.compliance, actor=None).secret
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    with firm_scope(None):
+        response = client.get(f"/api/v1/margin-report/?date={today.isoformat()}")
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+        assert row in list(csv.DictReader(io.StringIO(response.content.decode())))
+        assert client.get("/api/v1/margin-report/").status_code == 400
