@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from accounts.models import Account, Instrument, Position
 from brokerage.id_sets import id_set
@@ -16,7 +16,13 @@ from margin.engine.portfolio import LPPosition, Portfolio, StressScenario, Under
 from margin.engine.portfolio import Position as EnginePosition
 from margin.engine.validation import validate_portfolio
 
-from .market_data import latest_prices, newest_per_instrument
+from .market_data import (
+    PriceRow,
+    VolRow,
+    newest_per_instrument,
+    newest_price_rows,
+    newest_vol_rows,
+)
 from .market_history import ChunkHistory, read_history
 from .models import ImpliedVolatility, PriceObservation, RiskFreeRate
 
@@ -35,35 +41,68 @@ class MissingMarketData(ValueError):
         self.symbols = sorted(symbols)
 
 
-@dataclass(frozen=True)
-class Holding:
+class Holding(NamedTuple):
     """One position as the valuation reads it (what `build_portfolio` and a snapshot's record
-    take from a `Position`), on an instrument shared by every holding of it in the chunk."""
+    take from a `Position`), on an instrument shared by every holding of it in the chunk. A
+    tuple: a chunk makes tens of thousands (a frozen dataclass sets each field through
+    ``object.__setattr__``)."""
 
     account_id: int
     instrument: Instrument
     quantity: Decimal
     cost_basis: Decimal
+    #: the instruments its value rests on (``figures.instrument_ids``), found once per
+    #: instrument for the chunk rather than once per holding and use
+    valued_on: tuple[int, ...] = ()
 
     @property
     def instrument_id(self) -> int:
         return self.instrument.pk
 
 
+def valued_on(instrument: Instrument) -> tuple[int, ...]:
+    """The instruments a position on ``instrument`` rests on: itself, its underlying, an LP's
+    tokens."""
+    return tuple(i for i in (instrument.pk, instrument.underlying_id, instrument.token0_id,
+                             instrument.token1_id) if i)
+
+
 def load_positions(accounts: Sequence[Account]) -> dict[int, list[Holding]]:
-    """The accounts' positions, in two queries: the rows as values, each distinct instrument
-    (with its underlying and tokens) once. A chunk of 2,000 accounts holds some 40,000
-    positions on a few thousand contracts: a model instance per row and per joined instrument
-    cost more than valuing the chunk."""
+    """The accounts' positions, in three queries: the rows as values, each distinct instrument
+    once, then the underlyings and tokens they name that are not among them. A chunk of 2,000
+    accounts holds some 40,000 positions on a few thousand contracts: a model instance per row,
+    or one per joined instrument and row (``select_related`` builds the underlying again for
+    every option on it), cost more than valuing the chunk."""
     rows = list(Position.objects.filter(account_id__in=id_set(a.pk for a in accounts))
                 .values_list("account_id", "instrument_id", "quantity", "cost_basis"))
-    instruments = Instrument.objects.filter(pk__in=id_set(row[1] for row in rows)) \
-        .select_related("underlying", "token0", "token1").in_bulk()
+    instruments = instruments_with_related({row[1] for row in rows})
+    depends = {pk: valued_on(instrument) for pk, instrument in instruments.items()}
     by_account: dict[int, list[Holding]] = defaultdict(list)
     for account_id, instrument_id, quantity, cost_basis in rows:
-        by_account[account_id].append(
-            Holding(account_id, instruments[instrument_id], quantity, cost_basis))
+        by_account[account_id].append(Holding(account_id, instruments[instrument_id], quantity,
+                                              cost_basis, depends[instrument_id]))
     return by_account
+
+
+#: the instrument's relations a valuation follows (an option's underlying, an LP's tokens)
+RELATED = ("underlying", "token0", "token1")
+
+
+def instruments_with_related(ids) -> dict[int, Instrument]:
+    """The instruments by id, each related instrument (underlying, tokens) loaded once and
+    shared by every instrument naming it (what ``select_related`` would load per row)."""
+    found = Instrument.objects.filter(pk__in=id_set(ids)).in_bulk()
+    fields = [Instrument._meta.get_field(name) for name in RELATED]
+    named = {getattr(i, f.attname) for i in found.values() for f in fields} - found.keys()
+    named.discard(None)
+    extra = Instrument.objects.filter(pk__in=id_set(named)).in_bulk() if named else {}
+    for instrument in found.values():
+        for f in fields:
+            pk = getattr(instrument, f.attname)
+            target = found.get(pk) or extra.get(pk)
+            if target is not None:  # else read when first followed, as without select_related
+                f.set_cached_value(instrument, target)
+    return found
 
 
 def latest_vol_observations(instrument_ids) -> dict[int, ImpliedVolatility]:
@@ -207,18 +246,12 @@ def market_for(positions_by_account: dict[int, list[Position]]) -> tuple[dict, d
 
 
 def market_observations_for(positions_by_account: dict[int, list[Position]]
-                            ) -> tuple[dict[int, PriceObservation], dict[int, ImpliedVolatility]]:
-    """`market_for` as rows: the price and vol observations themselves, whose ids a snapshot
-    records (2 queries)."""
-    ids: set[int] = set()
-    for rows in positions_by_account.values():
-        for row in rows:
-            ids.add(row.instrument_id)
-            for related in (row.instrument.underlying_id, row.instrument.token0_id,
-                            row.instrument.token1_id):
-                if related:
-                    ids.add(related)
-    return latest_prices(ids), latest_vol_observations(ids)
+                            ) -> tuple[dict[int, PriceRow], dict[int, VolRow]]:
+    """`market_for` as rows: the newest price and vol observations (their ids are what a
+    snapshot records), as plain rows (2 queries)."""
+    ids = {i for rows in positions_by_account.values() for row in rows
+           for i in (row.valued_on or valued_on(row.instrument))}
+    return newest_price_rows(ids), newest_vol_rows(ids)
 
 
 def history_instruments(position: Position) -> list[Instrument]:

@@ -33,7 +33,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, F, Q, QuerySet, Value
+from django.db.models import BigIntegerField, F, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -122,11 +122,24 @@ def _new_version():
     return Value(next_version())
 
 
+def in_account_order(rows: QuerySet) -> QuerySet:
+    """Current-margin ``rows`` for an UPDATE that locks them in account order first (a subquery
+    ``ORDER BY account_id FOR UPDATE``), still one statement. Two multi-row UPDATEs of these
+    rows (a load's mark, a sweep's claim, lease or write) otherwise lock the rows they share
+    in whatever order their plans visit them, and deadlock; taken in one order they queue
+    (DESIGN.md: rows locked in primary-key order). Runs inside a transaction."""
+    if connection.vendor != "postgresql":
+        return rows  # SQLite: one writer at a time
+    return _current_margins("the rows an UPDATE locks, in account order").filter(
+        pk__in=Subquery(rows.order_by("pk").select_for_update(of=("self",)).values("pk")))
+
+
 def _mark(rows: QuerySet, *, request: bool = True) -> int:
     """One UPDATE raising every row of `rows` to a new version; the number of accounts marked."""
-    marked = rows.update(dirty_version=Greatest(
-        F("dirty_version"), _new_version(), output_field=BigIntegerField()),
-                         marked_at=timezone.now())
+    with transaction.atomic():
+        marked = in_account_order(rows).update(dirty_version=Greatest(
+            F("dirty_version"), _new_version(), output_field=BigIntegerField()),
+            marked_at=timezone.now())
     if marked and request:
         request_sweep()
     return marked

@@ -16,6 +16,7 @@ from typing import Any
 from accounts.models import Account
 from margin.engine.parameters import ParameterSet, load_parameter_set
 
+from .book import valued_on
 from .equity import from_engine
 from .market_history import AccountHistory, closes_digest
 from .models import (
@@ -141,11 +142,10 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
     }
 
 
-def instrument_ids(position) -> list[int]:
-    """The instruments a position's value rests on: itself, its underlying, an LP's tokens."""
-    instrument = position.instrument
-    return [i for i in (instrument.pk, instrument.underlying_id, instrument.token0_id,
-                        instrument.token1_id) if i]
+def instrument_ids(position) -> tuple[int, ...]:
+    """The instruments a position's value rests on: itself, its underlying, an LP's tokens
+    (a sweep's ``Holding`` carries them, found once per instrument)."""
+    return getattr(position, "valued_on", None) or valued_on(position.instrument)
 
 
 def inputs_hash(snapshot: MarginSnapshot) -> str:

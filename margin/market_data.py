@@ -7,6 +7,7 @@ be positive and finite; an unknown symbol, a time in the future or a NaN are ref
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -177,14 +178,49 @@ def newest_per_instrument(rows: QuerySet, instrument_ids: Iterable[int]) -> dict
     """The newest row (by ``observed_at``, then id) of each instrument: ``DISTINCT ON`` on
     PostgreSQL (one index scan per instrument, however many observations it has); elsewhere a
     subquery per row."""
+    return {row.instrument_id: row for row in _newest(rows, instrument_ids)}
+
+
+def _newest(rows: QuerySet, instrument_ids: Iterable[int]) -> QuerySet:
     rows = rows.filter(instrument_id__in=id_set(instrument_ids))
     if connection.vendor == "postgresql":
-        newest = rows.order_by("instrument_id", "-observed_at", "-id").distinct("instrument_id")
-    else:
-        latest = rows.model.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
-            "-observed_at", "-id").values("id")[:1]
-        newest = rows.filter(id=Subquery(latest))
-    return {row.instrument_id: row for row in newest}
+        return rows.order_by("instrument_id", "-observed_at", "-id").distinct("instrument_id")
+    latest = rows.model.objects.filter(instrument_id=OuterRef("instrument_id")).order_by(
+        "-observed_at", "-id").values("id")[:1]
+    return rows.filter(id=Subquery(latest))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    """What a valuation reads of a price observation (its id is what a snapshot records): a
+    sweep chunk reads tens of thousands, and a model instance each cost more than the read."""
+
+    pk: int
+    instrument_id: int
+    price: Decimal
+    observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VolRow:
+    """What a valuation reads of an implied-volatility observation (``PriceRow``'s reason)."""
+
+    pk: int
+    instrument_id: int
+    volatility: Decimal
+    observed_at: datetime
+
+
+def newest_price_rows(instrument_ids: Iterable[int]) -> dict[int, PriceRow]:
+    """``latest_prices`` as plain rows, in one query."""
+    return {row[1]: PriceRow(*row) for row in _newest(PriceObservation.objects, instrument_ids)
+            .values_list("id", "instrument_id", "price", "observed_at")}
+
+
+def newest_vol_rows(instrument_ids: Iterable[int]) -> dict[int, VolRow]:
+    """The newest implied vol per instrument as plain rows, in one query."""
+    return {row[1]: VolRow(*row) for row in _newest(ImpliedVolatility.objects, instrument_ids)
+            .values_list("id", "instrument_id", "volatility", "observed_at")}
 
 
 def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,

@@ -9,6 +9,7 @@ redelivered chunk write nothing twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -124,7 +125,9 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
     if not accounts:
         return []
     firm = accounts[0].firm
-    flagged, valuations = value_accounts(accounts)
+    day_record = frozenset(a.pk for a in accounts) if history == History.END_OF_DAY \
+        else end_of_day
+    flagged, valuations = value_accounts(accounts, end_of_day=day_record)
     outcomes = [SnapshotOutcome(f.account_id, None, f.flag) for f in flagged]
     previous = _previous([v.account_id for v in valuations]) \
         if history == History.INTRADAY else {}
@@ -133,10 +136,11 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
         if history == History.INTRADAY else None
     for valuation in valuations:
         mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
+        hashed_as_day = valuation.reason == History.END_OF_DAY
         valuation.reason = history_reason(history=mode, valuation=valuation,
                                           previous=previous.get(valuation.account_id),
                                           calls=calls)
-        if valuation.reason == History.END_OF_DAY:
+        if (valuation.reason == History.END_OF_DAY) != hashed_as_day:
             valuation.inputs_hash = inputs_hash(valuation)  # the day's record: its own row
     stored = store_history(firm=firm, snapshots=[v for v in valuations if v.reason],
                            actor=actor)
@@ -240,29 +244,45 @@ _UNHASHED = {"id", "content_hash"}
 def content_hash(snapshot: MarginSnapshot) -> str:
     """sha256 of a snapshot's stored fields (recorded inputs included), normalised so the row
     read back from PostgreSQL or SQLite hashes as the instance did before its insert."""
-    document = {field.attname: _normalised(field, getattr(snapshot, field.attname))
-                for field in MarginSnapshot._meta.concrete_fields
-                if field.attname not in _UNHASHED}
+    document = {name: None if value is None else normalise(value)
+                for name, normalise in _hashed_fields()
+                for value in (getattr(snapshot, name),)}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def _normalised(field, value: Any) -> Any:
-    if value is None:
-        return None
+@functools.cache
+def _hashed_fields() -> tuple[tuple[str, Any], ...]:
+    """Each hashed field's name and how its value is normalised (``_normaliser``: chosen once
+    per field rather than per snapshot and field)."""
+    return tuple((field.attname, _normaliser(field))
+                 for field in MarginSnapshot._meta.concrete_fields
+                 if field.attname not in _UNHASHED)
+
+
+def _normaliser(field) -> Any:
+    """How a field's (not None) value is normalised: money and ratios to their places as text,
+    times in UTC, dates and times as ISO text, JSON as either database returns it."""
     if isinstance(field, models.DecimalField):
-        return str(Decimal(str(value)).quantize(Decimal(1).scaleb(-field.decimal_places)))
+        places = Decimal(1).scaleb(-field.decimal_places)
+        return lambda value: str(Decimal(str(value)).quantize(places))
     if isinstance(field, models.DateTimeField):
-        return value.astimezone(UTC).isoformat()
+        return lambda value: value.astimezone(UTC).isoformat()
     if isinstance(field, models.DateField):
-        return value.isoformat()
+        return lambda value: value.isoformat()
     if isinstance(field, models.JSONField):
-        return _json_numbers(value)
-    return value
+        return _json_numbers
+    return lambda value: value
+
+
+#: what ``_json_numbers`` returns as it is (the types a snapshot's JSON holds most)
+_AS_IS = frozenset({str, int, bool, type(None)})
 
 
 def _json_numbers(value: Any) -> Any:
     """JSON as either database returns it: jsonb keeps numbers as numeric, so 1e20 comes back
     as an integer and -0.0 as 0; integral floats are taken as integers on both sides."""
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, dict):
         return {str(k): _json_numbers(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

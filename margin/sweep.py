@@ -37,7 +37,7 @@ from brokerage.id_sets import id_set
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
 
-from .dirty import lease, next_version, request_sweep, sweeping
+from .dirty import in_account_order, lease, next_version, request_sweep, sweeping
 from .models import AccountMargin
 from .snapshots import History, compute_snapshots
 
@@ -110,7 +110,9 @@ def claim_dirty(*, firm_id: int | None = None,
         claimable = claimable.filter(firm_id=firm_id)
     if account_ids is not None:
         claimable = claimable.filter(account_id__in=sorted(set(account_ids)))
-    if not claimable.update(claim=claim, claimed_at=now):
+    with transaction.atomic():
+        claimed = in_account_order(claimable).update(claim=claim, claimed_at=now)
+    if not claimed:
         return []
     by_firm: dict[int, list[int]] = defaultdict(list)
     for firm, account in _rows().filter(claim=claim).order_by("firm_id", "account_id") \
@@ -127,7 +129,8 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     result = ChunkResult()
     mine = _rows().filter(account_id__in=id_set(chunk.account_ids), claim=chunk.claim)
     # The lease runs from the start of the work, not from the claim (a chunk may have queued).
-    mine.update(claimed_at=timezone.now())
+    with transaction.atomic():
+        in_account_order(mine).update(claimed_at=timezone.now())
     read = list(mine.filter(dirty_version__gt=F("computed_version"))
                 .values_list("account_id", "dirty_version", "end_of_day_due"))
     versions = {account: version for account, version, _ in read}
@@ -146,7 +149,8 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     finally:
         # Whatever happened, the accounts go back: still dirty unless written, so the next
         # sweep takes them (a run that raised is not left holding them until the lease ends).
-        mine.update(claim=0, claimed_at=None)
+        with transaction.atomic():
+            in_account_order(mine).update(claim=0, claimed_at=None)
     result.left_dirty = _rows().filter(account_id__in=id_set(versions),
                                        dirty_version__gt=F("computed_version")).count()
     if result.left_dirty:
@@ -181,6 +185,10 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
             account_id=account_id, computed_version=versions[account_id], computed_at=now,
             flag=CLOSED_FLAG))
     with transaction.atomic():
+        # one order for every writer of these rows (``in_account_order``): no deadlock with a
+        # load marking them meanwhile
+        list(_rows().filter(account_id__in=id_set(versions)).order_by("account_id")
+             .select_for_update().values_list("account_id", flat=True))
         for kind, rows in sorted(groups.items()):
             result.written += _update_current(rows, FIELDS[kind])
     return result

@@ -42,6 +42,7 @@ from .book import (
     vol_values,
 )
 from .figures import (
+    END_OF_DAY,
     active_parameter_row,
     empty_result,
     inputs_hash,
@@ -51,12 +52,10 @@ from .figures import (
     recorded_inputs,
     snapshot_figures,
 )
-from .market_data import exchange_date, outstanding_rejections
+from .market_data import PriceRow, VolRow, exchange_date, outstanding_rejections
 from .models import (
-    ImpliedVolatility,
     MarginSnapshot,
     OracleRejection,
-    PriceObservation,
     RiskFreeRate,
     RiskParameterSet,
 )
@@ -100,8 +99,8 @@ class ChunkInputs:
     parameter_label: str
     parameter_row: RiskParameterSet | None
     positions: dict[int, list[Holding]]
-    prices: dict[int, PriceObservation]
-    vol_rows: dict[int, ImpliedVolatility]
+    prices: dict[int, PriceRow]
+    vol_rows: dict[int, VolRow]
     vols: dict[int, float]
     rejected: dict[int, OracleRejection]
     now: datetime
@@ -109,9 +108,13 @@ class ChunkInputs:
     rate_row: RiskFreeRate | None
     rate: float
     cash: dict[int, Decimal]
+    #: accounts whose valuation is the day's record (hashed as such from the start: the
+    #: end-of-day run would otherwise hash every valuation twice)
+    end_of_day: frozenset[int] = frozenset()
 
     @classmethod
-    def load(cls, accounts: Sequence[Account]) -> ChunkInputs:
+    def load(cls, accounts: Sequence[Account], end_of_day: frozenset[int] = frozenset()
+             ) -> ChunkInputs:
         parameter_row = active_parameter_row(accounts[0].firm)
         params, label = parameters_of(parameter_row)
         positions = load_positions(accounts)
@@ -124,13 +127,15 @@ class ChunkInputs:
                    vols=vol_values(vol_rows),
                    rejected=outstanding_rejections(prices.keys() | held), now=timezone.now(),
                    today=today, rate_row=rate_row, rate=rate_value(rate_row),
-                   cash=cash_balances(accounts))
+                   cash=cash_balances(accounts), end_of_day=end_of_day)
 
     def held(self, account: Account) -> list[Holding]:
         return self.positions.get(account.pk, [])
 
     def blocked(self, account: Account) -> list[str]:
         """Instruments of the account whose latest oracle round was rejected."""
+        if not self.rejected:
+            return []
         return sorted({f"{r.instrument.symbol} ({r.failed_check})" for p in self.held(account)
                        for r in (self.rejected.get(i) for i in instrument_ids(p)) if r})
 
@@ -156,6 +161,8 @@ class ChunkInputs:
                               prices=self.prices, vols=self.vol_rows, rate=self.rate_row,
                               parameter_row=self.parameter_row, history=None,
                               returns_needed=None))
+        if account.pk in self.end_of_day:
+            snapshot.reason = END_OF_DAY
         snapshot.inputs_hash = inputs_hash(snapshot)
         # Not a stored field (the snapshot's health factor is; recompute_snapshot reproduces
         # both): the debt the health factor is measured against, which a collateral call's
@@ -184,11 +191,11 @@ def _declared(position: Holding) -> list[Instrument]:
     return [instrument]
 
 
-def value_accounts(accounts: Sequence[Account]
+def value_accounts(accounts: Sequence[Account], *, end_of_day: frozenset[int] = frozenset()
                    ) -> tuple[list[Flagged], list[MarginSnapshot]]:
     """Value a chunk's accounts (one firm): the flagged ones, and the valued ones as unsaved
-    snapshots (module docstring)."""
-    inputs = ChunkInputs.load(accounts)
+    snapshots (module docstring); those in ``end_of_day`` are the day's record."""
+    inputs = ChunkInputs.load(accounts, end_of_day)
     flagged: list[Flagged] = []
     batch: list[Account] = []
     alone: list[Account] = []

@@ -72,16 +72,38 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return int(fields.get("Rss", 0)), int(fields.get("Pss", 0))
 
 
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user and system) a process has used, or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class MemoryPeak(threading.Thread):
     """The peaks of the summed resident memory (RSS, and PSS) of this process and the worker's
     processes, sampled every ``interval_s`` while it runs (psutil is not among the
-    dependencies: /proc)."""
+    dependencies: /proc); and the CPU seconds the worker's processes used meanwhile (on a
+    shared machine the wall time says more about the neighbours than about the sweep)."""
 
     def __init__(self, worker: Worker, interval_s: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.worker, self.interval_s = worker, interval_s
         self.rss_kb = self.pss_kb = 0
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (first, last) CPU seconds
         self._done = threading.Event()
+        self._sample_cpu(self.worker.pids())
+
+    def _sample_cpu(self, pids: list[int]) -> None:
+        for pid in pids:
+            used = _cpu_s(pid)
+            if used is not None:
+                self._cpu[pid] = (self._cpu.get(pid, (used, used))[0], used)
+
+    @property
+    def worker_cpu_s(self) -> float:
+        return round(sum(last - first for first, last in self._cpu.values()), 2)
 
     def run(self) -> None:
         pids: list[int] = []
@@ -92,7 +114,9 @@ class MemoryPeak(threading.Thread):
             sizes = [_memory_kb(pid) for pid in pids]
             self.rss_kb = max(self.rss_kb, sum(rss for rss, _ in sizes))
             self.pss_kb = max(self.pss_kb, sum(pss for _, pss in sizes))
+            self._sample_cpu(pids[1:])
             self._done.wait(self.interval_s)
+        self._sample_cpu(self.worker.pids())
 
     def stop(self) -> tuple[float, float]:
         """Stop sampling; the peaks (RSS, PSS) in MB."""
@@ -256,7 +280,8 @@ def run_end_of_day(db: BenchDatabase) -> dict[str, Any]:
     line = {
         "accounts": n, "positions": db.loaded.positions, "seconds": round(seconds, 2),
         "snapshots": snapshots, "snapshots_per_s": round(snapshots / seconds, 1),
-        "peak_rss_mb": rss_mb, "peak_pss_mb": pss_mb, "completed": round(completed, 4),
+        "peak_rss_mb": rss_mb, "peak_pss_mb": pss_mb, "worker_cpu_s": memory.worker_cpu_s,
+        "load_average": round(os.getloadavg()[0], 2), "completed": round(completed, 4),
         "flagged": _flag_counts(firm.pk),
         "timeout_s": timeout, "timed_out": bool(left),
         "worker_processes": WORKER_PROCESSES, "chunk": int(settings.MARGIN_SWEEP_CHUNK),
