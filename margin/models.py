@@ -363,5 +363,8 @@ from .calls.models import (  # noqa: E402,F401
     Restriction,
 )
 
+# The intraday record (margin.intraday): defined in its own module, registered here.
+from .intraday.models import IntradayObservation  # noqa: E402,F401
+
 # Liquidation plans (margin.liquidation): defined in their own module, registered here.
 from .liquidation.models import LiquidationPlan  # noqa: E402,F401

@@ -5,7 +5,11 @@ start, end and cause; the trading-controls issue enforces them on trades.
   lifted when the call is met or cancelled;
 - funds on hand for 90 days (policy) after a practice of liquidations: 3 calls met by
   liquidation in a rolling 12 months (policy), unless waived;
-- the intraday 90-day block, handed over by the trading-controls issue (the kind exists here).
+- the intraday 90-day block (4210(d)(2)(D), rule book section 5): a practice of intraday
+  deficits unmet at close of business on the 5th business day blocks new or increased short
+  positions and debit balances for 90 calendar days after that day, or until the deficit is
+  satisfied (``margin.intraday.calls`` imposes it); ``opens_or_increases_short_or_debit`` is the
+  rule an order is judged by, and ``refusals`` what the pre-trade check asks.
 
 A waiver needs two people holding the firm-admin or compliance role: one asks, another
 approves (``brokerage.approvals``, kind ``restriction_waiver``).
@@ -14,6 +18,7 @@ approves (``brokerage.approvals``, kind ``restriction_waiver``).
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
@@ -86,6 +91,50 @@ def lift_for_call(call: MarginCall, *, day: date, reason: str) -> list[Restricti
         _close(restriction, state=Restriction.State.LIFTED, day=day, reason=reason)
         lifted.append(restriction)
     return lifted
+
+
+def lift_intraday_block(call: MarginCall, *, day: date) -> list[Restriction]:
+    """The deficit that brought the 90-day block is satisfied: the block ends with it
+    (4210(d)(2)(D): 90 days after the 5th business day, or until the deficit is satisfied)."""
+    lifted = []
+    for restriction in Restriction.objects.select_for_update().filter(
+            call=call, kind=RK.INTRADAY_90D, state=Restriction.State.ACTIVE).order_by("pk"):
+        _close(restriction, state=Restriction.State.LIFTED, day=day,
+               reason=f"intraday deficit of call #{call.pk} satisfied")
+        lifted.append(restriction)
+    return lifted
+
+
+def opens_or_increases_short_or_debit(*, quantity_before: Decimal, quantity_after: Decimal,
+                                      cash_before: Decimal, cash_after: Decimal) -> str:
+    """Why an order is refused under the intraday 90-day block, or "" when it may go: it opens
+    or increases a short position (the quantity goes below zero, or further below it), or opens
+    or increases a debit balance (the cash goes below zero, or further below it). Closing a
+    short stays allowed, even paid from a debit (4210(d)(2)(D): "closing shorts still
+    allowed"); a sale of a long position raises cash and is never refused."""
+    quantity_before, quantity_after = Decimal(quantity_before), Decimal(quantity_after)
+    cash_before, cash_after = Decimal(cash_before), Decimal(cash_after)
+    if quantity_after < 0 and quantity_after < min(quantity_before, Decimal(0)):
+        return "it opens or increases a short position"
+    closes_short = quantity_before < 0 and quantity_before < quantity_after <= 0
+    if not closes_short and cash_after < 0 and cash_after < min(cash_before, Decimal(0)):
+        return "it opens or increases a debit balance"
+    return ""
+
+
+def refusals(*, account: Account, quantity_before: Decimal, quantity_after: Decimal,
+             cash_before: Decimal, cash_after: Decimal) -> list[str]:
+    """The active restrictions of ``account`` that refuse this order, each with why (the
+    intraday 90-day block by the rule above): what the pre-trade check reports."""
+    found = []
+    for restriction in Restriction.objects.filter(account=account, kind=RK.INTRADAY_90D,
+                                                  state=Restriction.State.ACTIVE):
+        why = opens_or_increases_short_or_debit(
+            quantity_before=quantity_before, quantity_after=quantity_after,
+            cash_before=cash_before, cash_after=cash_after)
+        if why:
+            found.append(f"{restriction.get_kind_display()} until {restriction.ends_on}: {why}")
+    return found
 
 
 def end_expired(*, account_ids: list[int] | None = None, day: date) -> list[Restriction]:
