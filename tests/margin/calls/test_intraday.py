@@ -285,3 +285,47 @@ def test_switching_the_regime_is_audited_and_for_admins_and_risk_only(in_desk_fi
         event_type="account.regime_changed").get()
     assert event.before == {"regime": "legacy_pdt"}
     assert legacy_accounts().count() == 0
+
+
+def _api(user):
+    from rest_framework.test import APIClient
+
+    from brokerage.tokens import create_api_token
+
+    return APIClient(HTTP_AUTHORIZATION=f"Bearer {create_api_token(user=user, actor=None).secret}")
+
+
+def test_the_desk_lists_legacy_accounts_and_moves_them_through_the_api(in_desk_firm):
+    from tests.api_body import the_error
+
+    number = in_desk_firm.account.number
+    risk = _api(in_desk_firm.risk)
+    listed = risk.get("/api/v1/accounts/?regime=legacy_pdt").json()["results"]
+    assert [(a["number"], a["regime"]) for a in listed] == [(number, "legacy_pdt")]
+    assert risk.get("/api/v1/accounts/?regime=intraday").json()["results"] == []
+    refused = risk.get("/api/v1/accounts/?regime=pdt")
+    assert refused.status_code == 400 and the_error(refused)["field"] == "regime"
+    desk = _api(in_desk_firm.margin_desk).post(f"/api/v1/accounts/{number}/regime/",
+                                               {"regime": "intraday", "reason": "x"},
+                                               format="json")
+    assert desk.status_code == 403
+    moved = risk.post(f"/api/v1/accounts/{number}/regime/",
+                      {"regime": "intraday", "reason": "phase-in"}, format="json")
+    assert (moved.status_code, moved.json()["regime"]) == (200, "intraday")
+    assert risk.get("/api/v1/accounts/?regime=legacy_pdt").json()["results"] == []
+
+
+def test_new_accounts_take_the_firm_s_choice(in_desk_firm):
+    from brokerage.tenancy import set_firm_intraday_regime
+    from tests.eligibility.conftest import someone_elses_account
+
+    with pytest.raises(NotPermitted):
+        set_firm_intraday_regime(firm=in_desk_firm.firm, actor=in_desk_firm.risk,
+                                 regime="intraday")
+    firm = set_firm_intraday_regime(firm=in_desk_firm.firm, actor=in_desk_firm.admin,
+                                    regime="intraday")
+    assert firm.intraday_regime == "intraday"
+    in_desk_firm.firm.refresh_from_db()
+    opened = someone_elses_account(in_desk_firm, name="New", email="new@example.com")
+    assert opened.regime == "intraday"
+    assert in_desk_firm.account.regime == "legacy_pdt"  # existing accounts move one by one
