@@ -14,11 +14,17 @@ class IntradayObservation(AppendOnlyRecord, TenantModel):
     margin; negative, the deposit needed) before and after one transaction of the book, written
     in that transaction. Several writes in one database transaction (a trade's position and its
     cash) are one transaction: its row is written with the first and completed by the next,
-    before anyone else can see it; once committed it is never changed."""
+    before anyone else can see it; once committed it is never changed (the model and queryset
+    guards, and on PostgreSQL a trigger that lets only the writing transaction complete its row
+    and refuses every DELETE: ``margin/migrations/0019``; SQLite refuses DELETE only)."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
     session = models.DateField(help_text="the business day the transaction belongs to")
     transaction = models.CharField(max_length=64, help_text="the database transaction's token")
+    database_transaction = models.CharField(
+        max_length=24, blank=True, editable=False,
+        help_text="PostgreSQL: the top-level transaction id that wrote it (set by the "
+                  "database; the append-only trigger lets only that transaction complete it)")
     occurred_at = models.DateTimeField(help_text="when it happened: the cash entries' effective "
                                                  "time, else when it was booked")
     equity = models.DecimalField(**MONEY)

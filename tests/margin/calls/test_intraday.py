@@ -329,3 +329,28 @@ def test_new_accounts_take_the_firm_s_choice(in_desk_firm):
     opened = someone_elses_account(in_desk_firm, name="New", email="new@example.com")
     assert opened.regime == "intraday"
     assert in_desk_firm.account.regime == "legacy_pdt"  # existing accounts move one by one
+
+
+def test_an_observation_is_never_changed_once_its_transaction_committed(in_desk_firm,
+                                                                        monitored):
+    from django.db import connection
+    from django.db.utils import DatabaseError
+
+    cash(monitored, "-1000", at(T, 10))
+    row = IntradayObservation.objects.get(account=monitored)
+    assert row.database_transaction  # stamped by the database
+    with pytest.raises(PermissionError):
+        IntradayObservation.objects.filter(pk=row.pk).update(level=0)
+    # the trigger: another transaction than the writer's is refused (the test's own wrapping
+    # transaction wrote it, so pretend the row came from an earlier one)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE margin_intradayobservation DISABLE TRIGGER USER")
+        cursor.execute("UPDATE margin_intradayobservation SET database_transaction = '1' "
+                       "WHERE id = %s", [row.pk])
+        cursor.execute("ALTER TABLE margin_intradayobservation ENABLE TRIGGER USER")
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            cursor.execute("UPDATE margin_intradayobservation SET level = 0 WHERE id = %s",
+                           [row.pk])
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            cursor.execute("DELETE FROM margin_intradayobservation WHERE id = %s", [row.pk])
