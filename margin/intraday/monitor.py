@@ -60,8 +60,13 @@ def transaction_token() -> str:
         return uuid.uuid4().hex  # autocommit: every statement is its own transaction
     block = blocks[0]
     index = len(connection.atomic_blocks) - len(blocks)
-    # a savepoint's id is unique on the connection; an outermost block has none, so the
-    # token it carries is dropped when it commits (a block reused as a decorator starts anew)
+    if not index and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # the database's own id of the transaction
+            cursor.execute("SELECT pg_current_xact_id()::text")
+            return f"xact:{cursor.fetchone()[0]}"
+    # a savepoint's id is unique on the connection; an outermost block (SQLite) has none, so
+    # the token it carries is dropped when it commits (a block reused as a decorator starts
+    # anew)
     savepoint = connection.savepoint_ids[index - 1] if index else None
     token = getattr(block, "_intraday_token", None)
     if token is None or token[0] != savepoint:

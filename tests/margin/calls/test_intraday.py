@@ -354,3 +354,16 @@ def test_an_observation_is_never_changed_once_its_transaction_committed(in_desk_
                            [row.pk])
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             cursor.execute("DELETE FROM margin_intradayobservation WHERE id = %s", [row.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_transactions_each_leave_their_own_row(in_desk_firm, monitored):
+    """Outside a test's wrapping transaction, as in production: a trade's two writes share one
+    row (the database's transaction id), the next transaction writes its own."""
+    trade(monitored, in_desk_firm.stock, 4000, "100", at(T, 10))
+    cash(monitored, "-150000", at(T, 11))
+    rows = list(IntradayObservation.objects.filter(account=monitored).order_by("pk"))
+    assert [(r.level, r.traded) for r in rows] == [(Decimal("100000.00"), True),
+                                                   (Decimal("-50000.00"), False)]
+    assert all(r.transaction.startswith("xact:") for r in rows)
+    assert rows[0].transaction != rows[1].transaction
