@@ -115,7 +115,10 @@ def record(accounts: list[Account], changes: list[dict] | None) -> list[Intraday
     for account in accounts:
         books[("after", account.pk)] = (holdings.get(account.pk, []), cash[account.pk])
         mine = [c for c in changes or () if c.get("account_id") == account.pk]
-        if account.pk not in pending and changes is not None:
+        # cash alone moves equity, not the requirement (Reg T maintenance is in
+        # net-liquidation terms): the level before is the level after less the cash, unvalued
+        if (account.pk not in pending and changes is not None
+                and any("instrument_id" in c for c in mine)):
             books[("before", account.pk)] = _reversed(account.pk, books[("after", account.pk)],
                                                       mine)
     levels = value_books(accounts[0].firm, books)
@@ -126,8 +129,14 @@ def record(accounts: list[Account], changes: list[dict] | None) -> list[Intraday
         state = pending.get(account.pk)
         if state is None:
             before = levels.get(("before", account.pk))
-            state = pending[account.pk] = Pending(
-                level_before=before.iml if before is not None else _last_level(account))
+            if before is not None:
+                level_before = before.iml
+            elif changes is not None and after.iml is not None:
+                level_before = after.iml - sum((Decimal(c["amount"]) for c in mine
+                                                if "amount" in c), Decimal(0))
+            else:
+                level_before = _last_level(account)
+            state = pending[account.pk] = Pending(level_before=level_before)
         _take(state, mine, changes is None)
         if after.iml is None:
             continue  # not valued (a missing price): the sweep flags the account
