@@ -239,7 +239,8 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
     assert len(posts) >= 12
     for path in posts:
         prefix = path.split("{id}")[0]
-        url = path.replace("{id}", str(ids.get(prefix, "")))
+        url = path.replace("{id}", str(ids.get(prefix, ""))).replace(
+            "{number}", world.a.account.number)
         response = api.post(url, {"zz_unknown": 1}, content_type="application/json")
         assert response.status_code == 400, (url, response.content)
         assert "zz_unknown" in {e["field"] for e in errors_of(response)}, url
