@@ -100,6 +100,13 @@ class Account(TenantModel):
         REG_T = "reg_t", "Reg T margin"
         PORTFOLIO_MARGIN = "portfolio_margin", "Portfolio margin"
 
+    class Regime(models.TextChoices):
+        """FINRA 4210 (MARGIN_CALLS.md section 5): the intraday margin standard, or the old
+        pattern-day-trader treatment a firm may keep by account until 20 October 2027."""
+
+        LEGACY_PDT = "legacy_pdt", "Legacy pattern-day-trader treatment"
+        INTRADAY = "intraday", "Intraday margin standard"
+
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         RESTRICTED = "restricted", "Restricted (risk-reducing trades only)"
@@ -111,6 +118,9 @@ class Account(TenantModel):
     margin_type = models.CharField(max_length=20, choices=MarginType.choices)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
     base_currency = models.CharField(max_length=3, default="USD")
+    regime = models.CharField(max_length=12, choices=Regime.choices, default=Regime.LEGACY_PDT,
+                              help_text="intraday margin monitoring applies to intraday Reg T "
+                                        "accounts only (margin.intraday)")
     opened_on = models.DateField()
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -159,12 +159,13 @@ def open_account(*, client: Client, number: str, registration: str, margin_type:
         account = Account(firm=client.firm, client=client, number=number,
                           registration=registration, margin_type=margin_type,
                           opened_on=opened_on or timezone.localdate(),
-                          base_currency=base_currency)
+                          base_currency=base_currency, regime=client.firm.intraday_regime)
         account.full_clean()
         account.save()
         audit.record(firm=client.firm, actor=actor, event_type="account.opened", obj=account,
                      after={"number": number, "registration": registration,
-                            "margin_type": margin_type, "client": client.pk})
+                            "margin_type": margin_type, "client": client.pk,
+                            "regime": account.regime})
     return account
 
 
@@ -187,7 +188,34 @@ def change_account(*, account: Account, actor, event_type: str, reason: str = ""
                                            "reason": reason})
         # The requirement depends on the margin type (and a closed account is not valued):
         # the account is marked dirty in this transaction, as a ledger entry or a position is.
-        book_changed.send(Account, account_ids=[account.pk])  # marked in this transaction
+        # No cash or position moved: ``changes`` is empty (not a transaction of the book).
+        book_changed.send(Account, account_ids=[account.pk], changes=[])
+    return account
+
+
+REGIME_ROLES = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER})
+
+
+def set_regime(*, account: Account, regime: str, actor, reason: str) -> Account:
+    """Move an account between the legacy pattern-day-trader treatment and the intraday margin
+    standard (MARGIN_CALLS.md section 5; firms may phase in by account until 20 October
+    2027): the firm's admin or risk officer, with a reason, audited."""
+    require_tenant_actor(firm=account.firm, actor=actor, roles=REGIME_ROLES)
+    if regime not in Account.Regime.values:
+        raise BookError("regime", f"{regime!r} is not a regime; one of "
+                                  f"{', '.join(Account.Regime.values)}")
+    if not (reason or "").strip():
+        raise BookError("reason", "say why the account's regime changes")
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=account.pk)
+        if account.regime == regime:
+            raise BookError("regime", f"account {account.number} is already under {regime}")
+        before = account.regime
+        account.regime = regime
+        account.save(update_fields=["regime", "updated_at"])
+        audit.record(firm=account.firm, actor=actor, event_type="account.regime_changed",
+                     obj=account, before={"regime": before},
+                     after={"regime": regime, "reason": reason.strip()})
     return account
 
 
@@ -212,7 +240,10 @@ def post_ledger_entry(*, account: Account, kind: str, amount: Decimal, actor, me
         audit.record(firm=account.firm, actor=actor, event_type="ledger.posted", obj=entry,
                      after={"account": account.number, "kind": kind, "amount": amount,
                             "corrects": corrects.pk if corrects else None})
-        book_changed.send(Account, account_ids=[account.pk])  # marked in this transaction
+        # marked in this transaction; what moved goes with it (intraday margin reads it)
+        book_changed.send(Account, account_ids=[account.pk], changes=[{
+            "account_id": account.pk, "ledger_kind": kind, "amount": amount,
+            "effective_at": entry.effective_at}])
     return entry
 
 
@@ -263,7 +294,11 @@ def set_position(*, account: Account, instrument: Instrument, quantity: Decimal,
                      before=before, after={"account": account.number,
                                            "instrument": instrument.symbol,
                                            "quantity": quantity})
-        book_changed.send(Account, account_ids=[account.pk])  # marked in this transaction
+        # marked in this transaction; what moved goes with it (intraday margin reads it)
+        book_changed.send(Account, account_ids=[account.pk], changes=[{
+            "account_id": account.pk, "instrument_id": instrument.pk,
+            "quantity_before": before["quantity"] if before else Decimal(0),
+            "quantity_after": quantity}])
     return result
 
 

@@ -42,6 +42,14 @@ class Firm(models.Model):
     time_zone = models.CharField(max_length=64, default=DEFAULT_TIME_ZONE,
                                  validators=[validate_time_zone],
                                  help_text="IANA name, e.g. America/New_York or Europe/London")
+    # FINRA's intraday margin standard (4210(d)(2), effective 4 June 2026) may be phased in by
+    # account until 20 October 2027 (RN 26-10): the regime new accounts take, and that the
+    # migration gave existing ones ("legacy_pdt" or "intraday"; margin.intraday reads it).
+    intraday_regime = models.CharField(
+        max_length=12, default="legacy_pdt",
+        choices=[("legacy_pdt", "Legacy pattern-day-trader treatment"),
+                 ("intraday", "Intraday margin standard")],
+        help_text="the regime the firm's new accounts take")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -130,6 +130,26 @@ def set_firm_time_zone(*, firm: Firm, actor, time_zone: str) -> Firm:
     return locked
 
 
+def set_firm_intraday_regime(*, firm: Firm, actor, regime: str) -> Firm:
+    """The regime the firm's new accounts take ("legacy_pdt" or "intraday": FINRA's intraday
+    margin standard, phased in by account until 20 October 2027); set by its firm admin.
+    Existing accounts move one by one (``accounts.services.set_regime``)."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    allowed = [value for value, _ in Firm._meta.get_field("intraday_regime").choices]
+    if regime not in allowed:
+        raise InvalidInput(f"{regime!r} is not a regime; one of {', '.join(allowed)}",
+                           field="intraday_regime")
+    with transaction.atomic():
+        locked = Firm.objects.select_for_update().get(pk=firm.pk)
+        before = locked.intraday_regime
+        locked.intraday_regime = regime
+        locked.save(update_fields=["intraday_regime"])
+        audit.record(firm=locked, actor=actor, event_type="firm.intraday_regime_set",
+                     obj=locked, before={"intraday_regime": before},
+                     after={"intraday_regime": regime})
+    return locked
+
+
 # -- a firm's users, administered by its firm admin ------------------------------------------
 
 USER_FIELDS = ("first_name", "last_name", "email", "is_active")

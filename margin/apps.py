@@ -11,6 +11,7 @@ class MarginConfig(AppConfig):
         from . import receivers, services  # noqa: F401  (services registers its approval kind)
         from .calls import extensions, policy, restrictions  # noqa: F401  (approval kinds)
         from .calls import receivers as call_receivers  # noqa: F401
+        from .intraday import monitor  # noqa: F401  (the book_changed receiver)
         from .liquidation import services as liquidation  # noqa: F401  (approval kind)
         from .snapshots import CHUNK_EVENT, verify_chunk
 

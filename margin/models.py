@@ -366,5 +366,8 @@ from .calls.models import (  # noqa: E402,F401
 # Executions (margin.executions): defined in their own module, registered here.
 from .executions.models import Execution  # noqa: E402,F401
 
+# The intraday record (margin.intraday): defined in its own module, registered here.
+from .intraday.models import IntradayObservation  # noqa: E402,F401
+
 # Liquidation plans (margin.liquidation): defined in their own module, registered here.
 from .liquidation.models import LiquidationPlan  # noqa: E402,F401

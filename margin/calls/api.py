@@ -25,6 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
+from accounts.services import set_regime
 from brokerage import approvals
 from brokerage.api import (
     InputSerializer,
@@ -72,8 +73,27 @@ class AccountSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Account
-        fields = ["number", "client", "registration", "margin_type", "status", "base_currency"]
+        fields = ["number", "client", "registration", "margin_type", "status", "base_currency",
+                  "regime"]
         read_only_fields = fields
+
+
+class AccountFilterSet(FilterSet):
+    """``?regime=legacy_pdt``: the accounts the desk migrates to the intraday standard before
+    20 October 2027 (``margin.intraday.regime``)."""
+
+    regime = filters.ChoiceFilter(choices=Account.Regime.choices)
+    margin_type = filters.ChoiceFilter(choices=Account.MarginType.choices)
+    status = filters.ChoiceFilter(choices=Account.Status.choices)
+
+    class Meta:
+        model = Account
+        fields = ["regime", "margin_type", "status"]
+
+
+class RegimeInput(InputSerializer):
+    regime = serializers.ChoiceField(choices=Account.Regime.choices)
+    reason = serializers.CharField(max_length=300, help_text="why the account moves")
 
 
 class CurrentMarginSerializer(serializers.Serializer):
@@ -102,9 +122,22 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
 
     serializer_class = AccountSerializer
     lookup_field = "number"
+    filterset_class = AccountFilterSet
 
     def scoped_queryset(self) -> QuerySet:
         return visible_accounts(self.request.user)
+
+    @extend_schema(request=RegimeInput, responses=AccountSerializer)
+    @action(detail=True, methods=["post"], url_path="regime",
+            permission_classes=[IsAuthenticated, IsFirmStaff])
+    def regime(self, request: Request, number: str | None = None) -> Response:
+        """Move the account between the legacy PDT treatment and the intraday margin standard
+        (the firm's admin or risk officer; audited)."""
+        account = self.get_object()
+        data = validated(RegimeInput, request)
+        moved = set_regime(account=account, actor=request.user, **data)
+        return Response(AccountSerializer(Account.objects.select_related("client").get(
+            pk=moved.pk)).data)
 
     # Routed in margin.api.urls as ``accounts/{number}/margin`` (no trailing slash).
     @extend_schema(responses=CurrentMarginSerializer)

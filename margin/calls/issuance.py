@@ -35,6 +35,7 @@ from brokerage.models import Firm
 from brokerage.scope import firm_scope
 
 from .. import business_days
+from ..intraday.calls import close_of_day as intraday_close
 from ..models import AccountMargin, EndOfDayRun
 from . import services
 from .deficits import (
@@ -140,6 +141,9 @@ def close_of_day(*, firm: Firm, session: date, account_ids: list[int] | None = N
         if collateral is not None:
             judge_collateral(firm=firm, policy=policy, account_ids=account_ids,
                              collateral=collateral, calls=calls, today=session, run=run)
+        # intraday deficits: credited, issued, lapsed or overdue (before move_on, which would
+        # make a call overdue before the day's increases are credited)
+        intraday_close(session=session, account_ids=account_ids, policy=policy, run=run)
         move_on(account_ids=sorted(set(facts) | set(calls)), session=session, run=run)
     return run
 

@@ -54,7 +54,18 @@ class CallPolicy(TenantModel):
     def value(self, name: str):
         from .policy import typed
 
-        return typed(name, self.rows[name]["value"])
+        return typed(name, self.row(name)["value"])
+
+    def row(self, name: str) -> dict[str, str]:
+        """A row with its source and citation; a row added to the platform after this version
+        was adopted reads as the platform's (the regulatory floor)."""
+        from .policy import DEFAULT
+
+        if name in self.rows:
+            return self.rows[name]
+        default = DEFAULT[name]
+        return {"value": default.value, "source": default.source,
+                "citation": default.citation}
 
 
 class MarginCall(TenantModel):
@@ -134,14 +145,17 @@ class MarginCall(TenantModel):
     class Meta(TenantModel.Meta):
         ordering = ["due_date", "id"]
         constraints = [
-            # One open call per account and kind; Reg T is one per trade date instead.
+            # One open call per account and kind; Reg T is one per trade date instead, an
+            # intraday deficit one per deficit day (each lapses on its own 15th business day).
             models.UniqueConstraint(
                 fields=["account", "kind"], name="one_open_call_per_account_and_kind",
-                condition=~Q(kind="reg_t") & Q(status__in=[
+                condition=~Q(kind__in=["reg_t", "intraday"]) & Q(status__in=[
                     "issued", "partially_met", "extended", "overdue", "liquidation_pending",
                     "liquidated"])),
             models.UniqueConstraint(fields=["account", "trade_date"], condition=Q(kind="reg_t"),
                                     name="one_reg_t_call_per_trade_date"),
+            models.UniqueConstraint(fields=["account", "as_of"], condition=Q(kind="intraday"),
+                                    name="one_intraday_call_per_deficit_day"),
             models.CheckConstraint(condition=Q(amount_due__gte=0) & Q(amount__gte=0),
                                    name="call_amounts_not_negative"),
             models.CheckConstraint(condition=Q(status="cancelled") | Q(cancel_reason=""),

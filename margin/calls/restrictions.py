@@ -5,7 +5,11 @@ start, end and cause; the trading-controls issue enforces them on trades.
   lifted when the call is met or cancelled;
 - funds on hand for 90 days (policy) after a practice of liquidations: 3 calls met by
   liquidation in a rolling 12 months (policy), unless waived;
-- the intraday 90-day block, handed over by the trading-controls issue (the kind exists here).
+- the intraday 90-day block (4210(d)(2)(D), rule book section 5): a practice of intraday
+  deficits unmet at close of business on the 5th business day blocks new or increased short
+  positions and debit balances for 90 calendar days after that day, or until the deficit is
+  satisfied (``margin.intraday.calls`` imposes it). What each kind forbids is one table,
+  ``FORBIDS``, which the pre-trade check (``forbidding``) and ``refusals`` both read.
 
 A waiver needs two people holding the firm-admin or compliance role: one asks, another
 approves (``brokerage.approvals``, kind ``restriction_waiver``).
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
@@ -90,6 +95,39 @@ def lift_for_call(call: MarginCall, *, day: date, reason: str) -> list[Restricti
     return lifted
 
 
+def lift_intraday_block(call: MarginCall, *, day: date) -> list[Restriction]:
+    """The deficit that brought the 90-day block is satisfied: the block ends with it
+    (4210(d)(2)(D): 90 days after the 5th business day, or until the deficit is satisfied)."""
+    lifted = []
+    for restriction in Restriction.objects.select_for_update().filter(
+            call=call, kind=RK.INTRADAY_90D, state=Restriction.State.ACTIVE).order_by("pk"):
+        _close(restriction, state=Restriction.State.LIFTED, day=day,
+               reason=f"intraday deficit of call #{call.pk} satisfied")
+        lifted.append(restriction)
+    return lifted
+
+
+def opens_or_increases_short_or_debit(*, quantity_before: Decimal, quantity_after: Decimal,
+                                      cash_before: Decimal, cash_after: Decimal) -> str:
+    """Why one position's change is refused under the intraday 90-day block, or "" when it may
+    go: the block's own rule (``FORBIDS[INTRADAY_90D]``) on the effect of that change."""
+    effect = OrderEffect.of_position(quantity_before=quantity_before,
+                                     quantity_after=quantity_after,
+                                     cash_before=cash_before, cash_after=cash_after)
+    return _intraday_block_why(effect)
+
+
+def refusals(*, account: Account, quantity_before: Decimal, quantity_after: Decimal,
+             cash_before: Decimal, cash_after: Decimal) -> list[str]:
+    """The active restrictions of ``account`` that refuse one position's change, each with
+    why: ``forbidding`` (what the pre-trade check asks) on that change's effect."""
+    effect = OrderEffect.of_position(quantity_before=quantity_before,
+                                     quantity_after=quantity_after,
+                                     cash_before=cash_before, cash_after=cash_after)
+    return [f"{r.get_kind_display()} until {r.ends_on}: {effect.describe()}"
+            for r in forbidding(account, effect)]
+
+
 def end_expired(*, account_ids: list[int] | None = None, day: date) -> list[Restriction]:
     """Restrictions whose end date has passed (the end-of-day run)."""
     ended = []
@@ -137,6 +175,20 @@ class OrderEffect:
     increases_short: bool  # a short position opened or increased
     increases_debit: bool  # cash ends negative and lower than before
     increases_requirement: bool
+    #: every position moved is a short moved towards zero (the intraday block lets a short be
+    #: closed even when paying for it deepens a debit, 4210(d)(2)(D))
+    closes_short: bool = False
+
+    @classmethod
+    def of_position(cls, *, quantity_before: Decimal, quantity_after: Decimal,
+                    cash_before: Decimal, cash_after: Decimal) -> OrderEffect:
+        was, now = Decimal(quantity_before), Decimal(quantity_after)
+        cash_was, cash_now = Decimal(cash_before), Decimal(cash_after)
+        return cls(opens=abs(now) > abs(was) or (was != 0 and now != 0 and (was > 0) != (now > 0)),
+                   increases_short=now < 0 and now < min(was, Decimal(0)),
+                   increases_debit=cash_now < 0 and cash_now < min(cash_was, Decimal(0)),
+                   increases_requirement=False,
+                   closes_short=was < 0 and was < now <= 0)
 
     def describe(self) -> str:
         said = [what for what, done in (
@@ -153,8 +205,18 @@ class OrderEffect:
 FORBIDS: dict[str, Callable[[OrderEffect], bool]] = {
     RK.CLOSING_ONLY: lambda e: e.opens or e.increases_requirement,
     RK.FUNDS_ON_HAND_90D: lambda e: e.increases_debit,
-    RK.INTRADAY_90D: lambda e: e.increases_short or e.increases_debit,
+    RK.INTRADAY_90D: lambda e: bool(_intraday_block_why(e)),
 }
+
+
+def _intraday_block_why(effect: OrderEffect) -> str:
+    """4210(d)(2)(D): no new or increased short position or debit balance; closing a short
+    stays allowed even paid from a debit; a sale of a long raises cash and is never refused."""
+    if effect.increases_short:
+        return "it opens or increases a short position"
+    if effect.increases_debit and not effect.closes_short:
+        return "it opens or increases a debit balance"
+    return ""
 
 
 def forbids(kind: str, effect: OrderEffect) -> bool:

@@ -112,7 +112,7 @@ def issue_call(*, account: Account, kind: str, amount: Decimal, as_of: date, equ
     calendar = account.firm.exchange_calendar or business_days.DEFAULT_CALENDAR
     rule, source = call_policy.due_rule(policy, kind)
     due_at = None
-    if kind in (K.COLLATERAL, K.INTRADAY):
+    if kind == K.COLLATERAL:
         due_at = now + timedelta(hours=policy.value("collateral_due_hours"))
         due = due_at.date()
     else:
@@ -236,8 +236,10 @@ def link_deposits(*, account: Account, today: date | None = None) -> list[CallSa
     Equity-based calls each see the whole deposit (it raises equity for all of them); a Reg T
     call's share is not reused for another Reg T call (220.4(c)(4) [R])."""
     linked: list[CallSatisfaction] = []
+    # An intraday deficit is met by net increases in the intraday margin level, deposits among
+    # them net of withdrawals (margin.intraday.calls), not by each deposit linked here.
     calls = list(MarginCall.objects.filter(account=account, status__in=PAYABLE)
-                 .order_by("due_date", "pk"))
+                 .exclude(kind=K.INTRADAY).order_by("due_date", "pk"))
     if not calls:
         return linked
     deposits = list(LedgerEntry.objects.filter(

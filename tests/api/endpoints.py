@@ -278,6 +278,9 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}accounts/{{obj}}/margin", roles=STAFF, narrowed={CLIENT}, make=_account),
     Endpoint(f"{V}accounts/{{obj}}/restrictions/", roles=STAFF, narrowed={CLIENT},
              make=_account),
+    Endpoint(f"{V}accounts/?regime=legacy_pdt", roles=EVERYONE),
+    Endpoint(f"{V}accounts/{{obj}}/regime/", "POST", roles=frozenset({ADMIN, RISK}),
+             make=_account, body=lambda fw: {"regime": "intraday", "reason": "phase-in"}),
     # margin calls: staff work them, a client reads their own
     Endpoint(f"{V}accounts/{{obj}}/pre-trade", "POST", make=_account, records=False,
              body=lambda fw: {"orders": [{"instrument": TRADED, "side": "buy",
