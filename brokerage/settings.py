@@ -263,7 +263,7 @@ INSTALLED_APPS += ["django_prometheus", "operations"]
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     MIDDLEWARE[0],  # SecurityMiddleware
-    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files from gunicorn (collectstatic)
+    "operations.middleware.StaticFilesMiddleware",  # WhiteNoise: static files from gunicorn
     *MIDDLEWARE[1:],
     "operations.middleware.RequestLogMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",

@@ -1,9 +1,13 @@
-"""One log line per request (method, path, status, duration), inside the request's scopes."""
+"""One log line per request (method, path, status, duration), inside the request's scopes;
+static files served by WhiteNoise."""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from .logs import current_request
 
@@ -30,3 +34,13 @@ class RequestLogMiddleware:
             return response
         finally:
             current_request.reset(token)
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, quiet until there is something to serve: STATIC_ROOT exists once
+    `collectstatic` ran (``make serve``); before that (the tests, the demo, which serve static
+    files through runserver) WhiteNoise would warn on every start."""
+
+    def add_files(self, root, prefix=None):
+        if os.path.isdir(root):
+            super().add_files(root, prefix)
