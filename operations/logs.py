@@ -53,6 +53,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **_context(),
         }
+        # A line may name its firm itself (the request's line, written after the view's scope).
+        if record.__dict__.get("firm_id") is not None:
+            entry["firm_id"] = record.__dict__["firm_id"]
         for key in _EXTRA:
             if key in record.__dict__:
                 entry[key] = record.__dict__[key]

@@ -7,11 +7,28 @@ import logging
 import os
 import time
 
+from django.utils.functional import empty
 from whitenoise.middleware import WhiteNoiseMiddleware
+
+from brokerage.models import Membership
+from brokerage.scope import current_firm_or_none
 
 from .logs import current_request
 
 logger = logging.getLogger("pmargin.request")
+
+
+def _firm_id(request) -> int | None:
+    """The firm the request was served for: the session user's is in scope still; an API
+    token's user was scoped inside the view only (``brokerage.api``), so it is looked up."""
+    firm = current_firm_or_none()
+    if firm is not None:
+        return firm.pk
+    user = getattr(getattr(request, "user", None), "_wrapped", getattr(request, "user", None))
+    if user is None or user is empty or not getattr(user, "is_authenticated", False):
+        return None
+    return (Membership.cross_firm.for_compliance(reason="the firm of a request's log line")
+            .filter(user=user).values_list("firm_id", flat=True).first())
 
 
 class RequestLogMiddleware:
@@ -28,9 +45,12 @@ class RequestLogMiddleware:
             response = self.get_response(request)
             duration_ms = round((time.monotonic() - started) * 1000, 1)
             level = logging.WARNING if response.status_code >= 500 else logging.INFO
-            logger.log(level, "%s %s %s", request.method, request.path, response.status_code,
-                       extra={"method": request.method, "path": request.path,
-                              "status": response.status_code, "duration_ms": duration_ms})
+            if logger.isEnabledFor(level):
+                logger.log(level, "%s %s %s", request.method, request.path,
+                           response.status_code, extra={
+                               "method": request.method, "path": request.path,
+                               "status": response.status_code, "duration_ms": duration_ms,
+                               "firm_id": _firm_id(request)})
             return response
         finally:
             current_request.reset(token)
