@@ -116,7 +116,8 @@ def main() -> int:
     prepare(python, env)
     running = {name: subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
                for name, command in processes(python).items()}
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: ignored when started in
+        signal.signal(stop_signal, _interrupt)  # the background by a script, it is not here
     port = env.get("GUNICORN_BIND", "127.0.0.1:8000")
     print(f"serving on http://{port}/ (health: /healthz, /readyz; metrics: /metrics); "
           f"Ctrl-C stops {', '.join(running)}", file=sys.stderr, flush=True)
