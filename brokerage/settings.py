@@ -301,6 +301,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
-    # One line per request at INFO (the status and duration) whatever the root level.
-    "loggers": {"pmargin.request": {"level": os.environ.get("REQUEST_LOG_LEVEL", "INFO")}},
+    # One line per request at INFO (the status and duration) whatever the root level; off in
+    # development (runserver prints its own) unless REQUEST_LOG_LEVEL=INFO.
+    "loggers": {"pmargin.request": {
+        "level": os.environ.get("REQUEST_LOG_LEVEL", "WARNING" if DEBUG else "INFO")}},
 }

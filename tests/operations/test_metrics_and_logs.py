@@ -76,11 +76,14 @@ def json_lines():
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("pmargin.request")
+    level = logger.level
     logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # production's level (development's is WARNING)
     try:
         yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def test_a_request_logs_one_json_line_with_its_id_user_and_firm(world, json_lines):
