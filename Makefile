@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/pmargin
 BROKER    ?= redis://127.0.0.1:6379/0
 
-.PHONY: demo test bench bench-e2e lint schema clean
+.PHONY: demo test bench bench-e2e lint schema clean serve loadtest
 
 # The audit trail's keys (README "The audit trail's keys and anchors"). The demo and the benches
 # use the development keys generated once into var/ (DJANGO_DEBUG=1, the default); the suite
@@ -51,5 +51,24 @@ lint: $(STAMP)
 schema: $(STAMP)
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
 
+# The production stack on this machine (README "Production"): gunicorn, a Celery worker per queue
+# and beat, production settings over plain HTTP at 127.0.0.1:8000, on PostgreSQL (database
+# created, migrated, demo loaded) and Redis. Ctrl-C stops it all.
+SERVE_PG_URL ?= $(PG_URL)
+serve: $(STAMP)
+	DATABASE_URL=$(SERVE_PG_URL) CELERY_BROKER_URL=$(BROKER) $(BIN)/python -m operations.serve
+
+# Locust against `make serve`'s stack (loopback only): LOADTEST_USERS users for LOADTEST_SECONDS seconds, one second
+# of think time; one JSON line per endpoint (`bench` = `loadtest`). Locust has its own venv.
+LOADTEST_USERS   ?= 20
+LOADTEST_SECONDS ?= 60
+LOADTEST_VENV := loadtest/.venv
+$(LOADTEST_VENV)/.installed: loadtest/requirements.lock
+	test -x $(LOADTEST_VENV)/bin/python || $(PY) -m venv $(LOADTEST_VENV)
+	$(LOADTEST_VENV)/bin/python -m pip install --quiet -r loadtest/requirements.lock
+	touch $@
+loadtest: $(STAMP) $(LOADTEST_VENV)/.installed
+	DATABASE_URL=$(SERVE_PG_URL) $(BIN)/python loadtest/run.py --users $(LOADTEST_USERS) --seconds $(LOADTEST_SECONDS)
+
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache
+	rm -rf $(VENV) $(LOADTEST_VENV) db.sqlite3 .pytest_cache .serve staticfiles

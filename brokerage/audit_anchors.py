@@ -81,6 +81,28 @@ def take_checkpoint(*, reason: str, chains: Iterable[str] | None = None) -> list
     return [Checkpoint(r["chain"], r["seq"], r["hash"], taken_at, name) for r in rows]
 
 
+def latest_checkpoint_time() -> datetime | None:
+    """When the newest anchor file whose signature verifies was taken, or None: what readiness
+    and metrics report as the audit checkpoint's age. Reads files newest first (their names
+    begin with the time they were taken) and stops at the first good one, so a probe costs one
+    file, not the whole directory."""
+    folder = anchor_dir()
+    if not folder.is_dir():
+        return None
+    trusted = audit_keys.trusted_public_keys()
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        key = (trusted.get(str(document.get("public_key", "")).lower())
+               if isinstance(document, dict) and document.get("kind") == KIND else None)
+        if key is not None and audit_keys.signature_holds(
+                key, str(document.get("signature", "")), canonical_bytes(document)):
+            return datetime.fromisoformat(document["taken_at"])
+    return None
+
+
 @dataclass(frozen=True)
 class AnchorProblem:
     file: str

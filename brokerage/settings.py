@@ -289,9 +289,54 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+
+# --------------------------------------------------------------------------- operations (issue 17)
+# Serving, health, metrics and logs (the `operations` app, README "Production"). One block, read
+# last, so it may adjust what is set above.
+INSTALLED_APPS += ["django_prometheus", "operations"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    MIDDLEWARE[0],  # SecurityMiddleware
+    "operations.middleware.StaticFilesMiddleware",  # WhiteNoise: static files from gunicorn
+    *MIDDLEWARE[1:],
+    "operations.middleware.RequestLogMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# `make serve` runs the production settings on plain HTTP at 127.0.0.1: this turns off only what
+# needs TLS (Secure cookies and the HTTPS redirect). Never set it behind a real load balancer.
+SERVE_PLAIN_HTTP = os.environ.get("SERVE_PLAIN_HTTP", "0") == "1"
+if SERVE_PLAIN_HTTP:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = False
+# A load balancer probes over plain HTTP inside the network: no redirect for the probes.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# /readyz: how long the broker is given, and the ages past which a dependency is not ready.
+READYZ_BROKER_TIMEOUT_S = _seconds("READYZ_BROKER_TIMEOUT_S", 1.0)
+READYZ_WORKER_STALE_S = _seconds("READYZ_WORKER_STALE_S", 30.0)  # workers write every 10 s
+READYZ_BEAT_STALE_S = _seconds("READYZ_BEAT_STALE_S", 60.0)  # beat sends a sweep every 5 s
+READYZ_MAX_DIRTY_AGE_S = _seconds("READYZ_MAX_DIRTY_AGE_S", 600.0)  # a chunk's time limit
+# /metrics: served to these addresses (networks allowed), or to a scraper sending
+# `Authorization: Bearer <METRICS_BEARER_TOKEN>` when that is set.
+METRICS_ALLOWED_IPS = os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",")
+METRICS_BEARER_TOKEN = os.environ.get("METRICS_BEARER_TOKEN", "")
+# One JSON object per line (operations.logs); LOG_FORMAT=text for people at a terminal. Celery
+# workers keep this configuration instead of installing their own handlers.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {"()": "operations.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    # One line per request at INFO (the status and duration) whatever the root level; off in
+    # development (runserver prints its own) unless REQUEST_LOG_LEVEL=INFO.
+    "loggers": {"pmargin.request": {
+        "level": os.environ.get("REQUEST_LOG_LEVEL", "WARNING" if DEBUG else "INFO")}},
 }

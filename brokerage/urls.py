@@ -35,6 +35,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("", include("operations.urls")),  # /healthz, /readyz, /metrics (issue 17)
 ]
 
 # Outside DRF's views (an unmatched URL, an unhandled exception), /api/ still answers JSON.

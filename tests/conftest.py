@@ -32,6 +32,10 @@ LAYER_BUDGET_S: dict[str, float] = {
     # Trading controls (tests/trading/): executions, the pre-trade check against full
     # recomputes of priced books, expiry; each test values a few small books.
     "trading": 90.0,
+    # Operations (tests/operations/): readiness with a real worker and beat (a cold start of
+    # each), /metrics and logs, and a backup dumped, restored into a fresh database and verified
+    # (a valued world, a verify in a fresh process); 100-130 s measured on a loaded machine.
+    "operations": 240.0,
 }
 SUITE_BUDGET_S = 900.0
 _layer_seconds: dict[str, float] = defaultdict(float)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RANK = {"brokerage": 0, "accounts": 1, "margin": 2, "eligibility": 3, "web": 4, "demo": 4}
+RANK = {"brokerage": 0, "accounts": 1, "margin": 2, "eligibility": 3, "web": 4, "demo": 4,
+        "operations": 4}
 # The project (as opposed to the core app) wires every app together.
 PROJECT_MODULES = {"brokerage.urls", "brokerage.celery", "brokerage.wsgi", "brokerage.asgi"}
 SETTINGS = "brokerage.settings"
