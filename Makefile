@@ -6,7 +6,11 @@ STAMP     := $(VENV)/.installed
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/pmargin
 BROKER    ?= redis://127.0.0.1:6379/0
 
-.PHONY: demo test bench bench-e2e lint schema clean
+# Production settings are the default (brokerage/settings.py); each target below says what it
+# runs under: the demo, the tests and the benches are development runs over plain HTTP.
+DEV_ENV   := DJANGO_DEBUG=1
+
+.PHONY: demo demo-code test bench bench-e2e lint schema audit-deps clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
@@ -16,21 +20,29 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# The embedded default: SQLite in the repo, Celery eager (no broker), one process.
+# The embedded default: SQLite in the repo, Celery eager (no broker), one process. Only here is
+# the published demo password accepted (PMARGIN_DEMO=1); staff log in with the code that
+# `manage.py demo_otp_code USERNAME` prints (the same env: see the seed's output).
+DEMO_ENV  := env -u DATABASE_URL -u CELERY_BROKER_URL $(DEV_ENV) PMARGIN_DEMO=1
 demo: $(STAMP)
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py migrate --noinput -v0
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py seed_demo
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The code a demo staff user's authenticator shows now: make demo-code WHO=northwind.risk1
+WHO ?= northwind.risk1
+demo-code: $(STAMP)
+	@$(DEMO_ENV) $(BIN)/python manage.py demo_otp_code $(WHO)
 
 # The whole suite against real PostgreSQL and a real Redis broker on this machine.
 test: $(STAMP)
-	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(BIN)/python -m pytest -q -p no:cacheprovider
+	$(DEV_ENV) DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Engine benches, then the database path (its own PostgreSQL database and Celery worker).
 # ONLY=name,name runs only those; BENCH_ACCOUNTS=2000 a smaller book for the database benches.
 ONLY ?=
 bench: $(STAMP)
-	$(BIN)/python -m margin.bench $(ONLY)
+	$(DEV_ENV) $(BIN)/python -m margin.bench $(ONLY)
 
 bench-e2e: $(STAMP)
 	$(MAKE) bench ONLY=end_to_end_recompute,tick_to_snapshot
@@ -41,7 +53,12 @@ lint: $(STAMP)
 # The committed OpenAPI document (docs/openapi.yaml), regenerated after an API change; the suite
 # fails while it differs from what the code generates (tests/brokerage/test_schema_drift.py).
 schema: $(STAMP)
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(DEV_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+# Known vulnerabilities of the pinned packages, from PyPI's advisory data: run before a release
+# (not part of .ci/run, whose result changes only with the code). Needs the network.
+audit-deps: $(STAMP)
+	$(BIN)/pip-audit --requirement requirements.lock --no-deps --disable-pip --vulnerability-service pypi --progress-spinner off
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache

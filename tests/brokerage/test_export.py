@@ -13,13 +13,13 @@ from django.core.management.base import CommandError
 from brokerage import audit
 from brokerage.models import AuditEvent
 from brokerage.tenancy import create_platform_user
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_compliance_officer_exports_the_firms_own_chain(client, world):
-    client.login(username="alpha_compliance_officer", password=PASSWORD)
+    log_in(client, "alpha_compliance_officer", password=PASSWORD)
     response = client.get("/api/v1/audit/export")
     assert response.status_code == 200
     body = response.json()
@@ -30,9 +30,9 @@ def test_the_compliance_officer_exports_the_firms_own_chain(client, world):
 
 
 def test_other_roles_cannot_export(client, world):
-    client.login(username="alpha_margin_desk", password=PASSWORD)
+    log_in(client, "alpha_margin_desk", password=PASSWORD)
     assert client.get("/api/v1/audit/export").status_code == 403
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     assert client.get("/api/v1/audit/export").status_code == 403
 
 

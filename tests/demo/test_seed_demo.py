@@ -25,6 +25,7 @@ from eligibility.calendar import add_business_days, next_business_day
 from eligibility.calendar import today as business_today
 from margin.models import MarginSnapshot
 from margin.reproduce import explanation
+from tests.factories import log_in
 from tests.margin.parity import assert_batch_equals_calculator
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -32,7 +33,7 @@ PASSWORD = "demo-pass-2026"
 
 
 def _login(client, username: str) -> None:
-    assert client.login(username=username, password=PASSWORD), username
+    assert log_in(client, username, password=PASSWORD), username
 
 
 def _every_row_has_its_audit_event(firms: list[Firm]) -> None:
