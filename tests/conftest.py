@@ -29,6 +29,9 @@ LAYER_BUDGET_S: dict[str, float] = {
     # The generic API matrix (tests/api/): every endpoint through every case, each on a fresh
     # two-firm world; 40-55 s measured (270 tests), room for a loaded machine.
     "api": 90.0,
+    # Logins (tests/security/): lockouts, second factor, session clocks, production settings
+    # (two subprocesses that import the settings, 3-6 s each).
+    "security": 120.0,
 }
 SUITE_BUDGET_S = 900.0
 _layer_seconds: dict[str, float] = defaultdict(float)
