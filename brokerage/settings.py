@@ -201,6 +201,9 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_SSL_REDIRECT = os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "1") == "1"
+    if not SECURE_SSL_REDIRECT:
+        # Said on purpose: the proxy in front redirects plain HTTP (check --deploy would warn).
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
     if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
         SECURE_PROXY_SSL_HEADER = (os.environ["DJANGO_SECURE_PROXY_SSL_HEADER"], "https")
 
