@@ -83,7 +83,8 @@ class SessionExpiryMiddleware:
 
 
 # Where a session that owes its second factor may still go: the login steps and static files.
-_OPEN_TO_UNVERIFIED = ("/accounts/", "/static/", "/admin/login/", "/admin/logout/")
+_OPEN_TO_UNVERIFIED = ("/accounts/login/", "/accounts/logout/", "/accounts/otp/", "/static/",
+                       "/admin/login/", "/admin/logout/")
 
 
 class SecondFactorMiddleware:

@@ -67,7 +67,8 @@ def test_the_portal_complies(client, world):
 
 
 def test_each_login_step_complies(client, world):
-    _complies(client.get("/accounts/login/"), "/accounts/login/")
+    for door in ("/accounts/login/", "/admin/login/"):
+        _complies(client.get(door), door)
     with freeze_time("2026-03-02 15:00:00"):
         log_in(client, world.a.users["risk_officer"], password=PASSWORD, second_factor=False)
         _complies(client.get("/accounts/otp/enrol/"), "enrol")
