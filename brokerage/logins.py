@@ -53,6 +53,19 @@ class LoginLockoutHandler(AxesDatabaseHandler):
                    by_address * settings.AXES_FAILURE_LIMIT // settings.LOGIN_ADDRESS_FAILURE_LIMIT)
 
 
+def client_address(request) -> str | None:
+    """The address a login attempt comes from. Behind N trusted proxies
+    (LOGIN_TRUSTED_PROXIES), the N-th entry from the right of X-Forwarded-For: the one the
+    outermost trusted proxy appended (entries further left are the client's to forge). Else
+    REMOTE_ADDR, the peer itself."""
+    proxies = settings.LOGIN_TRUSTED_PROXIES
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+                 if a.strip()]
+    if proxies > 0 and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR")
+
+
 def _cool_off_start():
     return timezone.now() - settings.AXES_COOLOFF_TIME
 

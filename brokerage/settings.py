@@ -144,11 +144,10 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_ENABLE_ADMIN = False  # its pages would list every firm's attempts; unlock is per firm
 AXES_VERBOSE = False
-# Behind a proxy, the client's address comes from the header it sets (axes reads
-# AXES_IPWARE_META_PRECEDENCE_ORDER); REMOTE_ADDR otherwise.
-if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
-    AXES_IPWARE_PROXY_COUNT = 1
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The address a login comes from: REMOTE_ADDR, or behind LOGIN_TRUSTED_PROXIES proxies the
+# entry the nearest of them appended to X-Forwarded-For (brokerage.logins.client_address).
+AXES_CLIENT_IP_CALLABLE = "brokerage.logins.client_address"
+LOGIN_TRUSTED_PROXIES = int(os.environ.get("LOGIN_TRUSTED_PROXIES", 0))
 
 OTP_TOTP_ISSUER = "Portfolio-margin back office"
 OTP_TOTP_THROTTLE_FACTOR = 1  # each wrong code doubles the wait before the next one counts

@@ -117,3 +117,17 @@ def test_only_the_firms_own_admin_unlocks(world):
     with pytest.raises(NotPermitted):
         logins.unlock_login(firm=world.firm_a, user=desk, actor=world.a.users["risk_officer"])
     assert not AuditEvent.objects.filter(event_type="login.unlocked").exists()
+
+
+def test_behind_a_trusted_proxy_the_address_is_the_one_it_forwarded(client, world, settings):
+    settings.LOGIN_TRUSTED_PROXIES = 1
+    for n in range(20):  # one attacker forging the left of the header, through the proxy
+        client.post("/accounts/login/", {"username": f"guess{n}", "password": WRONG},
+                    REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"1.2.3.{n}, 203.0.113.7")
+    forwarded = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+    assert client.post("/accounts/login/", {"username": "alpha_client", "password": PASSWORD},
+                       **forwarded).status_code == 429
+    # Another client behind the same proxy is not locked out with it.
+    assert client.post("/accounts/login/", {"username": "alpha_client", "password": PASSWORD},
+                       REMOTE_ADDR="10.0.0.1",
+                       HTTP_X_FORWARDED_FOR="198.51.100.4").status_code == 302
