@@ -46,23 +46,16 @@ class TenantScopeMiddleware:
         return response
 
 
-def _is_staff_session(request) -> bool:
-    """Whether the request's user holds a staff role (asked once per request)."""
-    if not hasattr(request, "_staff_session"):
-        request._staff_session = is_staff_member(request.user)
-    return request._staff_session
-
-
 SESSION_STARTED_AT = "session_started_at"
 SESSION_LAST_SEEN_AT = "session_last_seen_at"
 
 
 class SessionExpiryMiddleware:
     """Ends a session idle too long or open too long: staff after STAFF_SESSION_IDLE_S idle,
-    clients after CLIENT_SESSION_IDLE_S, everyone after SESSION_ABSOLUTE_S since login (brokerage.signals starts the clock).
-    The request then goes on as anonymous (a page asks for the login, the API answers 401).
-    (A password change ends every session of the user by itself: Django checks the session's
-    password hash on each request.)"""
+    clients after CLIENT_SESSION_IDLE_S, everyone SESSION_ABSOLUTE_S after the login (whose
+    signal starts the clock, brokerage.signals). The request then goes on as anonymous: a page
+    asks for the login, the API answers 401. (A password change ends every session of the user
+    by itself: Django checks the session's password hash on each request.)"""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -73,7 +66,7 @@ class SessionExpiryMiddleware:
             now = timezone.now().timestamp()
             started = session.setdefault(SESSION_STARTED_AT, now)
             last_seen = session.get(SESSION_LAST_SEEN_AT, started)
-            idle_limit = (settings.STAFF_SESSION_IDLE_S if _is_staff_session(request)
+            idle_limit = (settings.STAFF_SESSION_IDLE_S if is_staff_member(request.user)
                           else settings.CLIENT_SESSION_IDLE_S)
             if now - last_seen > idle_limit or now - started > settings.SESSION_ABSOLUTE_S:
                 logout(request)
