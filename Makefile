@@ -6,13 +6,17 @@ STAMP     := $(VENV)/.installed
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/pmargin
 BROKER    ?= redis://127.0.0.1:6379/0
 
-.PHONY: demo test bench bench-e2e lint schema clean serve loadtest
+# Production settings are the default (brokerage/settings.py); each target below says what it
+# runs under: the demo, the tests and the benches are development runs over plain HTTP.
+DEV_ENV   := DJANGO_DEBUG=1
+
+.PHONY: demo demo-code test bench bench-e2e lint schema audit-deps clean serve loadtest
 
 # The audit trail's keys (README "The audit trail's keys and anchors"). The demo and the benches
-# use the development keys generated once into var/ (DJANGO_DEBUG=1, the default); the suite
-# uses its own fixed, non-secret HMAC key (its signing key is var/'s; each test sends its
-# checkpoints to a temporary AUDIT_ANCHOR_DIR). Production sets real ones.
-TEST_AUDIT_ENV := DJANGO_DEBUG=1 AUDIT_HMAC_KEY_ID=test \
+# use the development keys generated once into var/ (DJANGO_DEBUG=1); the suite uses its own
+# fixed, non-secret HMAC key (its signing key is var/'s; each test sends its checkpoints to a
+# temporary AUDIT_ANCHOR_DIR). Production sets real ones.
+TEST_AUDIT_ENV := AUDIT_HMAC_KEY_ID=test \
 	AUDIT_HMAC_KEY=7465737420686d6163206b6579206f6e6c7920666f72207468652073756974652e
 
 $(STAMP): pyproject.toml requirements.lock
@@ -23,22 +27,29 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# The embedded default: SQLite in the repo, Celery eager (no broker), one process.
-DEMO_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DJANGO_DEBUG=1
+# The embedded default: SQLite in the repo, Celery eager (no broker), one process. Only here is
+# the published demo password accepted (PMARGIN_DEMO=1); staff log in with the code that
+# `manage.py demo_otp_code USERNAME` prints (the same env: see the seed's output).
+DEMO_ENV  := env -u DATABASE_URL -u CELERY_BROKER_URL $(DEV_ENV) PMARGIN_DEMO=1
 demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
+# The code a demo staff user's authenticator shows now: make demo-code WHO=northwind.risk1
+WHO ?= northwind.risk1
+demo-code: $(STAMP)
+	@$(DEMO_ENV) $(BIN)/python manage.py demo_otp_code $(WHO)
+
 # The whole suite against real PostgreSQL and a real Redis broker on this machine.
 test: $(STAMP)
-	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(TEST_AUDIT_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider
+	$(DEV_ENV) DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BROKER) $(TEST_AUDIT_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Engine benches, then the database path (its own PostgreSQL database and Celery worker).
 # ONLY=name,name runs only those; BENCH_ACCOUNTS=2000 a smaller book for the database benches.
 ONLY ?=
 bench: $(STAMP)
-	DJANGO_DEBUG=1 $(BIN)/python -m margin.bench $(ONLY)
+	$(DEV_ENV) $(BIN)/python -m margin.bench $(ONLY)
 
 bench-e2e: $(STAMP)
 	$(MAKE) bench ONLY=end_to_end_recompute,tick_to_snapshot
@@ -49,7 +60,12 @@ lint: $(STAMP)
 # The committed OpenAPI document (docs/openapi.yaml), regenerated after an API change; the suite
 # fails while it differs from what the code generates (tests/brokerage/test_schema_drift.py).
 schema: $(STAMP)
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(DEV_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+# Known vulnerabilities of the pinned packages, from PyPI's advisory data: run before a release
+# (not part of .ci/run, whose result changes only with the code). Needs the network.
+audit-deps: $(STAMP)
+	$(BIN)/pip-audit --requirement requirements.lock --no-deps --disable-pip --vulnerability-service pypi --progress-spinner off
 
 # The production stack on this machine (README "Production"): gunicorn, a Celery worker per queue
 # and beat, production settings over plain HTTP at 127.0.0.1:8000, on PostgreSQL (database

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import audit, tenancy, tokens
+from . import audit, logins, tenancy, tokens
 from .admin_base import ReadOnlyTenantAdmin, TenantAdmin
 from .errors import DomainError
 from .models import ApiToken, AuditEvent, Firm, Membership, iana_zone_names
@@ -143,7 +143,8 @@ class FirmUserAdmin(TenantAdmin):
 
     exclude = ()
     list_display = ("username", "first_name", "last_name", "email", "firm_role", "is_active",
-                    "last_login")
+                    "locked_out", "last_login")
+    actions = ["unlock_logins"]
     list_filter = ("is_active",)
     search_fields = ("username", "first_name", "last_name", "email")
     ordering = ("username",)
@@ -157,7 +158,8 @@ class FirmUserAdmin(TenantAdmin):
         firm = current_firm_or_none()
         if firm is None:
             return User.objects.none()
-        return tenancy.firm_users(firm).select_related("membership")
+        return logins.with_recent_failed_logins(
+            tenancy.firm_users(firm).select_related("membership"))
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = FirmUserChangeForm if obj is not None else FirmUserAddForm
@@ -177,6 +179,16 @@ class FirmUserAdmin(TenantAdmin):
     @admin.display(description="role")
     def firm_role(self, obj) -> str:
         return obj.membership.get_role_display()
+
+    @admin.display(description="locked out", boolean=True)
+    def locked_out(self, obj) -> bool:
+        return logins.is_locked_out(getattr(obj, "recent_failed_logins", 0))
+
+    @admin.action(description="Unlock the selected users' logins (clear their failed logins)")
+    def unlock_logins(self, request, queryset) -> None:
+        for user in queryset.order_by("pk"):
+            logins.unlock_login(firm=current_firm(), user=user, actor=request.user)
+        self.message_user(request, f"{queryset.count()} user(s) unlocked.", messages.SUCCESS)
 
     @admin.display(description="password")
     def password_link(self, obj) -> str:

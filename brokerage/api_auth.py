@@ -11,10 +11,11 @@ This module imports no app.
 
 from __future__ import annotations
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
-from . import tokens
+from . import second_factor, tokens
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -56,3 +57,23 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer",
                 "description": "an API token (`manage.py create_api_token` or "
                                "POST /api/v1/tokens/)"}
+
+
+class VerifiedSessionAuthentication(authentication.SessionAuthentication):
+    """DRF's session authentication (with its CSRF check), refusing a session that owes its
+    second factor: a staff session, or an enrolled client's, whose code was not verified
+    (`brokerage.second_factor`). Scripts use tokens and are never asked for a code."""
+
+    def authenticate(self, request):
+        authenticated = super().authenticate(request)
+        if authenticated is not None and second_factor.second_factor_missing(authenticated[0]):
+            raise exceptions.PermissionDenied(
+                "this session has not verified its second factor: enter the code at "
+                "/accounts/otp/ (or call the API with a token)", code="second_factor_required")
+        return authenticated
+
+
+class VerifiedSessionScheme(SessionScheme):
+    """The schema's session scheme (`cookieAuth`), as for DRF's own session authentication."""
+
+    target_class = VerifiedSessionAuthentication

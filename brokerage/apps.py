@@ -6,4 +6,4 @@ class BrokerageConfig(AppConfig):
     verbose_name = "Brokerage: tenancy and audit"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401
+        from . import logins, signals  # noqa: F401

@@ -3,7 +3,17 @@
 - DATABASE_URL: e.g. postgres://postgres@127.0.0.1:5432/pmargin. Absent: SQLite in the repo.
 - CELERY_BROKER_URL: e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//.
   Absent: Celery runs tasks eagerly in-process (no broker, no worker).
-- DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS, EMAIL_BACKEND.
+- DJANGO_DEBUG: "1" for the demo, the tests and the benches (the Makefile and .ci/run set it).
+  Unset or anything else: production (Secure cookies, HSTS, SSL redirect, no traceback pages),
+  which needs DJANGO_SECRET_KEY.
+- DJANGO_SECURE_SSL_REDIRECT: "0" when a proxy in front already redirects to HTTPS (production
+  only; default on). DJANGO_SECURE_PROXY_SSL_HEADER: the header that proxy sets, e.g.
+  "HTTP_X_FORWARDED_PROTO" (its value must be "https").
+- PMARGIN_DEMO: "1" under `make demo` (with DJANGO_DEBUG=1) and `make serve` (production
+  settings over plain HTTP, SERVE_PLAIN_HTTP=1) only: the published demo password works,
+  `seed_demo` and `demo_otp_code` run. Nowhere else.
+- CLIENT_SESSION_IDLE_S: a client's session ends after this many idle seconds (default 1800).
+- DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, EMAIL_BACKEND.
 - AUDIT_HMAC_KEY (+ AUDIT_HMAC_KEY_ID, AUDIT_HMAC_RETIRED_KEYS), AUDIT_SIGNING_KEY (+
   AUDIT_SIGNING_RETIRED_PUBLIC_KEYS), AUDIT_ANCHOR_DIR: the audit trail's keys and anchors
   (brokerage.audit_keys). Production (DJANGO_DEBUG=0) refuses to start without the two keys.
@@ -12,6 +22,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -20,7 +31,14 @@ from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Production is the default: only an explicit DJANGO_DEBUG=1 (the demo, the tests, the benches)
+# turns the development settings on.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+# The demo (its published password, seed_demo, demo_otp_code): `make demo` (development
+# settings) or `make serve` (the production stack over plain HTTP on 127.0.0.1), never a real
+# production installation, which serves over TLS.
+DEMO = os.environ.get("PMARGIN_DEMO", "0") == "1" and (
+    DEBUG or os.environ.get("SERVE_PLAIN_HTTP", "0") == "1")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
@@ -59,6 +77,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "guardian",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "brokerage",
     "accounts",
     "margin",
@@ -69,13 +91,20 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    # Idle and absolute session limits, then the second factor: before anything reads the user.
+    "brokerage.middleware.SessionExpiryMiddleware",
+    "brokerage.middleware.SecondFactorMiddleware",
     "brokerage.middleware.TenantScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused for a lockout into the lockout page (axes' own docs say so).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "brokerage.urls"
@@ -108,25 +137,102 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # First: refuses any login attempt of a locked-out user or address before a password is
+    # checked (every door: /accounts/login/, /admin/login/; the API takes tokens, not passwords).
+    "axes.backends.AxesStandaloneBackend",
+    "brokerage.passwords.PasswordBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row; anonymous users hold nothing
 GUARDIAN_RAISE_403 = False
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # The demo's password is published (README, seed output): nobody may choose it.
+    {"NAME": "brokerage.passwords.PublishedPasswordValidator"},
 ]
+
+# -- logins: lockout (django-axes), second factor (django-otp), sessions ----------------------
+# A user is locked out after AXES_FAILURE_LIMIT failed passwords, an address after
+# LOGIN_ADDRESS_FAILURE_LIMIT (higher: an office behind one address holds many people), within
+# the cool-off; a firm admin unlocks a user earlier (brokerage.logins.unlock_login).
+AXES_HANDLER = "brokerage.logins.LoginLockoutHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_USER_FAILURE_LIMIT", 5))
+LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("LOGIN_ADDRESS_FAILURE_LIMIT", 20))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", 30)))
+AXES_RESET_ON_SUCCESS = True
+# A refused attempt during a lockout neither counts nor restarts the cool-off (the audit trail
+# still records it: login.refused_locked_out).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLE_ADMIN = False  # its pages would list every firm's attempts; unlock is per firm
+AXES_VERBOSE = False
+# The address a login comes from: REMOTE_ADDR, or behind LOGIN_TRUSTED_PROXIES proxies the
+# entry the nearest of them appended to X-Forwarded-For (brokerage.logins.client_address).
+AXES_CLIENT_IP_CALLABLE = "brokerage.logins.client_address"
+LOGIN_TRUSTED_PROXIES = int(os.environ.get("LOGIN_TRUSTED_PROXIES", 0))
+
+OTP_TOTP_ISSUER = "Portfolio-margin back office"
+OTP_TOTP_THROTTLE_FACTOR = 1  # each wrong code doubles the wait before the next one counts
+OTP_STATIC_THROTTLE_FACTOR = 1
+SECOND_FACTOR_RECOVERY_CODES = 10
+
+# Sessions (brokerage.middleware.SessionExpiryMiddleware): staff end after 30 minutes idle,
+# clients after a configurable idle time; everyone's 12 hours after the login.
+STAFF_SESSION_IDLE_S = 30 * 60
+CLIENT_SESSION_IDLE_S = int(os.environ.get("CLIENT_SESSION_IDLE_S", 30 * 60))
+SESSION_ABSOLUTE_S = 12 * 60 * 60
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_S  # the cookie never outlives the absolute limit
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "America/New_York"  # the exchange's clock: business days follow NYSE/Cboe
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
+STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+
+# -- transport and browser protections ---------------------------------------------------------
+# Every page's scripts and styles come from our own static files: no inline <script>, no style
+# attribute (django-csp sends the header on every response).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # no script of ours reads it: forms carry the token
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_SSL_REDIRECT = os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "1") == "1"
+    if not SECURE_SSL_REDIRECT:
+        # Said on purpose: the proxy in front redirects plain HTTP (check --deploy would warn).
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
+    if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
+        SECURE_PROXY_SSL_HEADER = (os.environ["DJANGO_SECURE_PROXY_SSL_HEADER"], "https")
 
 REST_FRAMEWORK = {
     # Tokens first: DRF answers an anonymous request with the first authenticator's challenge,
@@ -134,8 +240,10 @@ REST_FRAMEWORK = {
     # HTTP Basic is off: scripts use tokens, which never carry a user's password.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "brokerage.api_auth.BearerTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "brokerage.api_auth.VerifiedSessionAuthentication",
     ],
+    # A session is one more door: a staff session counts only once its second factor is
+    # verified (brokerage.api_auth.VerifiedSessionAuthentication).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, strictly: no NaN/Infinity, no repeated keys, nesting bounded (a 400 each).
     "DEFAULT_PARSER_CLASSES": ["brokerage.parsers.StrictJSONParser"],

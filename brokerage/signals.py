@@ -8,9 +8,11 @@ from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models.signals import pre_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from . import audit
 from .errors import NotPermitted
+from .middleware import SESSION_LAST_SEEN_AT, SESSION_STARTED_AT
 from .models import AuditEvent, Membership
 from .tenancy import membership_of, platform_role_of, require_tenant_actor
 
@@ -33,6 +35,15 @@ def audit_login(sender, request, user, **kwargs) -> None:
     with transaction.atomic():
         audit.record(firm=membership.firm, actor=user, event_type="staff.login",
                      object_type="auth.user", object_id=user.pk, after={"ip": ip})
+
+
+@receiver(user_logged_in, dispatch_uid="brokerage.signals.start_session_clock")
+def start_session_clock(sender, request, user, **kwargs) -> None:
+    """The clock of the session's idle and absolute limits (SessionExpiryMiddleware)."""
+    if request is not None and hasattr(request, "session"):
+        now = timezone.now().timestamp()
+        request.session[SESSION_STARTED_AT] = now
+        request.session[SESSION_LAST_SEEN_AT] = now
 
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)

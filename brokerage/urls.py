@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import login_views, views
 from .api_views import (
     ApiRootView,
     ApiTokenViewSet,
@@ -33,6 +33,8 @@ urlpatterns = [
     path("portal/", include("web.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/otp/", login_views.otp_verify, name="otp-verify"),
+    path("accounts/otp/enrol/", login_views.otp_enrol, name="otp-enrol"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("", include("operations.urls")),  # /healthz, /readyz, /metrics (issue 17)

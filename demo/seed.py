@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,8 +31,10 @@ from accounts import services as book
 from accounts.models import Account, Client, Instrument
 from brokerage import audit
 from brokerage.models import Firm, Membership
-from brokerage.roles import PlatformRoleName, Role
+from brokerage.passwords import DEMO_PASSWORD
+from brokerage.roles import STAFF_ROLES, PlatformRoleName, Role
 from brokerage.scope import firm_scope
+from brokerage.second_factor import base32_secret, issue_authenticator
 from brokerage.tenancy import create_firm, create_firm_user, create_platform_user
 from margin import business_days
 from margin import services as risk_parameters
@@ -46,7 +49,10 @@ from margin.models import AccountMargin, MarginCall, MarginSnapshot
 from margin.receivers import recompute_suspended
 from margin.tasks import recompute_accounts, recompute_firm
 
-PASSWORD = "demo-pass-2026"
+# Published (README, the seed's output), so refused everywhere but the demo: set with
+# `set_password` (no validator runs) only under the demo settings, and accepted at the login only
+# there (brokerage.passwords).
+PASSWORD = DEMO_PASSWORD
 RATE = 0.043
 
 # symbol: (kind, product_class, class_group, price, implied vol, dividend yield)
@@ -161,6 +167,10 @@ PLATFORM_AUDITOR = "platform.auditor"
 
 def seed(*, write: Write) -> None:
     """Load the demo once, compute every firm's margin, print the logins."""
+    if not settings.DEMO:
+        raise ImproperlyConfigured("the demo loads only under the demo settings (DJANGO_DEBUG=1 "
+                                   "PMARGIN_DEMO=1, as `make demo` sets): its password is "
+                                   "published")
     if Firm.objects.filter(slug=FIRMS[0][0]).exists():
         write("Demo data already loaded.")
     else:
@@ -201,8 +211,16 @@ def load(*, today: date) -> None:
 def create_platform_auditor() -> None:
     """The platform's auditor: a login of no firm holding the platform `auditor` role
     (read-only, cross-firm audit export with a reason), never a superuser."""
-    create_platform_user(username=PLATFORM_AUDITOR, role=PlatformRoleName.AUDITOR,
-                         password=PASSWORD, email=f"{PLATFORM_AUDITOR}@demo.example")
+    set_demo_password(create_platform_user(username=PLATFORM_AUDITOR,
+                                           role=PlatformRoleName.AUDITOR,
+                                           email=f"{PLATFORM_AUDITOR}@demo.example"))
+
+
+def set_demo_password(user):
+    """The published demo password, set without the validators (which refuse it)."""
+    user.set_password(PASSWORD)
+    user.save(update_fields=["password"])
+    return user
 
 
 # -- shared reference data (platform chain) ---------------------------------------------------
@@ -281,9 +299,11 @@ def open_firm(*, slug: str, name: str) -> tuple[Firm, dict[str, Any]]:
     for role, count in STAFF:
         for n in range(1, count + 1):
             username = f"{slug}.{LOGIN_NAMES[role]}{n if count > 1 else ''}"
-            staff[username] = create_firm_user(firm=firm, username=username, role=role,
-                                              email=f"{username}@demo.example",
-                                              password=PASSWORD, actor=admin)
+            staff[username] = set_demo_password(create_firm_user(
+                firm=firm, username=username, role=role, email=f"{username}@demo.example",
+                actor=admin))
+            # Every staff role needs a second factor: the demo's is issued, its secret printed.
+            issue_authenticator(user=staff[username])
             admin = admin or staff[username]  # the admin (first) adds the others
     return firm, staff
 
@@ -353,8 +373,8 @@ def open_client(*, firm: Firm, firm_index: int, n: int, label: str, margin_type:
              if is_applicant else f"{firm.slug}.crypto" if label == CRYPTO_BOOK[0] else None)
     user = None
     if login:
-        user = create_firm_user(firm=firm, username=login, role=Role.CLIENT, password=PASSWORD,
-                                email=f"{login}@demo.example", actor=admin)
+        user = set_demo_password(create_firm_user(firm=firm, username=login, role=Role.CLIENT,
+                                                  email=f"{login}@demo.example", actor=admin))
         book.update_client(client=client, actor=admin, portal_user=user)
     deliver_disclosures(client=client, admin=admin, portfolio_margin=wants_pm)
     account = book.open_account(
@@ -499,13 +519,17 @@ def _short_by(firm: Firm, number: str, shortfall: Decimal, desk) -> Account:
 
 def print_logins(*, write: Write) -> None:
     write(f"\nDemo logins (password for all: {PASSWORD})")
-    write("  http://127.0.0.1:8000/admin/   staff desk")
+    write("  http://127.0.0.1:8000/admin/   staff desk; staff are then asked for the code of their")
+    write("  authenticator: add the secret beside the login to an authenticator app, or print the")
+    write("  current code with `make demo-code WHO=northwind.risk1` (manage.py demo_otp_code)")
     for slug, name in FIRMS:
         firm = Firm.objects.get(slug=slug)
         write(f"  {name}:")
         with firm_scope(firm):
             for m in Membership.objects.select_related("user").order_by("role", "user__username"):
-                write(f"    {m.user.username:<28} {m.get_role_display()}")
+                secret = (f"  TOTP secret {base32_secret(issue_authenticator(user=m.user))}"
+                          if m.role in STAFF_ROLES else "")
+                write(f"    {m.user.username:<28} {m.get_role_display():<20}{secret}".rstrip())
     write(f"  Platform auditor (no firm; read-only, cross-firm audit export): {PLATFORM_AUDITOR}")
     accounts = Account.cross_firm.for_compliance(reason="demo banner").count()
     write(f"  {accounts} accounts in 2 firms\n")

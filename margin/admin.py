@@ -47,7 +47,7 @@ class MarginSnapshotAdmin(ReadOnlyTenantAdmin):
 
     @admin.display(description="Explanation")
     def explanation(self, obj: MarginSnapshot) -> str:
-        return format_html("<pre style='white-space:pre-wrap'>{}</pre>",
+        return format_html('<pre class="explanation">{}</pre>',
                            explain_snapshot(obj))
 
 

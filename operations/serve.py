@@ -58,6 +58,7 @@ def environment() -> dict[str, str]:
         "AUDIT_SIGNING_KEY": os.environ.get("AUDIT_SIGNING_KEY") or signing_file.read_text(),
         "AUDIT_ANCHOR_DIR": os.environ.get("AUDIT_ANCHOR_DIR") or str(STATE / "audit-anchors"),
         "SERVE_PLAIN_HTTP": "1",
+        "PMARGIN_DEMO": "1",  # the demo data and its logins (brokerage.settings.DEMO)
         "DJANGO_ALLOWED_HOSTS": os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost"),
         "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),

@@ -34,6 +34,42 @@ class World:
     b: FirmWorld
 
 
+def log_in(client, user, *, password: str | None = None, second_factor: bool = True) -> bool:
+    """The one way tests log a user in on a test client, through the real mechanisms.
+
+    With a password: Django's authenticate with a request, as the login door calls it (so
+    django-axes counts a failure); without: `force_login`. Then a staff user (or anyone with an
+    authenticator) gets a confirmed TOTP device verified in that session by `django_otp.login`,
+    what the code step does; `second_factor=False` leaves the session owing its code.
+    Returns whether the user is logged in."""
+    from django.http import HttpRequest
+    from django.test import RequestFactory
+    from django_otp import login as otp_login
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from brokerage.second_factor import AUTHENTICATOR, requires_second_factor
+
+    if isinstance(user, str):
+        username = user
+        user = get_user_model().objects.filter(username=username).first()
+    else:
+        username = user.username
+    if password is not None:
+        door = RequestFactory().post("/accounts/login/")
+        if not client.login(request=door, username=username, password=password):
+            return False
+    else:
+        client.force_login(user)
+    if second_factor and requires_second_factor(user):
+        device = (TOTPDevice.objects.filter(user=user, confirmed=True).first()
+                  or TOTPDevice.objects.create(user=user, name=AUTHENTICATOR, confirmed=True))
+        request = HttpRequest()
+        request.session, request.user = client.session, user
+        otp_login(request, device)
+        request.session.save()
+    return True
+
+
 def make_user(username: str, *, staff: bool = True):
     User = get_user_model()
     return User.objects.create_user(username=username, password=PASSWORD, is_staff=staff,

@@ -14,7 +14,7 @@ from accounts.models import Client
 from brokerage import audit
 from brokerage.scope import firm_scope
 from brokerage.tenancy import create_firm_user, update_firm_user
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,7 @@ def test_the_form_offers_only_the_firms_own_unlinked_client_users(client, world)
             annual_income=Decimal(1), net_worth=Decimal(1), liquid_net_worth=Decimal(1),
             portal_user=linked_elsewhere)
     assert other.portal_user_id == linked_elsewhere.pk
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     page = client.get(_change_url(world.a.client))
     assert page.status_code == 200
     choices = {int(str(v)) for v, _ in
@@ -60,7 +60,7 @@ def test_the_form_offers_only_the_firms_own_unlinked_client_users(client, world)
 
 def test_a_foreign_portal_user_posted_anyway_is_refused_and_nothing_is_written(client, world):
     foreign = world.b.users["client"]
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     events_before = audit.events_for(world.firm_a).count()
     response = client.post(_change_url(world.a.client),
                            _form_data(world.a.client, portal_user=foreign.pk))
@@ -72,7 +72,7 @@ def test_a_foreign_portal_user_posted_anyway_is_refused_and_nothing_is_written(c
 
 def test_the_firms_own_client_user_is_linked_and_the_audit_shows_it(client, world):
     own = world.a.users["client"]
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     response = client.post(_change_url(world.a.client), _form_data(world.a.client,
                                                                    portal_user=own.pk))
     assert response.status_code == 302
@@ -120,7 +120,7 @@ def test_an_unknown_client_field_is_refused_by_name(world):
 @pytest.mark.parametrize(("whose", "status"), [("own", 302), ("foreign", 200)])
 def test_a_new_client_gets_only_the_firms_own_client_user(client, world, whose, status):
     user = world.a.users["client"] if whose == "own" else world.b.users["client"]
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     data = _form_data(world.a.client, name="New client", portal_user=user.pk)
     response = client.post(reverse("admin:accounts_client_add"), data)
     assert response.status_code == status
@@ -143,7 +143,7 @@ def test_a_client_whose_portal_user_was_deactivated_can_still_be_edited(client, 
     with firm_scope(world.firm_a):
         book.update_client(client=world.a.client, actor=admin, portal_user=own)
         update_firm_user(firm=world.firm_a, user=own, actor=admin, is_active=False)
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     linked = Client.cross_firm.for_compliance(reason="test").get(pk=world.a.client.pk)
     response = client.post(_change_url(linked), _form_data(linked, phone="+1 212 555 0100"))
     assert response.status_code == 302

@@ -33,7 +33,7 @@ from margin.calls.services import issue_call
 from margin.models import RiskParameterSet
 from tests.api.endpoints import _execution, listed_for_trading
 from tests.api_body import errors_of, the_error
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, log_in, make_user
 
 APPLICATIONS = "/api/v1/applications/"
 RISK_PARAMETERS = "/api/v1/risk-parameters/"
@@ -43,7 +43,7 @@ BIGINT_OVERFLOW = str(2**63)
 
 def logged_in(user) -> Client:
     client = Client()
-    client.force_login(user)
+    log_in(client, user)
     return client
 
 
@@ -384,7 +384,7 @@ def test_a_user_of_no_firm_gets_a_403_from_tenant_endpoints(db):
 
 def test_a_session_write_without_its_csrf_token_is_a_403(world, admin):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(admin)
+    log_in(client, admin)
     before = application_count()
     response = client.post(APPLICATIONS, {"account": world.a.account.pk},
                            content_type="application/json")

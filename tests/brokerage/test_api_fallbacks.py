@@ -9,6 +9,7 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from brokerage.urls import urlpatterns as project_urls
+from tests.factories import log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ handler500 = "brokerage.api_errors.server_error"
 
 def test_an_unmatched_api_url_is_the_one_404_body_elsewhere_djangos_page(world):
     client = Client()
-    client.force_login(world.a.users["firm_admin"])
+    log_in(client, world.a.users["firm_admin"])
     answer = client.get("/api/v1/no-such-resource/")
     assert answer.status_code == 404 and answer["Content-Type"] == "application/json"
     assert answer.json() == {"errors": [{"field": "", "code": "not_found",

@@ -8,6 +8,7 @@ from django.test import Client
 from brokerage.roles import Role
 from brokerage.tokens import create_api_token
 from tests.api_body import the_error
+from tests.factories import log_in
 
 ROOT = "/api/v1/"
 RESOURCES = ("accounts", "applications", "rule-sets", "margin-calls", "call-policies",
@@ -24,7 +25,7 @@ def test_anonymous_is_a_401_with_the_bearer_challenge(db):
 
 def test_the_root_links_every_resource_for_any_logged_in_user(world):
     client = Client()
-    client.force_login(world.a.users[Role.CLIENT.value])
+    log_in(client, world.a.users[Role.CLIENT.value])
     response = client.get(ROOT)
     assert response.status_code == 200
     links = response.json()
@@ -48,6 +49,6 @@ def test_the_root_links_every_resource_for_any_logged_in_user(world):
 
 def test_the_schema_documents_the_root(world):
     client = Client()
-    client.force_login(world.a.users[Role.CLIENT.value])
+    log_in(client, world.a.users[Role.CLIENT.value])
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert set(schema["paths"]["/api/v1/"]["get"]["responses"]) == {"200", "401"}

@@ -22,7 +22,7 @@ from brokerage.models import ApiToken, AuditEvent
 from brokerage.roles import Role
 from brokerage.tokens import create_api_token, revoke_api_token
 from tests.api_body import the_error
-from tests.factories import make_user
+from tests.factories import log_in, make_user
 
 TOKENS = "/api/v1/tokens/"
 ACCOUNTS = "/api/v1/accounts/"
@@ -35,7 +35,7 @@ def bearer(secret: str, address: str = "203.0.113.7") -> Client:
 
 def logged_in(user) -> Client:
     client = Client()
-    client.force_login(user)
+    log_in(client, user)
     return client
 
 

@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 
 from brokerage import audit
 from brokerage.models import AuditEvent
-from tests.factories import make_firm
+from tests.factories import log_in, make_firm
 
 
 @pytest.mark.django_db
@@ -121,8 +121,8 @@ def test_staff_login_is_audited_and_client_login_is_not(client, world):
     from tests.factories import PASSWORD
 
     before = audit.events_for(world.firm_a).filter(event_type="staff.login").count()
-    assert client.login(username="alpha_margin_desk", password=PASSWORD)
-    assert client.login(username="alpha_client", password=PASSWORD)
+    assert log_in(client, "alpha_margin_desk", password=PASSWORD)
+    assert log_in(client, "alpha_client", password=PASSWORD)
     logins = audit.events_for(world.firm_a).filter(event_type="staff.login")
     assert logins.count() == before + 1
     assert logins.last().actor_role == "margin_desk"

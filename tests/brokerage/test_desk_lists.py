@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from brokerage import audit
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def _queries(client, url: str) -> int:
 
 
 def test_the_audit_list_reads_its_actors_in_one_query(client, world):
-    client.login(username="alpha_compliance_officer", password=PASSWORD)
+    log_in(client, "alpha_compliance_officer", password=PASSWORD)
     url = reverse("admin:brokerage_auditevent_changelist")
     before = _queries(client, url)
     with transaction.atomic():
@@ -33,5 +33,5 @@ def test_the_audit_list_reads_its_actors_in_one_query(client, world):
 
 
 def test_the_risk_parameter_list_opens(client, world):
-    client.login(username="alpha_risk_officer", password=PASSWORD)
+    log_in(client, "alpha_risk_officer", password=PASSWORD)
     assert client.get(reverse("admin:margin_riskparameterset_changelist")).status_code == 200

@@ -11,7 +11,7 @@ from brokerage import audit
 from brokerage.errors import NotFound, NotPermitted
 from brokerage.models import Membership
 from brokerage.tenancy import set_firm_user_password, update_firm_user
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -31,7 +31,7 @@ def _post_password(client, user) -> int:
 
 @pytest.fixture
 def firm_admin(client, world):
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     return client
 
 
@@ -117,7 +117,7 @@ def test_the_last_firm_admin_cannot_demote_or_deactivate_themselves(firm_admin, 
 
 @pytest.mark.parametrize("role", ["risk_officer", "margin_desk", "compliance_officer"])
 def test_no_other_role_administers_users(client, world, role):
-    client.login(username=f"alpha_{role}", password=PASSWORD)
+    log_in(client, f"alpha_{role}", password=PASSWORD)
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
     target = world.a.users["client"]
     assert _post_password(client, target) == 404

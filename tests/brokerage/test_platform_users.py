@@ -27,7 +27,7 @@ from brokerage.tenancy import (
     set_firm_user_password,
     update_firm_user,
 )
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -50,7 +50,7 @@ def test_create_platform_user_reads_the_password_from_stdin_and_is_audited(clien
     assert event.firm is None and event.after["role"] == "auditor"
     assert event.after["password_set"] is True
     assert PASSWORD not in str(event.after)
-    assert client.login(username="auditor1", password=PASSWORD)
+    assert log_in(client, "auditor1", password=PASSWORD)
     login = _platform_events("platform.login").get()  # platform logins: the platform chain
     assert login.actor == user and login.actor_role == "platform_auditor"
     assert audit.verify_chain(audit.PLATFORM_CHAIN) is None
@@ -81,7 +81,7 @@ def test_a_platform_users_role_changes_and_deactivation_are_audited(client, db):
     call_command("platform_user", "ops", "--deactivate", stdout=StringIO())
     assert not User.objects.get(username="ops").is_active
     assert _platform_events("platform_user.deactivated").exists()
-    assert not client.login(username="ops", password=PASSWORD)
+    assert not log_in(client, "ops", password=PASSWORD)
     with pytest.raises(CommandError):
         call_command("platform_user", "alpha_firm_admin_nobody", "--deactivate",
                      stdout=StringIO())
@@ -133,7 +133,7 @@ def test_a_platform_auditor_changes_no_tenant_row_through_the_services(world, au
 
 def test_a_platform_auditor_gets_nothing_from_the_desk(client, world, auditor):
     target = world.a.users["margin_desk"]
-    client.login(username="platform.auditor", password=PASSWORD)
+    log_in(client, "platform.auditor", password=PASSWORD)
     assert client.get(reverse("admin:index")).status_code == 302  # not staff: to the login page
     # Even with the staff flag set by mistake, the desk shows and changes nothing.
     User.objects.filter(pk=auditor.pk).update(is_staff=True)
@@ -179,7 +179,7 @@ def test_a_member_of_another_firm_is_not_an_actor_here(world):
 
 
 def test_a_platform_auditor_writes_nothing_through_the_api(client, world, auditor):
-    client.login(username="platform.auditor", password=PASSWORD)
+    log_in(client, "platform.auditor", password=PASSWORD)
     response = client.post("/api/v1/applications/", {"account": world.a.account.pk},
                            content_type="application/json")
     assert response.status_code == 403
@@ -190,7 +190,7 @@ def test_a_platform_auditor_writes_nothing_through_the_api(client, world, audito
 
 
 def test_the_home_page_tells_a_platform_user_where_their_door_is(client, auditor):
-    client.login(username="platform.auditor", password=PASSWORD)
+    log_in(client, "platform.auditor", password=PASSWORD)
     response = client.get("/")
     assert response.status_code == 200 and b"export_audit_trail --all-firms" in response.content
 
@@ -199,7 +199,7 @@ def test_a_platform_users_password_is_set_from_stdin_audited(client, db):
     call_command("create_platform_user", "ops2", "--role", "market_data", stdout=StringIO())
     call_command("platform_user", "ops2", "--set-password", "--password-stdin",
                  stdin=StringIO(PASSWORD + "\n"), stdout=StringIO())
-    assert client.login(username="ops2", password=PASSWORD)
+    assert log_in(client, "ops2", password=PASSWORD)
     event = _platform_events("platform_user.changed").get()
     assert event.after["password_set"] is True and PASSWORD not in str(event.after)
     with pytest.raises(CommandError):  # no source, no password

@@ -13,7 +13,7 @@ from accounts import services as book
 from accounts.models import Account, Client, Instrument, LedgerEntry, Position
 from brokerage.models import Membership, TenantModel
 from brokerage.scope import NoFirmInScope, firm_scope
-from tests.factories import PASSWORD, shared_instrument
+from tests.factories import PASSWORD, log_in, shared_instrument
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def _admin_models():
 
 def test_every_admin_changelist_shows_only_its_own_firm(client, world):
     _populate(world)
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     b_account = world.b.account
     for model in _admin_models():
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
@@ -89,7 +89,7 @@ def test_every_admin_changelist_shows_only_its_own_firm(client, world):
 
 
 def test_another_firms_object_is_a_404_in_the_admin(client, world):
-    client.login(username="alpha_risk_officer", password=PASSWORD)
+    log_in(client, "alpha_risk_officer", password=PASSWORD)
     url = reverse("admin:accounts_account_change", args=[world.b.account.pk])
     assert client.get(url).status_code == 404
     own = reverse("admin:accounts_account_change", args=[world.a.account.pk])
@@ -104,7 +104,7 @@ def test_tenant_users_hold_no_global_model_permission(world):
 
 
 def test_a_client_user_cannot_enter_the_staff_admin(client, world):
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302  # not staff: sent to the login page
 

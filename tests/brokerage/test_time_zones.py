@@ -16,7 +16,7 @@ from brokerage.models import Firm
 from brokerage.scope import firm_scope
 from margin.models import MarginSnapshot
 from margin.snapshots import compute_snapshots
-from tests.factories import PASSWORD, value_each_firms_account
+from tests.factories import PASSWORD, log_in, value_each_firms_account
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +58,7 @@ def _zone(firm, name: str) -> None:
 def test_the_portal_shows_a_snapshot_time_in_the_firms_zone(client, valued, zone, instant, shown):
     _zone(valued.firm_a, zone)
     _dated(valued.a.account, instant)
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     for url in ("/portal/", "/portal/accounts/ALPHA-0001/"):
         html = client.get(url).content.decode()
         assert shown in html, url
@@ -72,10 +72,10 @@ def test_two_firms_in_two_zones_each_see_their_own(client, valued):
     _zone(valued.firm_b, "Asia/Tokyo")
     for fw in (valued.a, valued.b):
         _dated(fw.account, SUMMER)
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     assert "2026-07-01 10:40 EDT" in client.get("/portal/accounts/ALPHA-0001/").content.decode()
     client.logout()
-    client.login(username="beta_client", password=PASSWORD)
+    log_in(client, "beta_client", password=PASSWORD)
     page = client.get("/portal/accounts/BETA-0001/").content.decode()
     assert "2026-07-01 23:40 JST" in page and "10:40" not in page
 
@@ -83,7 +83,7 @@ def test_two_firms_in_two_zones_each_see_their_own(client, valued):
 def test_the_desk_shows_times_in_the_firms_zone_and_names_it(client, valued):
     _zone(valued.firm_a, "Europe/London")
     _dated(valued.a.account, SUMMER)
-    client.login(username="alpha_risk_officer", password=PASSWORD)
+    log_in(client, "alpha_risk_officer", password=PASSWORD)
     page = client.get("/admin/margin/marginsnapshot/").content.decode()
     assert "Times in Europe/London" in page
     assert "3:40 p.m." in page  # 14:40 UTC in London in summer
@@ -91,7 +91,7 @@ def test_the_desk_shows_times_in_the_firms_zone_and_names_it(client, valued):
 
 def test_the_zone_is_not_left_active_after_the_request(client, valued):
     _zone(valued.firm_a, "Asia/Tokyo")
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     client.get("/portal/")
     assert timezone.get_current_timezone_name() == "America/New_York"  # settings.TIME_ZONE
 
@@ -114,7 +114,7 @@ def test_the_firm_admin_sets_the_firms_zone_audited(client, world):
 
     from brokerage import audit
 
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     url = reverse("admin:brokerage_firm_change", args=[world.firm_a.pk])
     assert client.post(url, {"time_zone": "Mars/Olympus_Mons"}).status_code == 200  # refused
     assert client.post(url, {"time_zone": "Europe/Zurich"}).status_code == 302
@@ -125,7 +125,7 @@ def test_the_firm_admin_sets_the_firms_zone_audited(client, world):
     other = reverse("admin:brokerage_firm_change", args=[world.firm_b.pk])
     assert client.post(other, {"time_zone": "Asia/Tokyo"}).status_code == 404
     client.logout()
-    client.login(username="alpha_risk_officer", password=PASSWORD)
+    log_in(client, "alpha_risk_officer", password=PASSWORD)
     assert client.post(url, {"time_zone": "Asia/Tokyo"}).status_code == 403
     assert Firm.objects.get(pk=world.firm_b.pk).time_zone == "America/New_York"
     assert Firm.objects.get(pk=world.firm_a.pk).time_zone == "Europe/Zurich"
@@ -147,7 +147,7 @@ def test_the_api_gives_times_in_the_firms_zone_whatever_the_authentication(world
                                                overrides={"house": {"vol_shift": 0.3}},
                                                reason="zone test")
     session = Client()
-    session.force_login(world.a.users["risk_officer"])
+    log_in(session, world.a.users["risk_officer"])
     token = create_api_token(user=world.a.users["risk_officer"], actor=None).secret
     bearer = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     url = f"/api/v1/risk-parameters/{proposal.pk}/"

@@ -18,6 +18,7 @@ from brokerage.tenancy import create_platform_user
 from brokerage.tokens import create_api_token
 from margin.calculator import run
 from tests.api_body import the_error
+from tests.factories import log_in
 
 from .requests import BASE, REPO, base, body
 
@@ -89,7 +90,7 @@ def test_api_reads_the_raw_body_big_integers_survive(api):
 def session_with_csrf(username: str) -> tuple[Client, str]:
     """A browser-like session: CSRF enforced, the token from the login page's cookie."""
     client = Client(enforce_csrf_checks=True)
-    client.force_login(get_user_model().objects.get(username=username))
+    log_in(client, get_user_model().objects.get(username=username))
     client.get(reverse("login"))
     return client, client.cookies["csrftoken"].value
 

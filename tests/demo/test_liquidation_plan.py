@@ -16,13 +16,14 @@ from margin.calls import services as call_services
 from margin.engine import liquidation as engine
 from margin.liquidation.services import _book
 from margin.models import LiquidationPlan, MarginCall, MarginSnapshot
+from tests.factories import log_in
 
 pytestmark = pytest.mark.django_db(transaction=False)
 PASSWORD = "demo-pass-2026"
 
 
 def _login(client, username: str) -> None:
-    assert client.login(username=username, password=PASSWORD), username
+    assert log_in(client, username, password=PASSWORD), username
 
 
 def _engine_after(plan: LiquidationPlan) -> float:

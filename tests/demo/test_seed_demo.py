@@ -25,6 +25,7 @@ from eligibility.calendar import add_business_days, next_business_day
 from eligibility.calendar import today as business_today
 from margin.models import MarginSnapshot
 from margin.reproduce import explanation
+from tests.factories import log_in
 from tests.margin.parity import assert_batch_equals_calculator
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -32,7 +33,7 @@ PASSWORD = "demo-pass-2026"
 
 
 def _login(client, username: str) -> None:
-    assert client.login(username=username, password=PASSWORD), username
+    assert log_in(client, username, password=PASSWORD), username
 
 
 def _every_row_has_its_audit_event(firms: list[Firm]) -> None:
@@ -250,3 +251,42 @@ def test_the_demo_tells_every_story(client) -> None:
                      ("pm_application.submitted", "northwind.applicant"),
                      ("pm_application.reviewed", "northwind.risk1"),
                      ("pm_application.approved", "northwind.risk2")]
+
+    # -- issue 16: as a new user tries it
+    _issue_16_logins(printed, northwind)
+
+
+def _issue_16_logins(printed: str, northwind: Firm) -> None:
+    """A risk officer logs in with the password, is asked the code, and gets it from
+    `manage.py demo_otp_code`; its secret is printed beside the login. Five wrong passwords
+    as another user lock that user out, and the lockout is in the firm's audit trail."""
+    from django.test import Client as Browser
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from brokerage.second_factor import base32_secret
+
+    risk1 = get_user_model().objects.get(username="northwind.risk1")
+    secret = base32_secret(TOTPDevice.objects.get(user=risk1, confirmed=True))
+    assert re.search(rf"northwind\.risk1 .*TOTP secret {secret}\b", printed)
+    assert "demo_otp_code" in printed
+
+    browser = Browser()
+    step = browser.post("/accounts/login/?next=/admin/",
+                        {"username": "northwind.risk1", "password": PASSWORD})
+    assert step.status_code == 302 and step.url == "/admin/"
+    asked = browser.get("/admin/")
+    assert asked.status_code == 302 and asked.url.startswith("/accounts/otp/")
+    code = StringIO()
+    call_command("demo_otp_code", "northwind.risk1", stdout=code)
+    done = browser.post(asked.url, {"otp_token": code.getvalue().strip(), "next": "/admin/"})
+    assert done.status_code == 302 and browser.get("/admin/").status_code == 200
+
+    attacker = Browser()
+    for _ in range(5):
+        attacker.post("/accounts/login/", {"username": "northwind.desk", "password": "guess"})
+    assert attacker.post("/accounts/login/", {"username": "northwind.desk",
+                                              "password": PASSWORD}).status_code == 429
+    trail = browser.get("/admin/brokerage/auditevent/?event_type=login.locked_out")
+    assert trail.status_code == 200 and b"login.locked_out" in trail.content
+    (lockout,) = audit.events_for(northwind).filter(event_type="login.locked_out")
+    assert lockout.after["username"] == "northwind.desk"

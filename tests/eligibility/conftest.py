@@ -22,7 +22,7 @@ from brokerage.roles import Role
 from brokerage.scope import firm_scope
 from brokerage.tenancy import add_member
 from eligibility.models import Application
-from tests.factories import make_user
+from tests.factories import log_in, make_user
 
 WEDNESDAY_BEFORE_THANKSGIVING = date(2026, 11, 25)
 
@@ -104,7 +104,7 @@ def funded_account(desk: Desk, *, number: str, registration: str, margin_type: s
 def logged_in(user, client_class: type[TestClient] = TestClient) -> TestClient:
     """A test client (Django's, or DRF's `APIClient`) with `user` logged in."""
     client = client_class()
-    client.force_login(user)
+    log_in(client, user)
     return client
 
 

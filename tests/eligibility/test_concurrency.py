@@ -18,6 +18,7 @@ from eligibility import services
 from eligibility.errors import Conflict
 from eligibility.models import Application
 from tests.concurrency import race
+from tests.factories import log_in
 
 from .conftest import reviewed_application
 
@@ -97,7 +98,7 @@ def test_two_api_approvals_at_once_one_200_one_409(desk):
     def post_as(user):
         def call():
             client = APIClient()
-            client.force_login(user)
+            log_in(client, user)
             return client.post(f"/api/v1/applications/{application.pk}/approve/", {},
                                format="json").status_code
         return call

@@ -35,7 +35,7 @@ from margin.models import DailyClose
 from margin.reproduce import explanation
 from margin.snapshots import compute_snapshots, latest_snapshot
 from margin.tasks import recompute_accounts
-from tests.factories import PASSWORD, shared_instrument
+from tests.factories import PASSWORD, log_in, shared_instrument
 
 pytestmark = pytest.mark.django_db
 
@@ -318,7 +318,7 @@ def test_the_demo_history_is_loaded_as_synthetic_and_labelled_where_used(world, 
     with firm_scope(world.firm_a):
         book.grant_account_access(account=world.a.account, user=world.a.users["client"],
                                   actor=world.a.users["firm_admin"])
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     page = client.get(f"/portal/accounts/{world.a.account.number}/").content.decode()
     assert "Synthetic history" in page and "not market prices" in page
 

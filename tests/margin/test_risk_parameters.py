@@ -20,7 +20,7 @@ from margin.reproduce import explanation
 from margin.snapshots import latest_snapshot
 from margin.tasks import recompute_accounts
 from tests.api_body import the_error
-from tests.factories import PASSWORD, shared_instrument
+from tests.factories import PASSWORD, log_in, shared_instrument
 
 pytestmark = pytest.mark.django_db
 
@@ -127,7 +127,7 @@ def test_bad_overrides_are_refused_and_nothing_is_written(world, overrides, fiel
 
 
 def test_the_api_door(client, world):
-    client.login(username="alpha_risk_officer", password=PASSWORD)
+    log_in(client, "alpha_risk_officer", password=PASSWORD)
     made = client.post("/api/v1/risk-parameters/", {"overrides": STRICTER, "reason": "ETH"},
                        content_type="application/json")
     assert made.status_code == 201, made.json()
@@ -141,18 +141,18 @@ def test_the_api_door(client, world):
     assert the_error(bad)["field"] == "overrides.defi.max_ltv"
     client.logout()
 
-    client.login(username="beta_firm_admin", password=PASSWORD)
+    log_in(client, "beta_firm_admin", password=PASSWORD)
     assert client.get(url).status_code == 404  # another firm's version
     foreign = client.post(url + "approve/", {}, content_type="application/json")
     assert foreign.status_code == 404 and the_error(foreign)["code"] == "not_found"
     client.logout()
 
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     staff_only = client.get("/api/v1/risk-parameters/")
     assert staff_only.status_code == 403 and the_error(staff_only)["code"] == "permission_denied"
     client.logout()
 
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     approved = client.post(url + "approve/", {"reason": "agreed"},
                            content_type="application/json")
     assert approved.status_code == 200, approved.json()
@@ -197,7 +197,7 @@ def test_approving_a_stale_proposal_is_refused_and_changes_nothing(world):
 def test_a_stale_approval_through_the_api_is_a_409_and_changes_nothing(client, world):
     with firm_scope(world.firm_a):
         v2, _ = _v1_then_two_drafts(world)
-    client.login(username="alpha_firm_admin", password=PASSWORD)
+    log_in(client, "alpha_firm_admin", password=PASSWORD)
     url = f"/api/v1/risk-parameters/{v2.pk}/"
     assert client.get(url).json()["drafted_on"] == 1
     refused = client.post(url + "approve/", {"reason": "late"}, content_type="application/json")

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import services as book
 from brokerage.scope import firm_scope
-from tests.factories import PASSWORD, value_each_firms_account
+from tests.factories import PASSWORD, log_in, value_each_firms_account
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,7 @@ def granted(world):
 
 
 def test_a_client_sees_their_account_and_its_explanation(client, granted):
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     home = client.get("/portal/")
     assert home.status_code == 200 and b"ALPHA-0001" in home.content
     assert b"BETA-0001" not in home.content
@@ -29,12 +29,12 @@ def test_a_client_sees_their_account_and_its_explanation(client, granted):
 
 
 def test_another_firms_account_is_a_404(client, granted):
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     assert client.get("/portal/accounts/BETA-0001/").status_code == 404
 
 
 def test_an_ungranted_account_of_the_same_firm_is_a_404(client, world):
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     assert client.get("/portal/accounts/ALPHA-0001/").status_code == 404
 
 
@@ -56,7 +56,7 @@ def test_the_home_page_reads_snapshots_in_a_fixed_number_of_queries(client, gran
     # The accounts and their latest snapshots in two queries, however many accounts a client
     # holds (not one snapshot query per account).
     world = granted
-    client.login(username="alpha_client", password=PASSWORD)
+    log_in(client, "alpha_client", password=PASSWORD)
     with_one, _ = _home_queries(client)
     with firm_scope(world.firm_a):
         admin = world.a.users["firm_admin"]

@@ -16,6 +16,7 @@ from margin.calls.policy import active_policy
 from margin.calls.restrictions import impose
 from margin.models import CallPolicy, Restriction
 from tests.api_body import errors_of, the_error
+from tests.factories import log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ T = date(2026, 11, 24)
 
 def as_user(user) -> APIClient:
     client = APIClient()
-    client.force_login(user)
+    log_in(client, user)
     return client
 
 

@@ -25,7 +25,7 @@ from margin.models import AccountMargin, CallRecord, MarginCall, MarginSnapshot
 from margin.sweep import sweep_now
 from margin.tasks import recompute_accounts
 from tests.eligibility.conftest import deposit, withdraw
-from tests.factories import shared_instrument
+from tests.factories import log_in, shared_instrument
 
 from .conftest import calls_of
 
@@ -235,7 +235,7 @@ def test_the_api_shows_the_health_factor_and_the_due_time(in_desk_firm, borrower
     sweep(borrower)
     [call] = calls_of(borrower)
     api = APIClient()
-    api.force_login(in_desk_firm.margin_desk)
+    log_in(api, in_desk_firm.margin_desk)
     margin = api.get(f"/api/v1/accounts/{borrower.number}/margin").json()
     assert Decimal(margin["health_factor"]) == current_hf(borrower)
     assert [w["kind"] for w in margin["warnings"]] == ["health_factor"]
