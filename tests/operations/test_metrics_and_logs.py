@@ -39,9 +39,8 @@ def test_metrics_are_for_allowed_addresses_or_the_bearer_secret(db, settings):
 
 
 def test_metrics_read_the_backlog_calls_and_ages_from_the_database(world):
-    from margin.dirty import mark_accounts
-
     from brokerage.audit_anchors import take_checkpoint
+    from margin.dirty import mark_accounts
 
     take_checkpoint(reason="test: a checkpoint")
     before = _metrics(REMOTE_ADDR="127.0.0.1")
