@@ -342,6 +342,37 @@ def start_liquidation(*, call: MarginCall, actor, note: str = "") -> MarginCall:
     return call
 
 
+#: Calls a risk-reducing trade meets in part (rule book 3, "How met: deposit, or risk-reducing
+#: trades"; maintenance and house calls are equity-based alike). A trade on a day after the
+#: deficiency counts as a liquidation (the FAQ exempts only a same-day cure of an intraday PM
+#: deficiency, which opens no call here). Reg T calls are met by payment and their liquidation
+#: by ``record_liquidation``; intraday calls by increases in the intraday margin level
+#: (``margin.intraday.calls``); collateral calls follow the health factor in the sweep.
+MET_BY_TRADES = (K.MAINTENANCE, K.PM_DEFICIENCY, K.HOUSE)
+
+
+def credit_risk_reducing_trade(*, account: Account, improvement: Decimal, note: str
+                               ) -> list[MarginCall]:
+    """A booked trade that raised the account's excess by ``improvement`` at the prices it was
+    checked at (the pre-trade check's before and after, so no market move is counted) meets
+    each open call of ``MET_BY_TRADES`` by that much, as deposits do (each equity-based call
+    sees the whole of it): the amount due falls now, and the call is met by liquidation when
+    nothing remains. Runs in the booking's transaction; the system records it."""
+    if improvement <= 0:
+        return []
+    credited = []
+    for call in MarginCall.objects.filter(account=account, status__in=PAYABLE,
+                                          kind__in=MET_BY_TRADES).order_by("due_date", "pk"):
+        call = record_satisfaction(call=call, manner=CallSatisfaction.Manner.LIQUIDATION,
+                                   amount=improvement, actor=None, note=note)
+        if call.met_by_liquidation and call.kind == K.PM_DEFICIENCY:
+            from .restrictions import check_practice
+
+            check_practice(account=account, day=call.closed_on, call=call)
+        credited.append(call)
+    return credited
+
+
 def record_liquidation(*, call: MarginCall, amount: Any, actor, day: date | None = None,
                        note: str = "") -> MarginCall:
     """Closing trades booked for the call (the trading-controls issue books them): the call is

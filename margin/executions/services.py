@@ -40,6 +40,7 @@ from brokerage.scope import firm_scope
 from brokerage.tenancy import require_tenant_actor, role_of
 
 from .. import pretrade
+from ..calls.services import credit_risk_reducing_trade
 from .models import Execution
 
 #: who books executions (the desk and its supervisors) and who may book one the pre-trade
@@ -320,11 +321,25 @@ def book_execution(*, firm: Firm, actor, ticket: Ticket, corrects: Execution | N
                                     field="client_execution_id") from None
         audit.record(firm=firm, actor=actor, event_type="execution.booked", obj=execution,
                      after=_snapshot(execution))
+        _credit_calls(account, execution)
         if override_by is not None:
             audit.record(firm=firm, actor=actor, event_type="execution.pretrade_overridden",
                          obj=execution, after={"reason": override_reason,
                                                "reasons": record["reasons"]})
     return execution, True
+
+
+def _credit_calls(account: Account, execution: Execution) -> None:
+    """A trade that reduced the account's risk meets its open equity-based calls by what it
+    added to the excess at the prices it was checked at (``credit_risk_reducing_trade``)."""
+    before, after = (execution.pretrade or {}).get("excess_liquidity") or (None, None)
+    if before is None or after is None:
+        return
+    improvement = Decimal(after) - Decimal(before)
+    if improvement > 0:
+        credit_risk_reducing_trade(
+            account=account, improvement=improvement,
+            note=f"execution {execution.client_execution_id}: excess {before} -> {after}")
 
 
 def book_batch(*, firm: Firm, actor, tickets: Sequence[Ticket]) -> list[tuple[Execution, bool]]:

@@ -1,13 +1,14 @@
 """The issue's story on a book like the demo's NO100013 (a portfolio-margin account short puts,
 in deficit, with a PM deficiency call), through the API as the margin desk: selling more puts
 is rejected with the reason, buying part of them back is accepted and shrinks the deficit,
-booking that buy-to-close lowers the call's amount at the next close's sweep. (The seeded demo
+booking that buy-to-close lowers the call's amount at once, by what it added to the excess. (The seeded demo
 itself is not used: the demo layer's budget holds two seedings.)"""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -58,6 +59,24 @@ def test_the_desk_checks_and_books_a_buy_to_close_and_the_call_shrinks(world, ma
         "instrument": put, "side": "buy", "quantity": "10", "price": f"{mark:.2f}"}),
         content_type="application/json")
     assert booked.status_code == 201, booked.content
+    # the trade met the call by what it added to the excess at the prices it was checked at
+    # (a risk-reducing trade after the deficiency day: a liquidation, rule book 3)
+    with firm_scope(world.firm_a):
+        call.refresh_from_db()
+        [credit] = call.satisfactions.all()
+    improvement = Decimal(booked.json()["pretrade"]["excess_liquidity"][1]) - Decimal(
+        booked.json()["pretrade"]["excess_liquidity"][0])
+    assert (credit.manner, credit.amount) == ("liquidation", improvement.quantize(credit.amount))
+    assert call.amount_due == owed - credit.amount and call.status == "partially_met"
+    assert "NO100013-btc-1" in credit.note
+    # a resend books nothing and credits nothing twice
+    again = desk.post("/api/v1/executions/", json.dumps({
+        "client_execution_id": "NO100013-btc-1", "account": account.number,
+        "instrument": put, "side": "buy", "quantity": "10", "price": f"{mark:.2f}"}),
+        content_type="application/json")
+    assert again.status_code == 200
+    with firm_scope(world.firm_a):
+        assert call.satisfactions.count() == 1
     close(world.firm_a, T + timedelta(days=1))
     with firm_scope(world.firm_a):
         call.refresh_from_db()
