@@ -119,3 +119,38 @@ class FilterBackend(filters.DjangoFilterBackend):
             raise TypeError(f"{type(view).__name__}.filterset_class must derive from "
                             "brokerage.api_query.FilterSet (bounded query values)")
         return filterset_class
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Newest first by `ordering`, ``limit`` 1..`max_page_size`; an opaque ``cursor``.
+
+    For histories that only grow (snapshots, the audit trail): a page does not shift when rows
+    are appended meanwhile, as an offset's would. A cursor that does not decode is a 400 naming
+    it (DRF answers a 404, as if the list were missing).
+    """
+
+    ordering = ("-pk",)
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "limit"
+
+    def get_page_size(self, request: Request) -> int:
+        return query_integer(request, self.page_size_query_param, default=self.page_size,
+                             lower=1, upper=self.max_page_size)
+
+    def decode_cursor(self, request: Request):
+        from rest_framework.exceptions import NotFound
+
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({self.cursor_query_param: ["not a cursor this list gave"]},
+                                  code="invalid_cursor") from None
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size,
+                                           default=self.page_size)
+        return parameters

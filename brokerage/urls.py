@@ -4,7 +4,16 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api_views import ApiRootView, ApiTokenViewSet, AuditExportView, SchemaView
+from .api_views import (
+    ApiDocsView,
+    ApiRedocView,
+    ApiRootView,
+    ApiTokenViewSet,
+    AuditEventListView,
+    AuditExportView,
+    FirmView,
+    SchemaView,
+)
 
 core = SimpleRouter()
 core.register("tokens", ApiTokenViewSet, basename="api-token")
@@ -13,11 +22,13 @@ api_v1 = [
     path("", include("margin.api.urls")),
     path("", include("eligibility.api.urls")),
     path("audit/export", AuditExportView.as_view(), name="audit-export"),
+    path("audit/events", AuditEventListView.as_view(), name="audit-events"),
+    path("firm", FirmView.as_view(), name="firm"),
     *core.urls,
 ]
 # The root lists every route above without parameters (and the schema beside it).
-api_v1.insert(0, path("", ApiRootView.as_view(patterns=list(api_v1), extra={"schema": "schema"}),
-                      name="api-root"))
+api_v1.insert(0, path("", ApiRootView.as_view(patterns=list(api_v1), extra={
+    "schema": "schema", "docs": "api-docs", "docs/redoc": "api-redoc"}), name="api-root"))
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,6 +38,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
+    # The documentation, its assets served from here (drf-spectacular-sidecar): no network,
+    # and no inline script, so a strict Content-Security-Policy holds.
+    path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/redoc/", ApiRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
 
 # Outside DRF's views (an unmatched URL, an unhandled exception), /api/ still answers JSON.

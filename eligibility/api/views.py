@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from accounts.models import Account
 from brokerage.api import IsFirmStaff, NoInput, TenantViewSet, validated
-from brokerage.api_actions import ServiceActions, decision_endpoints
+from brokerage.api_actions import ServiceActions, VersionedRetrieve, decision_endpoints
 from brokerage.api_query import FilterSet
 from brokerage.errors import InvalidInput
 from brokerage.roles import Role
@@ -55,10 +55,11 @@ class ApplicationFilterSet(FilterSet):
         fields = ["state", "account"]
 
 
-class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                         TenantViewSet):
+class ApplicationViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                         mixins.RetrieveModelMixin, TenantViewSet):
     """Portfolio-margin applications: clients see their own, staff their firm's."""
 
+    approval_kind = services.APPLICATION_KIND
     serializer_class = ApplicationSerializer
     filterset_class = ApplicationFilterSet
     refusal_statuses = (409, 422)  # 422: not eligible when approved
@@ -118,14 +119,14 @@ class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveM
 
     approve, reject = decision_endpoints(
         ApplicationSerializer,
-        approve=(DecisionSerializer, lambda application, user, data: (
+        approve=(DecisionSerializer, lambda application, user, data, version: (
             services.approve_application(application=application, approver=user,
                                          reasons=data["reasons"],
-                                         expected_version=data.get("version")))),
-        reject=(RejectSerializer, lambda application, user, data: (
+                                         expected_version=data.get("version", version)))),
+        reject=(RejectSerializer, lambda application, user, data, version: (
             services.reject_application(application=application, approver=user,
                                         reasons=data["reasons"],
-                                        expected_version=data.get("version")))))
+                                        expected_version=data.get("version", version)))))
 
     @extend_schema(request=WithdrawSerializer, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"])
@@ -157,10 +158,11 @@ class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveM
         return Response(result.as_json())
 
 
-class RuleSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                     TenantViewSet):
+class RuleSetViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                     mixins.RetrieveModelMixin, TenantViewSet):
     """The firm's rule-set versions (staff only): propose a change, a second person approves."""
 
+    approval_kind = services.RULE_SET_KIND
     serializer_class = RuleSetSerializer
     permission_classes = [permissions.IsAuthenticated, IsFirmStaff]
 
@@ -183,7 +185,8 @@ class RuleSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModel
 
     approve, reject = decision_endpoints(
         RuleSetSerializer,
-        approve=(RuleSetDecisionSerializer, lambda rule_set, user, data: (
-            services.approve_rule_set(rule_set=rule_set, approver=user, reason=data["reason"]))),
-        reject=(RuleSetRejectSerializer, lambda rule_set, user, data: (
+        approve=(RuleSetDecisionSerializer, lambda rule_set, user, data, version: (
+            services.approve_rule_set(rule_set=rule_set, approver=user, reason=data["reason"],
+                                      expected_version=version))),
+        reject=(RuleSetRejectSerializer, lambda rule_set, user, data, version: (
             services.reject_rule_set(rule_set=rule_set, approver=user, reason=data["reason"]))))

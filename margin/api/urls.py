@@ -8,6 +8,17 @@ from ..calls.api import (
     MarginRecordView,
     RestrictionViewSet,
 )
+from .book import (
+    AccountPositionsView,
+    ClientViewSet,
+    DepositView,
+    InstrumentViewSet,
+    LedgerEntryViewSet,
+    PositionViewSet,
+    WithdrawalView,
+)
+from .history import MarginHistoryView, WhatIfView
+from .market import PriceViewSet, VolViewSet
 from .parameters import RiskParameterSetViewSet
 from .views import MarginCalculateView
 
@@ -17,6 +28,12 @@ router.register("margin-calls", MarginCallViewSet, basename="margin-calls")
 router.register("accounts", AccountViewSet, basename="accounts")
 router.register("call-policies", CallPolicyViewSet, basename="call-policies")
 router.register("restrictions", RestrictionViewSet, basename="restrictions")
+router.register("clients", ClientViewSet, basename="clients")
+router.register("positions", PositionViewSet, basename="positions")
+router.register("ledger-entries", LedgerEntryViewSet, basename="ledger-entries")
+router.register("instruments", InstrumentViewSet, basename="instruments")
+router.register("prices", PriceViewSet, basename="prices")
+router.register("vols", VolViewSet, basename="vols")
 
 urlpatterns = [
     path("margin/calculate", MarginCalculateView.as_view(), name="margin-calculate"),
@@ -24,5 +41,13 @@ urlpatterns = [
     # the current margin as the issue names it, without the router's trailing slash
     path("accounts/<str:number>/margin", AccountViewSet.as_view({"get": "margin"}),
          name="account-margin"),
+    path("accounts/<str:number>/margin/history", MarginHistoryView.as_view(),
+         name="account-margin-history"),
+    path("accounts/<str:number>/what-if", WhatIfView.as_view(), name="account-what-if"),
+    path("accounts/<str:number>/positions/", AccountPositionsView.as_view(),
+         name="account-positions"),
+    path("accounts/<str:number>/deposits/", DepositView.as_view(), name="account-deposits"),
+    path("accounts/<str:number>/withdrawals/", WithdrawalView.as_view(),
+         name="account-withdrawals"),
     *router.urls,
 ]

@@ -32,7 +32,15 @@ from brokerage.api import (
     username,
     validated,
 )
-from brokerage.api_actions import ServiceActions, decision_endpoints
+from brokerage.api_actions import (
+    IF_MATCH,
+    PRECONDITION_RESPONSES,
+    ServiceActions,
+    VersionedRetrieve,
+    decision_endpoints,
+    etag,
+    require_if_match,
+)
 from brokerage.api_query import FilterSet
 from brokerage.errors import IllegalTransition, InvalidInput
 from brokerage.scope import current_firm
@@ -282,14 +290,23 @@ class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModel
             return self._fresh(call)
         return self.act(request, ExtensionInput, ask)
 
-    @extend_schema(request=ExtensionDecisionInput, responses=MarginCallDetailSerializer)
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        # The ETag a decision on the extension awaiting one needs (If-Match), when there is one.
+        call = self.get_object()
+        proposed = call.extensions.filter(state="proposed").order_by("-request_number").first()
+        headers = {"ETag": etag(extensions.APPROVAL_KIND, proposed)} if proposed else None
+        return Response(self.get_serializer(call).data, headers=headers)
+
+    @extend_schema(request=ExtensionDecisionInput, parameters=[IF_MATCH],
+                   responses={200: MarginCallDetailSerializer, **PRECONDITION_RESPONSES})
     @action(detail=True, methods=["post"], url_path="extension-decision")
     def extension_decision(self, request: Request, pk: str | None = None) -> Response:
-        def decide(call, data):
-            extensions.decide_extension(extension=_in_progress(call, "proposed"),
-                                        actor=request.user, **data)
-            return self._fresh(call)
-        return self.act(request, ExtensionDecisionInput, decide)
+        call = self.get_object()
+        extension = _in_progress(call, "proposed")
+        require_if_match(request, extensions.APPROVAL_KIND, extension)
+        data = validated(ExtensionDecisionInput, request)
+        extensions.decide_extension(extension=extension, actor=request.user, **data)
+        return self.answer(self._fresh(call))
 
     @extend_schema(request=ExtensionOutcomeInput, responses=MarginCallDetailSerializer)
     @action(detail=True, methods=["post"], url_path="extension-outcome")
@@ -379,11 +396,12 @@ class CallPolicyProposalInput(InputSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class CallPolicyViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        TenantViewSet):
+class CallPolicyViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                        mixins.RetrieveModelMixin, TenantViewSet):
     """The firm's call-policy versions (each row with its source tag and citation): staff
     read; firm admins, risk and compliance officers propose and a second one decides."""
 
+    approval_kind = policy.APPROVAL_KIND
     serializer_class = CallPolicySerializer
     permission_classes = [IsAuthenticated, IsFirmStaff]
 
@@ -401,9 +419,9 @@ class CallPolicyViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveMo
 
     approve, reject = decision_endpoints(
         CallPolicySerializer,
-        approve=(DecisionInput, lambda proposal, user, data: policy.approve_policy(
+        approve=(DecisionInput, lambda proposal, user, data, version: policy.approve_policy(
             proposal=proposal, actor=user, reason=data["reason"])),
-        reject=(RejectInput, lambda proposal, user, data: policy.reject_policy(
+        reject=(RejectInput, lambda proposal, user, data, version: policy.reject_policy(
             proposal=proposal, actor=user, reason=data["reason"])))
 
 
@@ -448,11 +466,12 @@ class WaiverInput(InputSerializer):
     reason = serializers.CharField(max_length=2000, help_text="why it is waived (kept on file)")
 
 
-class RestrictionViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                         TenantViewSet):
+class RestrictionViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                         mixins.RetrieveModelMixin, TenantViewSet):
     """The firm's restrictions: staff read; a firm admin or compliance officer asks for a
     waiver, a second one decides it (two officers, in writing: rule book section 1)."""
 
+    approval_kind = restrictions.APPROVAL_KIND
     permission_classes = [IsAuthenticated, IsFirmStaff]
     filterset_class = RestrictionFilterSet
 
@@ -472,7 +491,8 @@ class RestrictionViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveM
 
     approve, reject = decision_endpoints(
         RestrictionDetailSerializer,
-        approve=(DecisionInput, lambda restriction, user, data: restrictions.decide_waiver(
-            restriction=restriction, actor=user, approve=True, reason=data["reason"])),
-        reject=(RejectInput, lambda restriction, user, data: restrictions.decide_waiver(
+        approve=(DecisionInput, lambda restriction, user, data, version: (
+            restrictions.decide_waiver(restriction=restriction, actor=user, approve=True,
+                                       reason=data["reason"]))),
+        reject=(RejectInput, lambda restriction, user, data, version: restrictions.decide_waiver(
             restriction=restriction, actor=user, approve=False, reason=data["reason"])))
