@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from . import approvals
 from .api import InputSerializer, validated
+from .api_schema import ErrorsSerializer
 from .errors import PreconditionFailed, PreconditionRequired
 
 
@@ -44,7 +45,8 @@ class ServiceActions:
 # A decision rests on what the decider read: the GET of the row answers an ETag carrying the
 # version `brokerage.approvals` compares (its kind's `current_version` of the subject), and a
 # decision must send it back as If-Match: without it a 428, with another one a 412 (someone
-# changed what it would change since it was read), before the body is read or anything written.
+# changed what it would change since it was read), after the body validates and before anything
+# is written.
 
 def etag(kind: str, subject: Any) -> str:
     """The ETag of `subject` awaiting a decision of approvals kind `kind`."""
@@ -75,9 +77,11 @@ IF_MATCH = OpenApiParameter(
     "If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
     description="the ETag of the object as you read it (its GET answers it)")
 PRECONDITION_RESPONSES = {
-    412: OpenApiResponse(description="If-Match is not the object's current ETag: it changed "
-                                     "since it was read; nothing was written."),
-    428: OpenApiResponse(description="If-Match is missing; nothing was written."),
+    412: OpenApiResponse(ErrorsSerializer, description=(
+        "If-Match is not the object's current ETag: it changed since it was read; nothing was "
+        "written.")),
+    428: OpenApiResponse(ErrorsSerializer, description="If-Match is missing; nothing was "
+                                                       "written."),
 }
 
 
@@ -108,8 +112,8 @@ def decision_endpoints(row_serializer: type, *, approve: Decision, reject: Decis
 
         def decide_one(self, request: Request, pk: str | None = None) -> Response:
             row = self.get_object()
-            version = require_if_match(request, self.approval_kind, row)
             data = validated(body, request)
+            version = require_if_match(request, self.approval_kind, row)
             return self.answer(decide(row, request.user, data, version))
 
         decide_one.__name__ = decide_one.__qualname__ = name

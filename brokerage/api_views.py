@@ -37,7 +37,7 @@ from .api import (
 )
 from .api_actions import ServiceActions
 from .api_query import CursorPagination, FilterSet
-from .errors import NotFound
+from .errors import InvalidInput
 from .models import ApiToken, AuditEvent, Firm
 from .roles import Role
 from .scope import current_firm
@@ -162,7 +162,9 @@ class ApiTokenViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveMode
         if data.get("user") is not None:
             user = firm_users(current_firm()).filter(username=data["user"]).first()
             if user is None:
-                raise NotFound(f"no user {data['user']!r} in your firm", field="user")
+                # a body naming what does not exist is a bad body (as an application's account)
+                raise InvalidInput(f"no user {data['user']!r} in your firm", field="user",
+                                   code="does_not_exist")
         issued = tokens.create_api_token(user=user, actor=request.user,
                                          read_only=data["read_only"],
                                          expires_days=data["expires_days"])

@@ -276,6 +276,11 @@ def visible_instruments(user) -> QuerySet[Instrument]:
 class InstrumentSerializer(serializers.ModelSerializer):
     underlying = serializers.SlugRelatedField(slug_field="symbol", read_only=True,
                                               allow_null=True)
+    # blank for what is not an option: the schema lists "" beside the choices
+    right = serializers.ChoiceField(choices=Instrument.Right.choices, allow_blank=True,
+                                    read_only=True)
+    exercise_style = serializers.ChoiceField(choices=Instrument.Exercise.choices,
+                                             allow_blank=True, read_only=True)
 
     class Meta:
         model = Instrument

@@ -302,9 +302,9 @@ class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModel
     @action(detail=True, methods=["post"], url_path="extension-decision")
     def extension_decision(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()
+        data = validated(ExtensionDecisionInput, request)
         extension = _in_progress(call, "proposed")
         require_if_match(request, extensions.APPROVAL_KIND, extension)
-        data = validated(ExtensionDecisionInput, request)
         extensions.decide_extension(extension=extension, actor=request.user, **data)
         return self.answer(self._fresh(call))
 

@@ -82,10 +82,10 @@ class LiquidationPlanActions:
     @action(detail=True, methods=["post"], url_path="liquidation-plan/approve")
     def approve_liquidation_plan(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()
+        data = validated(PlanDecisionInput, request)
         plan = _latest(call)
         services.require_approver(plan=plan, actor=request.user)  # a 403 before a 428
         require_if_match(request, services.APPROVAL_KIND, plan)
-        data = validated(PlanDecisionInput, request)
         plan = services.approve_plan(plan=plan, actor=request.user, **data)
         return Response(LiquidationPlanSerializer(plan).data)
 
@@ -94,8 +94,8 @@ class LiquidationPlanActions:
     @action(detail=True, methods=["post"], url_path="liquidation-plan/reject")
     def reject_liquidation_plan(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()
+        data = validated(PlanDecisionInput, request)
         plan = _latest(call)
         require_if_match(request, services.APPROVAL_KIND, plan)
-        data = validated(PlanDecisionInput, request)
         plan = services.reject_plan(plan=plan, actor=request.user, **data)
         return Response(LiquidationPlanSerializer(plan).data)
