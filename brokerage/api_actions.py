@@ -76,6 +76,9 @@ def require_if_match(request: Request, kind: str, subject: Any) -> int:
 IF_MATCH = OpenApiParameter(
     "If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
     description="the ETag of the object as you read it (its GET answers it)")
+ETAG = OpenApiParameter(
+    "ETag", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
+    description="the version a decision on this object rests on: send it back as If-Match")
 PRECONDITION_RESPONSES = {
     412: OpenApiResponse(ErrorsSerializer, description=(
         "If-Match is not the object's current ETag: it changed since it was read; nothing was "
@@ -91,6 +94,7 @@ class VersionedRetrieve:
 
     approval_kind: str = ""
 
+    @extend_schema(parameters=[ETAG])
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         row = self.get_object()
         return Response(self.get_serializer(row).data,

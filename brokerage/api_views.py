@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.urls import URLResolver, reverse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -255,9 +255,9 @@ class AuditEventFilterSet(FilterSet):
                                               help_text="from this moment on (ISO 8601)")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt",
                                                help_text="before this moment (ISO 8601)")
-    actor = filters.ModelMultipleChoiceFilter(
-        field_name="actor", to_field_name="username", queryset=_firm_users,
-        help_text="usernames of your firm (repeat the parameter for several)")
+    actor = extend_schema_field(OpenApiTypes.STR)(filters.ModelMultipleChoiceFilter(
+        field_name="actor__username", to_field_name="username", queryset=_firm_users,
+        help_text="usernames of your firm (repeat the parameter for several)"))
     event_type = filters.CharFilter(help_text="exactly, e.g. `ledger.posted`")
     event_type_prefix = filters.CharFilter(field_name="event_type", lookup_expr="startswith",
                                            help_text="e.g. `margin_call.`")

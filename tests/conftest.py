@@ -29,6 +29,9 @@ LAYER_BUDGET_S: dict[str, float] = {
     # The generic API matrix (tests/api/): every endpoint through every case, each on a fresh
     # two-firm world; 40-55 s measured (270 tests), room for a loaded machine.
     "api": 90.0,
+    # Schemathesis against the live schema (tests/schemathesis/): a few derandomized cases per
+    # operation through the WSGI app, some 400 requests; MEASURE s measured.
+    "schemathesis": 150.0,
 }
 SUITE_BUDGET_S = 900.0
 _layer_seconds: dict[str, float] = defaultdict(float)

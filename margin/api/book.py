@@ -17,7 +17,8 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, permissions, serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
@@ -45,10 +46,11 @@ def firm_accounts(request) -> QuerySet[Account]:
     return visible_accounts(request.user)
 
 
-def account_filter(field_name: str = "account") -> filters.ModelMultipleChoiceFilter:
-    return filters.ModelMultipleChoiceFilter(
+def account_filter(field_name: str = "account__number") -> filters.ModelMultipleChoiceFilter:
+    # (the filter compares `field_name` with each choice's `to_field_name`)
+    return extend_schema_field(OpenApiTypes.STR)(filters.ModelMultipleChoiceFilter(
         field_name=field_name, to_field_name="number", queryset=firm_accounts,
-        help_text="account numbers of your firm (repeat the parameter for several)")
+        help_text="account numbers of your firm (repeat the parameter for several)"))
 
 
 class CanAdd(permissions.BasePermission):

@@ -33,6 +33,7 @@ from brokerage.api import (
     validated,
 )
 from brokerage.api_actions import (
+    ETAG,
     IF_MATCH,
     PRECONDITION_RESPONSES,
     ServiceActions,
@@ -290,6 +291,7 @@ class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModel
             return self._fresh(call)
         return self.act(request, ExtensionInput, ask)
 
+    @extend_schema(parameters=[ETAG])
     def retrieve(self, request: Request, *args, **kwargs) -> Response:
         # The ETag a decision on the extension awaiting one needs (If-Match), when there is one.
         call = self.get_object()

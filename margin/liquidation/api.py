@@ -17,7 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from brokerage.api import InputSerializer, username, validated
-from brokerage.api_actions import IF_MATCH, PRECONDITION_RESPONSES, etag, require_if_match
+from brokerage.api_actions import (
+    ETAG,
+    IF_MATCH,
+    PRECONDITION_RESPONSES,
+    etag,
+    require_if_match,
+)
 from brokerage.errors import NotFound
 
 from . import services
@@ -65,7 +71,9 @@ def _latest(call) -> LiquidationPlan:
 class LiquidationPlanActions:
     # Mixed into MarginCallViewSet (a comment: the schema would take a docstring).
 
-    @extend_schema(request=ProposePlanInput, responses=LiquidationPlanSerializer)
+    @extend_schema(methods=["GET"], parameters=[ETAG], responses=LiquidationPlanSerializer)
+    @extend_schema(methods=["POST"], request=ProposePlanInput,
+                   responses=LiquidationPlanSerializer)
     @action(detail=True, methods=["get", "post"], url_path="liquidation-plan")
     def liquidation_plan(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()

@@ -29,7 +29,7 @@ from brokerage.tokens import create_api_token
 from tests.factories import value_each_firms_account
 
 #: examples per operation: some 90 operations, each case a request through the whole stack
-EXAMPLES = 4
+EXAMPLES = 3
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 
