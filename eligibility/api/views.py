@@ -16,13 +16,14 @@ from drf_spectacular.utils import extend_schema
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import mixins, permissions
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
 from brokerage.api import IsFirmStaff, NoInput, TenantViewSet, validated
 from brokerage.api_actions import ServiceActions, VersionedRetrieve, decision_endpoints
-from brokerage.api_query import FilterSet
+from brokerage.api_query import FilterBackend, FilterSet
 from brokerage.errors import InvalidInput
 from brokerage.roles import Role
 from brokerage.scope import current_firm
@@ -62,6 +63,8 @@ class ApplicationViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixi
     approval_kind = services.APPLICATION_KIND
     serializer_class = ApplicationSerializer
     filterset_class = ApplicationFilterSet
+    filter_backends = [FilterBackend, OrderingFilter]
+    ordering_fields = ["created_at", "decided_at"]
     refusal_statuses = (409, 422)  # 422: not eligible when approved
 
     def scoped_queryset(self) -> QuerySet:

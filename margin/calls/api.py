@@ -18,6 +18,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,7 +43,7 @@ from brokerage.api_actions import (
     etag,
     require_if_match,
 )
-from brokerage.api_query import FilterSet
+from brokerage.api_query import FilterBackend, FilterSet
 from brokerage.errors import IllegalTransition, InvalidInput
 from brokerage.scope import current_firm
 from brokerage.tenancy import is_staff_member
@@ -252,6 +253,8 @@ class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModel
     """Margin calls by due date: staff see and work the firm's, a client reads their own."""
 
     filterset_class = MarginCallFilterSet
+    filter_backends = [FilterBackend, OrderingFilter]
+    ordering_fields = ["due_date", "amount", "as_of"]
 
     def get_serializer_class(self):
         return MarginCallSerializer if self.action == "list" else MarginCallDetailSerializer
