@@ -9,11 +9,13 @@ It imports no app either (brokerage core).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 from django.db import models
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 from django_filters.utils import get_model_field
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import pagination
@@ -73,6 +75,21 @@ class Pagination(pagination.LimitOffsetPagination):
         return parameters
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 moment, given to the database in UTC: PostgreSQL refuses an offset beyond
+    15:59 (``-19:23`` is a valid ISO offset, and was a 500); a moment that has no UTC
+    equivalent (year 1 minus an offset) is a 400."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is None or moment.tzinfo is None:
+            return moment
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("this moment is out of range", code="invalid") from None
+
+
 _INTEGER_COLUMNS = (models.IntegerField, models.AutoField, models.BigAutoField,
                     models.SmallAutoField)
 
@@ -91,6 +108,8 @@ class FilterSet(filters.FilterSet):
         found = super().get_filters()
         model = cls._meta.model
         for declared in found.values():
+            if isinstance(declared, filters.DateTimeFilter):
+                declared.field_class = UtcDateTimeField
             # Exactly NumberFilter: its range and "in" variants build their own fields.
             if model is None or type(declared) is not filters.NumberFilter:
                 continue
@@ -119,3 +138,38 @@ class FilterBackend(filters.DjangoFilterBackend):
             raise TypeError(f"{type(view).__name__}.filterset_class must derive from "
                             "brokerage.api_query.FilterSet (bounded query values)")
         return filterset_class
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Newest first by `ordering`, ``limit`` 1..`max_page_size`; an opaque ``cursor``.
+
+    For histories that only grow (snapshots, the audit trail): a page does not shift when rows
+    are appended meanwhile, as an offset's would. A cursor that does not decode is a 400 naming
+    it (DRF answers a 404, as if the list were missing).
+    """
+
+    ordering = ("-pk",)
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "limit"
+
+    def get_page_size(self, request: Request) -> int:
+        return query_integer(request, self.page_size_query_param, default=self.page_size,
+                             lower=1, upper=self.max_page_size)
+
+    def decode_cursor(self, request: Request):
+        from rest_framework.exceptions import NotFound
+
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({self.cursor_query_param: ["not a cursor this list gave"]},
+                                  code="invalid_cursor") from None
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size,
+                                           default=self.page_size)
+        return parameters

@@ -8,6 +8,7 @@ operation here gets the ``Errors`` component on:
 - 401 and 403 for every view that needs a login (403: a role or firm the view refuses, or a
   session write without its CSRF token);
 - 404 where the path names an object (another firm's is a 404 too);
+- 429 for every throttled view (all of them: ``brokerage.api_throttles``), with Retry-After;
 - 409 and 422 for a write to a firm's objects, where a service may refuse it as a conflict or
   an illegal transition (409) or as well formed but refused by the rules (422), per the view's
   ``refusal_statuses``.
@@ -55,6 +56,8 @@ DESCRIPTIONS: dict[int, str] = {
     404: "No such object in the user's firm.",
     409: "The object is not in a state this step applies to, or changed meanwhile.",
     422: "Well formed, but the rules refuse it as it stands.",
+    429: "Too many requests for the caller's rate (brokerage.api_throttles); retry after "
+         "Retry-After seconds.",
 }
 
 
@@ -96,6 +99,8 @@ class AutoSchema(openapi.AutoSchema):
             statuses.append(404)
         if method in WRITES:
             statuses += getattr(view, "refusal_statuses", ())
+        if view.throttle_classes:
+            statuses.append(429)
         return statuses
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
@@ -109,5 +114,9 @@ class AutoSchema(openapi.AutoSchema):
                     body["headers"] = {"WWW-Authenticate": {
                         "schema": {"type": "string"},
                         "description": 'the challenge, `Bearer realm="api"`'}}
+                if status == 429:
+                    body["headers"] = {"Retry-After": {
+                        "schema": {"type": "integer"},
+                        "description": "seconds to wait before the next request"}}
                 responses[str(status)] = body
         return responses

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.urls import URLResolver, reverse
+from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+)
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 from rest_framework import mixins, permissions, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import ListAPIView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,17 +36,28 @@ from .api import (
     IsFirmAdmin,
     NoInput,
     TenantAPIView,
+    TenantScopedMixin,
     TenantViewSet,
     username,
     validated,
 )
 from .api_actions import ServiceActions
-from .api_query import BIGINT_MAX
+from .api_query import BIGINT_MAX, CursorPagination, FilterSet
 from .errors import InvalidInput, NotFound
-from .models import ApiToken
+from .models import ApiToken, AuditEvent, Firm
 from .roles import Role
 from .scope import current_firm
-from .tenancy import firm_users, role_of
+from .tenancy import firm_of, firm_users, role_of
+
+#: the roles that read the firm's audit trail (its export and its events)
+TRAIL_READERS = frozenset({Role.COMPLIANCE, Role.FIRM_ADMIN})
+
+
+class ReadsTheTrail(permissions.BasePermission):
+    message = "only compliance officers and firm admins read the audit trail"
+
+    def has_permission(self, request, view) -> bool:
+        return role_of(request.user) in TRAIL_READERS
 
 EXPORT_PARAMETERS = ("file_format", "since", "until", "event_type")
 
@@ -63,7 +85,7 @@ def export_request(request: Request, time_zone: str) -> audit.ExportRequest:
 
 
 def _may_export(request: Request) -> None:
-    if role_of(request.user) not in (Role.COMPLIANCE, Role.FIRM_ADMIN):
+    if role_of(request.user) not in TRAIL_READERS:
         raise PermissionDenied("only compliance officers and firm admins export the trail")
 
 
@@ -120,10 +142,33 @@ class SchemaView(SpectacularAPIView):
     """
 
     def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)
-        self.request.accepted_renderer = JSONRenderer()
-        self.request.accepted_media_type = JSONRenderer.media_type
-        return response
+        return _json_refusal(self, super().handle_exception(exc))
+
+
+def _json_refusal(view: APIView, response: Response) -> Response:
+    # A refusal is the one error body in JSON, whatever the view renders when it answers.
+    view.request.accepted_renderer = JSONRenderer()
+    view.request.accepted_media_type = JSONRenderer.media_type
+    return response
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """``/api/docs/``: Swagger UI over the schema. The split view: the page loads its
+    initialisation from ``?script`` (no inline script), and the UI's assets come from the
+    sidecar package through the static files (no network)."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        return _json_refusal(self, super().handle_exception(exc))
+
+
+class ApiRedocView(SpectacularRedocView):
+    """``/api/docs/redoc/``: Redoc over the schema, from the sidecar's bundle; the template has
+    no inline script and loads no web font."""
+
+    template_name = "api/redoc.html"
+
+    def handle_exception(self, exc: Exception) -> Response:
+        return _json_refusal(self, super().handle_exception(exc))
 
 
 # API tokens ------------------------------------------------------------------------------------
@@ -179,7 +224,9 @@ class ApiTokenViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveMode
         if data.get("user") is not None:
             user = firm_users(current_firm()).filter(username=data["user"]).first()
             if user is None:
-                raise NotFound(f"no user {data['user']!r} in your firm", field="user")
+                # a body naming what does not exist is a bad body (as an application's account)
+                raise InvalidInput(f"no user {data['user']!r} in your firm", field="user",
+                                   code="does_not_exist")
         issued = tokens.create_api_token(user=user, actor=request.user,
                                          read_only=data["read_only"],
                                          expires_days=data["expires_days"])
@@ -239,3 +286,76 @@ class ApiRootView(APIView):
         links.update({name: request.build_absolute_uri(reverse(url_name))
                       for name, url_name in self.extra.items()})
         return Response(dict(sorted(links.items())))
+
+
+# The firm and its audit trail -------------------------------------------------------------------
+
+class FirmSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Firm
+        fields = ["id", "name", "slug", "exchange_calendar", "time_zone", "created_at"]
+        read_only_fields = fields
+
+
+class FirmView(TenantAPIView):
+    """The caller's own firm."""
+
+    @extend_schema(responses=FirmSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(FirmSerializer(current_firm()).data)
+
+
+def _firm_users(request) -> QuerySet:
+    # An actor filter offers the firm's own users only (none while the schema is built).
+    if request is None or firm_of(request.user) is None:
+        return get_user_model()._base_manager.none()
+    return firm_users(current_firm())
+
+
+class AuditEventFilterSet(FilterSet):
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte",
+                                              help_text="from this moment on (ISO 8601)")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt",
+                                               help_text="before this moment (ISO 8601)")
+    actor = extend_schema_field(OpenApiTypes.STR)(filters.ModelMultipleChoiceFilter(
+        field_name="actor__username", to_field_name="username", queryset=_firm_users,
+        help_text="usernames of your firm (repeat the parameter for several)"))
+    event_type = filters.CharFilter(help_text="exactly, e.g. `ledger.posted`")
+    event_type_prefix = filters.CharFilter(field_name="event_type", lookup_expr="startswith",
+                                           help_text="e.g. `margin_call.`")
+    object_type = filters.CharFilter(help_text="app_label.model, e.g. `accounts.ledgerentry`")
+    object_id = filters.CharFilter()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["created_after", "created_before", "actor", "event_type", "object_type",
+                  "object_id"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = username()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["seq", "event_type", "actor", "actor_role", "object_type", "object_id",
+                  "before", "after", "request_id", "created_at", "prev_hash", "hash"]
+        read_only_fields = fields
+
+
+class LatestFirst(CursorPagination):
+    ordering = ("-seq",)
+
+
+class AuditEventListView(TenantScopedMixin, ListAPIView):
+    """The firm's audit trail, newest first (a page per cursor), read-only: compliance officers
+    and firm admins, the roles that export it."""
+
+    serializer_class = AuditEventSerializer
+    permission_classes = [permissions.IsAuthenticated, ReadsTheTrail]
+    pagination_class = LatestFirst
+    filterset_class = AuditEventFilterSet
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return AuditEvent.objects.none()
+        return audit.events_for(current_firm()).select_related("actor")

@@ -84,3 +84,11 @@ class Conflict(IllegalTransition, code="conflict"):
 
 class Unprocessable(DomainError, code="unprocessable", status=422):
     """Well formed, but the rules refuse it as it stands, e.g. not eligible."""
+
+
+class PreconditionRequired(DomainError, code="precondition_required", status=428):
+    """A decision sent without ``If-Match``: the caller must say which version it decided on."""
+
+
+class PreconditionFailed(DomainError, code="precondition_failed", status=412):
+    """The ``If-Match`` version is not the current one: someone changed it since it was read."""

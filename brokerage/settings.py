@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served from here
     "guardian",
     "axes",
     "django_otp",
@@ -253,7 +254,26 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     # Every error, DRF's and the services', in one body: {"errors": [{field, code, message}]}.
     "EXCEPTION_HANDLER": "brokerage.api_errors.exception_handler",
+    # Counted in the cache below; rates in API_THROTTLE_RATES (brokerage.api_throttles).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "brokerage.api_throttles.AnonymousThrottle",
+        "brokerage.api_throttles.UserThrottle",
+        "brokerage.api_throttles.TokenThrottle",
+    ],
 }
+# Requests per period (DRF's rate strings) before a 429 with Retry-After: without credentials
+# (per address), per signed-in user, per API token. Environment: API_THROTTLE_ANON etc.
+API_THROTTLE_RATES = {
+    "anon": os.environ.get("API_THROTTLE_ANON", "60/min"),
+    "user": os.environ.get("API_THROTTLE_USER", "1200/min"),
+    "token": os.environ.get("API_THROTTLE_TOKEN", "1200/min"),
+}
+# The cache (the API's throttle counts): Redis when CACHE_URL names one (shared by every web
+# process, as production needs), else this process's memory (the embedded demo, the tests).
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+     "LOCATION": os.environ["CACHE_URL"]} if os.environ.get("CACHE_URL")
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio-margin back office API",
     "VERSION": "1.0.0",
@@ -267,6 +287,10 @@ SPECTACULAR_SETTINGS = {
     "DEFAULT_QUERY_MANAGER": "_base_manager",
     # Request and response components apart: read-only fields are not asked of a caller.
     "COMPONENT_SPLIT_REQUEST": True,
+    # The documentation pages' assets from drf-spectacular-sidecar, served as static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Choice sets named once (by dotted path: settings import no app).
     "ENUM_NAME_OVERRIDES": {
         "MarginCallStatusEnum": "margin.calls.models.MarginCall.Status",
@@ -279,6 +303,8 @@ SPECTACULAR_SETTINGS = {
         "ExecutionSideEnum": "margin.executions.models.Execution.Side",
         "ExecutionKindEnum": "margin.executions.models.Execution.Kind",
         "ListedContractKindEnum": "margin.executions.api.LISTED_CONTRACT_KINDS",
+        "MarketDataSourceEnum": "margin.models.PriceObservation.Source",
+        "LoadedSourceEnum": "margin.api.market.LOADED_SOURCES",
     },
 }
 

@@ -5,10 +5,14 @@ from rest_framework.routers import SimpleRouter
 
 from . import login_views, views
 from .api_views import (
+    ApiDocsView,
+    ApiRedocView,
     ApiRootView,
     ApiTokenViewSet,
+    AuditEventListView,
     AuditExportManifestView,
     AuditExportView,
+    FirmView,
     SchemaView,
 )
 
@@ -21,11 +25,13 @@ api_v1 = [
     path("audit/export", AuditExportView.as_view(), name="audit-export"),
     path("audit/export/<str:seq>/manifest", AuditExportManifestView.as_view(),
          name="audit-export-manifest"),
+    path("audit/events", AuditEventListView.as_view(), name="audit-events"),
+    path("firm", FirmView.as_view(), name="firm"),
     *core.urls,
 ]
 # The root lists every route above without parameters (and the schema beside it).
-api_v1.insert(0, path("", ApiRootView.as_view(patterns=list(api_v1), extra={"schema": "schema"}),
-                      name="api-root"))
+api_v1.insert(0, path("", ApiRootView.as_view(patterns=list(api_v1), extra={
+    "schema": "schema", "docs": "api-docs", "docs/redoc": "api-redoc"}), name="api-root"))
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -38,6 +44,10 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("", include("operations.urls")),  # /healthz, /readyz, /metrics (issue 17)
+    # The documentation, its assets served from here (drf-spectacular-sidecar): no network,
+    # and no inline script, so a strict Content-Security-Policy holds.
+    path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/redoc/", ApiRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
 
 # Outside DRF's views (an unmatched URL, an unhandled exception), /api/ still answers JSON.

@@ -22,3 +22,13 @@ def the_error(response: Any) -> dict[str, str]:
     errors = errors_of(response)
     assert len(errors) == 1, errors
     return errors[0]
+
+
+def decide(client: Any, url: str, data: Any = None, **kwargs: Any) -> Any:
+    """POST a decision as a client does: read the object it is about (the URL one level up)
+    and send back its ETag as If-Match (none where the caller may not read it: the refusal
+    comes first)."""
+    read = client.get(url.rstrip("/").rsplit("/", 1)[0] + "/")
+    if read.has_header("ETag"):
+        kwargs["HTTP_IF_MATCH"] = read["ETag"]
+    return client.post(url, data, **kwargs)

@@ -16,13 +16,14 @@ from drf_spectacular.utils import extend_schema
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import mixins, permissions
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
 from brokerage.api import IsFirmStaff, NoInput, TenantViewSet, validated
-from brokerage.api_actions import ServiceActions, decision_endpoints
-from brokerage.api_query import FilterSet
+from brokerage.api_actions import ServiceActions, VersionedRetrieve, decision_endpoints
+from brokerage.api_query import FilterBackend, FilterSet
 from brokerage.errors import InvalidInput
 from brokerage.roles import Role
 from brokerage.scope import current_firm
@@ -55,12 +56,15 @@ class ApplicationFilterSet(FilterSet):
         fields = ["state", "account"]
 
 
-class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                         TenantViewSet):
+class ApplicationViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                         mixins.RetrieveModelMixin, TenantViewSet):
     """Portfolio-margin applications: clients see their own, staff their firm's."""
 
+    approval_kind = services.APPLICATION_KIND
     serializer_class = ApplicationSerializer
     filterset_class = ApplicationFilterSet
+    filter_backends = [FilterBackend, OrderingFilter]
+    ordering_fields = ["created_at", "decided_at"]
     refusal_statuses = (409, 422)  # 422: not eligible when approved
 
     def scoped_queryset(self) -> QuerySet:
@@ -118,14 +122,14 @@ class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveM
 
     approve, reject = decision_endpoints(
         ApplicationSerializer,
-        approve=(DecisionSerializer, lambda application, user, data: (
+        approve=(DecisionSerializer, lambda application, user, data, version: (
             services.approve_application(application=application, approver=user,
                                          reasons=data["reasons"],
-                                         expected_version=data.get("version")))),
-        reject=(RejectSerializer, lambda application, user, data: (
+                                         expected_version=data.get("version", version)))),
+        reject=(RejectSerializer, lambda application, user, data, version: (
             services.reject_application(application=application, approver=user,
                                         reasons=data["reasons"],
-                                        expected_version=data.get("version")))))
+                                        expected_version=data.get("version", version)))))
 
     @extend_schema(request=WithdrawSerializer, responses=ApplicationSerializer)
     @action(detail=True, methods=["post"])
@@ -157,10 +161,11 @@ class ApplicationViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveM
         return Response(result.as_json())
 
 
-class RuleSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                     TenantViewSet):
+class RuleSetViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                     mixins.RetrieveModelMixin, TenantViewSet):
     """The firm's rule-set versions (staff only): propose a change, a second person approves."""
 
+    approval_kind = services.RULE_SET_KIND
     serializer_class = RuleSetSerializer
     permission_classes = [permissions.IsAuthenticated, IsFirmStaff]
 
@@ -183,7 +188,8 @@ class RuleSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModel
 
     approve, reject = decision_endpoints(
         RuleSetSerializer,
-        approve=(RuleSetDecisionSerializer, lambda rule_set, user, data: (
-            services.approve_rule_set(rule_set=rule_set, approver=user, reason=data["reason"]))),
-        reject=(RuleSetRejectSerializer, lambda rule_set, user, data: (
+        approve=(RuleSetDecisionSerializer, lambda rule_set, user, data, version: (
+            services.approve_rule_set(rule_set=rule_set, approver=user, reason=data["reason"],
+                                      expected_version=version))),
+        reject=(RuleSetRejectSerializer, lambda rule_set, user, data, version: (
             services.reject_rule_set(rule_set=rule_set, approver=user, reason=data["reason"]))))

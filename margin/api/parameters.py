@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from brokerage.api import InputSerializer, IsFirmStaff, TenantViewSet, username, validated
-from brokerage.api_actions import ServiceActions, decision_endpoints
+from brokerage.api_actions import ServiceActions, VersionedRetrieve, decision_endpoints
 from brokerage.scope import current_firm
 
 from .. import services
@@ -49,8 +49,9 @@ class ParameterRejectSerializer(InputSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class RiskParameterSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                              TenantViewSet):
+class RiskParameterSetViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                              mixins.RetrieveModelMixin, TenantViewSet):
+    approval_kind = services.APPROVAL_KIND
     serializer_class = RiskParameterSetSerializer
     permission_classes = [IsAuthenticated, IsFirmStaff]
 
@@ -67,7 +68,8 @@ class RiskParameterSetViewSet(ServiceActions, mixins.ListModelMixin, mixins.Retr
 
     approve, reject = decision_endpoints(
         RiskParameterSetSerializer,
-        approve=(ParameterDecisionSerializer, lambda proposal, user, data: (
-            services.approve_parameters(proposal=proposal, actor=user, reason=data["reason"]))),
-        reject=(ParameterRejectSerializer, lambda proposal, user, data: (
+        approve=(ParameterDecisionSerializer, lambda proposal, user, data, version: (
+            services.approve_parameters(proposal=proposal, actor=user, reason=data["reason"],
+                                        expected_version=version))),
+        reject=(ParameterRejectSerializer, lambda proposal, user, data, version: (
             services.reject_parameters(proposal=proposal, actor=user, reason=data["reason"]))))

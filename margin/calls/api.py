@@ -20,6 +20,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,8 +36,17 @@ from brokerage.api import (
     username,
     validated,
 )
-from brokerage.api_actions import ServiceActions, decision_endpoints
-from brokerage.api_query import FilterSet
+from brokerage.api_actions import (
+    ETAG,
+    IF_MATCH,
+    PRECONDITION_RESPONSES,
+    ServiceActions,
+    VersionedRetrieve,
+    decision_endpoints,
+    etag,
+    require_if_match,
+)
+from brokerage.api_query import FilterBackend, FilterSet
 from brokerage.errors import IllegalTransition, InvalidInput
 from brokerage.scope import current_firm
 from brokerage.tenancy import is_staff_member
@@ -278,6 +288,8 @@ class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModel
     """Margin calls by due date: staff see and work the firm's, a client reads their own."""
 
     filterset_class = MarginCallFilterSet
+    filter_backends = [FilterBackend, OrderingFilter]
+    ordering_fields = ["due_date", "amount", "as_of"]
 
     def get_serializer_class(self):
         return MarginCallSerializer if self.action == "list" else MarginCallDetailSerializer
@@ -317,14 +329,24 @@ class MarginCallViewSet(LiquidationPlanActions, ServiceActions, mixins.ListModel
             return self._fresh(call)
         return self.act(request, ExtensionInput, ask)
 
-    @extend_schema(request=ExtensionDecisionInput, responses=MarginCallDetailSerializer)
+    @extend_schema(parameters=[ETAG])
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        # The ETag a decision on the extension awaiting one needs (If-Match), when there is one.
+        call = self.get_object()
+        proposed = call.extensions.filter(state="proposed").order_by("-request_number").first()
+        headers = {"ETag": etag(extensions.APPROVAL_KIND, proposed)} if proposed else None
+        return Response(self.get_serializer(call).data, headers=headers)
+
+    @extend_schema(request=ExtensionDecisionInput, parameters=[IF_MATCH],
+                   responses={200: MarginCallDetailSerializer, **PRECONDITION_RESPONSES})
     @action(detail=True, methods=["post"], url_path="extension-decision")
     def extension_decision(self, request: Request, pk: str | None = None) -> Response:
-        def decide(call, data):
-            extensions.decide_extension(extension=_in_progress(call, "proposed"),
-                                        actor=request.user, **data)
-            return self._fresh(call)
-        return self.act(request, ExtensionDecisionInput, decide)
+        call = self.get_object()
+        data = validated(ExtensionDecisionInput, request)
+        extension = _in_progress(call, "proposed")
+        require_if_match(request, extensions.APPROVAL_KIND, extension)
+        extensions.decide_extension(extension=extension, actor=request.user, **data)
+        return self.answer(self._fresh(call))
 
     @extend_schema(request=ExtensionOutcomeInput, responses=MarginCallDetailSerializer)
     @action(detail=True, methods=["post"], url_path="extension-outcome")
@@ -434,11 +456,12 @@ class CallPolicyProposalInput(InputSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class CallPolicyViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        TenantViewSet):
+class CallPolicyViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                        mixins.RetrieveModelMixin, TenantViewSet):
     """The firm's call-policy versions (each row with its source tag and citation): staff
     read; firm admins, risk and compliance officers propose and a second one decides."""
 
+    approval_kind = policy.APPROVAL_KIND
     serializer_class = CallPolicySerializer
     permission_classes = [IsAuthenticated, IsFirmStaff]
 
@@ -456,9 +479,9 @@ class CallPolicyViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveMo
 
     approve, reject = decision_endpoints(
         CallPolicySerializer,
-        approve=(DecisionInput, lambda proposal, user, data: policy.approve_policy(
+        approve=(DecisionInput, lambda proposal, user, data, version: policy.approve_policy(
             proposal=proposal, actor=user, reason=data["reason"])),
-        reject=(RejectInput, lambda proposal, user, data: policy.reject_policy(
+        reject=(RejectInput, lambda proposal, user, data, version: policy.reject_policy(
             proposal=proposal, actor=user, reason=data["reason"])))
 
 
@@ -503,11 +526,12 @@ class WaiverInput(InputSerializer):
     reason = serializers.CharField(max_length=2000, help_text="why it is waived (kept on file)")
 
 
-class RestrictionViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                         TenantViewSet):
+class RestrictionViewSet(VersionedRetrieve, ServiceActions, mixins.ListModelMixin,
+                         mixins.RetrieveModelMixin, TenantViewSet):
     """The firm's restrictions: staff read; a firm admin or compliance officer asks for a
     waiver, a second one decides it (two officers, in writing: rule book section 1)."""
 
+    approval_kind = restrictions.APPROVAL_KIND
     permission_classes = [IsAuthenticated, IsFirmStaff]
     filterset_class = RestrictionFilterSet
 
@@ -527,7 +551,8 @@ class RestrictionViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveM
 
     approve, reject = decision_endpoints(
         RestrictionDetailSerializer,
-        approve=(DecisionInput, lambda restriction, user, data: restrictions.decide_waiver(
-            restriction=restriction, actor=user, approve=True, reason=data["reason"])),
-        reject=(RejectInput, lambda restriction, user, data: restrictions.decide_waiver(
+        approve=(DecisionInput, lambda restriction, user, data, version: (
+            restrictions.decide_waiver(restriction=restriction, actor=user, approve=True,
+                                       reason=data["reason"]))),
+        reject=(RejectInput, lambda restriction, user, data, version: restrictions.decide_waiver(
             restriction=restriction, actor=user, approve=False, reason=data["reason"])))

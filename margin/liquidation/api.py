@@ -17,6 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from brokerage.api import InputSerializer, username, validated
+from brokerage.api_actions import (
+    ETAG,
+    IF_MATCH,
+    PRECONDITION_RESPONSES,
+    etag,
+    require_if_match,
+)
 from brokerage.errors import NotFound
 
 from . import services
@@ -64,28 +71,39 @@ def _latest(call) -> LiquidationPlan:
 class LiquidationPlanActions:
     # Mixed into MarginCallViewSet (a comment: the schema would take a docstring).
 
-    @extend_schema(request=ProposePlanInput, responses=LiquidationPlanSerializer)
+    @extend_schema(methods=["GET"], parameters=[ETAG], responses=LiquidationPlanSerializer)
+    @extend_schema(methods=["POST"], request=ProposePlanInput,
+                   responses=LiquidationPlanSerializer)
     @action(detail=True, methods=["get", "post"], url_path="liquidation-plan")
     def liquidation_plan(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()
         if request.method == "GET":
-            return Response(LiquidationPlanSerializer(_latest(call)).data)
+            plan = _latest(call)  # its ETag: what a decision on it sends back as If-Match
+            return Response(LiquidationPlanSerializer(plan).data,
+                            headers={"ETag": etag(services.APPROVAL_KIND, plan)})
         validated(ProposePlanInput, request)
         plan = services.propose_plan(actor=request.user, call=call)
         return Response(LiquidationPlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=PlanDecisionInput, responses=LiquidationPlanSerializer)
+    @extend_schema(request=PlanDecisionInput, parameters=[IF_MATCH],
+                   responses={200: LiquidationPlanSerializer, **PRECONDITION_RESPONSES})
     @action(detail=True, methods=["post"], url_path="liquidation-plan/approve")
     def approve_liquidation_plan(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()
         data = validated(PlanDecisionInput, request)
-        plan = services.approve_plan(plan=_latest(call), actor=request.user, **data)
+        plan = _latest(call)
+        services.require_approver(plan=plan, actor=request.user)  # a 403 before a 428
+        require_if_match(request, services.APPROVAL_KIND, plan)
+        plan = services.approve_plan(plan=plan, actor=request.user, **data)
         return Response(LiquidationPlanSerializer(plan).data)
 
-    @extend_schema(request=PlanDecisionInput, responses=LiquidationPlanSerializer)
+    @extend_schema(request=PlanDecisionInput, parameters=[IF_MATCH],
+                   responses={200: LiquidationPlanSerializer, **PRECONDITION_RESPONSES})
     @action(detail=True, methods=["post"], url_path="liquidation-plan/reject")
     def reject_liquidation_plan(self, request: Request, pk: str | None = None) -> Response:
         call = self.get_object()
         data = validated(PlanDecisionInput, request)
-        plan = services.reject_plan(plan=_latest(call), actor=request.user, **data)
+        plan = _latest(call)
+        require_if_match(request, services.APPROVAL_KIND, plan)
+        plan = services.reject_plan(plan=plan, actor=request.user, **data)
         return Response(LiquidationPlanSerializer(plan).data)

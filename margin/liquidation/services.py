@@ -205,10 +205,15 @@ def _store(*, actor, account, call, snapshot, policy, basis, plan: engine.Plan,
     return row
 
 
+def require_approver(*, plan: LiquidationPlan, actor) -> None:
+    """Refuse a role that may never approve a plan (asked before anything about the plan)."""
+    _require(actor, plan.firm, APPROVER_ROLES, "approve a liquidation plan")
+
+
 def approve_plan(*, plan: LiquidationPlan, actor, reason: str = "") -> LiquidationPlan:
     # Who may approve is asked before what state the plan is in: a role that may never
     # approve gets its 403, not a 409 telling it the plan's outcome.
-    _require(actor, plan.firm, APPROVER_ROLES, "approve a liquidation plan")
+    require_approver(plan=plan, actor=actor)
     approvals.decide(request=_request(plan), decider=actor, approve=True, reason=reason)
     return LiquidationPlan.objects.get(pk=plan.pk)
 

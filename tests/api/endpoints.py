@@ -40,6 +40,10 @@ class Endpoint:
     #: a write that succeeds leaves a row (its audit event at least): the positive control of
     #: the matrix's "nothing written"; the calculator alone writes nothing
     records: bool = True
+    #: a decision: it sends If-Match, the ETag its object's GET (the URL one level up) answers
+    if_match: bool = False
+    #: the platform's market-data operator may use it (no firm role does)
+    platform: bool = False
 
     @property
     def writes(self) -> bool:
@@ -48,6 +52,11 @@ class Endpoint:
     @property
     def refused(self) -> list[Role]:
         return [role for role in Role if role not in self.roles | self.narrowed]
+
+    @property
+    def etag_url(self) -> str:
+        """Where the object a decision is about is read (its ETag): the URL one level up."""
+        return self.url.rstrip("/").rsplit("/", 1)[0] + "/"
 
     @property
     def id(self) -> str:
@@ -263,6 +272,66 @@ def _account(fw: FirmWorld) -> str:
     return fw.account.number
 
 
+def _client(fw: FirmWorld) -> int:
+    return fw.client.pk
+
+
+def _position(fw: FirmWorld) -> int:
+    from accounts import services as book
+    from tests.factories import shared_instrument
+
+    return book.set_position(account=fw.account, instrument=shared_instrument("ACME"),
+                             quantity=Decimal(10), actor=fw.users[ADMIN.value]).pk
+
+
+def _ledger_entry(fw: FirmWorld) -> int:
+    from accounts import services as book
+
+    return book.post_ledger_entry(account=fw.account, kind="deposit", amount=Decimal("500"),
+                                  actor=fw.users[DESK.value]).pk
+
+
+def _funded(fw: FirmWorld) -> str:
+    """An account with $500 of cash (a withdrawal takes some of it)."""
+    _ledger_entry(fw)
+    return fw.account.number
+
+
+def _own_instrument(fw: FirmWorld) -> int:
+    """An instrument of the firm's own (not shared reference data): another firm's 404."""
+    from accounts import services as book
+
+    return book.create_instrument(symbol=f"OWN-{fw.firm.slug}", kind="stock", firm=fw.firm,
+                                  actor=fw.users[ADMIN.value], product_class="equity",
+                                  class_group="OWN", product_group="OWN").pk
+
+
+def _priced(fw: FirmWorld) -> str:
+    """The account with 10 ACME, ACME priced at 100 and $5,000 of cash: a book that values."""
+    from django.utils import timezone
+
+    from margin.market_data import load_prices
+
+    load_prices(observations=[{"symbol": "ACME", "price": "100",
+                               "observed_at": timezone.now().isoformat()}],
+                source="vendor", actor=None)
+    _position(fw)
+    from accounts import services as book
+
+    book.post_ledger_entry(account=fw.account, kind="deposit", amount=Decimal("5000"),
+                           actor=fw.users[DESK.value])
+    return fw.account.number
+
+
+def _observations(value_field: str, value: str) -> Callable[[FirmWorld], dict[str, Any]]:
+    def body(fw: FirmWorld) -> dict[str, Any]:
+        from django.utils import timezone
+
+        return {"source": "vendor", "observations": [
+            {"symbol": "ACME", value_field: value, "observed_at": timezone.now().isoformat()}]}
+    return body
+
+
 def _calculation(fw: FirmWorld) -> dict[str, Any]:
     from tests.calculator.requests import base
 
@@ -281,6 +350,35 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}accounts/?regime=legacy_pdt", roles=EVERYONE),
     Endpoint(f"{V}accounts/{{obj}}/regime/", "POST", roles=frozenset({ADMIN, RISK}),
              make=_account, body=lambda fw: {"regime": "intraday", "reason": "phase-in"}),
+    Endpoint(f"{V}accounts/{{obj}}/margin/history", roles=STAFF, narrowed={CLIENT},
+             make=_account),
+    Endpoint(f"{V}accounts/{{obj}}/positions/", roles=STAFF, narrowed={CLIENT}, make=_account),
+    # what-if: the engine on the book plus a position, nothing written
+    Endpoint(f"{V}accounts/{{obj}}/what-if", "POST", roles=STAFF, narrowed={CLIENT},
+             make=_priced, records=False,
+             body=lambda fw: {"positions": [{"symbol": "ACME", "quantity": "5"}]}),
+    # cash: deposits and withdrawals by the roles that post to the ledger
+    Endpoint(f"{V}accounts/{{obj}}/deposits/", "POST", roles=frozenset({ADMIN, DESK}), ok=201,
+             make=_account, body=lambda fw: {"amount": "250.00", "memo": "wire"}),
+    Endpoint(f"{V}accounts/{{obj}}/withdrawals/", "POST", roles=frozenset({ADMIN, DESK}),
+             ok=201, make=_funded, body=lambda fw: {"amount": "100.00"}),
+    # the firm and its book
+    Endpoint(f"{V}firm", roles=EVERYONE),
+    Endpoint(f"{V}clients/", roles=EVERYONE),
+    Endpoint(f"{V}clients/{{obj}}/", roles=STAFF, narrowed={CLIENT}, make=_client),
+    Endpoint(f"{V}positions/", roles=EVERYONE),
+    Endpoint(f"{V}positions/{{obj}}/", roles=STAFF, narrowed={CLIENT}, make=_position),
+    Endpoint(f"{V}ledger-entries/", roles=EVERYONE),
+    Endpoint(f"{V}ledger-entries/{{obj}}/", roles=STAFF, narrowed={CLIENT}, make=_ledger_entry),
+    # market data: everyone reads; only the platform's market-data operator loads
+    Endpoint(f"{V}instruments/", roles=EVERYONE),
+    Endpoint(f"{V}instruments/{{obj}}/", roles=EVERYONE, make=_own_instrument),
+    Endpoint(f"{V}prices/", roles=EVERYONE),
+    Endpoint(f"{V}vols/", roles=EVERYONE),
+    Endpoint(f"{V}prices/", "POST", roles=frozenset(), platform=True, ok=201,
+             body=_observations("price", "101.5")),
+    Endpoint(f"{V}vols/", "POST", roles=frozenset(), platform=True, ok=201,
+             body=_observations("volatility", "0.25")),
     # margin calls: staff work them, a client reads their own
     Endpoint(f"{V}accounts/{{obj}}/pre-trade", "POST", make=_account, records=False,
              body=lambda fw: {"orders": [{"instrument": TRADED, "side": "buy",
@@ -299,7 +397,7 @@ ENDPOINTS: list[Endpoint] = [
              body=lambda fw: {"days": 5, "reason_code": "travel"}),
     Endpoint(f"{V}margin-calls/{{obj}}/satisfactions/", "POST", roles=STAFF, make=_call,
              body=lambda fw: {"manner": "securities", "amount": "100.00"}),
-    Endpoint(f"{V}margin-calls/{{obj}}/extension-decision/", "POST",
+    Endpoint(f"{V}margin-calls/{{obj}}/extension-decision/", "POST", if_match=True,
              roles=frozenset({ADMIN, RISK, COMPLIANCE}), make=_extension_proposed,
              body=lambda fw: {"approve": True, "reason": "a fair ask"}),
     Endpoint(f"{V}margin-calls/{{obj}}/extension-outcome/", "POST", roles=STAFF,
@@ -308,19 +406,19 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/", make=_planned),
     Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/", "POST", make=_overdue, ok=201,
              body=lambda fw: {}),
-    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/approve/", "POST",
+    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/approve/", "POST", if_match=True,
              roles=frozenset({ADMIN, RISK}), make=_planned, body=lambda fw: {"reason": "cures it"}),
     # (the desk proposed it: its no is a withdrawal)
-    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/reject/", "POST",
+    Endpoint(f"{V}margin-calls/{{obj}}/liquidation-plan/reject/", "POST", if_match=True,
              roles=frozenset({ADMIN, RISK, DESK}), make=_planned,
              body=lambda fw: {"reason": "too dear"}),
     Endpoint(f"{V}margin-record/?date=2026-11-24"),
     Endpoint(f"{V}margin-report/?date=2026-11-24"),
     # two-person changes: call policies, restrictions' waivers, risk parameters, rule sets
-    Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
+    Endpoint(f"{V}call-policies/{{obj}}/approve/", "POST", if_match=True, roles=frozenset({ADMIN, COMPLIANCE}),
              make=_policy_proposal, body=lambda fw: {"reason": "agreed"}),
     # whoever proposed may say no too: a withdrawal (brokerage.approvals.reject)
-    Endpoint(f"{V}call-policies/{{obj}}/reject/", "POST",
+    Endpoint(f"{V}call-policies/{{obj}}/reject/", "POST", if_match=True,
              roles=frozenset({ADMIN, RISK, COMPLIANCE}),
              make=_policy_proposal, body=lambda fw: {"reason": "too strict"}),
     Endpoint(f"{V}call-policies/"),
@@ -331,14 +429,14 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}restrictions/{{obj}}/", make=_restriction),
     Endpoint(f"{V}restrictions/{{obj}}/waiver/", "POST", roles=frozenset({ADMIN, COMPLIANCE}),
              make=_restriction, body=lambda fw: {"reason": "a clerical error"}),
-    Endpoint(f"{V}restrictions/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+    Endpoint(f"{V}restrictions/{{obj}}/approve/", "POST", if_match=True, roles=frozenset({ADMIN}),
              make=_waiver, body=lambda fw: {"reason": "agreed"}),
     # (unlike the other proposals, the officer who asked may not withdraw it by saying no)
-    Endpoint(f"{V}restrictions/{{obj}}/reject/", "POST", roles=frozenset({ADMIN}),
+    Endpoint(f"{V}restrictions/{{obj}}/reject/", "POST", if_match=True, roles=frozenset({ADMIN}),
              make=_waiver, body=lambda fw: {"reason": "not a clerical error"}),
-    Endpoint(f"{V}risk-parameters/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+    Endpoint(f"{V}risk-parameters/{{obj}}/approve/", "POST", if_match=True, roles=frozenset({ADMIN}),
              make=_parameters, body=lambda fw: {"reason": "agreed"}),
-    Endpoint(f"{V}risk-parameters/{{obj}}/reject/", "POST", roles=frozenset({ADMIN, RISK}),
+    Endpoint(f"{V}risk-parameters/{{obj}}/reject/", "POST", if_match=True, roles=frozenset({ADMIN, RISK}),
              make=_parameters, body=lambda fw: {"reason": "not now"}),
     Endpoint(f"{V}risk-parameters/"),
     Endpoint(f"{V}risk-parameters/{{obj}}/", make=_parameters),
@@ -349,9 +447,9 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}rule-sets/{{obj}}/", make=_rule_set),
     Endpoint(f"{V}rule-sets/propose/", "POST", roles=frozenset({ADMIN, RISK}), ok=201,
              body=lambda fw: {"reason": "stricter", "min_net_worth": "3000000.00"}),
-    Endpoint(f"{V}rule-sets/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+    Endpoint(f"{V}rule-sets/{{obj}}/approve/", "POST", if_match=True, roles=frozenset({ADMIN}),
              make=_rule_set_proposal, body=lambda fw: {"reason": "agreed"}),
-    Endpoint(f"{V}rule-sets/{{obj}}/reject/", "POST", roles=frozenset({ADMIN, RISK}),
+    Endpoint(f"{V}rule-sets/{{obj}}/reject/", "POST", if_match=True, roles=frozenset({ADMIN, RISK}),
              make=_rule_set_proposal, body=lambda fw: {"reason": "not now"}),
     # applications: staff see the firm's, a client their own
     Endpoint(f"{V}applications/", roles=EVERYONE),
@@ -371,10 +469,10 @@ ENDPOINTS: list[Endpoint] = [
              roles=frozenset({ADMIN, RISK}), narrowed={CLIENT}, make=_submitted,
              body=lambda fw: {"approver": fw.users[ADMIN.value].pk}),
     # (the client is the account's portal user here: it sees the application, may not decide)
-    Endpoint(f"{V}applications/{{obj}}/approve/", "POST", roles=frozenset({ADMIN}),
+    Endpoint(f"{V}applications/{{obj}}/approve/", "POST", if_match=True, roles=frozenset({ADMIN}),
              make=_eligible_under_review,
              body=lambda fw: {"reasons": "meets every rule"}),
-    Endpoint(f"{V}applications/{{obj}}/reject/", "POST", roles=frozenset({ADMIN}),
+    Endpoint(f"{V}applications/{{obj}}/reject/", "POST", if_match=True, roles=frozenset({ADMIN}),
              narrowed={CLIENT}, make=_under_review,
              body=lambda fw: {"reasons": "too little equity"}),
     # tokens and the audit trail: the firm's admins (and compliance, for the trail)
@@ -387,6 +485,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(f"{V}audit/export", roles=frozenset({ADMIN, COMPLIANCE})),
     Endpoint(f"{V}audit/export/{{obj}}/manifest", roles=frozenset({ADMIN, COMPLIANCE}),
              make=_audit_export),
+    Endpoint(f"{V}audit/events", roles=frozenset({ADMIN, COMPLIANCE})),
     # the calculator: anyone signed in, nothing written
     Endpoint(f"{V}margin/calculate", "POST", roles=EVERYONE, body=_calculation,
              records=False),

@@ -29,6 +29,7 @@ def test_a_role_that_may_not_approve_a_plan_is_refused_before_the_plan_s_state_i
     refused = desk.post(url, {}, content_type="application/json")
     assert refused.status_code == 403, refused.content
     assert the_error(refused)["code"] == "not_permitted"
-    conflict = admin.post(url, {}, content_type="application/json")
+    etag = admin.get(url.removesuffix("approve/"))["ETag"]
+    conflict = admin.post(url, {}, content_type="application/json", HTTP_IF_MATCH=etag)
     assert conflict.status_code == 409 and the_error(conflict)["code"] == "conflict"
     assert footprint() == before

@@ -63,7 +63,22 @@ def send(client: Client, endpoint: Endpoint, url: str, body: Any = None, raw: st
     if not endpoint.writes:
         return client.get(url)
     data = raw if raw is not None else json.dumps(body)
-    return client.generic(endpoint.method, url, data, content_type="application/json")
+    headers = {}
+    if endpoint.if_match:
+        # A decision rests on what was read: the ETag of the object as this caller reads it
+        # (none where it may not read it: the refusal comes before the precondition).
+        read = client.get(url.rstrip("/").rsplit("/", 1)[0] + "/")
+        if read.has_header("ETag"):
+            headers["HTTP_IF_MATCH"] = read["ETag"]
+    return client.generic(endpoint.method, url, data, content_type="application/json",
+                          **headers)
+
+
+def market_data_operator():
+    """The platform's market-data operator (no firm): who loads prices and vols."""
+    from brokerage.tenancy import create_platform_user
+
+    return create_platform_user(username="feed", role="market_data")
 
 
 def valid_body(endpoint: Endpoint, fw: FirmWorld) -> dict[str, Any] | None:
@@ -80,7 +95,9 @@ def matrix_world(world) -> World:
     # Adopt each firm's defaults first, so that no read below adopts one (a write) on first use.
     from eligibility.services import active_rule_set
     from margin.calls.policy import active_policy
+    from tests.factories import shared_instrument
 
+    shared_instrument("ACME")  # what the market-data loads name
     for fw in (world.a, world.b):
         with firm_scope(fw.firm):
             active_policy(fw.firm)
@@ -156,13 +173,15 @@ def test_its_own_firm_is_served_to_every_role_it_serves(matrix_world, endpoint):
 
 
 @pytest.mark.parametrize(("endpoint", "role"), [
-    pytest.param(e, role, id=f"{e.id} as {role.value}")
-    for e in ENDPOINTS if e.writes for role in sorted(e.roles, key=list(Role).index)])
+    *(pytest.param(e, role, id=f"{e.id} as {role.value}")
+      for e in ENDPOINTS if e.writes for role in sorted(e.roles, key=list(Role).index)),
+    *(pytest.param(e, None, id=f"{e.id} as the market-data operator")
+      for e in ENDPOINTS if e.writes and e.platform)])
 def test_its_own_firm_may_write_in_every_role_it_serves(matrix_world, endpoint, role):
     """A write moves its object on, so each role gets a world of its own."""
     fw = matrix_world.a
     url = target(endpoint, fw)
-    client = bearer(fw.users[role.value])
+    client = bearer(market_data_operator() if role is None else fw.users[role.value])
     before = footprint()
     response = send(client, endpoint, url, valid_body(endpoint, fw))
     assert response.status_code == endpoint.ok, response.content
@@ -183,7 +202,8 @@ def test_a_malformed_body_or_an_unknown_field_is_a_400_and_writes_nothing(matrix
                                                                           endpoint):
     fw = matrix_world.a
     url = target(endpoint, fw)
-    client = bearer(fw.users[_first_role(endpoint).value])
+    client = bearer(market_data_operator() if not endpoint.roles
+                    else fw.users[_first_role(endpoint).value])
     before = footprint()
     response = send(client, endpoint, url, raw='{"reason": "x",')
     assert response.status_code == 400, response.content

@@ -32,7 +32,7 @@ from margin.calls.restrictions import impose
 from margin.calls.services import issue_call
 from margin.models import RiskParameterSet
 from tests.api.endpoints import _execution, listed_for_trading
-from tests.api_body import errors_of, the_error
+from tests.api_body import decide, errors_of, the_error
 from tests.factories import PASSWORD, log_in, make_user
 
 APPLICATIONS = "/api/v1/applications/"
@@ -241,11 +241,16 @@ def test_every_write_of_the_api_refuses_an_unknown_field_and_writes_nothing(worl
                   RiskParameterSet.objects.count(), RuleSet.objects.count())
     posts = [path for path, operations in schema["paths"].items() if "post" in operations]
     assert len(posts) >= 12
+    # market data is loaded by the platform's market-data operator, no firm's user
+    operator = create_api_token(user=create_platform_user(username="feed", role="market_data"),
+                                actor=None).secret
+    loads = Client(HTTP_AUTHORIZATION=f"Bearer {operator}")
     for path in posts:
         prefix = path.split("{id}")[0]
         url = path.replace("{id}", str(ids.get(prefix, ""))).replace(
             "{number}", world.a.account.number)
-        response = api.post(url, {"zz_unknown": 1}, content_type="application/json")
+        client = loads if path in ("/api/v1/prices/", "/api/v1/vols/") else api
+        response = client.post(url, {"zz_unknown": 1}, content_type="application/json")
         assert response.status_code == 400, (url, response.content)
         assert "zz_unknown" in {e["field"] for e in errors_of(response)}, url
     with firm_scope(world.firm_a):
@@ -411,7 +416,7 @@ def test_a_method_the_endpoint_lacks_is_a_405(world, api, application):
 
 
 def test_a_refusal_of_a_service_keeps_its_status_code_and_field(world, api, application):
-    response = api.post(f"{APPLICATIONS}{application['id']}/approve/", {},
+    response = decide(api, f"{APPLICATIONS}{application['id']}/approve/", {},
                         content_type="application/json")
     assert response.status_code == 409
     assert the_error(response)["code"] == "illegal_transition"
@@ -470,12 +475,13 @@ def test_the_schema_documents_the_error_body(world):
                 assert ref == "#/components/schemas/Errors", (path, method, status)
         return {s for s in responses if s.startswith("4")}
 
-    assert statuses("/api/v1/applications/", "get") == {"400", "401", "403"}
-    assert statuses("/api/v1/applications/{id}/", "get") == {"401", "403", "404"}
+    # (429: every view is throttled; 412 and 428: a decision needs If-Match)
+    assert statuses("/api/v1/applications/", "get") == {"400", "401", "403", "429"}
+    assert statuses("/api/v1/applications/{id}/", "get") == {"401", "403", "404", "429"}
     assert statuses("/api/v1/applications/{id}/approve/", "post") == {
-        "400", "401", "403", "404", "409", "422"}
-    assert statuses("/api/v1/risk-parameters/", "post") == {"400", "401", "403", "409"}
-    assert statuses("/api/v1/margin/calculate", "post") == {"400", "401", "403"}
+        "400", "401", "403", "404", "409", "412", "422", "428", "429"}
+    assert statuses("/api/v1/risk-parameters/", "post") == {"400", "401", "403", "409", "429"}
+    assert statuses("/api/v1/margin/calculate", "post") == {"400", "401", "403", "429"}
     limit = next(p for p in schema["paths"]["/api/v1/applications/"]["get"]["parameters"]
                  if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)

@@ -51,4 +51,4 @@ def test_the_schema_documents_the_root(world):
     client = Client()
     log_in(client, world.a.users[Role.CLIENT.value])
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
-    assert set(schema["paths"]["/api/v1/"]["get"]["responses"]) == {"200", "401"}
+    assert set(schema["paths"]["/api/v1/"]["get"]["responses"]) == {"200", "401", "429"}

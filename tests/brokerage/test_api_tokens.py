@@ -112,10 +112,13 @@ def test_the_body_is_checked_and_nothing_is_written(world, admin_a):
         response = client.post(TOKENS, body, content_type="application/json")
         assert response.status_code == 400, body
         assert the_error(response)["field"] == field
-    # another firm's user (or no such user) is not found in yours
+    # another firm's user (or no such user) is not one of yours: the body names no one (a 400,
+    # as an application naming an account that is not yours)
     response = client.post(TOKENS, {"user": world.b.users["firm_admin"].username},
                            content_type="application/json")
-    assert response.status_code == 404 and the_error(response)["field"] == "user"
+    assert response.status_code == 400
+    assert (the_error(response)["field"], the_error(response)["code"]) == ("user",
+                                                                           "does_not_exist")
     assert not all_tokens().exists() and not token_events(world.firm_a)
 
 
@@ -157,7 +160,7 @@ def test_a_platform_users_token_is_the_shells_to_issue_and_revoke(world, admin_a
     # no firm admin lists or revokes it, nor issues one for a platform user
     assert logged_in(admin_a).get(TOKENS).json()["results"] == []
     response = logged_in(admin_a).post(TOKENS, {"user": "ops"}, content_type="application/json")
-    assert response.status_code == 404
+    assert response.status_code == 400 and the_error(response)["code"] == "does_not_exist"
     with pytest.raises(NotPermitted):
         revoke_api_token(token=token, actor=admin_a)
     call_command("revoke_api_token", token.prefix, stdout=io.StringIO())

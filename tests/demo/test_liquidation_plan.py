@@ -16,6 +16,7 @@ from margin.calls import services as call_services
 from margin.engine import liquidation as engine
 from margin.liquidation.services import _book
 from margin.models import LiquidationPlan, MarginCall, MarginSnapshot
+from tests.api_body import decide
 from tests.factories import log_in
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -77,18 +78,18 @@ def test_an_overdue_call_gets_a_plan_a_second_person_approves(client) -> None:
         assert AuditEvent.objects.filter(event_type="liquidation_plan.proposed").exists()
 
     # the proposer never approves (four eyes); the desk may propose but not approve
-    refused = client.post(url + "approve/", {}, content_type="application/json")
+    refused = decide(client, url + "approve/", {}, content_type="application/json")
     assert refused.status_code == 403, refused.content
     client.logout()
     _login(client, "northwind.desk")
-    assert client.post(url + "approve/", {}, content_type="application/json").status_code == 403
+    assert decide(client, url + "approve/", {}, content_type="application/json").status_code == 403
     client.logout()
     # another firm's call is a 404
     _login(client, "bluewater.risk2")
     assert client.post(url, {}, content_type="application/json").status_code == 404
     client.logout()
     _login(client, "northwind.risk2")
-    approved = client.post(url + "approve/", {"reason": "cure the deficiency"},
+    approved = decide(client, url + "approve/", {"reason": "cure the deficiency"},
                            content_type="application/json")
     assert approved.status_code == 200, approved.content
     assert approved.json()["status"] == "approved"
@@ -97,7 +98,7 @@ def test_an_overdue_call_gets_a_plan_a_second_person_approves(client) -> None:
         deficiency.refresh_from_db()
         assert deficiency.status == "liquidation_pending"  # an instruction: nothing sent
         assert AuditEvent.objects.filter(event_type="liquidation_plan.approved").exists()
-    again = client.post(url + "approve/", {}, content_type="application/json")
+    again = decide(client, url + "approve/", {}, content_type="application/json")
     assert again.status_code == 409
     # NO100002's maintenance call, overdue at the demo's close (a withdrawal left the Reg T
     # account short): its plan cures it too, on the Reg T engine
@@ -132,10 +133,10 @@ def test_recomputing_supersedes_and_a_rejection_needs_a_reason(client) -> None:
     assert refused.status_code in (400, 409), refused.content
     client.logout()
     _login(client, "northwind.risk1")
-    no_reason = client.post(url + "reject/", {}, content_type="application/json")
+    no_reason = decide(client, url + "reject/", {}, content_type="application/json")
     assert no_reason.status_code == 400
     assert no_reason.json()["errors"][0]["field"] == "reason"
-    rejected = client.post(url + "reject/", {"reason": "deposit promised"},
+    rejected = decide(client, url + "reject/", {"reason": "deposit promised"},
                            content_type="application/json")
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
     client.logout()

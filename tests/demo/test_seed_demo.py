@@ -25,6 +25,7 @@ from eligibility.calendar import add_business_days, next_business_day
 from eligibility.calendar import today as business_today
 from margin.models import MarginSnapshot
 from margin.reproduce import explanation
+from tests.api_body import decide
 from tests.factories import log_in
 from tests.margin.parity import assert_batch_equals_calculator
 
@@ -225,13 +226,13 @@ def test_the_demo_tells_every_story(client) -> None:
     reviewed = client.post(url + "review/", {"recommendation": "approve", "notes": "meets all"},
                            content_type="application/json")
     assert reviewed.status_code == 200, reviewed.json()
-    refused = client.post(url + "approve/", {}, content_type="application/json")
+    refused = decide(client, url + "approve/", {}, content_type="application/json")
     assert refused.status_code == 403, refused.json()
     client.logout()
 
     _login(client, "northwind.risk2")
-    approved = client.post(url + "approve/", {"reasons": "second pair of eyes"},
-                           content_type="application/json")
+    approved = decide(client, url + "approve/", {"reasons": "second pair of eyes"},
+                      content_type="application/json")
     assert approved.status_code == 200, approved.json()
     today = business_today()
     assert approved.json()["effective_on"] == next_business_day(

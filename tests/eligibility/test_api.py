@@ -11,7 +11,7 @@ from brokerage.scope import firm_scope
 from brokerage.tokens import create_api_token
 from eligibility import services
 from eligibility.models import Application, RuleSet
-from tests.api_body import errors_of, the_error
+from tests.api_body import decide, errors_of, the_error
 
 from .conftest import logged_in, reviewed_application, someone_elses_account, state_of, withdraw
 
@@ -71,7 +71,7 @@ def test_another_firms_application_is_a_404_through_every_door_of_the_api(desk, 
     with firm_scope(desk.firm):
         alpha_rules = services.active_rule_set(firm=desk.firm)
     assert outsider.get(f"{RULE_SETS}{alpha_rules.pk}/").status_code == 404
-    assert outsider.post(f"{RULE_SETS}{alpha_rules.pk}/approve/", {}, format="json").status_code == 404
+    assert decide(outsider, f"{RULE_SETS}{alpha_rules.pk}/approve/", {}, format="json").status_code == 404
 
 
 def test_review_then_approval_by_a_second_person(desk):
@@ -83,7 +83,7 @@ def test_review_then_approval_by_a_second_person(desk):
                                        format="json")
     assert reviewed.status_code == 200 and reviewed.data["state"] == "under_review"
     assert reviewed.data["reviewed_by"] == "alpha_risk_officer"
-    approved = as_user(desk.admin).post(f"{APPLICATIONS}{created['id']}/approve/",
+    approved = decide(as_user(desk.admin), f"{APPLICATIONS}{created['id']}/approve/",
                                         {"reasons": "ok", "version": reviewed.data["version"]},
                                         format="json")
     assert approved.status_code == 200, approved.data
@@ -92,12 +92,12 @@ def test_review_then_approval_by_a_second_person(desk):
 
 
 def test_four_eyes_cannot_be_bypassed_through_the_api(desk, reviewed):
-    response = as_user(desk.risk).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {"reasons": "me"},
+    response = decide(as_user(desk.risk), f"{APPLICATIONS}{reviewed.pk}/approve/", {"reasons": "me"},
                                        format="json")
     assert response.status_code == 403
     assert the_error(response)["code"] == "four_eyes"
     assert "reviewed application" in the_error(response)["message"]
-    response = as_user(desk.risk).post(f"{APPLICATIONS}{reviewed.pk}/reject/", {"reasons": "me"},
+    response = decide(as_user(desk.risk), f"{APPLICATIONS}{reviewed.pk}/reject/", {"reasons": "me"},
                                        format="json")
     assert response.status_code == 403 and the_error(response)["code"] == "four_eyes"
     assert state_of(reviewed.pk) == "under_review"
@@ -105,23 +105,23 @@ def test_four_eyes_cannot_be_bypassed_through_the_api(desk, reviewed):
 
 def test_roles_without_approval_rights_get_403(desk, reviewed):
     for user in (desk.margin_desk, desk.compliance, desk.client_user):
-        response = as_user(user).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
+        response = decide(as_user(user), f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
         assert response.status_code == 403, user.username
         assert the_error(response)["code"] == "not_permitted"
     assert state_of(reviewed.pk) == "under_review"
 
 
 def test_a_second_approval_is_a_409_conflict(desk, reviewed):
-    first = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
+    first = decide(as_user(desk.admin), f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
     assert first.status_code == 200
-    second = as_user(desk.risk2).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
+    second = decide(as_user(desk.risk2), f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
     assert second.status_code == 409
     assert the_error(second)["code"] == "conflict"
     assert "already approved by alpha_firm_admin" in the_error(second)["message"]
 
 
 def test_a_stale_version_in_the_request_is_a_409(desk, reviewed):
-    response = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/approve/",
+    response = decide(as_user(desk.admin), f"{APPLICATIONS}{reviewed.pk}/approve/",
                                         {"version": reviewed.version - 1}, format="json")
     assert response.status_code == 409 and the_error(response)["field"] == "version"
 
@@ -129,7 +129,7 @@ def test_a_stale_version_in_the_request_is_a_409(desk, reviewed):
 def test_an_illegal_transition_is_a_409_with_the_reason(desk):
     with firm_scope(desk.firm):
         draft = services.create_application(account=desk.account, actor=desk.client_user)
-    response = as_user(desk.admin).post(f"{APPLICATIONS}{draft.pk}/approve/", {}, format="json")
+    response = decide(as_user(desk.admin), f"{APPLICATIONS}{draft.pk}/approve/", {}, format="json")
     assert response.status_code == 409
     assert the_error(response)["code"] == "illegal_transition"
     assert "it is draft" in the_error(response)["message"]
@@ -138,7 +138,7 @@ def test_an_illegal_transition_is_a_409_with_the_reason(desk):
 def test_not_eligible_at_approval_is_a_422_listing_the_failed_rules(desk, reviewed):
     with firm_scope(desk.firm):
         withdraw(desk.account, "190000")
-    response = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
+    response = decide(as_user(desk.admin), f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
     assert response.status_code == 422, response.content
     refused = the_error(response)  # one entry per failed rule, in the rule's own words
     assert (refused["field"], refused["code"]) == ("rules.opening_equity", "not_eligible")
@@ -147,7 +147,7 @@ def test_not_eligible_at_approval_is_a_422_listing_the_failed_rules(desk, review
 
 
 def test_reject_needs_reasons_and_withdraw_by_the_client(desk, reviewed):
-    missing = as_user(desk.admin).post(f"{APPLICATIONS}{reviewed.pk}/reject/", {}, format="json")
+    missing = decide(as_user(desk.admin), f"{APPLICATIONS}{reviewed.pk}/reject/", {}, format="json")
     assert missing.status_code == 400
     assert the_error(missing) == {"field": "reasons", "code": "required",
                                   "message": "This field is required."}
@@ -168,12 +168,12 @@ def test_designating_an_approver_through_the_api(desk, reviewed):
     response = admin.post(f"{APPLICATIONS}{reviewed.pk}/designate-approver/",
                           {"approver": desk.risk2.pk}, format="json")
     assert response.status_code == 200
-    refused = admin.post(f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
+    refused = decide(admin, f"{APPLICATIONS}{reviewed.pk}/approve/", {}, format="json")
     assert refused.status_code == 403 and "designated approvers" in the_error(refused)["message"]
     outsider = admin.post(f"{APPLICATIONS}{reviewed.pk}/designate-approver/",
                           {"approver": desk.other_firm_admin.pk}, format="json")
     assert outsider.status_code == 400 and the_error(outsider)["field"] == "approver"
-    assert as_user(desk.risk2).post(f"{APPLICATIONS}{reviewed.pk}/approve/", {},
+    assert decide(as_user(desk.risk2), f"{APPLICATIONS}{reviewed.pk}/approve/", {},
                                     format="json").status_code == 200
 
 
@@ -210,9 +210,9 @@ def test_propose_and_approve_a_rule_set_change_through_the_api(desk):
         "reason": "tighter opening", "opening_equity_minimum": "150000.00"}, format="json")
     assert proposed.status_code == 201, proposed.data
     assert proposed.data["status"] == "proposed" and proposed.data["based_on_version"] == 1
-    own = as_user(desk.risk).post(f"{RULE_SETS}{proposed.data['id']}/approve/", {}, format="json")
+    own = decide(as_user(desk.risk), f"{RULE_SETS}{proposed.data['id']}/approve/", {}, format="json")
     assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
-    approved = as_user(desk.admin).post(f"{RULE_SETS}{proposed.data['id']}/approve/",
+    approved = decide(as_user(desk.admin), f"{RULE_SETS}{proposed.data['id']}/approve/",
                                         {"reason": "agreed"}, format="json")
     assert approved.status_code == 200 and approved.data["status"] == "active"
     listed = as_user(desk.compliance).get(RULE_SETS).data["results"]

@@ -17,6 +17,7 @@ from brokerage.scope import firm_scope
 from eligibility import services
 from eligibility.errors import Conflict
 from eligibility.models import Application
+from tests.api_body import decide
 from tests.concurrency import race
 from tests.factories import log_in
 
@@ -99,7 +100,7 @@ def test_two_api_approvals_at_once_one_200_one_409(desk):
         def call():
             client = APIClient()
             log_in(client, user)
-            return client.post(f"/api/v1/applications/{application.pk}/approve/", {},
+            return decide(client, f"/api/v1/applications/{application.pk}/approve/", {},
                                format="json").status_code
         return call
 

@@ -17,7 +17,7 @@ from margin.calls import services as calls
 from margin.calls.policy import active_policy
 from margin.calls.restrictions import impose
 from margin.models import Restriction
-from tests.api_body import the_error
+from tests.api_body import decide, the_error
 
 from .conftest import logged_in, reviewed_application
 
@@ -80,8 +80,7 @@ def test_the_api_answers_422_naming_the_account(in_desk_firm):
     desk = in_desk_firm
     application = reviewed_application(desk)
     call = _reg_t_call(desk)
-    response = logged_in(desk.admin, APIClient).post(
-        f"/api/v1/applications/{application.pk}/approve/", {"reasons": "ok"}, format="json")
+    response = decide(logged_in(desk.admin, APIClient), f"/api/v1/applications/{application.pk}/approve/", {"reasons": "ok"}, format="json")
     assert response.status_code == 422
     error = the_error(response)
     assert (error["field"], error["code"]) == ("account", "open_margin_call")

@@ -19,7 +19,7 @@ from margin.models import RiskParameterSet
 from margin.reproduce import explanation
 from margin.snapshots import latest_snapshot
 from margin.tasks import recompute_accounts
-from tests.api_body import the_error
+from tests.api_body import decide, the_error
 from tests.factories import PASSWORD, log_in, shared_instrument
 
 pytestmark = pytest.mark.django_db
@@ -132,7 +132,7 @@ def test_the_api_door(client, world):
                        content_type="application/json")
     assert made.status_code == 201, made.json()
     url = f"/api/v1/risk-parameters/{made.json()['id']}/"
-    own = client.post(url + "approve/", {}, content_type="application/json")
+    own = decide(client, url + "approve/", {}, content_type="application/json")
     assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
     bad = client.post("/api/v1/risk-parameters/",
                       {"overrides": {"defi": {"max_ltv": 2}}, "reason": "x"},
@@ -143,7 +143,7 @@ def test_the_api_door(client, world):
 
     log_in(client, "beta_firm_admin", password=PASSWORD)
     assert client.get(url).status_code == 404  # another firm's version
-    foreign = client.post(url + "approve/", {}, content_type="application/json")
+    foreign = decide(client, url + "approve/", {}, content_type="application/json")
     assert foreign.status_code == 404 and the_error(foreign)["code"] == "not_found"
     client.logout()
 
@@ -153,7 +153,7 @@ def test_the_api_door(client, world):
     client.logout()
 
     log_in(client, "alpha_firm_admin", password=PASSWORD)
-    approved = client.post(url + "approve/", {"reason": "agreed"},
+    approved = decide(client, url + "approve/", {"reason": "agreed"},
                            content_type="application/json")
     assert approved.status_code == 200, approved.json()
     assert approved.json()["status"] == "active"
@@ -200,7 +200,7 @@ def test_a_stale_approval_through_the_api_is_a_409_and_changes_nothing(client, w
     log_in(client, "alpha_firm_admin", password=PASSWORD)
     url = f"/api/v1/risk-parameters/{v2.pk}/"
     assert client.get(url).json()["drafted_on"] == 1
-    refused = client.post(url + "approve/", {"reason": "late"}, content_type="application/json")
+    refused = decide(client, url + "approve/", {"reason": "late"}, content_type="application/json")
     assert refused.status_code == 409, refused.json()
     (error,) = refused.json()["errors"]
     assert error["code"] == "conflict" and "propose the change again" in error["message"]

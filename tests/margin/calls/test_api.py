@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from accounts import services as book
 from brokerage.scope import firm_scope
 from margin.calls import policy, restrictions, services
-from tests.api_body import the_error
+from tests.api_body import decide, the_error
 from tests.eligibility.conftest import logged_in, someone_elses_account
 
 from .conftest import T, close, margined_long
@@ -97,7 +97,7 @@ def test_detail_and_actions_satisfaction_extension_cancel(desk, calls):
     asked = desk_api.post(f"{house}extensions/", {"days": 2, "reason_code": "CLIENT"},
                           format="json")
     assert asked.status_code == 200 and asked.json()["extensions"][0]["state"] == "proposed"
-    own = desk_api.post(f"{house}extension-decision/", {"approve": True}, format="json")
+    own = decide(desk_api, f"{house}extension-decision/", {"approve": True}, format="json")
     assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
     cancel = desk_api.post(f"{url}cancel/", {"reason": "lapsed"}, format="json")
     assert cancel.status_code == 409 and the_error(cancel)["field"] == "reason"

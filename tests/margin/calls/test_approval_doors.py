@@ -15,7 +15,7 @@ from brokerage.scope import firm_scope
 from margin.calls.policy import active_policy
 from margin.calls.restrictions import impose
 from margin.models import CallPolicy, Restriction
-from tests.api_body import errors_of, the_error
+from tests.api_body import decide, errors_of, the_error
 from tests.factories import log_in
 
 pytestmark = pytest.mark.django_db
@@ -49,11 +49,11 @@ def test_a_policy_change_is_proposed_by_one_and_approved_by_another(world):
     assert body["rows"]["house_due_days"] == {
         "value": "2", "source": "H", "citation": body["rows"]["house_due_days"]["citation"]}
     url = f"{POLICIES}{body['id']}/"
-    own = as_user(risk).post(f"{url}approve/", {}, format="json")
+    own = decide(as_user(risk), f"{url}approve/", {}, format="json")
     assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
-    desk = as_user(world.a.users["margin_desk"]).post(f"{url}approve/", {}, format="json")
+    desk = decide(as_user(world.a.users["margin_desk"]), f"{url}approve/", {}, format="json")
     assert desk.status_code == 403  # the margin desk does not decide policy
-    approved = as_user(admin).post(f"{url}approve/", {"reason": "agreed"}, format="json")
+    approved = decide(as_user(admin), f"{url}approve/", {"reason": "agreed"}, format="json")
     assert approved.status_code == 200, approved.json()
     assert (approved.json()["status"], approved.json()["decided_by"]) == ("active",
                                                                           admin.username)
@@ -69,7 +69,7 @@ def test_a_policy_proposal_is_rejected_with_a_reason(world):
     url = f"{POLICIES}{made['id']}/reject/"
     no_reason = as_user(compliance).post(url, {}, format="json")
     assert no_reason.status_code == 400 and the_error(no_reason)["field"] == "reason"
-    rejected = as_user(compliance).post(url, {"reason": "not now"}, format="json")
+    rejected = decide(as_user(compliance), url, {"reason": "not now"}, format="json")
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
 
 
@@ -98,7 +98,7 @@ def test_another_firms_policy_is_a_404_and_clients_are_refused(world):
         POLICIES, {"values": {"house_due_days": 2}, "reason": "r"}, format="json").json()
     outsider = as_user(world.b.users["firm_admin"])
     assert outsider.get(f"{POLICIES}{made['id']}/").status_code == 404
-    foreign = outsider.post(f"{POLICIES}{made['id']}/approve/", {}, format="json")
+    foreign = decide(outsider, f"{POLICIES}{made['id']}/approve/", {}, format="json")
     assert foreign.status_code == 404 and the_error(foreign)["code"] == "not_found"
     assert [p["version"] for p in outsider.get(POLICIES).json()["results"]] == [1]  # its own
     client = as_user(world.a.users["client"]).get(POLICIES)
@@ -128,11 +128,11 @@ def test_a_waiver_is_asked_by_one_officer_and_granted_by_another(world, restrict
         "pending", compliance.username, "hardship, on file")
     again = as_user(admin).post(f"{url}waiver/", {"reason": "x"}, format="json")
     assert again.status_code == 409  # one waiver awaiting a second officer at a time
-    own = as_user(compliance).post(f"{url}approve/", {}, format="json")
+    own = decide(as_user(compliance), f"{url}approve/", {}, format="json")
     assert own.status_code == 403 and the_error(own)["code"] == "four_eyes"
-    risk = as_user(world.a.users["risk_officer"]).post(f"{url}approve/", {}, format="json")
+    risk = decide(as_user(world.a.users["risk_officer"]), f"{url}approve/", {}, format="json")
     assert risk.status_code == 403  # only firm admins and compliance officers waive
-    granted = as_user(admin).post(f"{url}approve/", {"reason": "second officer"},
+    granted = decide(as_user(admin), f"{url}approve/", {"reason": "second officer"},
                                   format="json")
     assert granted.status_code == 200, granted.json()
     assert granted.json()["state"] == "waived"
@@ -144,9 +144,9 @@ def test_a_waiver_is_turned_down_with_a_reason_and_the_restriction_stands(world,
     compliance, admin = world.a.users["compliance_officer"], world.a.users["firm_admin"]
     url = f"{RESTRICTIONS}{restriction.pk}/"
     as_user(compliance).post(f"{url}waiver/", {"reason": "hardship"}, format="json")
-    no_reason = as_user(admin).post(f"{url}reject/", {}, format="json")
+    no_reason = decide(as_user(admin), f"{url}reject/", {}, format="json")
     assert no_reason.status_code == 400 and the_error(no_reason)["field"] == "reason"
-    rejected = as_user(admin).post(f"{url}reject/", {"reason": "no"}, format="json")
+    rejected = decide(as_user(admin), f"{url}reject/", {"reason": "no"}, format="json")
     assert rejected.status_code == 200, rejected.json()
     assert (rejected.json()["state"], rejected.json()["waiver"]["state"]) == ("active",
                                                                               "rejected")
