@@ -86,10 +86,14 @@ class AutoSchema(openapi.AutoSchema):
             mapped["additionalProperties"] = False
         return mapped
 
+    def _takes_query(self) -> bool:
+        """A read with query parameters of its own (a date, a file format) refuses bad values."""
+        return any(p.get("in") == "query" for p in self._get_parameters())
+
     def error_statuses(self) -> list[int]:
         view, method = self.view, self.method
         statuses: list[int] = []
-        if method in WRITES or self._is_list_view():
+        if method in WRITES or self._is_list_view() or self._takes_query():
             statuses.append(400)
         if _needs_login(view):
             statuses.append(401)

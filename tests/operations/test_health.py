@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from tests.api_body import decide
 from tests.operations.conftest import CLOSED_BROKER, READY_S, wait_for
 
 EVERY_CHECK = {"database", "broker", "workers", "beat", "dirty_accounts", "audit"}
@@ -109,9 +110,9 @@ def test_ready_with_a_worker_and_beat_and_a_request_id_reaches_the_task(
     admin = world.a.users["firm_admin"]
     api = Client(HTTP_AUTHORIZATION=f"Bearer {create_api_token(user=admin, actor=None).secret}")
     request_id = f"ops-{uuid.uuid4().hex[:12]}"
-    answer = api.post(f"/api/v1/risk-parameters/{proposal.pk}/approve/",
-                      data={"reason": "agreed"}, content_type="application/json",
-                      HTTP_X_REQUEST_ID=request_id)
+    answer = decide(api, f"/api/v1/risk-parameters/{proposal.pk}/approve/",
+                    data={"reason": "agreed"}, content_type="application/json",
+                    HTTP_X_REQUEST_ID=request_id)
     assert answer.status_code == 200, answer.content
     assert answer["X-Request-ID"] == request_id
 

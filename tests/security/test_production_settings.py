@@ -34,8 +34,11 @@ DUMP = ("import json, django; from django.conf import settings; django.setup(); 
 def _production_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DJANGO_DEBUG", "PMARGIN_DEMO", "DATABASE_URL")}
+    # production refuses to start without its secrets: the session's and the audit trail's
     env.update(DJANGO_SETTINGS_MODULE="brokerage.settings",
-               DJANGO_SECRET_KEY=secrets.token_urlsafe(64), **extra)
+               DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+               AUDIT_HMAC_KEY=secrets.token_hex(32), AUDIT_SIGNING_KEY=secrets.token_hex(32),
+               **extra)
     return env
 
 
