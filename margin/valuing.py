@@ -288,7 +288,8 @@ def _refused_contract(inputs: ChunkInputs, accounts: list[Account],
 def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:
     """The chunk's universe (one position of quantity 1 per contract held, built and validated
     as an account's book is) and its holdings on it."""
-    contracts = {p.instrument_id: p.instrument for a in accounts for p in inputs.held(a)}
+    held = [inputs.held(a) for a in accounts]
+    contracts = {p.instrument_id: p.instrument for rows in held for p in rows}
     stand_ins = [Holding(0, instrument, Decimal(1), Decimal(0))
                  for instrument in contracts.values()]
     universe = build_portfolio(stand_ins, valuation_date=inputs.today, prices=inputs.prices,
@@ -296,11 +297,13 @@ def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:
                                valuation_time=inputs.now, methods=PM_ONLY)
     by_symbol = {p.id: k for k, p in enumerate(universe.positions)}
     contract_of = {pk: by_symbol[instrument.symbol] for pk, instrument in contracts.items()}
-    holdings = [(k, contract_of[p.instrument_id], float(p.quantity))
-                for k, account in enumerate(accounts) for p in inputs.held(account)]
-    account, contract, quantity = (np.array(column) for column in zip(*holdings, strict=True))
-    return ChunkBook(universe, len(accounts), account.astype(np.int64),
-                     contract.astype(np.int64), quantity.astype(np.float64))
+    account = np.repeat(np.arange(len(accounts), dtype=np.int64),
+                        [len(rows) for rows in held])
+    contract = np.fromiter((contract_of[p.instrument_id] for rows in held for p in rows),
+                           np.int64, account.shape[0])
+    quantity = np.fromiter((p.quantity for rows in held for p in rows), np.float64,
+                           account.shape[0])
+    return ChunkBook(universe, len(accounts), account, contract, quantity)
 
 
 def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
