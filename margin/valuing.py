@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 from django.utils import timezone
@@ -143,9 +144,23 @@ class ChunkInputs:
         """A portfolio-margin book the batch path values: contracts of the kinds it covers,
         every underlying priced."""
         held = self.held(account)
-        return (bool(held) and account.margin_type == Account.MarginType.PORTFOLIO_MARGIN
-                and all(p.instrument.kind in BATCH_INSTRUMENT_KINDS for p in held)
-                and all(i.pk in self.prices for p in held for i in _declared(p)))
+        if not held or account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
+            return False
+        priced = self._priced
+        for p in held:
+            ok = priced.get(p.instrument_id)
+            if ok is None:
+                ok = priced[p.instrument_id] = (
+                    p.instrument.kind in BATCH_INSTRUMENT_KINDS
+                    and all(i.pk in self.prices for i in _declared(p)))
+            if not ok:
+                return False
+        return True
+
+    @cached_property
+    def _priced(self) -> dict[int, bool]:
+        """Per contract, once for the chunk: a kind the batch covers, what it rests on priced."""
+        return {}
 
     def snapshot(self, account: Account, *, methods: tuple[str, ...], result: dict,
                  risk_arrays: dict[str, str]) -> MarginSnapshot:
