@@ -203,12 +203,12 @@ class PriceRow:
 
 @dataclass(frozen=True, slots=True)
 class VolRow:
-    """What a valuation reads of an implied-volatility observation (``PriceRow``'s reason)."""
+    """What a valuation reads of an implied-volatility observation (``PriceRow``'s reason;
+    not when it was observed: only an option's mark is judged by its age)."""
 
     pk: int
     instrument_id: int
     volatility: Decimal
-    observed_at: datetime
 
 
 def newest_price_rows(instrument_ids: Iterable[int]) -> dict[int, PriceRow]:
@@ -220,7 +220,7 @@ def newest_price_rows(instrument_ids: Iterable[int]) -> dict[int, PriceRow]:
 def newest_vol_rows(instrument_ids: Iterable[int]) -> dict[int, VolRow]:
     """The newest implied vol per instrument as plain rows, in one query."""
     return {row[1]: VolRow(*row) for row in _newest(ImpliedVolatility.objects, instrument_ids)
-            .values_list("id", "instrument_id", "volatility", "observed_at")}
+            .values_list("id", "instrument_id", "volatility")}
 
 
 def load_oracle_round(*, symbol: str, round: dict[str, Any], actor,

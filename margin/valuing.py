@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 from django.utils import timezone
@@ -143,9 +144,23 @@ class ChunkInputs:
         """A portfolio-margin book the batch path values: contracts of the kinds it covers,
         every underlying priced."""
         held = self.held(account)
-        return (bool(held) and account.margin_type == Account.MarginType.PORTFOLIO_MARGIN
-                and all(p.instrument.kind in BATCH_INSTRUMENT_KINDS for p in held)
-                and all(i.pk in self.prices for p in held for i in _declared(p)))
+        if not held or account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
+            return False
+        priced = self._priced
+        for p in held:
+            ok = priced.get(p.instrument_id)
+            if ok is None:
+                ok = priced[p.instrument_id] = (
+                    p.instrument.kind in BATCH_INSTRUMENT_KINDS
+                    and all(i.pk in self.prices for i in _declared(p)))
+            if not ok:
+                return False
+        return True
+
+    @cached_property
+    def _priced(self) -> dict[int, bool]:
+        """Per contract, once for the chunk: a kind the batch covers, what it rests on priced."""
+        return {}
 
     def snapshot(self, account: Account, *, methods: tuple[str, ...], result: dict,
                  risk_arrays: dict[str, str]) -> MarginSnapshot:
@@ -288,7 +303,8 @@ def _refused_contract(inputs: ChunkInputs, accounts: list[Account],
 def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:
     """The chunk's universe (one position of quantity 1 per contract held, built and validated
     as an account's book is) and its holdings on it."""
-    contracts = {p.instrument_id: p.instrument for a in accounts for p in inputs.held(a)}
+    held = [inputs.held(a) for a in accounts]
+    contracts = {p.instrument_id: p.instrument for rows in held for p in rows}
     stand_ins = [Holding(0, instrument, Decimal(1), Decimal(0))
                  for instrument in contracts.values()]
     universe = build_portfolio(stand_ins, valuation_date=inputs.today, prices=inputs.prices,
@@ -296,11 +312,13 @@ def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:
                                valuation_time=inputs.now, methods=PM_ONLY)
     by_symbol = {p.id: k for k, p in enumerate(universe.positions)}
     contract_of = {pk: by_symbol[instrument.symbol] for pk, instrument in contracts.items()}
-    holdings = [(k, contract_of[p.instrument_id], float(p.quantity))
-                for k, account in enumerate(accounts) for p in inputs.held(account)]
-    account, contract, quantity = (np.array(column) for column in zip(*holdings, strict=True))
-    return ChunkBook(universe, len(accounts), account.astype(np.int64),
-                     contract.astype(np.int64), quantity.astype(np.float64))
+    account = np.repeat(np.arange(len(accounts), dtype=np.int64),
+                        [len(rows) for rows in held])
+    contract = np.fromiter((contract_of[p.instrument_id] for rows in held for p in rows),
+                           np.int64, account.shape[0])
+    quantity = np.fromiter((p.quantity for rows in held for p in rows), np.float64,
+                           account.shape[0])
+    return ChunkBook(universe, len(accounts), account, contract, quantity)
 
 
 def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
