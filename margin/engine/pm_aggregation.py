@@ -1,0 +1,367 @@
+"""The portfolio-margin aggregation over class-group P&L: the one definition of how class-group
+risk arrays become a requirement, shared by the sweep's batch path (``batch.value_chunk``, many
+accounts at once) and the pre-trade check (one account's cached arrays plus the ordered
+contracts' vectors, ``HeldArrays``).
+
+Input: rows (account, class group), sorted by account and contiguous by product group within
+an account; per grid the rows' P&L at its points (padding masked by ``valid``); each row's
+minimum charge. Then (series.py's rules, METHODOLOGY.md sections 1 and 2):
+
+    product group P&L = losses of its class groups in full + offset x their gains;
+    worst loss = max(0, -min over the grid's valid points); product-group requirement =
+    max(worst loss, minimum); regulatory requirement = sum over the account's product groups;
+    house: vol_shift (the worst of the regulatory and shifted-vol grids, floored at the
+    minimum), concentration (the ``top_class_groups`` riskiest class groups at +/- top_move,
+    the rest at +/- other_move), extended_stress (the widened grid); house requirement = the
+    largest component; requirement = max(regulatory, house).
+
+Nothing here prices: the grids' P&L comes in. ``grid_tables`` says which grids the house
+request needs, and ``contract_vectors`` values contracts on them once (per unit of quantity),
+so that a book's class-group arrays are sums of quantity x vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import scenarios
+from .parameters import ConcentrationParameters, ParameterSet
+from .portfolio import Portfolio
+from .series import ClassGroupTable, minimum_per_unit, series_pnl
+
+REGULATORY = "regulatory"
+CONCENTRATION_TOP, CONCENTRATION_OTHER = "concentration_top", "concentration_other"
+EXTENDED = "extended"
+
+
+def _enabled(value) -> bool:
+    return value is not None and value is not False
+
+
+@dataclass(frozen=True)
+class HouseRequest:
+    """The house components a requirement includes, with their settings resolved."""
+
+    vol_multipliers: tuple[float, ...] | None = None
+    concentration: ConcentrationParameters | None = None
+    stress_range: float | None = None
+
+    @classmethod
+    def of(cls, request: dict | None, params: ParameterSet) -> HouseRequest:
+        request, defaults = request or {}, params.house
+        multipliers = concentration = stress_range = None
+        if _enabled(request.get("vol_shift")):
+            value = request["vol_shift"]
+            shift = defaults.vol_shift if value is True else float(value)
+            multipliers = tuple(scenarios.vol_multipliers(shift))
+        if _enabled(request.get("concentration")):
+            value = request["concentration"]
+            concentration = defaults.concentration
+            if isinstance(value, dict):
+                concentration = replace(concentration, **value)
+        if _enabled(request.get("stress_range")):
+            value = request["stress_range"]
+            stress_range = defaults.stress_range if value is True else float(value)
+        return cls(multipliers, concentration, stress_range)
+
+
+def vol_grid(k: int) -> str:
+    return f"vol_shift_{k}"
+
+
+def grid_tables(groups: ClassGroupTable, reg_grids: list[np.ndarray], cg_class: list[str],
+                request: HouseRequest) -> dict[str, tuple[ClassGroupTable, float]]:
+    """Every grid the requirement needs, as (class-group table, vol multiplier)."""
+    def on_grids(grids: list[np.ndarray]) -> ClassGroupTable:
+        table = scenarios.GridTable.build(grids)
+        return groups.with_points(table.points, table.valid)
+
+    out = {REGULATORY: (groups, 1.0)}
+    for k, mult in enumerate(request.vol_multipliers or ()):
+        out[vol_grid(k)] = (groups, mult)
+    if request.concentration is not None:
+        settings = request.concentration
+        out[CONCENTRATION_TOP] = (on_grids([scenarios.scaled_grid(reg, float(settings.top_move))
+                                            for reg in reg_grids]), 1.0)
+        out[CONCENTRATION_OTHER] = (on_grids([
+            scenarios.scaled_grid(reg, float(settings.other_move)) for reg in reg_grids]), 1.0)
+    if request.stress_range is not None:
+        out[EXTENDED] = (on_grids([scenarios.extended_grid(reg, request.stress_range, cls)
+                                   for reg, cls in zip(reg_grids, cg_class, strict=True)]), 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class Rows:
+    """The (account, class group) rows and their product-group rows."""
+
+    n_accounts: int
+    row_account: np.ndarray  # (rows,) non-decreasing
+    pg_ptr: np.ndarray  # product-group row k covers rows pg_ptr[k]:pg_ptr[k + 1]
+    pgrow_account: np.ndarray
+    pgrow_offset: np.ndarray  # the least offset of the product group's class groups held
+    account_ptr: np.ndarray  # rows of account a: account_ptr[a]:account_ptr[a + 1]
+    #: per row, its place in its account's own portfolio (concentration ties go to the first)
+    listed_order: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row_account.shape[0])
+
+
+@dataclass
+class Grid:
+    """Class-group P&L on one grid: per row, and the grid's validity per row and per
+    product-group row."""
+
+    pnl: np.ndarray  # (rows, width)
+    valid: np.ndarray  # (rows, width) bool
+    pg_valid: np.ndarray  # (product-group rows, width) bool
+
+
+@dataclass
+class Losses:
+    pg_worst: np.ndarray
+    pg_minimum: np.ndarray
+    account_requirement: np.ndarray
+
+
+@dataclass
+class Requirements:
+    """Per account."""
+
+    regulatory: np.ndarray
+    minimum_charge: np.ndarray
+    house: dict[str, np.ndarray] = field(default_factory=dict)
+    house_requirement: np.ndarray | None = None
+    requirement: np.ndarray | None = None
+
+
+def _group_sum(rows: Rows, values: np.ndarray) -> np.ndarray:
+    """Sum over each product-group row's class-group rows (rows are contiguous)."""
+    if not rows.n_rows:
+        return np.zeros((0, *values.shape[1:]))
+    return np.add.reduceat(values, rows.pg_ptr[:-1], axis=0)
+
+
+def group_losses(rows: Rows, grid: Grid, minimum: np.ndarray) -> Losses:
+    """Each product group's worst loss and minimum on one grid, and each account's sum."""
+    loss = _group_sum(rows, np.minimum(grid.pnl, 0.0))
+    gain = _group_sum(rows, np.maximum(grid.pnl, 0.0))
+    pg_pnl = loss + rows.pgrow_offset[:, None] * gain
+    worst = np.maximum(-np.where(grid.pg_valid, pg_pnl, np.inf).min(axis=1), 0.0) \
+        if pg_pnl.shape[0] else np.zeros(0)
+    pg_minimum = _group_sum(rows, minimum)
+    requirement = np.bincount(rows.pgrow_account, weights=np.maximum(worst, pg_minimum),
+                              minlength=rows.n_accounts)
+    return Losses(worst, pg_minimum, requirement)
+
+
+def concentration_requirement(rows: Rows, regulatory: Grid, top: Grid, other: Grid,
+                              minimum: np.ndarray, top_class_groups: int) -> np.ndarray:
+    """Each account's ``top_class_groups`` riskiest class groups (worst regulatory loss) on the
+    top grid, the rest on the other grid, ties to the class group listed first."""
+    worst = np.maximum(-np.where(regulatory.valid, regulatory.pnl, np.inf).min(axis=1), 0.0) \
+        if rows.n_rows else np.zeros(0)
+    listed = rows.listed_order if rows.listed_order is not None else np.arange(rows.n_rows)
+    order = np.lexsort((listed, -worst, rows.row_account))
+    rank = np.empty(rows.n_rows, np.int64)
+    rank[order] = np.arange(rows.n_rows) - rows.account_ptr[rows.row_account[order]]
+    pnl = np.where((rank < int(top_class_groups))[:, None], top.pnl, other.pnl)
+    return group_losses(rows, Grid(pnl, top.valid, top.pg_valid), minimum).account_requirement
+
+
+def requirements(rows: Rows, grids: dict[str, Grid], minimum: np.ndarray,
+                 request: HouseRequest) -> Requirements:
+    """The regulatory requirement, the house components (``house.house_components``' order),
+    the house requirement and the requirement of every account (module docstring)."""
+    regulatory = group_losses(rows, grids[REGULATORY], minimum)
+    out = Requirements(regulatory.account_requirement,
+                       np.bincount(rows.pgrow_account, weights=regulatory.pg_minimum,
+                                   minlength=rows.n_accounts))
+    if request.vol_multipliers is not None:
+        worst = regulatory.pg_worst.copy()
+        for k in range(len(request.vol_multipliers)):
+            worst = np.maximum(worst, group_losses(rows, grids[vol_grid(k)], minimum).pg_worst)
+        out.house["vol_shift"] = np.bincount(
+            rows.pgrow_account, weights=np.maximum(worst, regulatory.pg_minimum),
+            minlength=rows.n_accounts)
+    if request.concentration is not None:
+        out.house["concentration"] = concentration_requirement(
+            rows, grids[REGULATORY], grids[CONCENTRATION_TOP], grids[CONCENTRATION_OTHER],
+            minimum, int(request.concentration.top_class_groups))
+    if request.stress_range is not None:
+        out.house["extended_stress"] = group_losses(rows, grids[EXTENDED],
+                                                    minimum).account_requirement
+    out.house_requirement = np.max(np.vstack(list(out.house.values())), axis=0) \
+        if out.house else np.zeros(rows.n_accounts)
+    out.requirement = np.maximum(out.regulatory, out.house_requirement)
+    return out
+
+
+# --------------------------------------------------------------------------- contract vectors
+
+
+@dataclass
+class ContractVectors:
+    """Contracts valued once on every grid of the requirement, per unit of quantity (quantity
+    x vector is a holding's class-group P&L), with what their minimum and value need."""
+
+    symbols: list[str]
+    class_group: list[str]
+    product_group: list[str]
+    product_class: list[str]
+    offset: np.ndarray  # their class group's product-group offset
+    multiplier: np.ndarray
+    market_value: np.ndarray  # per unit of quantity
+    mark: np.ndarray  # per unit of the underlying (before the multiplier)
+    min_unit: np.ndarray  # per unit of the underlying
+    cap_long: np.ndarray
+    pnl: dict[str, np.ndarray]  # grid -> (n, width): P&L per unit of quantity
+    valid: dict[str, np.ndarray]  # grid -> (n, width)
+
+    def index(self) -> dict[str, int]:
+        return {s: k for k, s in enumerate(self.symbols)}
+
+
+def contract_vectors(universe: Portfolio, params: ParameterSet, valued, run) -> ContractVectors:
+    """Each contract of ``universe`` (one position of quantity 1 per contract, valued: a
+    ``Valuation`` and its ``PMRun``) on every grid its house request needs."""
+    groups = run.groups
+    request = HouseRequest.of(universe.house, params)
+    tables = grid_tables(groups, run.reg_grids, run.cg_class, request)
+    positions = universe.positions
+    series_of = run.pos_series
+    cg = run.series.class_group[series_of]
+    multiplier = np.array([float(p.multiplier) for p in positions])
+    pnl, valid = {}, {}
+    for name, (table, mult) in tables.items():
+        pnl[name] = multiplier[:, None] * series_pnl(run.series, table, float(universe.rate),
+                                                     mult)[series_of]
+        valid[name] = table.valid[cg]
+    pg = [groups.pg_names[int(groups.product_group[c])] for c in cg]
+    offset = np.array([params.portfolio_margin.offset_for(pg[k], run.cg_class[int(c)],
+                                                          universe.offsets)
+                       for k, c in enumerate(cg)])
+    return ContractVectors(
+        [p.id for p in positions], [groups.names[int(c)] for c in cg], pg,
+        [run.cg_class[int(c)] for c in cg], offset, multiplier,
+        np.asarray(valued.market_values, dtype=np.float64), run.series.mark[series_of],
+        run.series.min_unit[series_of], run.series.cap_long[series_of], pnl, valid)
+
+
+@dataclass
+class HeldArrays:
+    """One account's class-group arrays on every grid, built from its holdings' vectors, and
+    what an order changes: ``moved`` adds quantity x the ordered contracts' vectors to them
+    (no contract is priced again) and aggregates with ``requirements``."""
+
+    vectors: ContractVectors  # the held contracts (and any other it was given)
+    quantity: np.ndarray  # per contract of ``vectors``
+    request: HouseRequest
+    row_names: list[str] = field(default_factory=list)
+    grids: dict[str, np.ndarray] = field(default_factory=dict)  # grid -> (rows, width)
+
+    @classmethod
+    def build(cls, vectors: ContractVectors, quantity: np.ndarray,
+              request: HouseRequest) -> HeldArrays:
+        held = cls(vectors, np.asarray(quantity, dtype=np.float64), request)
+        rows = sorted({vectors.class_group[k] for k in np.flatnonzero(held.quantity)})
+        at = {name: r for r, name in enumerate(rows)}
+        row_of = np.array([at.get(c, -1) for c in vectors.class_group], np.int64)
+        live = np.flatnonzero(held.quantity)
+        for name, pnl in vectors.pnl.items():
+            arrays = np.zeros((len(rows), pnl.shape[1]))
+            np.add.at(arrays, row_of[live], held.quantity[live, None] * pnl[live])
+            held.grids[name] = arrays
+        held.row_names = rows
+        return held
+
+    def net_liquidation_value(self, quantity: np.ndarray) -> float:
+        return float(quantity @ self.vectors.market_value)
+
+    def moved(self, change: dict[int, float]) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                                       list[str]]:
+        """Quantities and class-group arrays after ``change`` (contract index -> quantity
+        added): the cached arrays plus quantity x vector of the changed contracts only."""
+        quantity = self.quantity.copy()
+        names = list(self.row_names)
+        grids = {name: arrays.copy() for name, arrays in self.grids.items()}
+        v = self.vectors
+        for k, dq in change.items():
+            quantity[k] += dq
+            group = v.class_group[k]
+            if group not in names:
+                names.append(group)
+                for name in grids:
+                    grids[name] = np.vstack([grids[name], np.zeros(grids[name].shape[1])])
+            r = names.index(group)
+            for name, arrays in grids.items():
+                arrays[r] += dq * v.pnl[name][k]
+        return quantity, grids, names
+
+    def figures(self, quantity: np.ndarray, grids: dict[str, np.ndarray],
+                names: list[str]) -> tuple[Requirements, float]:
+        """The requirements and net liquidation value of the book at ``quantity``, whose
+        class-group arrays are ``grids`` (rows ``names``)."""
+        v = self.vectors
+        live = np.flatnonzero(quantity)
+        held_groups = {v.class_group[k] for k in live}
+        # rows whose contracts all closed are gone, as from a book without them
+        keep = [r for r, name in enumerate(names) if name in held_groups]
+        first = {}  # class group -> its first contract by symbol (the portfolio's order)
+        pg_first = {}
+        for k in sorted(live.tolist(), key=lambda k: v.symbols[k]):
+            first.setdefault(v.class_group[k], k)
+            pg_first.setdefault(v.product_group[k], len(pg_first))
+        rank = {s: i for i, s in enumerate(sorted(v.symbols[k] for k in live))}
+        example = {v.class_group[k]: k for k in live}
+        keep.sort(key=lambda r: (pg_first[v.product_group[example[names[r]]]],
+                                 rank[v.symbols[first[names[r]]]]))
+        row_contract = np.array([example[names[r]] for r in keep], np.int64)
+        pg = [v.product_group[k] for k in row_contract]
+        starts = [r for r in range(len(pg)) if r == 0 or pg[r] != pg[r - 1]]
+        pg_ptr = np.array([*starts, len(pg)], np.int64)
+        offset = v.offset[row_contract]
+        pgrow_offset = np.minimum.reduceat(offset, pg_ptr[:-1]) if len(pg) else np.zeros(0)
+        listed = np.array([pg_first[p] * (1 << 31) + rank[v.symbols[first[names[r]]]]
+                           for p, r in zip(pg, keep, strict=True)], np.int64)
+        rows = Rows(1, np.zeros(len(keep), np.int64), pg_ptr,
+                    np.zeros(len(starts), np.int64), pgrow_offset,
+                    np.array([0, len(keep)], np.int64), listed)
+        # each row's minimum: its contracts' netted units at their minimum per unit
+        row_at = {names[r]: i for i, r in enumerate(keep)}
+        units = quantity[live] * v.multiplier[live]
+        entry = np.zeros(len(v.symbols))
+        entry[live] = minimum_per_unit(_MinimumTable(v), units, live)
+        minimum = np.zeros(len(keep))
+        np.add.at(minimum, [row_at[v.class_group[k]] for k in live], entry[live])
+        out = {name: Grid(arrays[keep], v.valid[name][row_contract],
+                          v.valid[name][row_contract][pg_ptr[:-1]])
+               for name, arrays in grids.items()}
+        return requirements(rows, out, minimum, self.request), \
+            self.net_liquidation_value(quantity)
+
+
+@dataclass
+class _MinimumTable:
+    """What ``series.minimum_per_unit`` reads of a series table, per contract."""
+
+    vectors: ContractVectors
+
+    @property
+    def min_unit(self) -> np.ndarray:
+        return self.vectors.min_unit
+
+    @property
+    def cap_long(self) -> np.ndarray:
+        return self.vectors.cap_long
+
+    @property
+    def mark(self) -> np.ndarray:
+        return self.vectors.mark
