@@ -362,10 +362,8 @@ def _rate(account: Account, instrument: Instrument) -> Decimal:
 
 def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, prices: dict,
                    order: Order, price: Decimal) -> Decimal:
-    """The largest whole quantity of the order's instrument, on its side, whose purchase or
-    sale keeps the excess non-negative (portfolio margin: the engine decides). Candidates are
-    valued together (one batch per round: powers of two, then ``PROBES`` evenly spaced
-    quantities of the bracket, until it is one contract wide)."""
+    """The largest whole quantity of the order's instrument the book carries, each round's
+    candidates valued together (one batch per round: ``largest_carried``)."""
     def passing(quantities: list[Decimal]) -> list[bool]:
         books = []
         for quantity in quantities:
@@ -376,6 +374,14 @@ def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, pric
         except Unvalued:
             return [False] * len(quantities)
 
+    return largest_carried(passing)
+
+
+def largest_carried(passing) -> Decimal:
+    """The largest whole quantity of an order, on its side, whose purchase or sale keeps the
+    excess non-negative (portfolio margin: the engine decides): ``passing(quantities)`` says
+    which candidates pass; powers of two, then ``PROBES`` evenly spaced quantities of the
+    bracket per round, until it is one contract wide."""
     powers = [Decimal(2) ** k for k in range(MAX_DOUBLINGS)]
     carried = passing(powers)
     if not carried[0]:
@@ -397,25 +403,25 @@ def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, pric
     return low
 
 
-def _buying_power(market: _Market, orders: Sequence[Order], marks: Sequence[Decimal],
-                  books: dict[str, tuple[list[Holding], Decimal, Figures]], prices: dict
+def _buying_power(account: Account, orders: Sequence[Order], books: _Books
                   ) -> list[dict[str, Any]]:
     rows = []
     seen: set[int] = set()
-    for order, price in zip(orders, marks, strict=True):
+    figures = {"before": books.before, "after": books.after}
+    for order, price in zip(orders, books.marks, strict=True):
         if order.instrument.pk in seen:
             continue
         seen.add(order.instrument.pk)
         row: dict[str, Any] = {"instrument": order.instrument.symbol, "side": order.side}
         unit = price * Decimal(order.instrument.multiplier)
-        for when, (holdings, cash, figures) in books.items():
-            if market.account.margin_type == Account.MarginType.PORTFOLIO_MARGIN:
-                quantity = _largest_order(market, holdings, cash, prices, order, price)
+        for when in ("before", "after"):
+            if account.margin_type == Account.MarginType.PORTFOLIO_MARGIN:
+                quantity = books.largest_order(when, order, price)
                 row[when] = money(quantity * unit)
                 row[f"quantity_{when}"] = quantity
             else:
-                power = max(figures.excess_liquidity, Decimal(0)) / _rate(market.account,
-                                                                          order.instrument)
+                power = max(figures[when].excess_liquidity, Decimal(0)) / _rate(
+                    account, order.instrument)
                 row[when] = money(power)
                 row[f"quantity_{when}"] = (power / unit).to_integral_value(rounding="ROUND_FLOOR") \
                     if unit > 0 else None
@@ -431,10 +437,10 @@ def _past_due_pm_deficiency(account: Account, today) -> MarginCall | None:
         due_date__lt=today).order_by("due_date").first()
 
 
-def _policy_rows(firm) -> dict[str, dict[str, str]]:
+def _policy_rows(firm_id: int) -> dict[str, dict[str, str]]:
     """The firm's active call-policy rows, read only (the platform default where the firm has
     adopted none yet: the check writes nothing, not even the adoption)."""
-    active = CallPolicy.objects.filter(firm=firm, status=CallPolicy.Status.ACTIVE).first()
+    active = CallPolicy.objects.filter(firm_id=firm_id, status=CallPolicy.Status.ACTIVE).first()
     return {**default_rows(), **(active.rows if active else {})}
 
 
@@ -452,27 +458,43 @@ def _current(account: Account, cash: Decimal) -> Figures | None:
     return Figures(row.equity, row.requirement, row.excess, row.health_factor, money(cash))
 
 
+@dataclass
+class _Books:
+    """The book before and after the orders, their figures, and what the buying power
+    searches on (either path)."""
+
+    holdings: list[Holding]
+    cash: Decimal
+    cash_after: Decimal
+    marks: list[Decimal]
+    before: Figures
+    after: Figures
+    today: Any
+    largest_order: Any  # (when, order, price) -> the largest whole quantity (PM)
+
+
 def check(*, account: Account, orders: Sequence[Order], buying_power: bool = True,
-          use_current_margin: bool = True) -> PreTrade:
+          use_current_margin: bool = True, use_cache: bool = True) -> PreTrade:
     """The check of ``orders`` on ``account`` (module docstring). Writes nothing; raises
     ``Unvalued`` when the book or an ordered contract cannot be valued.
 
-    "Before" is the account's current margin row when it is clean (the sweep valued this
-    very book at these very prices: ``margin.dirty`` marks it on any change), so only the book
-    after the orders is valued; otherwise (or ``use_current_margin=False``) both are."""
-    market = _Market.load(account, orders)
-    marks = market.marks(orders)
-    prices = market.with_order_marks(orders)
-    holdings_after, cash_after = apply_orders(market.holdings, market.cash, orders, marks)
-    before = _current(account, market.cash) if use_current_margin else None
-    if before is None:
-        before, after = market.value_many([(market.holdings, market.cash),
-                                           (holdings_after, cash_after)], prices)
-    else:
-        (after,) = market.value_many([(holdings_after, cash_after)], prices)
+    A portfolio-margin book the engine's batch path covers is checked on the account's cached
+    risk arrays (``margin.pretrade_arrays``: its class-group arrays on every grid of the
+    requirement, kept per process under the account's margin version, plus quantity x the
+    ordered contracts' vectors, aggregated by ``margin.engine.pm_aggregation``); other books
+    (or ``use_cache=False``) are valued as the sweep values them. "Before" is the account's
+    current margin row when it is clean (the sweep valued this very book at these very
+    prices: ``margin.dirty`` marks it on any change), else (or ``use_current_margin=False``)
+    the book before the orders valued likewise."""
+    from .pretrade_arrays import fast_books
+
+    books = fast_books(account, orders, use_current_margin) if use_cache else None
+    if books is None:
+        books = _valued_books(account, orders, use_current_margin)
+    before, after = books.before, books.after
     reasons: list[Reason] = []
 
-    effect = _effect(market.holdings, orders, market.cash, cash_after, before.requirement,
+    effect = _effect(books.holdings, orders, books.cash, books.cash_after, before.requirement,
                      after.requirement)
     for restriction in forbidding(account, effect):
         reasons.append(Reason("restricted", f"the account is under a "
@@ -480,11 +502,12 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
                                             f"restriction since {restriction.starts_on} "
                                             f"({restriction.cause}): this order "
                                             f"{effect.describe()}"))
-    policy = _policy_rows(account.firm)
+    policy: dict[str, dict[str, str]] | None = None
     if (account.margin_type == Account.MarginType.PORTFOLIO_MARGIN
-            and effect.increases_requirement
-            and _value(policy, "reject_increasing_orders_past_due")):
-        call = _past_due_pm_deficiency(account, market.today)
+            and effect.increases_requirement):
+        policy = _policy_rows(account.firm_id)
+        call = _past_due_pm_deficiency(account, books.today) \
+            if _value(policy, "reject_increasing_orders_past_due") else None
         if call is not None:
             reasons.append(Reason(
                 "pm_deficiency_past_due",
@@ -497,19 +520,41 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
         reasons.append(Reason("deficit", f"the order would {verb}: excess liquidity "
                                          f"{before.excess_liquidity} -> "
                                          f"{after.excess_liquidity}"))
-    band = _value(policy, "health_factor_call")
-    if (after.health_factor is not None and after.health_factor < band
-            and (before.health_factor is None or after.health_factor < before.health_factor)):
-        reasons.append(Reason("health_factor", f"the health factor would fall to "
-                                               f"{after.health_factor}, below the firm's "
-                                               f"collateral call band {band}"))
-    books = {"before": (market.holdings, market.cash, before),
-             "after": (holdings_after, cash_after, after)}
+    if after.health_factor is not None:
+        policy = policy or _policy_rows(account.firm_id)
+        band = _value(policy, "health_factor_call")
+        if after.health_factor < band and (before.health_factor is None
+                                           or after.health_factor < before.health_factor):
+            reasons.append(Reason("health_factor", f"the health factor would fall to "
+                                                   f"{after.health_factor}, below the firm's "
+                                                   f"collateral call band {band}"))
     return PreTrade(account=account, before=before, after=after,
                     intraday_margin_level=intraday_margin_level(after),
-                    buying_power=_buying_power(market, orders, marks, books, prices)
-                    if buying_power else [],
-                    reasons=reasons, computed_at=market.now)
+                    buying_power=_buying_power(account, orders, books) if buying_power else [],
+                    reasons=reasons, computed_at=timezone.now())
+
+
+def _valued_books(account: Account, orders: Sequence[Order], use_current_margin: bool
+                  ) -> _Books:
+    """Both books valued as the sweep values them (the batch path, else the calculator)."""
+    market = _Market.load(account, orders)
+    marks = market.marks(orders)
+    prices = market.with_order_marks(orders)
+    holdings_after, cash_after = apply_orders(market.holdings, market.cash, orders, marks)
+    before = _current(account, market.cash) if use_current_margin else None
+    if before is None:
+        before, after = market.value_many([(market.holdings, market.cash),
+                                           (holdings_after, cash_after)], prices)
+    else:
+        (after,) = market.value_many([(holdings_after, cash_after)], prices)
+    books = {"before": (market.holdings, market.cash), "after": (holdings_after, cash_after)}
+
+    def largest(when: str, order: Order, price: Decimal) -> Decimal:
+        holdings, cash = books[when]
+        return _largest_order(market, holdings, cash, prices, order, price)
+
+    return _Books(market.holdings, market.cash, cash_after, marks, before, after, market.today,
+                  largest)
 
 
 __all__ = ["ACCEPT", "REJECT", "Order", "PreTrade", "Unvalued", "check", "intraday_margin_level"]

@@ -282,6 +282,24 @@ class HeldArrays:
         held.row_names = rows
         return held
 
+    def with_contracts(self, others: list[ContractVectors]) -> HeldArrays:
+        """The same book with more contracts it may order (held at zero)."""
+        parts = [self.vectors, *others]
+        width = {name: max(v.pnl[name].shape[1] for v in parts) for name in self.grids}
+        v = self.vectors
+        vectors = ContractVectors(
+            *(sum((getattr(o, f) for o in parts), []) for f in
+              ("symbols", "class_group", "product_group", "product_class")),
+            *(np.concatenate([getattr(o, f) for o in parts]) for f in
+              ("offset", "multiplier", "market_value", "mark", "min_unit", "cap_long")),
+            {n: np.vstack([_pad(o.pnl[n], w, 0.0) for o in parts]) for n, w in width.items()},
+            {n: np.vstack([_pad(o.valid[n], w, False) for o in parts])
+             for n, w in width.items()})
+        quantity = np.concatenate([self.quantity, np.zeros(len(vectors.symbols)
+                                                            - len(v.symbols))])
+        return HeldArrays(vectors, quantity, self.request, self.row_names,
+                          {n: _pad(a, width[n], 0.0) for n, a in self.grids.items()})
+
     def net_liquidation_value(self, quantity: np.ndarray) -> float:
         return float(quantity @ self.vectors.market_value)
 
@@ -346,6 +364,12 @@ class HeldArrays:
                for name, arrays in grids.items()}
         return requirements(rows, out, minimum, self.request), \
             self.net_liquidation_value(quantity)
+
+
+def _pad(values: np.ndarray, width: int, fill) -> np.ndarray:
+    if values.shape[1] == width:
+        return values
+    return np.pad(values, ((0, 0), (0, width - values.shape[1])), constant_values=fill)
 
 
 @dataclass
