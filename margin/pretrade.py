@@ -48,6 +48,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from django.db.models import Exists, JSONField, OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Account, Instrument
@@ -62,7 +63,7 @@ from .book import (
     rate_value,
     vol_values,
 )
-from .calls.models import CallPolicy, MarginCall
+from .calls.models import CallPolicy, MarginCall, Restriction
 from .calls.policy import default_rows, typed
 from .calls.restrictions import OrderEffect, forbidding
 from .engine.batch import ChunkBook, value_chunk
@@ -448,14 +449,49 @@ def _value(rows: dict[str, dict[str, str]], name: str):
     return typed(name, rows[name]["value"])
 
 
-def _current(account: Account, cash: Decimal) -> Figures | None:
-    """The account's current margin as the sweep last wrote it, when nothing has moved since
-    (clean, valued, not flagged): the figures before the orders, without valuing them again."""
-    row = AccountMargin.objects.filter(account=account).first()
-    if (row is None or row.is_dirty or row.equity is None or row.flag
-            or row.computed_at is None):
-        return None
-    return Figures(row.equity, row.requirement, row.excess, row.health_factor, money(cash))
+@dataclass
+class _Standing:
+    """What the check reads of the account beside its book, in one query: the current margin
+    row (its version keys the cached arrays; clean, its figures are "before"), whether a
+    restriction is active (they are read only then), the firm's call policy and the id of the
+    oldest past-due PM deficiency call."""
+
+    version: int | None
+    current: tuple | None  # computed_version, equity, requirement, excess, health, flag, at
+    restricted: bool
+    policy: dict[str, dict[str, str]]
+    past_due_call: int | None
+
+    @classmethod
+    def load(cls, account: Account, today) -> _Standing:
+        row = AccountMargin.objects.filter(account_id=account.pk).order_by().annotate(
+            restricted=Exists(Restriction.objects.filter(account_id=OuterRef("account_id"),
+                                                         state=Restriction.State.ACTIVE)),
+            policy=Subquery(CallPolicy.objects.filter(
+                firm_id=OuterRef("firm_id"), status=CallPolicy.Status.ACTIVE).values("rows")[:1],
+                output_field=JSONField()),
+            past_due=Subquery(MarginCall.objects.filter(
+                account_id=OuterRef("account_id"), kind=MarginCall.Kind.PM_DEFICIENCY,
+                status__in=MarginCall.OPEN_STATES, due_date__lt=today).order_by(
+                "due_date", "pk").values("pk")[:1]),
+        ).values_list("dirty_version", "computed_version", "equity", "requirement", "excess",
+                      "health_factor", "flag", "computed_at", "restricted", "policy",
+                      "past_due").first()
+        if row is None:
+            call = _past_due_pm_deficiency(account, today)
+            return cls(None, None, True, _policy_rows(account.firm_id),
+                       call.pk if call else None)
+        return cls(row[0], row[1:8], row[8], {**default_rows(), **(row[9] or {})}, row[10])
+
+    def figures(self, cash: Decimal) -> Figures | None:
+        """The account's current margin as the sweep last wrote it, when nothing has moved
+        since (clean, valued, not flagged): the figures before the orders."""
+        if self.current is None:
+            return None
+        computed_version, equity, requirement, excess, health, flag, at = self.current
+        if self.version > computed_version or equity is None or flag or at is None:
+            return None
+        return Figures(equity, requirement, excess, health, money(cash))
 
 
 @dataclass
@@ -488,15 +524,16 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
     the book before the orders valued likewise."""
     from .pretrade_arrays import fast_books
 
-    books = fast_books(account, orders, use_current_margin) if use_cache else None
+    standing = _Standing.load(account, exchange_date())
+    books = fast_books(account, orders, standing, use_current_margin) if use_cache else None
     if books is None:
-        books = _valued_books(account, orders, use_current_margin)
+        books = _valued_books(account, orders, standing if use_current_margin else None)
     before, after = books.before, books.after
     reasons: list[Reason] = []
 
     effect = _effect(books.holdings, orders, books.cash, books.cash_after, before.requirement,
                      after.requirement)
-    for restriction in forbidding(account, effect):
+    for restriction in forbidding(account, effect) if standing.restricted else ():
         reasons.append(Reason("restricted", f"the account is under a "
                                             f"{restriction.get_kind_display().lower()} "
                                             f"restriction since {restriction.starts_on} "
@@ -505,9 +542,10 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
     policy: dict[str, dict[str, str]] | None = None
     if (account.margin_type == Account.MarginType.PORTFOLIO_MARGIN
             and effect.increases_requirement):
-        policy = _policy_rows(account.firm_id)
-        call = _past_due_pm_deficiency(account, books.today) \
-            if _value(policy, "reject_increasing_orders_past_due") else None
+        policy = standing.policy
+        call = MarginCall.objects.get(pk=standing.past_due_call) \
+            if standing.past_due_call and _value(policy, "reject_increasing_orders_past_due") \
+            else None
         if call is not None:
             reasons.append(Reason(
                 "pm_deficiency_past_due",
@@ -521,7 +559,7 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
                                          f"{before.excess_liquidity} -> "
                                          f"{after.excess_liquidity}"))
     if after.health_factor is not None:
-        policy = policy or _policy_rows(account.firm_id)
+        policy = standing.policy
         band = _value(policy, "health_factor_call")
         if after.health_factor < band and (before.health_factor is None
                                            or after.health_factor < before.health_factor):
@@ -534,14 +572,14 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
                     reasons=reasons, computed_at=timezone.now())
 
 
-def _valued_books(account: Account, orders: Sequence[Order], use_current_margin: bool
+def _valued_books(account: Account, orders: Sequence[Order], standing: _Standing | None
                   ) -> _Books:
     """Both books valued as the sweep values them (the batch path, else the calculator)."""
     market = _Market.load(account, orders)
     marks = market.marks(orders)
     prices = market.with_order_marks(orders)
     holdings_after, cash_after = apply_orders(market.holdings, market.cash, orders, marks)
-    before = _current(account, market.cash) if use_current_margin else None
+    before = standing.figures(market.cash) if standing is not None else None
     if before is None:
         before, after = market.value_many([(market.holdings, market.cash),
                                            (holdings_after, cash_after)], prices)

@@ -51,9 +51,8 @@ from .engine.pm_aggregation import (
 )
 from .engine.portfolio_margin import PMRun
 from .engine.valuation import value_positions
-from .figures import money
 from .market_data import exchange_date, latest_prices, newest_per_instrument, outstanding_rejections
-from .models import AccountMargin, ImpliedVolatility
+from .models import ImpliedVolatility
 from .valuing import BATCH_INSTRUMENT_KINDS, PM_ONLY
 
 #: accounts and contracts kept per process (least recently used dropped first)
@@ -217,17 +216,15 @@ def _figures(book: HeldBook, quantity, grids, names, cash: Decimal, arrays: Held
     return book.market._figures(cash, result)
 
 
-def fast_books(account: Account, orders: Sequence, use_current_margin: bool):
+def fast_books(account: Account, orders: Sequence, standing, use_current_margin: bool):
     """The check's books on the cached arrays (``margin.pretrade._Books``), or None where this
     path does not cover them (module docstring)."""
-    from .pretrade import Figures, Order, _Books, _premium
+    from .pretrade import Order, _Books, _premium
 
-    row = AccountMargin.objects.filter(account_id=account.pk).values_list(
-        "dirty_version", "computed_version", "equity", "requirement", "excess",
-        "health_factor", "flag", "computed_at").first()
-    if row is None or any(o.instrument.kind not in BATCH_INSTRUMENT_KINDS for o in orders):
+    if standing.version is None or any(o.instrument.kind not in BATCH_INSTRUMENT_KINDS
+                                       for o in orders):
         return None
-    book = held_book(account, row[0])
+    book = held_book(account, standing.version)
     if book is None:
         return None
     arrays, cash = book.arrays, book.market.cash
@@ -261,14 +258,9 @@ def fast_books(account: Account, orders: Sequence, use_current_margin: bool):
         cash_after += _premium(o, price) - o.fees
     moved = arrays.moved(change)
     after = _figures(book, *moved, cash_after, arrays)
-    before = book.before
-    dirty_version, computed_version, equity, requirement, excess, health, flag, at = row
-    if (use_current_margin and dirty_version <= computed_version and equity is not None
-            and not flag and at is not None):
-        before = Figures(equity, requirement, excess, health, money(cash))
-    else:
-        before = Figures(before.equity, before.requirement, before.excess_liquidity,
-                         before.health_factor, money(cash))
+    before = standing.figures(cash) if use_current_margin else None
+    if before is None:
+        before = book.before
     bases = {"before": (arrays.quantity, cash, {}), "after": (moved[0], cash_after, change)}
 
     def largest(when: str, order: Order, price: Decimal) -> Decimal:

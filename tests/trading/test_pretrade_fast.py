@@ -16,7 +16,9 @@ from django.utils import timezone
 from accounts import services as book
 from brokerage.scope import firm_scope
 from margin import pretrade, pretrade_arrays
-from margin.market_data import load_prices
+from margin.calls.models import Restriction
+from margin.calls.policy import active_policy
+from margin.market_data import exchange_date, load_prices
 from margin.tasks import recompute_accounts
 from tests.trading.conftest import pm_account
 from tests.trading.test_pretrade import order
@@ -101,14 +103,23 @@ def test_the_cache_misses_after_a_price_move_and_after_a_position_change(world, 
         assert changed.before.requirement != moved.before.requirement
 
 
-def test_a_cached_check_reads_a_few_rows(world, market):
+def test_a_cached_check_reads_one_row_and_the_restrictions_only_when_one_is_active(
+        world, market):
     account = pm_account(world, market)
     recompute_accounts(world.firm_a.pk, [account.pk])
-    orders = [order(market, "AAA put 0.9", "buy", 2)]
+    orders = [order(market, "AAA put 0.9", "sell", 2)]  # raises the requirement
     with firm_scope(world.firm_a):
         pretrade.check(account=account, orders=orders, buying_power=False)
         with CaptureQueriesContext(connection) as queries:
-            pretrade.check(account=account, orders=orders)
-    # the current margin row with its version and the restrictions (this order lowers the
-    # requirement: the call policy is not read)
-    assert len(queries) == 2, [q["sql"] for q in queries]
+            quiet = pretrade.check(account=account, orders=orders)
+        # the current margin row with its version, an active restriction, the call policy
+        # and a past-due PM deficiency, in one query
+        assert len(queries) == 1, [q["sql"] for q in queries]
+        Restriction.objects.create(firm=world.firm_a, account=account, kind="closing_only",
+                                   starts_on=exchange_date(), cause="test",
+                                   policy=active_policy(world.firm_a))
+        with CaptureQueriesContext(connection) as queries:
+            restricted = pretrade.check(account=account, orders=orders)
+        assert len(queries) == 2
+    assert [r.code for r in restricted.reasons] == ["restricted", *[r.code for r in
+                                                                    quiet.reasons]]
