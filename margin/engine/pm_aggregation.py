@@ -266,6 +266,7 @@ class HeldArrays:
     request: HouseRequest
     row_names: list[str] = field(default_factory=list)
     grids: dict[str, np.ndarray] = field(default_factory=dict)  # grid -> (rows, width)
+    _layouts: dict = field(default_factory=dict, repr=False)  # (rows, live contracts) -> _Layout
 
     @classmethod
     def build(cls, vectors: ContractVectors, quantity: np.ndarray,
@@ -327,43 +328,64 @@ class HeldArrays:
                 names: list[str]) -> tuple[Requirements, float]:
         """The requirements and net liquidation value of the book at ``quantity``, whose
         class-group arrays are ``grids`` (rows ``names``)."""
-        v = self.vectors
         live = np.flatnonzero(quantity)
+        key = (tuple(names), live.tobytes())
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            layout = self._layouts[key] = _Layout.of(self.vectors, live, names)
+        # each row's minimum: its contracts' netted units at their minimum per unit
+        units = quantity[live] * self.vectors.multiplier[live]
+        minimum = np.bincount(layout.live_row, minimum_per_unit(_MinimumTable(self.vectors),
+                                                                units, live),
+                              minlength=layout.rows.n_rows)
+        out = {name: Grid(arrays[layout.keep], *layout.valid[name])
+               for name, arrays in grids.items()}
+        return requirements(layout.rows, out, minimum, self.request), \
+            self.net_liquidation_value(quantity)
+
+
+@dataclass
+class _Layout:
+    """The rows of a book with given live contracts: the class groups held, in the order
+    the account's own portfolio lists them (product groups by first contract by symbol, class
+    groups within them likewise), the offsets and validity of each."""
+
+    keep: list[int]  # the rows of ``names`` held, in order
+    rows: Rows
+    valid: dict[str, tuple[np.ndarray, np.ndarray]]  # grid -> (per row, per product-group row)
+    live_row: np.ndarray  # per live contract, its row
+
+    @classmethod
+    def of(cls, v: ContractVectors, live: np.ndarray, names: list[str]) -> _Layout:
         held_groups = {v.class_group[k] for k in live}
         # rows whose contracts all closed are gone, as from a book without them
         keep = [r for r, name in enumerate(names) if name in held_groups]
-        first = {}  # class group -> its first contract by symbol (the portfolio's order)
-        pg_first = {}
+        first: dict[str, int] = {}  # class group -> its first contract by symbol
+        pg_first: dict[str, int] = {}
         for k in sorted(live.tolist(), key=lambda k: v.symbols[k]):
             first.setdefault(v.class_group[k], k)
             pg_first.setdefault(v.product_group[k], len(pg_first))
         rank = {s: i for i, s in enumerate(sorted(v.symbols[k] for k in live))}
-        example = {v.class_group[k]: k for k in live}
-        keep.sort(key=lambda r: (pg_first[v.product_group[example[names[r]]]],
+        keep.sort(key=lambda r: (pg_first[v.product_group[first[names[r]]]],
                                  rank[v.symbols[first[names[r]]]]))
-        row_contract = np.array([example[names[r]] for r in keep], np.int64)
+        row_contract = np.array([first[names[r]] for r in keep], np.int64)
         pg = [v.product_group[k] for k in row_contract]
         starts = [r for r in range(len(pg)) if r == 0 or pg[r] != pg[r - 1]]
         pg_ptr = np.array([*starts, len(pg)], np.int64)
-        offset = v.offset[row_contract]
-        pgrow_offset = np.minimum.reduceat(offset, pg_ptr[:-1]) if len(pg) else np.zeros(0)
+        pgrow_offset = np.minimum.reduceat(v.offset[row_contract], pg_ptr[:-1]) \
+            if len(pg) else np.zeros(0)
         listed = np.array([pg_first[p] * (1 << 31) + rank[v.symbols[first[names[r]]]]
                            for p, r in zip(pg, keep, strict=True)], np.int64)
         rows = Rows(1, np.zeros(len(keep), np.int64), pg_ptr,
                     np.zeros(len(starts), np.int64), pgrow_offset,
                     np.array([0, len(keep)], np.int64), listed)
-        # each row's minimum: its contracts' netted units at their minimum per unit
         row_at = {names[r]: i for i, r in enumerate(keep)}
-        units = quantity[live] * v.multiplier[live]
-        entry = np.zeros(len(v.symbols))
-        entry[live] = minimum_per_unit(_MinimumTable(v), units, live)
-        minimum = np.zeros(len(keep))
-        np.add.at(minimum, [row_at[v.class_group[k]] for k in live], entry[live])
-        out = {name: Grid(arrays[keep], v.valid[name][row_contract],
-                          v.valid[name][row_contract][pg_ptr[:-1]])
-               for name, arrays in grids.items()}
-        return requirements(rows, out, minimum, self.request), \
-            self.net_liquidation_value(quantity)
+        valid = {name: (grid[row_contract], grid[row_contract][pg_ptr[:-1]])
+                 for name, grid in v.valid.items()}
+        return cls(keep, rows, valid,
+                   np.array([row_at[v.class_group[k]] for k in live], np.int64))
 
 
 def _pad(values: np.ndarray, width: int, fill) -> np.ndarray:
