@@ -1,10 +1,21 @@
 """The pre-trade check: what proposed orders would do to an account's margin, and whether the
 firm takes them (issue 13; MARGIN_CALLS.md sections 1, 3, 5 and 8). Writes nothing.
 
-The book before and after the orders is valued as the sweep values it (``margin.valuing``:
-positions, latest prices and vols, the rate, cash, the firm's parameters; the calculator with
-the methods the requirement rests on), so "before" is the current margin recomputed at the
-same market state as "after" and the two compare like for like.
+The book before and after the orders is valued as the sweep values it, so the two compare like
+for like and "after" equals the sweep's recompute of the book once the orders are booked:
+
+- a portfolio-margin book of contracts the sweep's batch path covers is checked on the
+  account's cached risk arrays (``margin.pretrade_arrays``: each class group's P&L on every
+  grid of the requirement, kept per process under the account's margin version, which every
+  input of its margin raises): "after" is those arrays plus quantity x the ordered contracts'
+  vectors, aggregated by the engine's one aggregation (``margin.engine.pm_aggregation``, the
+  batch path's too); nothing held is priced again, and a check reads one row (the current
+  margin with its version, whether a restriction is active, the call policy, a past-due PM
+  deficiency);
+- any other book (Reg T and cash accounts: a strategy-based requirement pairs positions, so it
+  is not additive per contract) is valued whole (``margin.valuing``: positions, latest prices
+  and vols, the rate, cash, the firm's parameters; the calculator with the methods the
+  figures rest on).
 
 Figures (before and after; money in the account's currency):
 
@@ -289,6 +300,10 @@ class _Market:
         from .calculator.parse import CalculatorError
 
         methods = requirement_methods(self.account, holdings)
+        if self.account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
+            # the figures rest on Reg T (and collateral); the PM block the sweep adds for an
+            # upgrade's sake is not one of them, and is half the calculator's time
+            methods = tuple(m for m in methods if m != "portfolio_margin")
         try:
             if holdings:
                 portfolio = build_portfolio(holdings, valuation_date=self.today, prices=prices,

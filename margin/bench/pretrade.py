@@ -8,7 +8,8 @@ order on the account's cached risk arrays (``margin.pretrade_arrays``: a warm pr
 them). Beside it the same check without the cached arrays (``use_cache=False``: the book after
 the order valued as the sweep values it), the buying power's search (``buying_power=True``)
 both ways, the queries per check, the CPU time per check (the machine is shared: wall time
-carries the neighbours' load) and the rebuild of the arrays on a miss.
+carries the neighbours' load), the rebuild of the arrays on a miss, and the same book in a
+Reg T account (not cached: its book after the order is valued whole).
 
 The database: when another database bench of this process has already set Django up, its
 database gets the bench's own firm; otherwise the bench creates its own small database on
@@ -115,8 +116,16 @@ def _book() -> tuple[Any, list[Any]]:
         for instrument, quantity in holdings:
             book.set_position(account=account, instrument=instrument,
                               quantity=Decimal(quantity), actor=None)
-    recompute_accounts(firm.pk, [account.pk])
-    return account, orders
+        # the same book in a Reg T account (its check values the book after the order whole)
+        reg_t = book.open_account(client=client, number="PTB-2", registration="individual",
+                                  margin_type="reg_t", actor=None)
+        book.post_ledger_entry(account=reg_t, kind="deposit", amount=Decimal("5000000"),
+                               actor=None)
+        for instrument, quantity in holdings:
+            book.set_position(account=reg_t, instrument=instrument,
+                              quantity=Decimal(quantity), actor=None)
+    recompute_accounts(firm.pk, [account.pk, reg_t.pk])
+    return account, reg_t, orders
 
 
 def _timed(fn, n: int) -> dict[str, float]:
@@ -150,15 +159,15 @@ def bench_pre_trade(ctx: BenchContext) -> Iterable[dict]:
     from margin.models import AccountMargin
     from margin.pretrade import check
 
-    account, orders = _book()
+    account, reg_t, orders = _book()
     with firm_scope(account.firm):
         row = AccountMargin.objects.get(account=account)
         assert not row.is_dirty and not row.flag, row.flag
         positions = account.positions.count()
 
-        def run(cached: bool, buying_power: bool = False):
+        def run(cached: bool, buying_power: bool = False, on=account):
             def call(i: int):
-                return check(account=account, orders=[orders[i % len(orders)]],
+                return check(account=on, orders=[orders[i % len(orders)]],
                              buying_power=buying_power, use_cache=cached)
             return call
 
@@ -170,6 +179,10 @@ def bench_pre_trade(ctx: BenchContext) -> Iterable[dict]:
         with_bp = _timed(run(True, buying_power=True), N_BUYING_POWER)
         uncached_bp = _timed(run(False, buying_power=True), N_BUYING_POWER_UNCACHED)
         queries, uncached_queries = _queries(run(True)), _queries(run(False))
+        for i in range(N_WARM):
+            run(True, on=reg_t)(i)
+        reg_t_timed = _timed(run(True, on=reg_t), N_UNCACHED)
+        reg_t_queries = _queries(run(True, on=reg_t))
         # a miss: the account's arrays rebuilt from one valuation of the book
         pretrade_arrays.clear()
         t0 = time.perf_counter()
@@ -188,6 +201,8 @@ def bench_pre_trade(ctx: BenchContext) -> Iterable[dict]:
            "with_buying_power_p99_us": with_bp["p99_us"],
            "with_buying_power_without_cache_p50_us": uncached_bp["p50_us"],
            "cache_miss_rebuild_us": rebuild_us,
+           "reg_t_p50_us": reg_t_timed["p50_us"], "reg_t_p99_us": reg_t_timed["p99_us"],
+           "reg_t_cpu_us": reg_t_timed["cpu_us"], "reg_t_queries": reg_t_queries,
            "revalues_only_changed_positions": True,
            "target_p99_us": 5000, "decision": decision.decision,
            "requirement_before": str(decision.before.requirement),
