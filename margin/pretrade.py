@@ -472,8 +472,8 @@ def _standing_sql(mark) -> str:
     states = ", ".join(mark(7 + k) for k in range(len(MarginCall.OPEN_STATES)))
     n = 7 + len(MarginCall.OPEN_STATES)
     return (
-        f"SELECT m.dirty_version, m.computed_version, m.equity, m.requirement, m.excess,"
-        f" m.health_factor, m.flag, m.computed_at,"
+        f"SELECT m.dirty_version, m.marked_at, m.computed_version, m.equity, m.requirement,"
+        f" m.excess, m.health_factor, m.flag, m.computed_at,"
         f" EXISTS (SELECT 1 FROM {Restriction._meta.db_table} r WHERE r.firm_id = {mark(1)}"
         f" AND r.account_id = m.account_id AND r.state = {mark(2)}),"
         f" (SELECT p.rows FROM {CallPolicy._meta.db_table} p WHERE p.firm_id = {mark(3)}"
@@ -515,6 +515,9 @@ class _Standing:
     oldest past-due PM deficiency call."""
 
     version: int | None
+    #: when the last mark raised the version (with it, the key of the cached arrays: on SQLite
+    #: a version drawn in a transaction that rolled back is drawn again)
+    marked_at: Any
     current: tuple | None  # computed_version, equity, requirement, excess, health, flag, at
     restricted: bool
     policy: dict[str, dict[str, str]]
@@ -528,11 +531,11 @@ class _Standing:
                              today.isoformat(), firm, account.pk])
         if row is None:
             call = _past_due_pm_deficiency(account, today)
-            return cls(None, None, True, _policy_rows(firm), call.pk if call else None)
-        policy = json.loads(row[9]) if isinstance(row[9], str) else row[9]
-        return cls(row[0], (row[1], money(row[2]), money(row[3]), money(row[4]),
-                            ratio(row[5]), row[6], row[7]),
-                   bool(row[8]), {**default_rows(), **(policy or {})}, row[10])
+            return cls(None, None, None, True, _policy_rows(firm), call.pk if call else None)
+        policy = json.loads(row[10]) if isinstance(row[10], str) else row[10]
+        return cls(row[0], row[1], (row[2], money(row[3]), money(row[4]), money(row[5]),
+                                    ratio(row[6]), row[7], row[8]),
+                   bool(row[9]), {**default_rows(), **(policy or {})}, row[11])
 
     def figures(self, cash: Decimal) -> Figures | None:
         """The account's current margin as the sweep last wrote it, when nothing has moved

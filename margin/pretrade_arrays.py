@@ -5,9 +5,9 @@ Per account (``HeldBook``): each held contract valued once on every grid the req
 (the regulatory grid, the house volatility shifts, the concentration grids, the extended
 stress: ``margin.engine.pm_aggregation.contract_vectors``), the class-group arrays they sum to,
 cash, net liquidation value and the figures before. It is keyed by the account's margin version
-(``AccountMargin.dirty_version``: every position, ledger entry, price, vol, oracle round, rate
-and parameter change that reaches the account raises it, in the load's own transaction,
-``margin.dirty``) and the valuation date, so a key read before the book is loaded is never
+(``AccountMargin.dirty_version`` and ``marked_at``: every position, ledger entry, price, vol,
+oracle round, rate and parameter change that reaches the account raises it, in the load's own
+transaction, ``margin.dirty``) and the valuation date, so a key read before the book is loaded is never
 stale: a mismatch rebuilds the entry from one valuation of the book. Contracts ordered but not
 held are valued alone (``ContractVector``), keyed by the contract, the price and vol rows it is
 valued at, the rate, the parameters and the date.
@@ -56,7 +56,7 @@ from .models import ImpliedVolatility
 from .valuing import BATCH_INSTRUMENT_KINDS, PM_ONLY
 
 #: accounts and contracts kept per process (least recently used dropped first)
-MAX_ACCOUNTS, MAX_CONTRACTS = 2048, 8192
+MAX_ACCOUNTS, MAX_CONTRACTS = 512, 4096
 
 
 class _Lru:
@@ -169,7 +169,7 @@ def _build(account: Account) -> HeldBook | object:
     return book
 
 
-def held_book(account: Account, version: int) -> HeldBook | None:
+def held_book(account: Account, version: tuple) -> HeldBook | None:
     key = (account.pk, account.firm_id, account.margin_type, version, exchange_date())
     found = ACCOUNTS.get(key)
     if found is None:
@@ -224,7 +224,7 @@ def fast_books(account: Account, orders: Sequence, standing, use_current_margin:
     if standing.version is None or any(o.instrument.kind not in BATCH_INSTRUMENT_KINDS
                                        for o in orders):
         return None
-    book = held_book(account, standing.version)
+    book = held_book(account, (standing.version, standing.marked_at))
     if book is None:
         return None
     arrays, cash = book.arrays, book.market.cash
