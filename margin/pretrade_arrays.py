@@ -206,12 +206,18 @@ def _contract(book: HeldBook, instrument) -> ContractVector | None:
 
 def _figures(book: HeldBook, quantity, grids, names, cash: Decimal, arrays: HeldArrays):
     found, nlv = arrays.figures(quantity, grids, names)
+    return _result_figures(book, found, 0, nlv, cash)
+
+
+def _result_figures(book: HeldBook, found, i: int, nlv: float, cash: Decimal):
+    """Entry ``i`` of the aggregation's requirements as the check's figures, rounded by the
+    one ``snapshot_figures`` (as ``margin.valuing._pm_result`` feeds it)."""
     result = {"net_liquidation_value": nlv, "portfolio_margin": {
-        "requirement": float(found.requirement[0]),
-        "regulatory_requirement": float(found.regulatory[0]),
-        "house_requirement": float(found.house_requirement[0]),
-        "house_components": {n: float(v[0]) for n, v in found.house.items()},
-        "minimum_charge": float(found.minimum_charge[0])},
+        "requirement": float(found.requirement[i]),
+        "regulatory_requirement": float(found.regulatory[i]),
+        "house_requirement": float(found.house_requirement[i]),
+        "house_components": {n: float(v[i]) for n, v in found.house.items()},
+        "minimum_charge": float(found.minimum_charge[i])},
         "reg_t": None, "collateral": None}
     return book.market._figures(cash, result)
 
@@ -221,8 +227,9 @@ def fast_books(account: Account, orders: Sequence, standing, use_current_margin:
     path does not cover them (module docstring)."""
     from .pretrade import Order, _Books, _premium
 
-    if standing.version is None or any(o.instrument.kind not in BATCH_INSTRUMENT_KINDS
-                                       for o in orders):
+    if (standing.version is None
+            or account.margin_type != Account.MarginType.PORTFOLIO_MARGIN
+            or any(o.instrument.kind not in BATCH_INSTRUMENT_KINDS for o in orders)):
         return None
     book = held_book(account, (standing.version, standing.marked_at))
     if book is None:
@@ -271,13 +278,13 @@ def fast_books(account: Account, orders: Sequence, standing, use_current_margin:
         sign = 1.0 if order.side == "buy" else -1.0
 
         def passing(quantities: list[Decimal]) -> list[bool]:
+            found, nlv = arrays.probes(base_change, k, sign * np.array(
+                [float(q) for q in quantities]))
             out = []
-            for q in quantities:
+            for i, q in enumerate(quantities):
                 probe = Order(order.instrument, order.side, q, price)
-                probe_change = dict(base_change)
-                probe_change[k] = probe_change.get(k, 0.0) + sign * float(q)
-                figures = _figures(book, *arrays.moved(probe_change),
-                                   base_cash + _premium(probe, price), arrays)
+                figures = _result_figures(book, found, i, float(nlv[i]),
+                                          base_cash + _premium(probe, price))
                 out.append(figures.excess_liquidity >= 0)
             return out
 

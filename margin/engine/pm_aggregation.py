@@ -324,17 +324,65 @@ class HeldArrays:
                 arrays[r] += dq * v.pnl[name][k]
         return quantity, grids, names
 
-    def figures(self, quantity: np.ndarray, grids: dict[str, np.ndarray],
-                names: list[str]) -> tuple[Requirements, float]:
-        """The requirements and net liquidation value of the book at ``quantity``, whose
-        class-group arrays are ``grids`` (rows ``names``)."""
-        live = np.flatnonzero(quantity)
+    def _layout(self, names: list[str], live: np.ndarray) -> _Layout:
         key = (tuple(names), live.tobytes())
         layout = self._layouts.get(key)
         if layout is None:
             if len(self._layouts) >= 256:
                 self._layouts.clear()
             layout = self._layouts[key] = _Layout.of(self.vectors, live, names)
+        return layout
+
+    def probes(self, change: dict[int, float], k: int, added: np.ndarray
+               ) -> tuple[Requirements, np.ndarray]:
+        """The book after ``change`` plus each of ``added`` of contract ``k`` (a search's
+        candidates): requirements (one entry per candidate, all aggregated at once, as
+        accounts of one batch) and net liquidation values."""
+        quantity, grids, names = self.moved({**change, k: change.get(k, 0.0)})
+        v, m = self.vectors, len(added)
+        totals = quantity[k] + added
+        out = Requirements(np.zeros(m), np.zeros(m), {}, np.zeros(m), np.zeros(m))
+        for closing in (False, True):
+            idx = np.flatnonzero((totals == 0) == closing)
+            if not idx.size:
+                continue
+            pattern = quantity.copy()
+            pattern[k] = 0.0 if closing else 1.0
+            live = np.flatnonzero(pattern)
+            layout = self._layout(names, live)
+            n_rows, count = layout.rows.n_rows, idx.size
+            at = [p for p, r in enumerate(layout.keep) if names[r] == v.class_group[k]]
+            stacked = {}
+            for name, arrays in grids.items():
+                pnl = np.repeat(arrays[layout.keep][None], count, axis=0)
+                if at:
+                    pnl[:, at[0]] += added[idx, None] * v.pnl[name][k]
+                valid, pg_valid = layout.valid[name]
+                stacked[name] = Grid(pnl.reshape(count * n_rows, -1),
+                                     np.tile(valid, (count, 1)), np.tile(pg_valid, (count, 1)))
+            units = quantity[live] * v.multiplier[live]
+            units[live == k] = 0.0  # contract k's minimum is each candidate's own
+            minimum = np.repeat(np.bincount(
+                layout.live_row, minimum_per_unit(_MinimumTable(v), units, live),
+                minlength=n_rows)[None], count, axis=0)
+            if at:
+                minimum[:, at[0]] += minimum_per_unit(_MinimumTable(v), totals[idx]
+                                                      * v.multiplier[k], np.full(count, k))
+            found = requirements(_stacked(layout.rows, count), stacked, minimum.ravel(),
+                                 self.request)
+            for field_name in ("regulatory", "minimum_charge", "house_requirement",
+                               "requirement"):
+                getattr(out, field_name)[idx] = getattr(found, field_name)
+            for name, values in found.house.items():
+                out.house.setdefault(name, np.zeros(m))[idx] = values
+        return out, self.net_liquidation_value(quantity) + added * v.market_value[k]
+
+    def figures(self, quantity: np.ndarray, grids: dict[str, np.ndarray],
+                names: list[str]) -> tuple[Requirements, float]:
+        """The requirements and net liquidation value of the book at ``quantity``, whose
+        class-group arrays are ``grids`` (rows ``names``)."""
+        live = np.flatnonzero(quantity)
+        layout = self._layout(names, live)
         # each row's minimum: its contracts' netted units at their minimum per unit
         units = quantity[live] * self.vectors.multiplier[live]
         minimum = np.bincount(layout.live_row, minimum_per_unit(_MinimumTable(self.vectors),
@@ -386,6 +434,16 @@ class _Layout:
                  for name, grid in v.valid.items()}
         return cls(keep, rows, valid,
                    np.array([row_at[v.class_group[k]] for k in live], np.int64))
+
+
+def _stacked(rows: Rows, count: int) -> Rows:
+    """``count`` copies of one account's rows, as ``count`` accounts."""
+    n_rows, n_pg = rows.n_rows, len(rows.pg_ptr) - 1
+    starts = (rows.pg_ptr[:-1][None] + n_rows * np.arange(count)[:, None]).ravel()
+    return Rows(count, np.repeat(np.arange(count), n_rows), np.append(starts, count * n_rows),
+                np.repeat(np.arange(count), n_pg), np.tile(rows.pgrow_offset, count),
+                np.arange(count + 1) * n_rows,
+                np.tile(rows.listed_order, count) if rows.listed_order is not None else None)
 
 
 def _pad(values: np.ndarray, width: int, fill) -> np.ndarray:
