@@ -1,10 +1,21 @@
 """The pre-trade check: what proposed orders would do to an account's margin, and whether the
 firm takes them (issue 13; MARGIN_CALLS.md sections 1, 3, 5 and 8). Writes nothing.
 
-The book before and after the orders is valued as the sweep values it (``margin.valuing``:
-positions, latest prices and vols, the rate, cash, the firm's parameters; the calculator with
-the methods the requirement rests on), so "before" is the current margin recomputed at the
-same market state as "after" and the two compare like for like.
+The book before and after the orders is valued as the sweep values it, so the two compare like
+for like and "after" equals the sweep's recompute of the book once the orders are booked:
+
+- a portfolio-margin book of contracts the sweep's batch path covers is checked on the
+  account's cached risk arrays (``margin.pretrade_arrays``: each class group's P&L on every
+  grid of the requirement, kept per process under the account's margin version, which every
+  input of its margin raises): "after" is those arrays plus quantity x the ordered contracts'
+  vectors, aggregated by the engine's one aggregation (``margin.engine.pm_aggregation``, the
+  batch path's too); nothing held is priced again, and a check reads one row (the current
+  margin with its version, whether a restriction is active, the call policy, a past-due PM
+  deficiency);
+- any other book (Reg T and cash accounts: a strategy-based requirement pairs positions, so it
+  is not additive per contract) is valued whole (``margin.valuing``: positions, latest prices
+  and vols, the rate, cash, the firm's parameters; the calculator with the methods the
+  figures rest on).
 
 Figures (before and after; money in the account's currency):
 
@@ -40,7 +51,9 @@ Decision: ``accept``, or ``reject`` with every reason (code, message):
 
 from __future__ import annotations
 
+import json
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +61,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Account, Instrument
@@ -62,13 +76,13 @@ from .book import (
     rate_value,
     vol_values,
 )
-from .calls.models import CallPolicy, MarginCall
+from .calls.models import CallPolicy, MarginCall, Restriction
 from .calls.policy import default_rows, typed
 from .calls.restrictions import OrderEffect, forbidding
 from .engine.batch import ChunkBook, value_chunk
 from .engine.errors import EngineInputError
 from .engine.valuation import value_positions
-from .figures import empty_result, money, parameters_for, snapshot_figures
+from .figures import empty_result, money, parameters_for, ratio, snapshot_figures
 from .market_data import exchange_date, latest_prices, newest_per_instrument, outstanding_rejections
 from .models import AccountMargin, ImpliedVolatility
 from .valuing import BATCH_INSTRUMENT_KINDS, PM_ONLY, _pm_result, requirement_methods
@@ -157,7 +171,9 @@ class PreTrade:
 def intraday_margin_level(figures: Figures) -> Decimal:
     """The intraday margin level after a transaction (rule book 5, maintenance basis): what the
     customer could withdraw while still meeting maintenance margin; negative, the deposit
-    needed. Until the intraday standard's own definition lands: equity - requirement."""
+    needed. For a Reg T account the requirement here is the 4210(c) maintenance one, so this is
+    ``margin.intraday.levels``' own figure for the same book (tested equal); portfolio-margin
+    and cash accounts are outside the standard (rule book 5, scope) and show their excess."""
     return figures.excess_liquidity
 
 
@@ -286,6 +302,10 @@ class _Market:
         from .calculator.parse import CalculatorError
 
         methods = requirement_methods(self.account, holdings)
+        if self.account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
+            # the figures rest on Reg T (and collateral); the PM block the sweep adds for an
+            # upgrade's sake is not one of them, and is half the calculator's time
+            methods = tuple(m for m in methods if m != "portfolio_margin")
         try:
             if holdings:
                 portfolio = build_portfolio(holdings, valuation_date=self.today, prices=prices,
@@ -362,10 +382,8 @@ def _rate(account: Account, instrument: Instrument) -> Decimal:
 
 def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, prices: dict,
                    order: Order, price: Decimal) -> Decimal:
-    """The largest whole quantity of the order's instrument, on its side, whose purchase or
-    sale keeps the excess non-negative (portfolio margin: the engine decides). Candidates are
-    valued together (one batch per round: powers of two, then ``PROBES`` evenly spaced
-    quantities of the bracket, until it is one contract wide)."""
+    """The largest whole quantity of the order's instrument the book carries, each round's
+    candidates valued together (one batch per round: ``largest_carried``)."""
     def passing(quantities: list[Decimal]) -> list[bool]:
         books = []
         for quantity in quantities:
@@ -376,6 +394,14 @@ def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, pric
         except Unvalued:
             return [False] * len(quantities)
 
+    return largest_carried(passing)
+
+
+def largest_carried(passing) -> Decimal:
+    """The largest whole quantity of an order, on its side, whose purchase or sale keeps the
+    excess non-negative (portfolio margin: the engine decides): ``passing(quantities)`` says
+    which candidates pass; powers of two, then ``PROBES`` evenly spaced quantities of the
+    bracket per round, until it is one contract wide."""
     powers = [Decimal(2) ** k for k in range(MAX_DOUBLINGS)]
     carried = passing(powers)
     if not carried[0]:
@@ -397,25 +423,25 @@ def _largest_order(market: _Market, holdings: list[Holding], cash: Decimal, pric
     return low
 
 
-def _buying_power(market: _Market, orders: Sequence[Order], marks: Sequence[Decimal],
-                  books: dict[str, tuple[list[Holding], Decimal, Figures]], prices: dict
+def _buying_power(account: Account, orders: Sequence[Order], books: _Books
                   ) -> list[dict[str, Any]]:
     rows = []
     seen: set[int] = set()
-    for order, price in zip(orders, marks, strict=True):
+    figures = {"before": books.before, "after": books.after}
+    for order, price in zip(orders, books.marks, strict=True):
         if order.instrument.pk in seen:
             continue
         seen.add(order.instrument.pk)
         row: dict[str, Any] = {"instrument": order.instrument.symbol, "side": order.side}
         unit = price * Decimal(order.instrument.multiplier)
-        for when, (holdings, cash, figures) in books.items():
-            if market.account.margin_type == Account.MarginType.PORTFOLIO_MARGIN:
-                quantity = _largest_order(market, holdings, cash, prices, order, price)
+        for when in ("before", "after"):
+            if account.margin_type == Account.MarginType.PORTFOLIO_MARGIN:
+                quantity = books.largest_order(when, order, price)
                 row[when] = money(quantity * unit)
                 row[f"quantity_{when}"] = quantity
             else:
-                power = max(figures.excess_liquidity, Decimal(0)) / _rate(market.account,
-                                                                          order.instrument)
+                power = max(figures[when].excess_liquidity, Decimal(0)) / _rate(
+                    account, order.instrument)
                 row[when] = money(power)
                 row[f"quantity_{when}"] = (power / unit).to_integral_value(rounding="ROUND_FLOOR") \
                     if unit > 0 else None
@@ -431,10 +457,10 @@ def _past_due_pm_deficiency(account: Account, today) -> MarginCall | None:
         due_date__lt=today).order_by("due_date").first()
 
 
-def _policy_rows(firm) -> dict[str, dict[str, str]]:
+def _policy_rows(firm_id: int) -> dict[str, dict[str, str]]:
     """The firm's active call-policy rows, read only (the platform default where the firm has
     adopted none yet: the check writes nothing, not even the adoption)."""
-    active = CallPolicy.objects.filter(firm=firm, status=CallPolicy.Status.ACTIVE).first()
+    active = CallPolicy.objects.filter(firm_id=firm_id, status=CallPolicy.Status.ACTIVE).first()
     return {**default_rows(), **(active.rows if active else {})}
 
 
@@ -442,49 +468,140 @@ def _value(rows: dict[str, dict[str, str]], name: str):
     return typed(name, rows[name]["value"])
 
 
-def _current(account: Account, cash: Decimal) -> Figures | None:
-    """The account's current margin as the sweep last wrote it, when nothing has moved since
-    (clean, valued, not flagged): the figures before the orders, without valuing them again."""
-    row = AccountMargin.objects.filter(account=account).first()
-    if (row is None or row.is_dirty or row.equity is None or row.flag
-            or row.computed_at is None):
-        return None
-    return Figures(row.equity, row.requirement, row.excess, row.health_factor, money(cash))
+def _standing_sql(mark) -> str:
+    """The standing's one statement (``mark(i)``: the i-th parameter's placeholder). Every
+    subquery names the account's firm (the tenant scope's filter)."""
+    states = ", ".join(mark(7 + k) for k in range(len(MarginCall.OPEN_STATES)))
+    n = 7 + len(MarginCall.OPEN_STATES)
+    return (
+        f"SELECT m.dirty_version, m.marked_at, m.computed_version, m.equity, m.requirement,"
+        f" m.excess, m.health_factor, m.flag, m.computed_at,"
+        f" EXISTS (SELECT 1 FROM {Restriction._meta.db_table} r WHERE r.firm_id = {mark(1)}"
+        f" AND r.account_id = m.account_id AND r.state = {mark(2)}),"
+        f" (SELECT p.rows FROM {CallPolicy._meta.db_table} p WHERE p.firm_id = {mark(3)}"
+        f" AND p.status = {mark(4)} ORDER BY p.version DESC LIMIT 1),"
+        f" (SELECT c.id FROM {MarginCall._meta.db_table} c WHERE c.firm_id = {mark(5)}"
+        f" AND c.account_id = m.account_id AND c.kind = {mark(6)} AND c.status IN ({states})"
+        f" AND c.due_date < {mark(n)}::date ORDER BY c.due_date, c.id LIMIT 1)"
+        f" FROM {AccountMargin._meta.db_table} m"
+        f" WHERE m.firm_id = {mark(n + 1)} AND m.account_id = {mark(n + 2)}")
+
+
+#: database connections that hold the standing's prepared statement (PostgreSQL)
+_PREPARED: weakref.WeakSet = weakref.WeakSet()
+_STATEMENT = "pretrade_standing"
+
+
+def _standing_row(params: list) -> tuple | None:
+    """The standing's row. Written out rather than composed with the ORM (composing costs
+    more than the check's arithmetic), and on PostgreSQL prepared once per connection
+    (planning it took longer than running it)."""
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(_standing_sql(lambda i: "%s").replace("::date", ""), params)
+            return cursor.fetchone()
+        raw = connection.connection
+        if raw not in _PREPARED:
+            # a session's prepared statement outlives a rolled-back transaction
+            cursor.execute(f"PREPARE {_STATEMENT} AS {_standing_sql(lambda i: f'${i}')}")
+            _PREPARED.add(raw)
+        cursor.execute(f"EXECUTE {_STATEMENT}({', '.join(['%s'] * len(params))})", params)
+        return cursor.fetchone()
+
+
+@dataclass
+class _Standing:
+    """What the check reads of the account beside its book, in one query: the current margin
+    row (its version keys the cached arrays; clean, its figures are "before"), whether a
+    restriction is active (they are read only then), the firm's call policy and the id of the
+    oldest past-due PM deficiency call."""
+
+    version: int | None
+    #: when the last mark raised the version (with it, the key of the cached arrays: on SQLite
+    #: a version drawn in a transaction that rolled back is drawn again)
+    marked_at: Any
+    current: tuple | None  # computed_version, equity, requirement, excess, health, flag, at
+    restricted: bool
+    policy: dict[str, dict[str, str]]
+    past_due_call: int | None
+
+    @classmethod
+    def load(cls, account: Account, today) -> _Standing:
+        firm = account.firm_id
+        row = _standing_row([firm, Restriction.State.ACTIVE, firm, CallPolicy.Status.ACTIVE,
+                             firm, MarginCall.Kind.PM_DEFICIENCY, *MarginCall.OPEN_STATES,
+                             today.isoformat(), firm, account.pk])
+        if row is None:
+            call = _past_due_pm_deficiency(account, today)
+            return cls(None, None, None, True, _policy_rows(firm), call.pk if call else None)
+        policy = json.loads(row[10]) if isinstance(row[10], str) else row[10]
+        return cls(row[0], row[1], (row[2], money(row[3]), money(row[4]), money(row[5]),
+                                    ratio(row[6]), row[7], row[8]),
+                   bool(row[9]), {**default_rows(), **(policy or {})}, row[11])
+
+    def figures(self, cash: Decimal) -> Figures | None:
+        """The account's current margin as the sweep last wrote it, when nothing has moved
+        since (clean, valued, not flagged): the figures before the orders."""
+        if self.current is None:
+            return None
+        computed_version, equity, requirement, excess, health, flag, at = self.current
+        if self.version > computed_version or equity is None or flag or at is None:
+            return None
+        return Figures(equity, requirement, excess, health, money(cash))
+
+
+@dataclass
+class _Books:
+    """The book before and after the orders, their figures, and what the buying power
+    searches on (either path)."""
+
+    holdings: list[Holding]
+    cash: Decimal
+    cash_after: Decimal
+    marks: list[Decimal]
+    before: Figures
+    after: Figures
+    today: Any
+    largest_order: Any  # (when, order, price) -> the largest whole quantity (PM)
 
 
 def check(*, account: Account, orders: Sequence[Order], buying_power: bool = True,
-          use_current_margin: bool = True) -> PreTrade:
+          use_current_margin: bool = True, use_cache: bool = True) -> PreTrade:
     """The check of ``orders`` on ``account`` (module docstring). Writes nothing; raises
     ``Unvalued`` when the book or an ordered contract cannot be valued.
 
-    "Before" is the account's current margin row when it is clean (the sweep valued this
-    very book at these very prices: ``margin.dirty`` marks it on any change), so only the book
-    after the orders is valued; otherwise (or ``use_current_margin=False``) both are."""
-    market = _Market.load(account, orders)
-    marks = market.marks(orders)
-    prices = market.with_order_marks(orders)
-    holdings_after, cash_after = apply_orders(market.holdings, market.cash, orders, marks)
-    before = _current(account, market.cash) if use_current_margin else None
-    if before is None:
-        before, after = market.value_many([(market.holdings, market.cash),
-                                           (holdings_after, cash_after)], prices)
-    else:
-        (after,) = market.value_many([(holdings_after, cash_after)], prices)
+    A portfolio-margin book the engine's batch path covers is checked on the account's cached
+    risk arrays (``margin.pretrade_arrays``: its class-group arrays on every grid of the
+    requirement, kept per process under the account's margin version, plus quantity x the
+    ordered contracts' vectors, aggregated by ``margin.engine.pm_aggregation``); other books
+    (or ``use_cache=False``) are valued as the sweep values them. "Before" is the account's
+    current margin row when it is clean (the sweep valued this very book at these very
+    prices: ``margin.dirty`` marks it on any change), else (or ``use_current_margin=False``)
+    the book before the orders valued likewise."""
+    from .pretrade_arrays import fast_books
+
+    standing = _Standing.load(account, exchange_date())
+    books = fast_books(account, orders, standing, use_current_margin) if use_cache else None
+    if books is None:
+        books = _valued_books(account, orders, standing if use_current_margin else None)
+    before, after = books.before, books.after
     reasons: list[Reason] = []
 
-    effect = _effect(market.holdings, orders, market.cash, cash_after, before.requirement,
+    effect = _effect(books.holdings, orders, books.cash, books.cash_after, before.requirement,
                      after.requirement)
-    for restriction in forbidding(account, effect):
+    for restriction in forbidding(account, effect) if standing.restricted else ():
         reasons.append(Reason("restricted", f"the account is under a "
                                             f"{restriction.get_kind_display().lower()} "
                                             f"restriction since {restriction.starts_on} "
                                             f"({restriction.cause}): this order "
                                             f"{effect.describe()}"))
-    policy = _policy_rows(account.firm)
+    policy: dict[str, dict[str, str]] | None = None
     if (account.margin_type == Account.MarginType.PORTFOLIO_MARGIN
-            and effect.increases_requirement
-            and _value(policy, "reject_increasing_orders_past_due")):
-        call = _past_due_pm_deficiency(account, market.today)
+            and effect.increases_requirement):
+        policy = standing.policy
+        call = MarginCall.objects.get(pk=standing.past_due_call) \
+            if standing.past_due_call and _value(policy, "reject_increasing_orders_past_due") \
+            else None
         if call is not None:
             reasons.append(Reason(
                 "pm_deficiency_past_due",
@@ -497,19 +614,41 @@ def check(*, account: Account, orders: Sequence[Order], buying_power: bool = Tru
         reasons.append(Reason("deficit", f"the order would {verb}: excess liquidity "
                                          f"{before.excess_liquidity} -> "
                                          f"{after.excess_liquidity}"))
-    band = _value(policy, "health_factor_call")
-    if (after.health_factor is not None and after.health_factor < band
-            and (before.health_factor is None or after.health_factor < before.health_factor)):
-        reasons.append(Reason("health_factor", f"the health factor would fall to "
-                                               f"{after.health_factor}, below the firm's "
-                                               f"collateral call band {band}"))
-    books = {"before": (market.holdings, market.cash, before),
-             "after": (holdings_after, cash_after, after)}
+    if after.health_factor is not None:
+        policy = standing.policy
+        band = _value(policy, "health_factor_call")
+        if after.health_factor < band and (before.health_factor is None
+                                           or after.health_factor < before.health_factor):
+            reasons.append(Reason("health_factor", f"the health factor would fall to "
+                                                   f"{after.health_factor}, below the firm's "
+                                                   f"collateral call band {band}"))
     return PreTrade(account=account, before=before, after=after,
                     intraday_margin_level=intraday_margin_level(after),
-                    buying_power=_buying_power(market, orders, marks, books, prices)
-                    if buying_power else [],
-                    reasons=reasons, computed_at=market.now)
+                    buying_power=_buying_power(account, orders, books) if buying_power else [],
+                    reasons=reasons, computed_at=timezone.now())
+
+
+def _valued_books(account: Account, orders: Sequence[Order], standing: _Standing | None
+                  ) -> _Books:
+    """Both books valued as the sweep values them (the batch path, else the calculator)."""
+    market = _Market.load(account, orders)
+    marks = market.marks(orders)
+    prices = market.with_order_marks(orders)
+    holdings_after, cash_after = apply_orders(market.holdings, market.cash, orders, marks)
+    before = standing.figures(market.cash) if standing is not None else None
+    if before is None:
+        before, after = market.value_many([(market.holdings, market.cash),
+                                           (holdings_after, cash_after)], prices)
+    else:
+        (after,) = market.value_many([(holdings_after, cash_after)], prices)
+    books = {"before": (market.holdings, market.cash), "after": (holdings_after, cash_after)}
+
+    def largest(when: str, order: Order, price: Decimal) -> Decimal:
+        holdings, cash = books[when]
+        return _largest_order(market, holdings, cash, prices, order, price)
+
+    return _Books(market.holdings, market.cash, cash_after, marks, before, after, market.today,
+                  largest)
 
 
 __all__ = ["ACCEPT", "REJECT", "Order", "PreTrade", "Unvalued", "check", "intraday_margin_level"]

@@ -4,8 +4,12 @@ margin account, called in a warm process with its database reads, as the API cal
 The book: 10 underlyings, each held as stock with two puts and two calls on it (50 positions),
 priced, with vols and a rate; the account's current margin written by the sweep (in this
 process), so the check reads "before" from the clean row and values only the book after the
-order. Beside it the same check valuing both books (``use_current_margin=False``: no current
-row used), and the buying power's search (``buying_power=True``) once per order.
+order on the account's cached risk arrays (``margin.pretrade_arrays``: a warm process keeps
+them). Beside it the same check without the cached arrays (``use_cache=False``: the book after
+the order valued as the sweep values it), the buying power's search (``buying_power=True``)
+both ways, the queries per check, the CPU time per check (the machine is shared: wall time
+carries the neighbours' load), the rebuild of the arrays on a miss, and the same book in a
+Reg T account (not cached: its book after the order is valued whole).
 
 The database: when another database bench of this process has already set Django up, its
 database gets the bench's own firm; otherwise the bench creates its own small database on
@@ -25,9 +29,11 @@ import numpy as np
 
 from .runs import BENCHES, BenchContext
 
-N_CALLS = 200
+N_CALLS = 1000
+N_UNCACHED = 100
 N_WARM = 10
-N_BUYING_POWER = 5
+N_BUYING_POWER = 50
+N_BUYING_POWER_UNCACHED = 3
 UNDERLYINGS = 10  # x (stock, 2 puts, 2 calls) = 50 positions
 
 
@@ -110,50 +116,96 @@ def _book() -> tuple[Any, list[Any]]:
         for instrument, quantity in holdings:
             book.set_position(account=account, instrument=instrument,
                               quantity=Decimal(quantity), actor=None)
-    recompute_accounts(firm.pk, [account.pk])
-    return account, orders
+        # the same book in a Reg T account (its check values the book after the order whole)
+        reg_t = book.open_account(client=client, number="PTB-2", registration="individual",
+                                  margin_type="reg_t", actor=None)
+        book.post_ledger_entry(account=reg_t, kind="deposit", amount=Decimal("5000000"),
+                               actor=None)
+        for instrument, quantity in holdings:
+            book.set_position(account=reg_t, instrument=instrument,
+                              quantity=Decimal(quantity), actor=None)
+    recompute_accounts(firm.pk, [account.pk, reg_t.pk])
+    return account, reg_t, orders
 
 
-def _timed(fn, n: int) -> tuple[float, float]:
+def _timed(fn, n: int) -> dict[str, float]:
+    """p50 and p99 of wall time, and the CPU time per call (the machine is shared: the wall
+    time carries the neighbours' load, the CPU time this process's own work)."""
     samples = np.empty(n)
+    cpu = time.process_time()
     for i in range(n):
         t0 = time.perf_counter()
         fn(i)
         samples[i] = time.perf_counter() - t0
-    return (round(float(np.percentile(samples, 50)) * 1e6, 1),
-            round(float(np.percentile(samples, 99)) * 1e6, 1))
+    cpu = time.process_time() - cpu
+    return {"p50_us": round(float(np.percentile(samples, 50)) * 1e6, 1),
+            "p99_us": round(float(np.percentile(samples, 99)) * 1e6, 1),
+            "cpu_us": round(cpu / n * 1e6, 1)}
+
+
+def _queries(fn) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        fn(0)
+    return len(queries)
 
 
 def bench_pre_trade(ctx: BenchContext) -> Iterable[dict]:
     _django(ctx)
     from brokerage.scope import firm_scope
+    from margin import pretrade_arrays
     from margin.models import AccountMargin
     from margin.pretrade import check
 
-    account, orders = _book()
+    account, reg_t, orders = _book()
     with firm_scope(account.firm):
         row = AccountMargin.objects.get(account=account)
         assert not row.is_dirty and not row.flag, row.flag
         positions = account.positions.count()
 
-        def run(use_row: bool, buying_power: bool = False):
+        def run(cached: bool, buying_power: bool = False, on=account):
             def call(i: int):
-                return check(account=account, orders=[orders[i % len(orders)]],
-                             buying_power=buying_power, use_current_margin=use_row)
+                return check(account=on, orders=[orders[i % len(orders)]],
+                             buying_power=buying_power, use_cache=cached)
             return call
 
         for i in range(N_WARM):
             run(True)(i)
             run(False)(i)
-        p50, p99 = _timed(run(True), N_CALLS)
-        full_p50, full_p99 = _timed(run(False), N_CALLS)
-        bp_p50, bp_p99 = _timed(run(True, buying_power=True), N_BUYING_POWER)
+        warm = _timed(run(True), N_CALLS)
+        uncached = _timed(run(False), N_UNCACHED)
+        with_bp = _timed(run(True, buying_power=True), N_BUYING_POWER)
+        uncached_bp = _timed(run(False, buying_power=True), N_BUYING_POWER_UNCACHED)
+        queries, uncached_queries = _queries(run(True)), _queries(run(False))
+        for i in range(N_WARM):
+            run(True, on=reg_t)(i)
+        reg_t_timed = _timed(run(True, on=reg_t), N_UNCACHED)
+        reg_t_queries = _queries(run(True, on=reg_t))
+        # a miss: the account's arrays rebuilt from one valuation of the book
+        pretrade_arrays.clear()
+        t0 = time.perf_counter()
+        run(True)(0)
+        rebuild_us = round((time.perf_counter() - t0) * 1e6, 1)
+        assert pretrade_arrays.ACCOUNTS.misses == 1 and pretrade_arrays.ACCOUNTS.rows
         decision = run(True)(0)
+        same = run(False)(0)
+        assert (decision.before, decision.after) == (same.before, same.after)
     yield {"bench": "pre_trade", "positions": positions, "calls": N_CALLS,
-           "p50_us": p50, "p99_us": p99,
-           "without_current_row_p50_us": full_p50, "without_current_row_p99_us": full_p99,
-           "with_buying_power_p50_us": bp_p50, "with_buying_power_p99_us": bp_p99,
-           "revalues_only_changed_positions": False,
+           "p50_us": warm["p50_us"], "p99_us": warm["p99_us"], "cpu_us": warm["cpu_us"],
+           "queries": queries,
+           "without_cache_p50_us": uncached["p50_us"], "without_cache_p99_us": uncached["p99_us"],
+           "without_cache_cpu_us": uncached["cpu_us"], "without_cache_queries": uncached_queries,
+           "with_buying_power_p50_us": with_bp["p50_us"],
+           "with_buying_power_p99_us": with_bp["p99_us"],
+           "with_buying_power_cpu_us": with_bp["cpu_us"],
+           "with_buying_power_without_cache_p50_us": uncached_bp["p50_us"],
+           "with_buying_power_without_cache_cpu_us": uncached_bp["cpu_us"],
+           "cache_miss_rebuild_us": rebuild_us,
+           "reg_t_p50_us": reg_t_timed["p50_us"], "reg_t_p99_us": reg_t_timed["p99_us"],
+           "reg_t_cpu_us": reg_t_timed["cpu_us"], "reg_t_queries": reg_t_queries,
+           "revalues_only_changed_positions": True,
            "target_p99_us": 5000, "decision": decision.decision,
            "requirement_before": str(decision.before.requirement),
            "requirement_after": str(decision.after.requirement)}

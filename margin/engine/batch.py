@@ -30,9 +30,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import scenarios
 from .errors import POSITION_FIELD, EngineInputError
-from .parameters import ConcentrationParameters, ParameterSet
+from .parameters import ParameterSet
+from .pm_aggregation import REGULATORY, Grid, HouseRequest, Rows, grid_tables, requirements
 from .portfolio import Portfolio
 from .portfolio_margin import PMRun
 from .series import (
@@ -152,13 +152,6 @@ def _subset(universe: Portfolio, keep: np.ndarray) -> tuple[Portfolio, np.ndarra
     return replace(universe, positions=positions, underlyings=underlyings), index
 
 
-@dataclass
-class _Aggregate:
-    pg_worst: np.ndarray
-    pg_minimum: np.ndarray
-    account_requirement: np.ndarray
-
-
 class _Chunk:
     """The chunk's book on the universe's series: one structure, one pass per grid."""
 
@@ -199,98 +192,36 @@ class _Chunk:
         pnl = SERIES_PNL.get(self.run.series, groups, float(self.run.portfolio.rate), vol_mult)
         return np.asarray(self.structure.S @ pnl)
 
-    def aggregate(self, cg_pnl: np.ndarray, groups: ClassGroupTable,
-                  cg_minimum: np.ndarray | None = None) -> _Aggregate:
-        """``series.aggregate_numpy`` over given class-group P&L, with each product-group row's
-        own offset (what its account holds decides it)."""
+    def grid(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> Grid:
         st = self.structure
-        cg_minimum = self.cg_minimum if cg_minimum is None else cg_minimum
-        loss = np.asarray(st.G @ np.minimum(cg_pnl, 0.0))
-        gain = np.asarray(st.G @ np.maximum(cg_pnl, 0.0))
-        pg_pnl = loss + self.pgrow_offset[:, None] * gain
-        valid = groups.pg_valid()[st.pgrow_pg]
-        worst = np.maximum(-np.where(valid, pg_pnl, np.inf).min(axis=1), 0.0) \
-            if pg_pnl.shape[0] else np.zeros(0)
-        pg_minimum = np.asarray(st.G @ cg_minimum)
-        requirement = np.bincount(st.pgrow_account, weights=np.maximum(worst, pg_minimum),
-                                  minlength=self.n)
-        return _Aggregate(worst, pg_minimum, requirement)
-
-    def on_grids(self, grids: list[np.ndarray]) -> ClassGroupTable:
-        table = scenarios.GridTable.build(grids)
-        return self.run.groups.with_points(table.points, table.valid)
+        return Grid(self.cg_pnl(groups, vol_mult), groups.valid[st.row_cg],
+                    groups.pg_valid()[st.pgrow_pg])
 
     # -- figures -----------------------------------------------------------------------------
 
     def fill(self, figures: ChunkFigures) -> None:
-        st, groups = self.structure, self.run.groups
+        """The requirements by the one aggregation (``pm_aggregation.requirements``) over
+        the chunk's class-group P&L on every grid its house request needs."""
+        st, run = self.structure, self.run
         figures.net_liquidation_value = np.bincount(
             self.account, weights=self.quantity * self.market_value[self.position],
             minlength=self.n)
-        cg_pnl = self.cg_pnl(groups)
-        regulatory = self.aggregate(cg_pnl, groups)
-        figures.regulatory = regulatory.account_requirement
-        figures.minimum_charge = np.bincount(st.pgrow_account, weights=regulatory.pg_minimum,
-                                             minlength=self.n)
-        figures.house = self.house(cg_pnl, regulatory)
-        figures.house_requirement = np.max(np.vstack(list(figures.house.values())), axis=0) \
-            if figures.house else np.zeros(self.n)
-        figures.requirement = np.maximum(figures.regulatory, figures.house_requirement)
-        valid = groups.valid[st.row_cg]
+        request = HouseRequest.of(run.portfolio.house, run.params)
+        grids = {name: self.grid(table, mult) for name, (table, mult)
+                 in grid_tables(run.groups, run.reg_grids, run.cg_class, request).items()}
+        rows = Rows(self.n, st.row_account, st.pg_ptr, st.pgrow_account, self.pgrow_offset,
+                    st.account_ptr,
+                    self._listed_order() if request.concentration is not None else None)
+        found = requirements(rows, grids, self.cg_minimum, request)
+        figures.regulatory, figures.minimum_charge = found.regulatory, found.minimum_charge
+        figures.house, figures.house_requirement = found.house, found.house_requirement
+        figures.requirement = found.requirement
+        cg_pnl, valid = grids[REGULATORY].pnl, grids[REGULATORY].valid
         arrays: list[dict[str, np.ndarray]] = [{} for _ in range(self.n)]
         for r in range(st.n_rows):
-            arrays[int(st.row_account[r])][groups.names[int(st.row_cg[r])]] = \
+            arrays[int(st.row_account[r])][run.groups.names[int(st.row_cg[r])]] = \
                 cg_pnl[r][valid[r]]
         figures.risk_arrays = arrays
-
-    def house(self, cg_pnl: np.ndarray, regulatory: _Aggregate) -> dict[str, np.ndarray]:
-        """The snapshot's house components, in ``house.house_components``' order."""
-        request, defaults = self.run.portfolio.house or {}, self.run.params.house
-        out: dict[str, np.ndarray] = {}
-        if _enabled(request.get("vol_shift")):
-            value = request["vol_shift"]
-            shift = defaults.vol_shift if value is True else float(value)
-            worst = regulatory.pg_worst.copy()
-            for mult in scenarios.vol_multipliers(shift):
-                shifted = self.aggregate(self.cg_pnl(self.run.groups, mult), self.run.groups)
-                worst = np.maximum(worst, shifted.pg_worst)
-            out["vol_shift"] = np.bincount(
-                self.structure.pgrow_account, weights=np.maximum(worst, regulatory.pg_minimum),
-                minlength=self.n)
-        if _enabled(request.get("concentration")):
-            value = request["concentration"]
-            settings = defaults.concentration
-            if isinstance(value, dict):
-                settings = replace(settings, **value)
-            out["concentration"] = self.concentration(cg_pnl, settings)
-        if _enabled(request.get("stress_range")):
-            value = request["stress_range"]
-            stress_range = defaults.stress_range if value is True else float(value)
-            groups = self.on_grids([scenarios.extended_grid(reg, stress_range, cls) for reg, cls
-                                    in zip(self.run.reg_grids, self.run.cg_class, strict=True)])
-            out["extended_stress"] = self.aggregate(self.cg_pnl(groups), groups) \
-                .account_requirement
-        return out
-
-    def concentration(self, cg_pnl: np.ndarray, settings: ConcentrationParameters
-                      ) -> np.ndarray:
-        """Each account's ``top_class_groups`` riskiest class groups at +/- top_move, the rest at
-        +/- other_move (``house.concentration_requirement``), ties to the class group the
-        account's own portfolio lists first."""
-        st, run = self.structure, self.run
-        valid = run.groups.valid[st.row_cg]
-        worst = np.maximum(-np.where(valid, cg_pnl, np.inf).min(axis=1), 0.0) \
-            if st.n_rows else np.zeros(0)
-        order = np.lexsort((self._listed_order(), -worst, st.row_account))
-        rank = np.empty(st.n_rows, np.int64)
-        rank[order] = np.arange(st.n_rows) - st.account_ptr[st.row_account[order]]
-        top = rank < int(settings.top_class_groups)
-        top_groups = self.on_grids([scenarios.scaled_grid(reg, float(settings.top_move))
-                                    for reg in run.reg_grids])
-        other_groups = self.on_grids([scenarios.scaled_grid(reg, float(settings.other_move))
-                                      for reg in run.reg_grids])
-        pnl = np.where(top[:, None], self.cg_pnl(top_groups), self.cg_pnl(other_groups))
-        return self.aggregate(pnl, top_groups).account_requirement
 
     def _listed_order(self) -> np.ndarray:
         """Per (account, class group) row, its place in the account's own portfolio's order
@@ -363,6 +294,3 @@ def _take(series: SeriesTable, index: np.ndarray) -> SeriesTable:
 #: the process's cache (a worker values chunk after chunk of one market state)
 SERIES_PNL = SeriesPnlCache()
 
-
-def _enabled(value) -> bool:
-    return value is not None and value is not False

@@ -129,6 +129,27 @@ def test_reg_t_buying_power_is_excess_over_the_initial_rate(world, market):
     assert row["after"] == (result.after.excess_liquidity * 2).quantize(Decimal("0.01"))
 
 
+def test_the_intraday_margin_level_after_is_the_intraday_standards_own(world, market):
+    """Rule book 5: for a Reg T account the check's level after the orders is what
+    ``margin.intraday.levels`` computes for the same book (equity less the maintenance
+    requirement, 4210(c)), so the desk and the intraday record never disagree."""
+    from margin.intraday.levels import intraday_margin_level
+
+    with firm_scope(world.firm_a):
+        account = book.open_account(client=world.a.client, number="RT-2",
+                                    registration="individual", margin_type="reg_t",
+                                    actor=world.a.users["firm_admin"])
+        book.post_ledger_entry(account=account, kind="deposit", amount=Decimal("2000"),
+                               actor=None)
+        book.set_position(account=account, instrument=market["CCC"], quantity=Decimal(20),
+                          actor=None)
+        result = pretrade.check(account=account, orders=[order(market, "CCC", "buy", 30)],
+                                buying_power=False)
+        level = intraday_margin_level(account, changes=[(market["CCC"], Decimal(30))],
+                                      cash_change=result.after.cash - result.before.cash)
+    assert level.iml is not None and result.intraday_margin_level == level.iml
+
+
 def test_pm_buying_power_is_the_largest_order_the_excess_carries(world, market):
     account = pm_account(world, market, cash="100000", holdings={"CCC": 10})
     with firm_scope(world.firm_a):
