@@ -83,6 +83,8 @@ class Series:
 class HistoryChart:
     series: list[Series]
     rows: list[tuple]
+    top: float = 0.0
+    bottom: float = 0.0
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -102,4 +104,5 @@ def history_chart(rows: Sequence[tuple]) -> HistoryChart:
                         for k, row in enumerate(rows))
 
     return HistoryChart(series=[Series("Equity", "equity", path(1)),
-                                Series("Requirement", "requirement", path(2))], rows=list(rows))
+                                Series("Requirement", "requirement", path(2))], rows=list(rows),
+                        top=top, bottom=bottom)

@@ -109,6 +109,8 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
         or latest_snapshot(account)
     positions, prices = _positions(snapshot)
     reg_t = snapshot.regt_maintenance if snapshot else None
+    pm_requirement = snapshot.requirement if snapshot and account.margin_type == \
+        Account.MarginType.PORTFOLIO_MARGIN else (snapshot.pm_requirement if snapshot else None)
     requirement = current.requirement if current and current.requirement is not None else (
         snapshot.requirement if snapshot else None)
     excess = current.excess if current and current.excess is not None else (
@@ -118,8 +120,11 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
         "equity": current.equity if current and current.equity is not None else (
             snapshot.equity if snapshot else None),
         "requirement": requirement, "excess": excess, "reg_t": reg_t,
-        "saving": reg_t - requirement if reg_t is not None and requirement is not None
-        and account.margin_type == Account.MarginType.PORTFOLIO_MARGIN else None,
+        # Portfolio margin beside Reg T: what PM needs (the account's requirement, or for a
+        # Reg T account the PM figure the valuation computed beside it) and what it saves.
+        "pm_requirement": pm_requirement,
+        "saving": reg_t - pm_requirement if reg_t is not None and pm_requirement is not None
+        else None,
         "buying_power": _buying_power(account, excess),
         "open_calls": _open_calls(account),
         "price_sources": sorted({p.get_source_display() for p in prices}),
