@@ -21,6 +21,7 @@ from accounts.models import Account, Instrument
 from brokerage.scope import current_firm_or_none
 from margin.calls.models import CallNotice, MarginCall, Restriction
 from margin.explain import explained_result
+from margin.market_history import SYNTHETIC_FLAG
 from margin.models import AccountMargin, MarginSnapshot, PriceObservation
 from margin.pretrade import REG_T_STOCK_RATE, Order, Unvalued, check
 from margin.snapshots import latest_snapshot
@@ -127,6 +128,8 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
         else None,
         "buying_power": _buying_power(account, excess),
         "open_calls": _open_calls(account),
+        "synthetic": bool(snapshot and snapshot.history
+                          and SYNTHETIC_FLAG in (snapshot.history.get("flags") or ())),
         "price_sources": sorted({p.get_source_display() for p in prices}),
         "prices_as_of": max((p.observed_at for p in prices), default=None),
     }
@@ -134,7 +137,7 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
 
 
 def _synthetic(result: dict) -> bool:
-    return any("synthetic" in str(w) for w in result.get("warnings") or [])
+    return SYNTHETIC_FLAG in (result.get("warnings") or [])
 
 
 @login_required
