@@ -185,7 +185,7 @@ def test_the_demo_tells_every_story(client) -> None:
 
     # -- issue 4: the crypto-native client sees LP, ETH and the perp stressed, with LTV
     _login(client, "northwind.crypto")
-    page = client.get("/portal/accounts/NO100020/")
+    page = client.get("/portal/accounts/NO100020/why/")  # the collateral view is on Why
     assert page.status_code == 200
     html = page.content.decode()
     for text in ("UNIV3-USDC/ETH", "ETH-PERP", "Stressed loss", "Effective value", "LTV", "80.0 %"):

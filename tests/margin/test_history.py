@@ -319,7 +319,8 @@ def test_the_demo_history_is_loaded_as_synthetic_and_labelled_where_used(world, 
         book.grant_account_access(account=world.a.account, user=world.a.users["client"],
                                   actor=world.a.users["firm_admin"])
     log_in(client, "alpha_client", password=PASSWORD)
-    page = client.get(f"/portal/accounts/{world.a.account.number}/").content.decode()
+    # VaR is shown (and labelled) on the portal's Why page
+    page = client.get(f"/portal/accounts/{world.a.account.number}/why/").content.decode()
     assert "Synthetic history" in page and "not market prices" in page
 
 

@@ -24,8 +24,9 @@ def test_a_client_sees_their_account_and_its_explanation(client, granted):
     assert home.status_code == 200 and b"ALPHA-0001" in home.content
     assert b"BETA-0001" not in home.content
     page = client.get("/portal/accounts/ALPHA-0001/")
-    assert page.status_code == 200
-    assert b"Why this requirement" in page.content and b"worst loss" in page.content
+    assert page.status_code == 200 and b"Positions" in page.content
+    why = client.get("/portal/accounts/ALPHA-0001/why/")
+    assert why.status_code == 200 and b"Why this requirement" in why.content
 
 
 def test_another_firms_account_is_a_404(client, granted):

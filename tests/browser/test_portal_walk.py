@@ -1,0 +1,164 @@
+"""The client portal as a client meets it, in headless Chromium against a live server with the
+demo seeded once: log in through the login page, walk overview -> why (each chart's worst point
+is the snapshot's) -> calls -> history -> what-if (closing the protective put moves the
+requirement); another client's and another firm's account are a 404. Every page is
+photographed at 1366 and 390 px into the folder printed at the end of the run."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from accounts.models import Account, Client
+from brokerage.models import Firm
+from brokerage.passwords import DEMO_PASSWORD
+from brokerage.scope import firm_scope
+from margin.reproduce import explanation
+from margin.snapshots import latest_snapshot
+
+from .conftest import WIDTHS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _accounts_of(firm_slug: str) -> dict[str, Account]:
+    """Each portal login of the firm and its account."""
+    firm = Firm.objects.get(slug=firm_slug)
+    with firm_scope(firm):
+        return {c.portal_user.username: Account.objects.filter(client=c).order_by("number").first()
+                for c in Client.objects.select_related("portal_user")
+                .filter(portal_user__isnull=False)}
+
+
+def _shoot(browser, folder: Path, name: str) -> None:
+    """The whole page at each width (the window grown to the page's height)."""
+    for label, width in WIDTHS.items():
+        browser.set_window_size(width, 900)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(width, min(max(int(height) + 120, 600), 8000))
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+        ) or label == "desktop" or browser.find_elements(By.CSS_SELECTOR, ".scroll"), \
+            f"{name} is wider than a {width} px phone"
+        browser.save_screenshot(str(folder / f"{name}-{label}-{width}.png"))
+    browser.set_window_size(WIDTHS["desktop"], 900)
+
+
+def _click_through(browser, element) -> None:
+    """Click a link or submit button and wait for the next page (a click does not wait)."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
+
+
+def _open(browser, url: str) -> str:
+    browser.get(url)
+    return browser.find_element(By.TAG_NAME, "body").text
+
+
+def _log_in(browser, base: str, username: str) -> None:
+    browser.get(f"{base}/accounts/login/?next=/portal/")
+    browser.find_element(By.ID, "id_username").send_keys(username)
+    browser.find_element(By.ID, "id_password").send_keys(DEMO_PASSWORD)
+    _click_through(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+    assert browser.current_url == f"{base}/portal/", browser.current_url
+
+
+def _check_why(browser, page: str, account: Account) -> None:
+    """Each class group's chart marks, and names, the worst point of the snapshot's risk array."""
+    text = _open(browser, f"{page}/why/")
+    with firm_scope(account.firm):
+        result = explanation(latest_snapshot(account))
+    groups = (result.get("portfolio_margin") or {}).get("class_groups", [])
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert groups and len(charts) == len(groups)
+    for group, chart in zip(groups, charts, strict=True):
+        worst = min(range(len(group["pnl"])), key=group["pnl"].__getitem__)
+        assert float(chart.get_attribute("data-worst-point")) == pytest.approx(group["points"][worst])
+        assert float(chart.get_attribute("data-worst-pnl")) == pytest.approx(group["pnl"][worst])
+        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.worst")) == 1
+        direction = "down" if group["points"][worst] < 0 else "up"
+        assert f"{group['class_group']} {direction} {abs(group['points'][worst]) * 100:.0f} %" in text
+    assert "Greeks by position" in text
+
+
+def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, settings):
+    settings.DEMO = True
+    call_command("seed_demo", stdout=StringIO())
+    northwind, bluewater = _accounts_of("northwind"), _accounts_of("bluewater")
+    account = northwind["northwind.client1"]  # Long AAPL with protective puts
+    base, page = live_server.url, f"{live_server.url}/portal/accounts/{account.number}"
+
+    _log_in(browser, base, "northwind.client1")
+    text = _open(browser, f"{base}/portal/")
+    assert "Northwind Securities" in text and account.number in text
+    _shoot(browser, screenshot_dir, "01-home")
+
+    _click_through(browser, browser.find_element(By.LINK_TEXT, account.number))
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "Northwind Securities" in text and "Equity (net liquidation value)" in text
+    assert "Reg T requirement" in text and "Buying power" in text and "AAPL" in text
+    assert browser.find_element(By.NAME, "viewport")
+    _shoot(browser, screenshot_dir, "02-overview")
+
+    _check_why(browser, page, account)
+    assert "AAPL down 15 %" in browser.find_element(By.TAG_NAME, "body").text  # the ±15 % range
+    _shoot(browser, screenshot_dir, "03-why")
+
+    text = _open(browser, f"{page}/calls/")
+    assert "Open margin calls" in text and "Notices sent" in text and "Restrictions" in text
+    _shoot(browser, screenshot_dir, "04-calls")
+
+    text = _open(browser, f"{page}/history/")
+    assert "Equity against requirement" in text
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart polyline.equity")
+    _shoot(browser, screenshot_dir, "05-history")
+
+    # What selling the protective puts would do: the requirement after differs from now.
+    _open(browser, f"{page}/what-if/")
+    close = Select(browser.find_element(By.ID, "close"))
+    put = next(o.get_attribute("value") for o in close.options if "P" in o.get_attribute("value")
+               and o.get_attribute("value") != "AAPL")
+    close.select_by_value(put)
+    _click_through(browser, browser.find_element(By.CSS_SELECTOR,
+                                                 "form.what-if button[type=submit]"))
+    rows = {r.find_element(By.TAG_NAME, "th").text: [c.text for c in
+                                                     r.find_elements(By.TAG_NAME, "td")]
+            for r in browser.find_elements(By.CSS_SELECTOR, "table.what-if-result tbody tr")}
+    assert "Requirement" in rows, browser.find_element(By.TAG_NAME, "main").text
+    now, after = rows["Requirement"]
+    assert now != after and now.startswith("$") and after.startswith("$")
+    assert "The firm would" in browser.find_element(By.TAG_NAME, "body").text
+    _shoot(browser, screenshot_dir, "06-what-if")
+
+    # Another client's account of the same firm, and another firm's, are a 404.
+    for other in (northwind["northwind.client2"], bluewater["bluewater.client1"]):
+        for path in ("", "why/", "calls/", "history/", "what-if/"):
+            browser.get(f"{base}/portal/accounts/{other.number}/{path}")
+            assert other.number not in browser.page_source
+            assert "Not Found" in browser.page_source or "not found" in browser.page_source.lower()
+
+    browser.get(f"{base}/portal/")
+    _click_through(browser, browser.find_element(By.CSS_SELECTOR, "header form button"))
+    assert browser.current_url.startswith(f"{base}/accounts/login/")
+
+    # The other demo clients with a portal login: overview and why, each chart checked.
+    for n, login in ((2, "northwind.client2"), (3, "northwind.client3")):
+        other = northwind[login]
+        _log_in(browser, base, login)
+        text = _open(browser, f"{base}/portal/accounts/{other.number}/")
+        assert "Equity (net liquidation value)" in text and "Reg T requirement" in text
+        with firm_scope(other.firm):
+            snapshot = latest_snapshot(other)
+        if snapshot.regt_maintenance is not None and snapshot.pm_requirement is not None:
+            assert "Portfolio margin saves" in text
+        _shoot(browser, screenshot_dir, f"0{6 + n}-overview-{login}")
+        _check_why(browser, f"{base}/portal/accounts/{other.number}", other)
+        _shoot(browser, screenshot_dir, f"0{6 + n}-why-{login}")
+        _click_through(browser, browser.find_element(By.CSS_SELECTOR, "header form button"))
