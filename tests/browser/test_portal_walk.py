@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from accounts.models import Account, Client
@@ -54,7 +54,17 @@ def _click_through(browser, element) -> None:
     """Click a link or submit button and wait for the next page (a click does not wait)."""
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
+
+    def left(driver) -> bool:
+        # The old page is gone once touching its root fails: Chromium says so either as a stale
+        # element or, mid-navigation, as "Node ... does not belong to the document".
+        try:
+            page.is_enabled()
+        except WebDriverException:
+            return driver.execute_script("return document.readyState") == "complete"
+        return False
+
+    WebDriverWait(browser, 60).until(left)
 
 
 def _open(browser, url: str) -> str:
