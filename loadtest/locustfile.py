@@ -100,4 +100,5 @@ class ApiClient(HttpUser):
         def pre_trade(self) -> None:
             self.client.post(f"/api/v1/accounts/{self._number()}/pre-trade",
                              name="/api/v1/accounts/[number]/pre-trade",
-                             json={"symbol": "SPY", "quantity": "1", "side": "buy"})
+                             json={"orders": [{"instrument": "AAPL", "side": "buy",
+                                               "quantity": "1"}]})

@@ -36,6 +36,9 @@ SETUP = ("login page", "login", "/portal/")  # as loadtest/locustfile.py names t
 def django_side() -> tuple[dict[str, str], bool, str]:
     """Tokens for the API users, whether the pre-trade route exists, the demo password."""
     sys.path.insert(0, str(REPO))
+    from operations.serve import settings_environment
+
+    os.environ.update(settings_environment())  # `make serve`'s settings and audit keys
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerage.settings")
     import django
 

@@ -37,19 +37,16 @@ def _local_secret(name: str, make: Callable[[], str]) -> Path:
     return path
 
 
-def environment() -> dict[str, str]:
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL"):
-        if not os.environ.get(name):
-            sys.exit(f"make serve needs {name} (PostgreSQL and Redis): see README 'Production'")
+def settings_environment() -> dict[str, str]:
+    """The local stack's settings: production ones over plain HTTP with the demo, and the
+    secrets it keeps (generated once into .serve/ unless the environment gives them). What every
+    process of `make serve` runs under, and what a tool talking to its database uses
+    (`make loadtest` issues its tokens with it, so its audit rows carry the stack's key)."""
     STATE.mkdir(exist_ok=True)
     key_file = _local_secret("secret_key", lambda: secrets.token_urlsafe(50))
-    # Production settings refuse to start without the audit keys (issue 15); this local run
-    # keeps its own, generated once beside the secret key, unless the environment gives them.
+    # Production settings refuse to start without the audit keys (issue 15).
     hmac_file = _local_secret("audit_hmac_key", lambda: secrets.token_hex(32))
     signing_file = _local_secret("audit_signing_key", lambda: secrets.token_hex(32))
-    metrics_dir = STATE / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)  # a fresh run starts its counters at zero
-    metrics_dir.mkdir()
     return {
         **os.environ,
         "DJANGO_DEBUG": "0",
@@ -60,6 +57,19 @@ def environment() -> dict[str, str]:
         "SERVE_PLAIN_HTTP": "1",
         "PMARGIN_DEMO": "1",  # the demo data and its logins (brokerage.settings.DEMO)
         "DJANGO_ALLOWED_HOSTS": os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost"),
+    }
+
+
+def environment() -> dict[str, str]:
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL"):
+        if not os.environ.get(name):
+            sys.exit(f"make serve needs {name} (PostgreSQL and Redis): see README 'Production'")
+    env = settings_environment()
+    metrics_dir = STATE / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # a fresh run starts its counters at zero
+    metrics_dir.mkdir()
+    return {
+        **env,
         "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

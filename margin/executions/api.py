@@ -292,6 +292,7 @@ before); `health_factor` (the crypto health factor after is below the call polic
 
 class PreTradeView(TenantAPIView):
     permission_classes = [IsAuthenticated, IsFirmStaff]
+    writes_nothing = True  # a POST that only computes: read-only API tokens may call it
 
     @extend_schema(request=PreTradeInput, responses={
         200: PreTradeSerializer,

@@ -86,10 +86,10 @@ def test_the_check_equals_a_full_recompute_of_the_book_with_the_orders(world, ma
     assert result.intraday_margin_level == result.after.excess_liquidity
 
 
-def test_the_check_writes_nothing(world, market):
+def test_the_check_writes_nothing_so_a_read_only_token_may_ask(world, market):
     account = pm_account(world, market)
     client = Client(HTTP_AUTHORIZATION="Bearer " + create_api_token(
-        user=world.a.users["margin_desk"], actor=None).secret)
+        user=world.a.users["margin_desk"], actor=None, read_only=True).secret)
     assert client.get("/api/v1/").status_code == 200  # the token's first use is audited
     before = footprint()
     response = client.post(f"/api/v1/accounts/{account.number}/pre-trade", json.dumps(
