@@ -11,6 +11,7 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.conf import settings
 
 from tests.integration.conftest import REPO, _test_database_url
 
@@ -52,9 +53,11 @@ def test_a_dump_restored_into_a_fresh_database_verifies(tmp_path):
         _run("pg_restore", "--no-owner", "--exit-on-error", f"--dbname={restored}", str(dump),
              env=env)
         url = urlunsplit(urlsplit(_test_database_url())._replace(path=f"/{restored}"))
+        # the verifier reads this test's anchors, not those of a demo run in the same checkout
         verified = subprocess.run([sys.executable, "manage.py", "verify_audit_chain"], cwd=REPO,
-                                  env={**os.environ, "DATABASE_URL": url}, capture_output=True,
-                                  text=True, timeout=300)
+                                  env={**os.environ, "DATABASE_URL": url,
+                                       "AUDIT_ANCHOR_DIR": str(settings.AUDIT_ANCHOR_DIR)},
+                                  capture_output=True, text=True, timeout=300)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         lines = verified.stdout.splitlines()
         assert lines and all(": OK (" in line for line in lines), verified.stdout
