@@ -37,6 +37,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
     path("portal/", include("web.urls")),
+    path("desk/", include("web.desk.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/otp/", login_views.otp_verify, name="otp-verify"),

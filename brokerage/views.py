@@ -9,7 +9,7 @@ def home(request):
     if not request.user.is_authenticated:
         return redirect("login")
     if is_staff_member(request.user):
-        return redirect("admin:index")
+        return redirect("desk-home")
     platform_role = platform_role_of(request.user)
     if platform_role is not None:
         # The platform's people have no firm, so neither the desk nor the portal is theirs.

@@ -38,6 +38,8 @@ LAYER_BUDGET_S: dict[str, float] = {
     # Logins (tests/security/): lockouts, second factor, session clocks, production settings
     # (two subprocesses that import the settings, 3-6 s each).
     "security": 120.0,
+    # The staff desk (tests/desk/): pages through the test client, every URL with every role.
+    "desk": 150.0,
     # The generic API matrix (tests/api/): every endpoint through every case, each on a fresh
     # two-firm world; 40-55 s measured quiet (270 tests). Issue 14's resources took it to 351
     # tests (+30%); on this shared machine at a load average of 6-8 the 270 took 249 s alone

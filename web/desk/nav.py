@@ -1,0 +1,27 @@
+"""The desk's sections, in the order of the navigation bar, and who sees each.
+
+A section shows in the bar only to the roles its page admits (the page itself enforces it);
+tests/desk/test_access.py checks that every entry resolves and matches its view's roles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from brokerage.roles import Role
+
+
+@dataclass(frozen=True)
+class Section:
+    url_name: str
+    label: str
+    roles: frozenset[str]
+
+
+_ALL = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.MARGIN_DESK, Role.COMPLIANCE})
+
+SECTIONS: tuple[Section, ...] = (
+    Section("desk-home", "Home", _ALL),
+    # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
+    # compliance, staff).
+)
