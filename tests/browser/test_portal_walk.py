@@ -7,22 +7,22 @@ photographed at 1366 and 390 px into the folder printed at the end of the run.""
 from __future__ import annotations
 
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from accounts.models import Account, Client
 from brokerage.models import Firm
-from brokerage.passwords import DEMO_PASSWORD
 from brokerage.scope import firm_scope
 from margin.reproduce import explanation
 from margin.snapshots import latest_snapshot
 
-from .conftest import WIDTHS
+from .walk import click_through as _click_through
+from .walk import log_in as _log_in
+from .walk import open_page as _open
+from .walk import shoot as _shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,50 +34,6 @@ def _accounts_of(firm_slug: str) -> dict[str, Account]:
         return {c.portal_user.username: Account.objects.filter(client=c).order_by("number").first()
                 for c in Client.objects.select_related("portal_user")
                 .filter(portal_user__isnull=False)}
-
-
-def _shoot(browser, folder: Path, name: str) -> None:
-    """The whole page at each width (the window grown to the page's height)."""
-    for label, width in WIDTHS.items():
-        browser.set_window_size(width, 900)
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(width, min(max(int(height) + 120, 600), 8000))
-        assert browser.execute_script(
-            "return document.documentElement.scrollWidth <= window.innerWidth + 1"
-        ) or label == "desktop" or browser.find_elements(By.CSS_SELECTOR, ".scroll"), \
-            f"{name} is wider than a {width} px phone"
-        browser.save_screenshot(str(folder / f"{name}-{label}-{width}.png"))
-    browser.set_window_size(WIDTHS["desktop"], 900)
-
-
-def _click_through(browser, element) -> None:
-    """Click a link or submit button and wait for the next page (a click does not wait)."""
-    page = browser.find_element(By.TAG_NAME, "html")
-    element.click()
-
-    def left(driver) -> bool:
-        # The old page is gone once touching its root fails: Chromium says so either as a stale
-        # element or, mid-navigation, as "Node ... does not belong to the document".
-        try:
-            page.is_enabled()
-        except WebDriverException:
-            return driver.execute_script("return document.readyState") == "complete"
-        return False
-
-    WebDriverWait(browser, 60).until(left)
-
-
-def _open(browser, url: str) -> str:
-    browser.get(url)
-    return browser.find_element(By.TAG_NAME, "body").text
-
-
-def _log_in(browser, base: str, username: str) -> None:
-    browser.get(f"{base}/accounts/login/?next=/portal/")
-    browser.find_element(By.ID, "id_username").send_keys(username)
-    browser.find_element(By.ID, "id_password").send_keys(DEMO_PASSWORD)
-    _click_through(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
-    assert browser.current_url == f"{base}/portal/", browser.current_url
 
 
 def _check_why(browser, page: str, account: Account) -> None:
