@@ -13,7 +13,7 @@ import io
 import json
 import zoneinfo
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -154,20 +154,25 @@ def verify_chain(chain: str, checkpoint: Checkpoint | None = None) -> ChainBreak
     """The first broken link of one chain, or None when every link holds: each row against its
     key, each link against the previous row, the head against the last row, and the chain
     against its latest signed checkpoint (`checkpoint`: it must still be there, unchanged)."""
+    return _verified_through(chain, checkpoint)[0]
+
+
+def _verified_through(chain: str, checkpoint: Checkpoint | None) -> tuple[ChainBreak | None, int]:
+    """`verify_chain`'s answer and the last seq it walked (what a verification vouches for)."""
     broken, last_seq, last_hash = _first_bad_link(chain, checkpoint)
     if broken is not None:
-        return broken
+        return broken, broken.seq - 1
     if checkpoint is not None and checkpoint.seq > last_seq:
         what = ("its events are gone (the chain was deleted)" if last_seq == 0 else
                 f"the chain ends at #{last_seq} (events removed from the end)")
         return ChainBreak(chain, last_seq + 1, (
             f"the latest signed checkpoint ({checkpoint.taken_at}) is at #{checkpoint.seq} but "
-            f"{what}"))
+            f"{what}")), last_seq
     head = AuditChainHead.objects.filter(chain=chain).first()
     if head is not None and (head.seq != last_seq or head.last_hash != last_hash):
         return ChainBreak(chain, last_seq + 1, "chain head does not match the last event "
-                          "(events removed from the end)")
-    return None
+                          "(events removed from the end)"), last_seq
+    return None, last_seq
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,8 @@ class Verification:
     chains: dict[str, ChainBreak | None]
     anchor_problems: list[AnchorProblem]
     checkpoints: dict[str, Checkpoint]
+    #: each chain's last seq whose links held (the whole chain when it is not broken)
+    through: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -197,14 +204,43 @@ def verify_all(chains: list[str] | None = None) -> Verification:
     else:
         firm_chains = {c for c in chains if c.startswith("firm:")}
     results: dict[str, ChainBreak | None] = {}
+    through: dict[str, int] = {}
     for chain in chains:
-        broken = verify_chain(chain, checkpoints.get(chain))
+        broken, through[chain] = _verified_through(chain, checkpoints.get(chain))
         if broken is None and chain in firm_chains and not AuditEvent.objects.filter(
                 chain=chain).exists():
             broken = ChainBreak(chain, 1, "the firm has no audit chain (deleted?)")
         results[chain] = broken
     return Verification(results, anchor_problems, {c: checkpoints[c] for c in chains
-                                                   if c in checkpoints})
+                                                   if c in checkpoints}, through)
+
+
+VERIFIED = "audit.verified"
+#: the events that carry a verification of the firm's chain (an export verifies before it starts)
+VERIFYING_EVENTS = (VERIFIED, "audit.exported")
+
+
+def verify_firm_chain(*, firm: Firm, actor) -> AuditEvent:
+    """Verify one firm's chain against the key and its latest signed checkpoint (what
+    ``verify_audit_chain --firm`` does) and record the result on that chain, in the same shape
+    as an export's (``through``, ``checkpoints``, ``verified``, ``broken``): the compliance
+    officer's evidence that the trail was checked, when, by whom and up to which event. No
+    checkpoint is taken first: a new one would sign whatever the head is now, and the check is
+    against the last one signed before anyone could have touched the rows."""
+    chain = chain_key(firm)
+    verification = verify_all(chains=[chain])
+    broken = verification.chains.get(chain)
+    checkpoint = verification.checkpoints.get(chain)
+    with transaction.atomic():
+        return record(firm=firm, actor=actor, event_type=VERIFIED, object_type="audit.chain",
+                      object_id=chain,
+                      after={"through": {chain: verification.through.get(chain, 0)},
+                             "checkpoints": [checkpoint.as_dict()] if checkpoint else [],
+                             "verified": verification.ok,
+                             "broken": {chain: f"#{broken.seq}: {broken.reason}"} if broken
+                             else {},
+                             "anchor_problems": [f"{p.file}: {p.reason}"
+                                                 for p in verification.anchor_problems]})
 
 
 def chain_key_of(firm_id: int) -> str:
@@ -390,6 +426,11 @@ def export_manifest(export: AuditEvent) -> dict[str, Any]:
         "exported_at": export.created_at.isoformat(),
         "export_event": {"chain": export.chain, "seq": export.seq, "hash": export.hash},
     })
+
+
+def export_manifest_text(export: AuditEvent) -> str:
+    """The manifest as the file written beside an export (the command's, the desk's download)."""
+    return json.dumps(export_manifest(export), indent=1, sort_keys=True) + "\n"
 
 
 def export_file_name(export: AuditEvent) -> str:

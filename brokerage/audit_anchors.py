@@ -81,14 +81,12 @@ def take_checkpoint(*, reason: str, chains: Iterable[str] | None = None) -> list
     return [Checkpoint(r["chain"], r["seq"], r["hash"], taken_at, name) for r in rows]
 
 
-def latest_checkpoint_time() -> datetime | None:
-    """When the newest anchor file whose signature verifies was taken, or None: what readiness
-    and metrics report as the audit checkpoint's age. Reads files newest first (their names
-    begin with the time they were taken) and stops at the first good one, so a probe costs one
-    file, not the whole directory."""
+def _newest_signed() -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The anchor files whose signature verifies under a trusted key, newest first (their names
+    begin with the time they were taken), read one at a time: a caller stops at what it needs."""
     folder = anchor_dir()
     if not folder.is_dir():
-        return None
+        return
     trusted = audit_keys.trusted_public_keys()
     for path in sorted(folder.glob("*.json"), reverse=True):
         try:
@@ -99,7 +97,26 @@ def latest_checkpoint_time() -> datetime | None:
                if isinstance(document, dict) and document.get("kind") == KIND else None)
         if key is not None and audit_keys.signature_holds(
                 key, str(document.get("signature", "")), canonical_bytes(document)):
-            return datetime.fromisoformat(document["taken_at"])
+            yield path, document
+
+
+def latest_checkpoint_time() -> datetime | None:
+    """When the newest anchor file whose signature verifies was taken, or None: what readiness
+    and metrics report as the audit checkpoint's age. A probe costs one file, not the whole
+    directory."""
+    for _path, document in _newest_signed():
+        return datetime.fromisoformat(document["taken_at"])
+    return None
+
+
+def latest_checkpoint(chain: str) -> Checkpoint | None:
+    """The newest signed checkpoint that covers `chain` (what a page shows beside the chain),
+    reading files newest first until one names it. `read_anchors` is the verifier's full read."""
+    for path, document in _newest_signed():
+        for head in document.get("heads", []):
+            if head.get("chain") == chain:
+                return Checkpoint(chain, int(head["seq"]), head["hash"], document["taken_at"],
+                                  path.name)
     return None
 
 

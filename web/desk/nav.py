@@ -22,6 +22,10 @@ _ALL = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.MARGIN_DESK, Role.COM
 
 SECTIONS: tuple[Section, ...] = (
     Section("desk-home", "Home", _ALL),
+    # The trail's readers (brokerage.api_views.TRAIL_READERS) and the risk officer, for the
+    # daily margin record and report (web/desk/compliance/views.py SECTION_ROLES).
+    Section("desk-compliance", "Compliance",
+            frozenset({Role.COMPLIANCE, Role.FIRM_ADMIN, Role.RISK_OFFICER})),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
 )

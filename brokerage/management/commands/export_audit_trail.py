@@ -59,8 +59,9 @@ class Command(BaseCommand):
         with open(output, "wb") as handle:
             for line in audit.export_lines(export):
                 handle.write(line)
-        manifest = audit.export_manifest(export)
-        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        text = audit.export_manifest_text(export)
+        manifest_path.write_text(text)
+        manifest = json.loads(text)
         self.stdout.write(f"{output}: {manifest['file']['rows']} rows; manifest {manifest_path}"
                           f"{'' if manifest['verified'] else ' (the chain did NOT verify)'}")
 
