@@ -243,3 +243,40 @@ def test_the_risk_officer_reads_the_daily_records_not_the_trail(client, world):
     for url in (TRAIL, EXPORT, CHAIN):
         assert client.get(url).status_code == 403, url
     assert client.post(EXPORT, {"file_format": "csv"}).status_code == 403
+
+
+def test_a_change_reads_as_before_and_after_with_money_formatted(client, world):
+    with transaction.atomic():
+        audit.record(firm=world.firm_a, actor=None, event_type="margin_call.overdue",
+                     object_type="margin.margincall", object_id=7,
+                     before={"status": "issued", "amount_due": "5000"},
+                     after={"account": "ALPHA-0001", "status": "overdue", "kind": "maintenance",
+                            "amount_due": "5000.00", "rows": {"due_days": {"value": "3"}}})
+    _as(client, world, Role.COMPLIANCE)
+    row = client.get(TRAIL, {"event_type": "margin_call.overdue"}).context["rows"][0]
+    assert (row.words, row.who, row.role) == ("Margin call overdue", "System", "System")
+    assert row.object_label == "Margin call #7 (ALPHA-0001)"
+    # 5000 and 5000.00 are one amount: not a change; a key the record did not have is shown
+    assert row.summary == "status: issued → overdue; account: ALPHA-0001"
+    fields = {f.name: f for f in row.fields}
+    assert fields["amount due"].after == "$5,000.00" and not fields["amount due"].changed
+    assert fields["status"].changed and fields["rows.due days"].after == "value: 3"
+
+
+def test_a_page_of_the_trail_costs_the_same_whoever_acted(client, world):
+    from django.test.utils import CaptureQueriesContext
+
+    _as(client, world, Role.COMPLIANCE)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(TRAIL).status_code == 200
+        return len(captured)
+
+    before = queries()
+    with transaction.atomic():
+        for n, role in enumerate(("firm_admin", "risk_officer", "margin_desk", "client") * 10):
+            audit.record(firm=world.firm_a, actor=world.a.users[role], event_type="test.noted",
+                         object_type="accounts.account" if n % 2 else "auth.user",
+                         object_id=world.a.account.pk if n % 2 else world.a.users[role].pk)
+    assert queries() == before

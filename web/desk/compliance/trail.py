@@ -62,7 +62,7 @@ MONEY_KEYS = frozenset({
 # What a summary of a new object names first, when present.
 SUMMARY_KEYS = ("account", "number", "username", "name", "symbol", "instrument", "kind",
                 "status", "amount", "amount_due", "quantity", "role", "document", "user", "count",
-                "file_format", "since", "until", "verified")
+                "file_format", "since", "until", "verified", "version")
 LIST_SHOWN = 10  # items of a list the details show before "... N more"
 
 
@@ -178,9 +178,11 @@ def change_summary(event: AuditEvent) -> str:
     before, after = event.before, event.after
     if isinstance(before, dict) and isinstance(after, dict):
         changed = [k for k in after if k in before and not _same(before[k], after[k])]
-        changed += [k for k in after if k not in before and k in SUMMARY_KEYS][:1]
-        parts = [f"{k.replace('_', ' ')}: {value_words(k, before.get(k))} → "
-                 f"{value_words(k, after[k])}" for k in changed[:3]]
+        # (PostgreSQL's jsonb keeps no key order: the summary's own order decides)
+        changed += [k for k in SUMMARY_KEYS if k in after and k not in before][:1]
+        parts = [f"{k.replace('_', ' ')}: {value_words(k, before[k])} → "
+                 f"{value_words(k, after[k])}" if k in before else
+                 f"{k.replace('_', ' ')}: {value_words(k, after[k])}" for k in changed[:3]]
         if len(changed) > 3:
             parts.append(f"{len(changed) - 3} more")
         return "; ".join(parts) or "no field changed"
@@ -202,22 +204,29 @@ class TrailRow:
     fields: list[Field]
 
 
-def present(events: list[AuditEvent]) -> list[TrailRow]:
-    """The page's rows: accounts named by number in one query for the page (not one per row)."""
-    account_ids = {int(e.object_id) for e in events
-                   if e.object_type == "accounts.account" and e.object_id.isdigit()}
-    numbers = dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "number"))
+def present(events: list[AuditEvent], *, firm: Firm) -> list[TrailRow]:
+    """The page's rows: accounts named by number and users by username, one query each for the
+    page (not one per row); both read within the firm (its accounts, its users)."""
+    def ids(object_type: str) -> set[int]:
+        return {int(e.object_id) for e in events
+                if e.object_type == object_type and e.object_id.isdigit()}
+
+    numbers = dict(Account.objects.filter(pk__in=ids("accounts.account"))
+                   .values_list("pk", "number"))
+    usernames = dict(firm_users(firm).filter(pk__in=ids("auth.user"))
+                     .values_list("pk", "username"))
     rows = []
     for event in events:
         rows.append(TrailRow(
             event=event, words=event_words(event.event_type),
             who=(event.actor.get_full_name() or event.actor.username) if event.actor else "System",
-            role=role_words(event.actor_role), object_label=_object_label(event, numbers),
+            role=role_words(event.actor_role),
+            object_label=_object_label(event, numbers, usernames),
             summary=change_summary(event), fields=fields_of(event)))
     return rows
 
 
-def _object_label(event: AuditEvent, numbers: dict[int, str]) -> str:
+def _object_label(event: AuditEvent, numbers: dict[int, str], usernames: dict[int, str]) -> str:
     if not event.object_type:
         return ""
     label = model_words(event.object_type)
@@ -225,8 +234,8 @@ def _object_label(event: AuditEvent, numbers: dict[int, str]) -> str:
         return f"{label} {numbers.get(int(event.object_id), '#' + event.object_id)}"
     if event.object_type == "audit.chain":
         return label
-    if event.object_type == "auth.user":
-        username = (event.after or {}).get("username") if isinstance(event.after, dict) else None
+    if event.object_type == "auth.user" and event.object_id.isdigit():
+        username = usernames.get(int(event.object_id))
         return f"{label} {username}" if username else f"{label} #{event.object_id}"
     text = f"{label} #{event.object_id}" if event.object_id else label
     about = next((d.get("account") for d in (event.after, event.before)

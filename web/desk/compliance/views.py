@@ -109,7 +109,7 @@ def trail(request: HttpRequest) -> HttpResponse:
             search.is_valid()
         paginator = Paginator(search.events(), PAGE_SIZE)
         page = paginator.get_page(request.GET.get("page"))
-        rows = present(list(page.object_list))
+        rows = present(list(page.object_list), firm=current_firm())
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "desk/compliance/trail.html", {
