@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
 from brokerage import audit
+from brokerage.audit_anchors import latest_checkpoint
 from brokerage.audit_keys import hmac_keyring
 from brokerage.models import AuditChainHead, AuditEvent
 
@@ -200,3 +201,32 @@ def test_production_refuses_to_start_without_the_audit_keys():
     started = subprocess.run([sys.executable, "-c", "import brokerage.settings"], env=env,
                              capture_output=True, text=True, check=False)
     assert started.returncode != 0 and "AUDIT_SIGNING_KEY must be set" in started.stderr
+
+
+def test_the_firms_verification_is_recorded_with_what_it_vouches_for(checkpointed):
+    firm, other = checkpointed.firm_a, checkpointed.firm_b
+    officer = checkpointed.a.users["compliance_officer"]
+    head = _events(firm)[-1].seq
+    # another firm's export checkpoints only its own chain: the newest file covering ours wins
+    audit.start_firm_export(firm=other, actor=checkpointed.b.users["compliance_officer"],
+                            request=audit.ExportRequest())
+    checkpoint = latest_checkpoint(audit.chain_key(firm))
+    assert checkpoint is not None and checkpoint.seq == head
+    made = audit.verify_firm_chain(firm=firm, actor=officer)
+    assert (made.event_type, made.seq, made.actor) == (audit.VERIFIED, head + 1, officer)
+    assert made.after["verified"] is True and made.after["broken"] == {}
+    assert made.after["through"] == {audit.chain_key(firm): head}
+    assert made.after["checkpoints"] == [checkpoint.as_dict()]
+
+
+def test_a_truncated_tail_is_recorded_as_where_the_verification_broke(checkpointed):
+    firm = checkpointed.firm_a
+    kept = _events(firm)[-3]
+    as_dba(("DELETE FROM brokerage_auditevent WHERE chain = %s AND seq > %s",
+            [kept.chain, kept.seq]),
+           ("UPDATE brokerage_auditchainhead SET seq = %s, last_hash = %s WHERE chain = %s",
+            [kept.seq, kept.hash, kept.chain]))
+    made = audit.verify_firm_chain(firm=firm, actor=None)
+    assert made.after["verified"] is False
+    assert made.after["through"] == {kept.chain: kept.seq}
+    assert made.after["broken"][kept.chain].startswith(f"#{kept.seq + 1}: the latest signed")
