@@ -8,6 +8,7 @@ never reach the page (DESIGN.md: scoped reads).
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -63,6 +64,7 @@ MONEY_KEYS = frozenset({
 SUMMARY_KEYS = ("account", "number", "username", "name", "symbol", "instrument", "kind",
                 "status", "amount", "amount_due", "quantity", "role", "document", "user", "count",
                 "file_format", "since", "until", "verified", "version")
+CODE = re.compile(r"[a-z]+(?:_[a-z0-9]+)+")  # snake_case codes, not names, symbols or numbers
 LIST_SHOWN = 10  # items of a list the details show before "... N more"
 
 
@@ -129,6 +131,10 @@ def value_words(key: str, value: Any) -> str:
         return f"{shown} … and {more} more" if more > 0 else (shown or "none")
     if isinstance(value, dict):
         return "; ".join(f"{k.replace('_', ' ')}: {value_words(k, v)}" for k, v in value.items())
+    if leaf == "role" and value in Role.values:
+        return str(Role(value).label)
+    if isinstance(value, str) and CODE.fullmatch(value):
+        return value.replace("_", " ")  # a stored code ('pm_minimum_equity') read as words
     return str(value)
 
 
@@ -190,6 +196,8 @@ def change_summary(event: AuditEvent) -> str:
     if shown is None:
         return "" if after is None else value_words("value", after)
     keys = [k for k in SUMMARY_KEYS if k in shown and not isinstance(shown[k], dict | list)]
+    if not keys:  # nothing the summary knows: the record's first plain fields
+        keys = [k for k, v in shown.items() if not isinstance(v, dict | list)]
     return "; ".join(f"{k.replace('_', ' ')}: {value_words(k, shown[k])}" for k in keys[:4])
 
 
