@@ -280,3 +280,15 @@ def test_a_page_of_the_trail_costs_the_same_whoever_acted(client, world):
                          object_type="accounts.account" if n % 2 else "auth.user",
                          object_id=world.a.account.pk if n % 2 else world.a.users[role].pk)
     assert queries() == before
+
+
+def test_every_compliance_page_complies_with_the_csp(client, world):
+    from tests.security.test_pages_csp import _complies
+
+    _as(client, world, Role.COMPLIANCE)
+    client.post(EXPORT, {"file_format": "jsonl"})
+    client.post(CHAIN)
+    export = audit.events_for(world.firm_a).filter(event_type=audit.EXPORTED).latest("seq")
+    for url in (reverse("desk-compliance"), TRAIL, f"{TRAIL}?event_type=audit.verified", EXPORT,
+                CHAIN, reverse("desk-compliance-export-detail", args=[export.seq])):
+        _complies(client.get(url), url)

@@ -253,6 +253,13 @@ def _object_label(event: AuditEvent, numbers: dict[int, str], usernames: dict[in
 
 # The search ----------------------------------------------------------------------------------
 
+def event_type_choices(firm: Firm) -> list[tuple[str, str]]:
+    """The event types the firm's chain holds, in words, alphabetically (the search's and the
+    export's choices)."""
+    types = audit.events_for(firm).order_by().values_list("event_type", flat=True).distinct()
+    return sorted(((t, event_words(t)) for t in types), key=lambda c: c[1])
+
+
 def _day(value: str, label: str) -> date | None:
     if not value:
         return None
@@ -282,9 +289,7 @@ class TrailSearch(forms.Form):
         people = firm_users(firm).order_by("username")
         self.fields["actor"].choices = [("", "Anyone"), (SYSTEM, "System")] + [
             (u.username, f"{u.get_full_name() or u.username} ({u.username})") for u in people]
-        types = trail.values_list("event_type", flat=True).distinct()
-        self.fields["event_type"].choices = [("", "Any event")] + sorted(
-            ((t, event_words(t)) for t in types), key=lambda c: c[1])
+        self.fields["event_type"].choices = [("", "Any event"), *event_type_choices(firm)]
         objects = trail.exclude(object_type="").values_list("object_type", flat=True).distinct()
         self.fields["object_type"].choices = [("", "Any object")] + sorted(
             ((t, model_words(t)) for t in objects), key=lambda c: c[1])

@@ -28,7 +28,7 @@ from brokerage.scope import current_firm
 from margin.calls.record import account_csv, csv_for
 
 from ..access import desk_object, desk_view
-from .trail import TrailSearch, present, value_words
+from .trail import TrailSearch, event_type_choices, present, value_words
 
 #: who opens the section: the trail's readers (the roles the audit export allows, as the API
 #: does: brokerage.api_views.TRAIL_READERS) and the risk officer, for the daily margin record
@@ -73,12 +73,16 @@ def verification_words(event: AuditEvent) -> dict:
     broken = (spec.get("broken") or {}).get(chain)
     problems = list(spec.get("anchor_problems") or [])
     if broken:
-        text = (f"The chain breaks at event {broken.split(':', 1)[0]}:"
-                f"{broken.split(':', 1)[1]}" if ":" in broken else f"The chain breaks: {broken}")
-        if through:
-            text += f" (events #1 to #{through} hold)"
+        # "#12: content does not match its hash (altered)": the events before #12 hold.
+        where, _, reason = broken.partition(": ")
+        first_bad = int(where.lstrip("#")) if where.lstrip("#").isdigit() else 0
+        text = f"The chain breaks at event {where}: {reason}" if reason else (
+            f"The chain breaks: {broken}")
+        if first_bad > 1:
+            text += f" (events #1 to #{first_bad - 1} hold)"
     elif not spec.get("verified", False):
-        text = "The chain's events hold, but a checkpoint file does not: " + "; ".join(problems)
+        text = ("The chain's events hold, but a checkpoint file does not verify: "
+                + ("; ".join(problems) if problems else "run verify_audit_chain to see which"))
     else:
         text = f"Verified {through:,} event{'s' if through != 1 else ''}, #1 to #{through:,}"
         text += ": every row against its key, every link, and the latest signed checkpoint."
@@ -143,10 +147,9 @@ def export(request: HttpRequest) -> HttpResponse:
             return redirect("desk-compliance-export-detail", seq=made.seq)
     earlier = (audit.events_for(firm).filter(event_type=audit.EXPORTED)
                .select_related("actor").order_by("-seq")[:20])
-    search = TrailSearch({}, firm=firm)
     return render(request, "desk/compliance/export.html", {
         "section": "desk-compliance", "values": values, "formats": audit.FILE_FORMATS,
-        "event_types": search.fields["event_type"].choices[1:], "earlier": earlier,
+        "event_types": event_type_choices(firm), "earlier": earlier,
         "today": timezone.localdate().isoformat()}, status=status)
 
 
