@@ -36,6 +36,8 @@ from brokerage.roles import STAFF_ROLES, PlatformRoleName, Role
 from brokerage.scope import firm_scope
 from brokerage.second_factor import base32_secret, issue_authenticator
 from brokerage.tenancy import create_firm, create_firm_user, create_platform_user
+from eligibility import services as eligibility
+from eligibility.models import Application
 from margin import business_days
 from margin import services as risk_parameters
 from margin.calls.issuance import close_of_day
@@ -180,6 +182,7 @@ def seed(*, write: Write) -> None:
             load(today=timezone.localdate())
     compute_margin(write=write)
     margin_calls(write=write)
+    pm_application(write=write)
     # Every chain's head, signed and anchored outside the database (AUDIT_ANCHOR_DIR).
     heads = audit.checkpoint_all(reason="seed_demo")
     write(f"Audit trail: {len(heads)} chains checkpointed in {settings.AUDIT_ANCHOR_DIR}.")
@@ -198,6 +201,8 @@ def load(*, today: date) -> None:
             if slug == "bluewater":
                 stricter_crypto_haircuts(firm=firm, proposer=staff["bluewater.risk1"],
                                          approver=staff["bluewater.risk2"])
+            else:
+                wider_house_stress(firm=firm, proposer=staff["northwind.risk2"])
             open_books(firm=firm, firm_index=firm_index, admin=admin, listing=listing,
                        today=today, rng=rng)
     price_market(listing=listing, today=today)
@@ -318,6 +323,16 @@ def stricter_crypto_haircuts(*, firm: Firm, proposer, approver) -> None:
             "other": [[1000000, 0.40], [10000000, 0.60], [None, 0.80]]}}},
         reason="house view: crypto haircuts twice the platform default")
     risk_parameters.approve_parameters(proposal=proposal, actor=approver, reason="agreed")
+
+
+def wider_house_stress(*, firm: Firm, proposer) -> None:
+    """Northwind's pending change (issue 19): its second risk officer proposes a wider house
+    stress range and concentration move; it waits on the desk for a second person, and until
+    then the platform's values stay in force."""
+    risk_parameters.propose_parameters(
+        firm=firm, actor=proposer,
+        overrides={"house": {"stress_range": 0.30, "concentration": {"top_move": 0.35}}},
+        reason="after the quarterly review: single-name moves of 30 % in the stress test")
 
 
 def open_books(*, firm: Firm, firm_index: int, admin, listing: Listing, today: date,
@@ -484,6 +499,22 @@ def margin_calls(*, write: Write) -> None:
             listed = ", ".join(f"{c.account.number} {c.kind} ${c.amount_due:,} due {c.due_date}"
                                for c in open_calls.select_related("account").order_by("due_date"))
         write(f"Margin calls at {firm.name}'s close of {session}: {listed or 'none'}")
+
+
+def pm_application(*, write: Write) -> None:
+    """Issue 19's story: `northwind.applicant` ($180,000, options level 4, the PM disclosure
+    signed) applies for portfolio margin from the portal once the book is valued; the
+    application waits on the desk for `northwind.risk1` to review it and `northwind.risk2` to
+    approve it (four eyes). A second seed leaves it as it is."""
+    firm = Firm.objects.get(slug="northwind")
+    with firm_scope(firm):
+        applicant = Membership.objects.get(user__username="northwind.applicant").user
+        account = Account.objects.get(client__portal_user=applicant)
+        if not Application.objects.filter(account=account).exists():
+            eligibility.create_application(account=account, actor=applicant, submit=True)
+        application = Application.objects.filter(account=account).latest("created_at")
+    write(f"Portfolio-margin application #{application.pk} for {account.number}: "
+          f"{application.get_state_display().lower()}")
 
 
 def call_history(*, firm: Firm, session: date, calendar: str) -> None:

@@ -238,7 +238,7 @@ def test_a_parameter_change_is_a_diff_decided_by_a_second_person(client, firms):
     _as(client, a.risk)
     shown = _text(client.get(page))
     assert "Proposed by <strong>alpha_risk_officer</strong>" in shown and "house view" in shown
-    assert ("<td class=\"l\">house › stress range</td><td>0.25</td><td>0.3</td>"
+    assert ("<td class=\"l\">House › stress range</td><td>0.25</td><td>0.3</td>"
             "<td>+0.05 (+20.0 %)</td>") in shown
     assert "DeFi › haircut tiers › large cap › tier 1 rate" in shown
     assert "proposed risk parameters v1 and so cannot approve it" in shown
@@ -276,7 +276,7 @@ def test_a_rule_set_change_and_its_withdrawal(client, firms):
     shown = _text(client.get(page))
     assert ("<td>$125,000.00</td><td>$150,000.00</td><td>+$25,000.00 (+20.0 %)</td>"
             in shown)
-    assert "Drafted on version 1; that version is still in force" in shown
+    assert "Drafted on version 1, still in force" in shown
     _as(client, a.admin)
     said = _text(client.post(f"{page}decide/", {"decision": "reject", "reasons": "not now",
                                                 "version": 1}, follow=True))

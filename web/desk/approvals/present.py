@@ -207,7 +207,8 @@ def _flatten(value: Any, path: tuple[str, ...], into: dict[tuple[str, ...], Any]
 
 def _path_words(path: tuple[str, ...]) -> str:
     words = {"defi": "DeFi", "var": "VaR", "span": "SPAN"}
-    return " › ".join(words.get(part, part.replace("_", " ")) for part in path)
+    text = " › ".join(words.get(part, part.replace("_", " ")) for part in path)
+    return text[:1].upper() + text[1:]
 
 
 def _effective(parameter_set: RiskParameterSet | None, base: str) -> dict[str, Any]:
