@@ -139,8 +139,12 @@ def test_wrong_roles_are_refused(client, firms):
         _as(client, a.users[role])
         assert client.get("/desk/approvals/").status_code == 403
         assert client.get(page).status_code == 403
+    _as(client, a.users[Role.MARGIN_DESK])
+    assert "application" not in _text(client.get("/desk/"))  # no item it cannot act on
     _as(client, a.users[Role.COMPLIANCE])  # reads, never acts
     assert client.get(page).status_code == 200
+    assert "It waits for a risk officer's review" in _text(client.get(page))
+    assert "application" not in _text(client.get("/desk/"))
     assert client.post(f"{page}review/", {"recommendation": "approve",
                                           "version": 1}).status_code == 403
     assert client.post(f"{page}decide/", {"decision": "approve",
@@ -288,5 +292,4 @@ def test_a_rule_set_change_and_its_withdrawal(client, firms):
     assert "Rule set" in history and "not now" in history
     refused = client.get("/desk/approvals/history/?state=bogus")
     assert refused.status_code == 400
-    assert "There is no decided state &#x27;bogus&#x27;" in refused.content.decode() or \
-        "There is no decided state 'bogus'" in _text(refused)
+    assert "There is no decided state 'bogus': choose approved" in _text(refused)
