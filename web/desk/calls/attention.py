@@ -4,7 +4,6 @@ one, restriction waivers awaiting an officer. A few queries, each a count and th
 
 from __future__ import annotations
 
-from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -16,7 +15,7 @@ from margin.liquidation import services as plans
 from web.templatetags.money import format_money
 
 from ..attention import AttentionItem, Urgency, provider
-from .views import WAIVER_ROLES, WORK_ROLES, _today
+from .views import WAIVER_ROLES, WORK_ROLES, _today, overdue_filter
 
 S = MarginCall.Status
 
@@ -35,7 +34,7 @@ def _call_item(calls, *, title_one: str, title_many: str, urgency: Urgency,
     # one call: straight to it; several: the list that holds them, the first named
     url = reverse("desk-call", args=[first.pk]) if count == 1 else listing
     plan = first.liquidation_plans.filter(status="proposed").exists()
-    detail = (f"{first.account.number} {first.get_kind_display().lower()}, "
+    detail = (f"{first.account.number} {first.get_kind_display()}, "
               f"{format_money(first.amount_due)} due {first.due_date:%Y-%m-%d}"
               + ("; its liquidation plan awaits approval" if plan else ""))
     return AttentionItem(title=_plural(count, title_one, title_many), url=url, urgency=urgency,
@@ -50,8 +49,7 @@ def call_desk_items(request: HttpRequest, role: str) -> list[AttentionItem]:
         today = _today()
         open_calls = MarginCall.objects.filter(status__in=MarginCall.OPEN_STATES)
         items.append(_call_item(
-            open_calls.filter(Q(status=S.OVERDUE)
-                              | Q(status__in=call_services.RUNNING, due_date__lt=today)),
+            open_calls.filter(overdue_filter(today)),
             title_one="call overdue", title_many="calls overdue", urgency=Urgency.OVERDUE,
             listing=f"{listing}?overdue=1"))
         items.append(_call_item(
@@ -87,8 +85,21 @@ def _approval_item(waiting: list, one: str, many: str, listing: str, *, plan: bo
     if call_id is not None:
         url = reverse("desk-call-plan" if plan else "desk-call", args=[call_id])
     return AttentionItem(title=_plural(count, one, many), url=url, urgency=Urgency.TODAY,
-                         count=count, detail=f"{first.summary} (asked by "
+                         count=count, detail=f"{_describe(first, plan=plan)} (asked by "
                                              f"{first.requested_by.username})")
+
+
+def _describe(request, *, plan: bool) -> str:
+    """The request's summary; a plan's with its cost as money."""
+    from margin.models import LiquidationPlan
+
+    if plan:
+        found = (LiquidationPlan.objects.filter(pk=request.subject_id)
+                 .select_related("account").first())
+        if found is not None:
+            return (f"liquidation plan for {found.account.number}: {len(found.trades)} trades "
+                    f"costing {format_money(found.cost)}")
+    return request.summary
 
 
 def _call_of(request, *, plan: bool, waiver: bool) -> int | None:

@@ -38,6 +38,7 @@ from margin.liquidation import services as plans
 from margin.liquidation.effect import plan_effect
 from margin.models import AccountMargin, LiquidationPlan, MarginSnapshot
 from web.charts import effect_chart, move_in_words, sparkline
+from web.templatetags.money import format_money as usd
 
 from ..access import EVERY_STAFF_ROLE, desk_object, desk_view
 from .forms import (
@@ -66,9 +67,19 @@ def _today() -> date:
     return business_days.today(current_firm().exchange_calendar or business_days.DEFAULT_CALENDAR)
 
 
+#: Past due and unmet: marked overdue by the close, or with a liquidation under way for it,
+#: or still running past its due date until the next close marks it (rule book section 10).
+PAST_DUE = (S.OVERDUE, S.LIQUIDATION_PENDING, S.LIQUIDATED)
+
+
 def is_overdue(call: MarginCall, today: date) -> bool:
-    return call.status == S.OVERDUE or (call.status in call_services.RUNNING
-                                        and call.due_date < today)
+    return call.status in PAST_DUE or (call.status in call_services.RUNNING
+                                       and call.due_date < today)
+
+
+def overdue_filter(today: date) -> Q:
+    """``is_overdue`` as a query."""
+    return Q(status__in=PAST_DUE) | Q(status__in=call_services.RUNNING, due_date__lt=today)
 
 
 def excess_trends(account_ids: list[int]) -> dict[int, list[Decimal]]:
@@ -104,8 +115,7 @@ def call_list(request: HttpRequest) -> HttpResponse:
     if kind in MarginCall.Kind.values:
         calls = calls.filter(kind=kind)
     if overdue_only:
-        calls = calls.filter(Q(status=S.OVERDUE)
-                             | Q(status__in=call_services.RUNNING, due_date__lt=today))
+        calls = calls.filter(overdue_filter(today))
     # by due date, then the largest amount first: what must be worked first is at the top
     rows = list(calls.order_by("due_date", "-amount_due", "pk"))
     ids = sorted({c.account_id for c in rows})
@@ -136,7 +146,8 @@ def _history(call: MarginCall, extension_ids: list[int], plan_ids: list[int]
 
 def _status_after(event: AuditEvent) -> str:
     after = event.after if isinstance(event.after, dict) else {}
-    return str(after.get("status") or after.get("state") or "").replace("_", " ")
+    said = after.get("status") or after.get("state") or after.get("outcome") or ""
+    return str(said).replace("_", " ")
 
 
 def _events_of(call: MarginCall, extension_ids: list[int], plan_ids: list[int]) -> QuerySet:
@@ -232,9 +243,9 @@ def record_satisfaction(request: HttpRequest, pk: int) -> HttpResponse:
         done = call_services.record_satisfaction(
             call=call, manner=data["manner"], amount=data["amount"], actor=request.user,
             received_on=data["received_on"], note=data["reference"])
-        return (f"{CallSatisfaction.Manner(data['manner']).label} of ${data['amount']:,} "
+        return (f"{CallSatisfaction.Manner(data['manner']).label} of {usd(data['amount'])} "
                 f"recorded on call #{done.pk}: {done.get_status_display().lower()}, "
-                f"${done.amount_due:,} due.")
+                f"{usd(done.amount_due)} due.")
 
     return _act(request, _back(call), record)
 
@@ -252,9 +263,9 @@ def _cash_deposit(request: HttpRequest, call: MarginCall, data: dict) -> str:
                            actor=request.user,
                            memo=f"{data['reference']} (margin call #{call.pk})")
     call.refresh_from_db()
-    return (f"Cash deposit of ${data['amount']:,} booked in {call.account.number}'s ledger and "
+    return (f"Cash deposit of {usd(data['amount'])} booked in {call.account.number}'s ledger and "
             f"linked to its open calls: call #{call.pk} is "
-            f"{call.get_status_display().lower()}, ${call.amount_due:,} due.")
+            f"{call.get_status_display().lower()}, {usd(call.amount_due)} due.")
 
 
 @require_POST
@@ -404,7 +415,7 @@ def propose_plan(request: HttpRequest, pk: int) -> HttpResponse:
         plan = plans.propose_plan(actor=request.user, call=call)
         if plan.outcome != "cured":
             return f"Plan #{plan.pk} computed: {plan.outcome.replace('_', ' ')}. {plan.message}"
-        return (f"Plan #{plan.pk} proposed: {len(plan.trades)} trades costing ${plan.cost:,}. "
+        return (f"Plan #{plan.pk} proposed: {len(plan.trades)} trades costing {usd(plan.cost)}. "
                 "A second person approves it.")
 
     return _act(request, _plan_url(call), propose)
