@@ -360,6 +360,9 @@ def test_the_plan_shows_its_scenario_effect_and_a_second_person_approves_it(clie
     _as(client, world.a.users[DESK])
     home = client.get("/desk/").content.decode()
     assert "1 liquidation plan awaiting your approval" in home
+    unnamed = client.post(f"/desk/calls/{call.pk}/plan/decision/", {"decision": "approve"},
+                          follow=True)
+    assert "the form names no plan" in _said(unnamed)
     no_reason = client.post(f"/desk/calls/{call.pk}/plan/decision/",
                             {"plan": plan.pk, "decision": "reject"}, follow=True)
     assert "say why the plan is rejected" in _said(no_reason)

@@ -427,11 +427,14 @@ def decide_plan(request: HttpRequest, pk: int) -> HttpResponse:
     """Approve (a second person of the approving roles) or reject (a reason; the proposer's own
     no is a withdrawal): the service and the shared four-eyes mechanism decide who may."""
     call = _call(pk)
-    plan = desk_object(LiquidationPlan.objects.filter(call=call), pk=request.POST.get("plan")
-                       if str(request.POST.get("plan", "")).isdigit() else 0)
     form = DecisionForm(request.POST)
     if not form.is_valid():
         return _invalid(request, _plan_url(call), form)
+    chosen = str(request.POST.get("plan", ""))
+    if not chosen.isdigit():
+        messages.error(request, "Nothing was decided: the form names no plan (reload the page).")
+        return redirect(_plan_url(call))
+    plan = desk_object(LiquidationPlan.objects.filter(call=call), pk=int(chosen))
 
     def decide() -> str:
         if form.approve:
