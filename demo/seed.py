@@ -482,7 +482,8 @@ def margin_calls(*, write: Write) -> None:
     valuations just computed are judged as of that session, which issues the calls the books
     call for (NO100013's PM deficiency and minimum-equity deficiency, with their due dates);
     Northwind's history adds a maintenance call of an earlier close that nobody met (overdue
-    at this close) and one a deposit met (``call_history``). The session's end-of-day run is
+    at this close, with a plan a risk officer proposed), one a deposit met and one still
+    running (``call_history``). The session's end-of-day run is
     left to beat or to `manage.py run_end_of_day` (after a price drop, say), which values the
     books again for that close and updates the calls. A second seed changes nothing."""
     now = timezone.now()
@@ -495,6 +496,8 @@ def margin_calls(*, write: Write) -> None:
                 call_history(firm=firm, session=session, calendar=calendar)
         close_of_day(firm=firm, session=session)
         with firm_scope(firm):
+            if firm.slug == "northwind":
+                plan_for_overdue_call(firm=firm)
             open_calls = MarginCall.objects.filter(status__in=MarginCall.OPEN_STATES)
             listed = ", ".join(f"{c.account.number} {c.kind} ${c.amount_due:,} due {c.due_date}"
                                for c in open_calls.select_related("account").order_by("due_date"))
@@ -521,7 +524,8 @@ def call_history(*, firm: Firm, session: date, calendar: str) -> None:
     """Northwind's earlier calls, issued by the close itself on books really short: NO100002's
     client withdrew cash below its Reg T maintenance requirement, and the close 16 sessions ago
     issued a maintenance call nobody met (due in 15 business days: overdue now); NO100001 went
-    short the same way, the close 10 sessions ago called it and a deposit met it. The demo's
+    short the same way, the close 10 sessions ago called it and a deposit met it; NO100009,
+    called 2 sessions ago, has its call still running. The demo's
     market is one state: the valuation on record stands for those earlier closes."""
     desk = Membership.objects.get(user__username="northwind.desk").user
     overdue = _short_by(firm, "NO100002", Decimal("5000.00"), desk)
@@ -534,6 +538,26 @@ def call_history(*, firm: Firm, session: date, calendar: str) -> None:
     book.post_ledger_entry(account=met, kind="deposit", amount=call.amount_due, actor=desk,
                            memo=f"wire for margin call #{call.pk}")
     recompute_accounts(firm.pk, [met.pk])
+    # NO100009 went short two sessions ago: a maintenance call still running, which the desk
+    # may ask to extend (issue 19's walk) before it is due.
+    running = _short_by(firm, "NO100009", Decimal("1800.00"), desk)
+    close_of_day(firm=firm, session=business_days.business_days_before(session, 2, calendar),
+                 account_ids=[running.pk])
+
+
+def plan_for_overdue_call(*, firm: Firm) -> None:
+    """NO100002's overdue call gets its suggested liquidation plan, proposed by a risk officer
+    so that the margin desk (a second person) can approve it: "log in as the margin desk and
+    see the overdue call first with its plan" (issue 19). Once: a second seed keeps it."""
+    from margin.liquidation.services import propose_plan
+    from margin.models import LiquidationPlan
+
+    overdue = MarginCall.objects.filter(account__number="NO100002", kind="maintenance",
+                                        status=MarginCall.Status.OVERDUE).first()
+    if overdue is None or LiquidationPlan.objects.filter(call=overdue).exists():
+        return
+    propose_plan(actor=Membership.objects.get(user__username="northwind.risk1").user,
+                 call=overdue)
 
 
 def _short_by(firm: Firm, number: str, shortfall: Decimal, desk) -> Account:

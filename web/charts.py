@@ -106,3 +106,91 @@ def history_chart(rows: Sequence[tuple]) -> HistoryChart:
     return HistoryChart(series=[Series("Equity", "equity", path(1)),
                                 Series("Requirement", "requirement", path(2))], rows=list(rows),
                         top=top, bottom=bottom)
+
+
+@dataclass
+class EffectBar:
+    x: float
+    y: float
+    width: float
+    height: float
+    css: str  # "before", "plan" or "greedy"
+    pnl: float
+    label: str
+
+
+@dataclass
+class EffectChart:
+    """A liquidation plan's effect on one class group: at each valuation point, the P&L before
+    the trades, after the plan and after the greedy alternative, as grouped bars."""
+
+    class_group: str
+    bars: list[EffectBar]
+    ticks: list[tuple[float, str]]  # (x, move in words) under each group of bars
+    zero_y: float
+    width: int = WIDTH
+    height: int = HEIGHT
+
+
+EFFECT_SERIES = (("before", "before"), ("plan", "after the plan"),
+                 ("greedy", "after the greedy alternative"))
+
+
+def effect_chart(class_group: str, points: Sequence) -> EffectChart:
+    """`points`: objects with ``point``, ``before``, ``plan`` and ``greedy`` (P&L in dollars)."""
+    values = [float(getattr(p, name)) for p in points for name, _ in EFFECT_SERIES]
+    top, bottom = max([0.0, *values]), min([0.0, *values])
+    span = (top - bottom) or 1.0
+    inner_h, inner_w = HEIGHT - 2 * PAD, WIDTH - 2 * PAD
+    step = inner_w / max(len(points), 1)
+    bar_w = step * 0.8 / len(EFFECT_SERIES)
+
+    def y_of(v: float) -> float:
+        return PAD + (top - v) / span * inner_h
+
+    zero_y = y_of(0.0)
+    bars, ticks = [], []
+    for k, p in enumerate(points):
+        words = move_in_words(class_group, float(p.point))
+        ticks.append((round(PAD + k * step + step / 2, 1), f"{float(p.point) * 100:+.0f}%"))
+        for s, (name, said) in enumerate(EFFECT_SERIES):
+            value = float(getattr(p, name))
+            bars.append(EffectBar(x=round(PAD + k * step + step * 0.1 + s * bar_w, 1),
+                                  y=round(min(y_of(value), zero_y), 1), width=round(bar_w, 1),
+                                  height=round(max(abs(y_of(value) - zero_y), 1.0), 1),
+                                  css=name, pnl=value, label=f"{words}, {said}"))
+    return EffectChart(class_group=class_group, bars=bars, ticks=ticks, zero_y=round(zero_y, 1))
+
+
+@dataclass
+class Sparkline:
+    """A small line of one figure over recent snapshots (the call list's excess trend)."""
+
+    path: str
+    zero_y: float | None  # where excess crosses zero, when the range spans it
+    last_x: float
+    last_y: float
+    first: float
+    last: float
+    width: int = 120
+    height: int = 28
+
+
+def sparkline(values: Sequence, width: int = 120, height: int = 28) -> Sparkline | None:
+    """`values` oldest first; None for fewer than two (no trend to draw)."""
+    numbers = [float(v) for v in values]
+    if len(numbers) < 2:
+        return None
+    top, bottom = max(numbers), min(numbers)
+    span = (top - bottom) or 1.0
+    pad = 3.0
+    step = (width - 2 * pad) / (len(numbers) - 1)
+
+    def y_of(v: float) -> float:
+        return pad + (top - v) / span * (height - 2 * pad)
+
+    coords = [(pad + k * step, y_of(v)) for k, v in enumerate(numbers)]
+    return Sparkline(path=" ".join(f"{x:.1f},{y:.1f}" for x, y in coords),
+                     zero_y=round(y_of(0.0), 1) if bottom < 0 < top else None,
+                     last_x=round(coords[-1][0], 1), last_y=round(coords[-1][1], 1),
+                     first=numbers[0], last=numbers[-1], width=width, height=height)

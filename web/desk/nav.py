@@ -24,6 +24,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("desk-home", "Home", _ALL),
     Section("desk-approvals", "Approvals",
             frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.COMPLIANCE})),
+    Section("desk-calls", "Margin calls", _ALL),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
 )
