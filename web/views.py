@@ -11,14 +11,21 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import Account, Instrument
+from accounts.models import Account, Instrument, RiskDisclosure
+from accounts.services import acknowledge_disclosure, deliver_disclosure
+from brokerage.errors import DomainError
 from brokerage.scope import current_firm_or_none
+from eligibility.evaluation import evaluate_account
+from eligibility.models import Application, Evaluation, RuleSet
+from eligibility.rules import DEFAULTS, PM_DISCLOSURE_DOCUMENT
+from eligibility.services import create_application
 from margin.calls.models import CallNotice, MarginCall, Restriction
 from margin.contribution import contributions, contributions_under
 from margin.distance import DistanceToCall, distance_to_call
@@ -380,3 +387,75 @@ def portal_distance(request: HttpRequest, number: str) -> HttpResponse:
                                        "picked": s is picked}
                                       for s in (distance.stressed if distance else [])],
                  sentences=distance_sentences(distance))
+
+
+# Portfolio-margin application --------------------------------------------------------------------
+
+def _pm_disclosure(account: Account) -> RiskDisclosure | None:
+    return (RiskDisclosure.objects.filter(client_id=account.client_id,
+                                          document=PM_DISCLOSURE_DOCUMENT)
+            .order_by("-delivered_at", "-id").first())
+
+
+def _rule_set_to_judge(account: Account) -> RuleSet:
+    """The firm's active rule set; before the firm has adopted one, the house defaults it
+    would adopt, unsaved (a page read writes nothing: submission adopts them through
+    ``eligibility.services``)."""
+    return RuleSet.objects.filter(status=RuleSet.Status.ACTIVE).first() or RuleSet(
+        firm=account.firm, version=0, **DEFAULTS)
+
+
+@login_required
+def portal_pm(request: HttpRequest, number: str) -> HttpResponse:
+    """The portfolio-margin application: the eligibility check rule by rule in words, the
+    risk disclosure to read and acknowledge, submission, status and decision. Writes go
+    through the existing services (``accounts.services.acknowledge_disclosure`` /
+    ``deliver_disclosure``, ``eligibility.services.create_application``); a refusal is shown
+    in its own words and changes nothing (POST, then redirect)."""
+    account = _account(request, number)
+    if request.method == "POST":
+        _pm_post(request, account)
+        return redirect("portal-pm", number=account.number)
+    applications = list(Application.objects.filter(account=account)
+                        .order_by("-created_at", "-id"))
+    live = next((a for a in applications if a.state in Application.LIVE_STATES), None)
+    latest = applications[0] if applications else None
+    evaluation = (Evaluation.objects.filter(application=latest)
+                  .order_by("-evaluated_at", "-id").first() if latest else None)
+    result, _ = evaluate_account(account, _rule_set_to_judge(account))
+    disclosure = _pm_disclosure(account)
+    return _page(request, "portal/pm.html", account, "pm", result=result,
+                 rules=[{"label": o.rule.replace("_", " ").capitalize(), "outcome": o}
+                        for o in result.outcomes], disclosure=disclosure,
+                 acknowledged=bool(disclosure and disclosure.acknowledged_at),
+                 applications=applications, live=live, latest=latest, evaluation=evaluation,
+                 may_apply=account.margin_type != Account.MarginType.PORTFOLIO_MARGIN
+                 and live is None and account.status != Account.Status.CLOSED)
+
+
+def _pm_post(request: HttpRequest, account: Account) -> None:
+    action = request.POST.get("action")
+    try:
+        if action == "acknowledge":
+            if request.POST.get("read") != "yes":
+                messages.error(request, "read: tick the box to confirm you have read the "
+                                        "disclosure; nothing was recorded.")
+                return
+            disclosure = _pm_disclosure(account)
+            if disclosure is not None and disclosure.acknowledged_at is None:
+                acknowledge_disclosure(disclosure=disclosure, actor=request.user)
+            elif disclosure is None:
+                # shown on this page, so delivered now, and signed at the same moment
+                deliver_disclosure(client=account.client, document=PM_DISCLOSURE_DOCUMENT,
+                                   actor=request.user, acknowledged=True)
+            messages.success(request, "Your acknowledgement of the portfolio-margin risk "
+                                      "disclosure is recorded.")
+        elif action == "apply":
+            application = create_application(account=account, actor=request.user,
+                                             submit=True)
+            messages.success(request, f"Application #{application.pk} is submitted; the "
+                                      "firm's risk desk reviews it next.")
+        else:
+            messages.error(request, "action: acknowledge or apply; nothing was changed.")
+    except DomainError as exc:
+        messages.error(request, f"Nothing was changed: {exc}")

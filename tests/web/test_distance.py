@@ -85,6 +85,3 @@ def test_the_overview_says_how_far_and_what_each_position_contributes(client, ge
     assert only.change == Decimal("-250.00")
     assert "\u2212$250.00" in text
 
-
-def test_another_firms_distance_is_a_404(client, geared):
-    assert client.get("/portal/accounts/BETA-0001/distance/").status_code == 404
