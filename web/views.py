@@ -339,13 +339,14 @@ def distance_sentences(distance: DistanceToCall | None) -> list[str]:
             lines.append(f"{name} can rise {row.up.move * 100:.1f} % before a call "
                          f"(no fall within {limit} calls it).")
         else:
-            lines.append(f"{name}: no move within ±{limit} brings a call.")
+            lines.append(f"No move of {name if row.group else 'the whole market'} within "
+                         f"±{limit} brings a call.")
     return lines
 
 
 def _direction_words(direction, limit: float) -> str:
     if direction.found and abs(direction.move) < 1e-12:
-        return "any move (at the requirement now)"
+        return "any (at the requirement now)"
     if direction.found:
         return move_percent(direction.move)
     return f"none within {'−' if direction.direction < 0 else '+'}{limit * 100:.0f} %"
@@ -425,7 +426,8 @@ def portal_pm(request: HttpRequest, number: str) -> HttpResponse:
     result, _ = evaluate_account(account, _rule_set_to_judge(account))
     disclosure = _pm_disclosure(account)
     return _page(request, "portal/pm.html", account, "pm", result=result,
-                 rules=[{"label": o.rule.replace("_", " ").capitalize(), "outcome": o}
+                 rules=[{"label": o.rule.replace("_", " ").capitalize().replace("Pm ", "PM "),
+                         "outcome": o}
                         for o in result.outcomes], disclosure=disclosure,
                  acknowledged=bool(disclosure and disclosure.acknowledged_at),
                  applications=applications, live=live, latest=latest, evaluation=evaluation,
