@@ -193,3 +193,23 @@ def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, setting
             _shoot(browser, screenshot_dir, f"0{6 + n}-calls-{login}")
             check_accessibility(browser, f"calls of {login}")
         _click_through(browser, browser.find_element(By.CSS_SELECTOR, "header form button"))
+
+    # The applicant (a Reg T book weighing portfolio margin) and the crypto client (LP and
+    # tokens under portfolio margin): overview, distance to a call, the application page.
+    for n, login in ((10, "northwind.applicant"), (11, "northwind.crypto")):
+        other = northwind[login]
+        _log_in(browser, base, login)
+        text = _open(browser, f"{base}/portal/accounts/{other.number}/")
+        assert "Equity (net liquidation value)" in text and "Distance to a call" in text
+        assert "Requirement change if closed" in text
+        _shoot(browser, screenshot_dir, f"{n}-overview-{login}")
+        check_accessibility(browser, f"overview of {login}")
+        text = _open(browser, f"{base}/portal/accounts/{other.number}/distance/")
+        assert "How far each underlying can move" in text and "Stressed markets" in text
+        _shoot(browser, screenshot_dir, f"{n}-distance-{login}")
+        check_accessibility(browser, f"distance of {login}")
+        text = _open(browser, f"{base}/portal/accounts/{other.number}/portfolio-margin/")
+        assert other.get_margin_type_display() in text
+        _shoot(browser, screenshot_dir, f"{n}-pm-{login}")
+        check_accessibility(browser, f"portfolio margin of {login}")
+        _click_through(browser, browser.find_element(By.CSS_SELECTOR, "header form button"))
