@@ -31,7 +31,14 @@ class Contribution:
 
 def contributions(account: Account) -> tuple[Decimal | None, dict[int, Contribution]]:
     """The requirement of the book as it is, and each held instrument's contribution (by
-    instrument id). Raises ``margin.pretrade.Unvalued`` when a book cannot be valued."""
+    instrument id), kept under the account's margin version (``margin.distance.remembered``).
+    Raises ``margin.pretrade.Unvalued`` when a book cannot be valued."""
+    from .distance import remembered
+
+    return remembered(account, ("contributions",), lambda: _contributions(account))
+
+
+def _contributions(account: Account) -> tuple[Decimal | None, dict[int, Contribution]]:
     market = _Market.load(account, ())
     holdings = [h for h in market.holdings if h.quantity != 0]
     if not holdings:
@@ -56,6 +63,13 @@ def contributions_under(account: Account, basis: str) -> dict[int, Decimal]:
     T account's figure were it under portfolio margin: what closing a hedge would do there),
     on the book ``margin.distance`` builds, the position left out of the engine's portfolio.
     Raises ``margin.pretrade.Unvalued``."""
+    from .distance import remembered
+
+    return remembered(account, ("contributions", basis),
+                      lambda: _contributions_under(account, basis))
+
+
+def _contributions_under(account: Account, basis: str) -> dict[int, Decimal]:
     from dataclasses import replace
 
     from .distance import book_figures

@@ -31,8 +31,32 @@ from .engine import distance as engine
 from .engine.errors import EngineInputError
 from .engine.valuation import value_positions
 from .figures import money, snapshot_figures
+from .market_data import exchange_date
+from .models import AccountMargin
 from .pretrade import Unvalued, _Market
+from .pretrade_arrays import MAX_ACCOUNTS, _Lru
 from .valuing import requirement_methods
+
+#: answers kept per process under the account's margin version (below)
+ANSWERS = _Lru(MAX_ACCOUNTS)
+
+
+def remembered(account: Account, question: tuple, compute):
+    """``compute()``'s answer for ``account``, kept per process under the account's margin
+    version (``AccountMargin.dirty_version`` and ``marked_at``: every position, ledger entry,
+    price, vol, rate and parameter change that reaches the account raises it, ``margin.dirty``;
+    the pre-trade check keys its arrays the same way, ``margin.pretrade_arrays``) and the
+    valuation date, so a page read after any change values again and a reload does not."""
+    version = AccountMargin.objects.filter(account=account).values_list(
+        "dirty_version", "marked_at").first()
+    if version is None:
+        return compute()
+    key = (question, account.pk, account.firm_id, account.margin_type, version, exchange_date())
+    found = ANSWERS.get(key)
+    if found is None:
+        found = compute()
+        ANSWERS.put(key, found)
+    return found
 
 
 @dataclass
@@ -143,6 +167,12 @@ def distance_to_call(account: Account, *, limit: float = engine.SEARCH_LIMIT,
     excess against another margin type's requirement (a Reg T account's distance were it
     under portfolio margin); by default the account's own, which is what calls it."""
     basis = basis or account.margin_type
+    return remembered(account, ("distance", limit, presets, basis),
+                      lambda: _distance_to_call(account, limit, presets, basis))
+
+
+def _distance_to_call(account: Account, limit: float, presets: tuple[float, ...], basis: str
+                      ) -> DistanceToCall | None:
     market, portfolio, valued, figures = book_figures(account, basis)
     if portfolio is None:
         return None
@@ -182,5 +212,6 @@ def excess_after_move(account: Account, move: float, groups: list[str] | None = 
     return money(engine.excess_at(portfolio, valued, figures, [move], groups)[0])
 
 
-__all__ = ["Direction", "Distance", "DistanceToCall", "StressedMarket", "book_figures", "distance_to_call",
+__all__ = ["Direction", "Distance", "DistanceToCall", "StressedMarket", "book_figures",
+           "distance_to_call", "remembered",
            "excess_after_move"]

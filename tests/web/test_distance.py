@@ -85,3 +85,17 @@ def test_the_overview_says_how_far_and_what_each_position_contributes(client, ge
     assert only.change == Decimal("-250.00")
     assert "\u2212$250.00" in text
 
+
+
+def test_an_answer_is_kept_until_the_accounts_margin_version_moves(geared):
+    account = geared.a.account
+    with firm_scope(geared.firm_a):
+        first = distance_to_call(account)
+        assert distance_to_call(account) is first  # a reload values nothing again
+        book.post_ledger_entry(account=account, kind="deposit", amount=Decimal("100"),
+                               actor=geared.a.users["firm_admin"])
+        after = distance_to_call(account)
+    assert after is not first and after.excess == first.excess + Decimal("100")
+    (acme,) = after.underlyings
+    # 1000 (1 + m) - 500 = 250 (1 + m): a call at -1/3
+    assert acme.down.move == pytest.approx(-1 / 3, abs=2 * TOLERANCE)
