@@ -194,3 +194,71 @@ def sparkline(values: Sequence, width: int = 120, height: int = 28) -> Sparkline
                      zero_y=round(y_of(0.0), 1) if bottom < 0 < top else None,
                      last_x=round(coords[-1][0], 1), last_y=round(coords[-1][1], 1),
                      first=numbers[0], last=numbers[-1], width=width, height=height)
+
+
+def move_percent(move: float, digits: int = 1) -> str:
+    """-0.234 -> "−23.4 %" (a real minus sign), 0.05 -> "+5.0 %"."""
+    text = f"{move * 100:+.{digits}f} %"
+    return text.replace("-", "\u2212")
+
+
+@dataclass
+class Marker:
+    x: float
+    y: float
+    move: float
+    label: str
+
+
+@dataclass
+class ExcessChart:
+    """The excess (equity - requirement) of the book revalued at each whole-market move, as a
+    line against the move, with the zero line (below it: a call) and the crossings marked."""
+
+    path: str
+    points: list[tuple[float, float]]  # (move, excess), lowest move first: the table
+    zero_y: float
+    x_ticks: list[tuple[float, str]]
+    markers: list[Marker]
+    top: float
+    bottom: float
+    selected: Marker | None = None
+    width: int = WIDTH
+    height: int = HEIGHT
+
+    @property
+    def table(self) -> list[tuple[str, float]]:
+        """The points as the table alternative reads them: ("−2.5 %", excess)."""
+        return [(move_percent(m), e) for m, e in self.points]
+
+
+def excess_chart(points: Sequence[tuple[float, float]], crossings: Sequence[float],
+                 selected: tuple[float, float] | None = None) -> ExcessChart:
+    """``points``: (move, excess) pairs in any order; ``crossings``: the moves where the excess
+    reaches zero (marked); ``selected``: the preset move picked, with its excess."""
+    rows = sorted({round(float(m), 6): float(e) for m, e in points}.items())
+    if selected is not None:
+        rows = sorted({**dict(rows), round(float(selected[0]), 6): float(selected[1])}.items())
+    if not rows:
+        return ExcessChart("", [], 0.0, [], [], 0.0, 0.0)
+    values = [e for _, e in rows]
+    top, bottom = max([0.0, *values]), min([0.0, *values])
+    span = (top - bottom) or 1.0
+    low, high = rows[0][0], rows[-1][0]
+    width_moves = (high - low) or 1.0
+    inner_h, inner_w = HEIGHT - 2 * PAD, WIDTH - 2 * PAD
+
+    def x_of(move: float) -> float:
+        return round(PAD + (move - low) / width_moves * inner_w, 1)
+
+    def y_of(value: float) -> float:
+        return round(PAD + (top - value) / span * inner_h, 1)
+
+    path = " ".join(f"{x_of(m)},{y_of(e)}" for m, e in rows)
+    ticks = [(x_of(m), move_percent(m, 0)) for m in (low, low / 2, 0.0, high / 2, high)
+             if low <= m <= high]
+    markers = [Marker(x_of(m), y_of(0.0), m, move_percent(m)) for m in crossings
+               if low <= m <= high]
+    chosen = Marker(x_of(selected[0]), y_of(selected[1]), selected[0],
+                    move_percent(selected[0], 0)) if selected is not None else None
+    return ExcessChart(path, rows, y_of(0.0), ticks, markers, top, bottom, chosen)
