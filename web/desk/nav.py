@@ -24,4 +24,5 @@ SECTIONS: tuple[Section, ...] = (
     Section("desk-home", "Home", _ALL),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
+    Section("desk-staff", "Staff", frozenset({Role.FIRM_ADMIN})),
 )
