@@ -197,6 +197,8 @@ def test_role_changes_deactivation_and_reactivation_are_audited(admin, world):
     assert _events(world.firm_a, "user.deactivated").get().actor == world.a.users["firm_admin"]
     page = admin.get(reverse("desk-staff-user", args=[target.pk]))
     assert b"Reactivate" in page.content and b"Deactivated" in page.content
+    said = [row["said"] for row in page.context["trail"]]
+    assert said[:2] == ["Deactivated", "Changed role: Margin desk → Risk officer"]
 
     admin.post(reverse("desk-staff-user-reactivate", args=[target.pk]))
     target.refresh_from_db()
@@ -299,12 +301,14 @@ def test_the_user_services_refuse_other_firms_and_roles(world):
 def test_a_token_is_issued_shown_once_works_and_is_revoked(admin, client, world):
     page = admin.get(reverse("desk-staff-tokens"))
     assert page.status_code == 200 and b"No tokens yet" in page.content
-    issued = admin.post(reverse("desk-staff-tokens"), {"user": "alpha_risk_officer",
-                                                       "read_only": "on", "expires_days": "30"})
+    issued = admin.post(reverse("desk-staff-tokens"), {
+        "name": "nightly risk report", "user": "alpha_risk_officer", "read_only": "on",
+        "expires_days": "30"})
     token = _tokens().get(user=world.a.users["risk_officer"])
     assert issued.status_code == 302
     assert issued.url == reverse("desk-staff-token-issued", args=[token.pk])
     assert token.read_only and token.expires_at is not None
+    assert token.name == "nightly risk report"
     created = _events(world.firm_a, "api_token.created").get()
     assert created.actor == world.a.users["firm_admin"]
 
@@ -335,9 +339,11 @@ def test_a_token_is_issued_shown_once_works_and_is_revoked(admin, client, world)
     ({"user": "beta_risk_officer"}, "user"),  # another firm's user is not a choice
     ({"user": "alpha_risk_officer", "expires_days": "0"}, "expires_days"),
     ({"user": "alpha_risk_officer", "expires_days": "many"}, "expires_days"),
+    ({"user": "alpha_risk_officer", "name": ""}, "name"),
+    ({"user": "alpha_risk_officer", "name": "x" * 101}, "name"),
 ])
 def test_bad_token_requests_are_refused_and_issue_nothing(admin, world, form, field):
-    page = admin.post(reverse("desk-staff-tokens"), form)
+    page = admin.post(reverse("desk-staff-tokens"), {"name": "a script", **form})
     assert page.status_code == 400 and field in page.context["form"].errors
     assert b"No token was issued" in page.content
     assert not _tokens().exists()
@@ -346,6 +352,7 @@ def test_bad_token_requests_are_refused_and_issue_nothing(admin, world, form, fi
 def test_a_deactivated_user_cannot_hold_a_new_token(admin, world):
     target = world.a.users["risk_officer"]
     admin.post(reverse("desk-staff-user-deactivate", args=[target.pk]))
-    page = admin.post(reverse("desk-staff-tokens"), {"user": target.username})
+    page = admin.post(reverse("desk-staff-tokens"), {"name": "a script",
+                                                     "user": target.username})
     assert page.status_code == 400 and "user" in page.context["form"].errors
     assert not _tokens().exists()

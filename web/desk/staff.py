@@ -48,6 +48,54 @@ def _row(user) -> dict:
             "locked_out": logins.is_locked_out(user.recent_failed_logins)}
 
 
+def _role_label(value: str | None) -> str:
+    return Role(value).label if value in Role.values else str(value or "")
+
+
+_FIELD_LABELS = {"role": "role", "email": "e-mail", "first_name": "first name",
+                 "last_name": "last name"}
+_SAID = {
+    "user.created": lambda b, a: f"Created as {_role_label(a.get('role')).lower()}",
+    "membership.created": lambda b, a: f"Joined the firm as {_role_label(a.get('role')).lower()}",
+    "user.invited": lambda b, a: f"Invited: the link to set a password mailed to {a.get('email')}",
+    "user.invitation_accepted": lambda b, a: "Chose a password through the invitation's link",
+    "user.deactivated": lambda b, a: "Deactivated",
+    "user.reactivated": lambda b, a: "Reactivated",
+    "user.password_set": lambda b, a: "Password set by a firm admin",
+    "login.unlocked": lambda b, a: (f"Login unlocked ({a.get('attempt_records_cleared', 0)} "
+                                    f"failed-login record(s) cleared)"),
+    "login.failed": lambda b, a: f"Wrong password from {a.get('ip') or 'an unknown address'}",
+    "login.locked_out": lambda b, a: f"Locked out after {a.get('failures')} failed logins",
+    "login.refused_locked_out": lambda b, a: "Login refused: locked out",
+    "second_factor.enrolled": lambda b, a: "Set up an authenticator",
+    "second_factor.issued": lambda b, a: "Authenticator issued by the system",
+    "second_factor.failed": lambda b, a: "Wrong second-factor code",
+    "second_factor.recovery_code_used": lambda b, a: (
+        f"Used a recovery code ({a.get('recovery_codes_left')} left)"),
+    "second_factor.reset": lambda b, a: "Second factor reset: a new authenticator at next login",
+}
+
+
+def _changes(before: dict, after: dict) -> str:
+    said = []
+    for name, label in _FIELD_LABELS.items():
+        old, new = before.get(name), after.get(name)
+        if old != new:
+            if name == "role":
+                old, new = _role_label(old), _role_label(new)
+            said.append(f"{label}: {old or '(none)'} → {new or '(none)'}")
+    return "Changed " + "; ".join(said) if said else "Changed"
+
+
+def described(event) -> str:
+    """An audit event about a user, in words (the event's type stays beside it)."""
+    before, after = event.before or {}, event.after or {}
+    if event.event_type == "user.updated":
+        return _changes(before, after)
+    say = _SAID.get(event.event_type)
+    return say(before, after) if say else event.event_type
+
+
 def _refused(request: HttpRequest, exc: DomainError) -> None:
     messages.error(request, f"Nothing changed: {exc.message}.")
 
@@ -67,6 +115,8 @@ class RoleForm(forms.Form):
 
 
 class IssueTokenForm(forms.Form):
+    name = forms.CharField(max_length=tokens.NAME_LENGTH, label="Name",
+                           help_text="what it is for, e.g. nightly risk export")
     user = forms.ChoiceField(label="Acts as", help_text="the token has this user's role, "
                                                         "nothing more")
     read_only = forms.BooleanField(required=False, label="Read-only",
@@ -85,7 +135,7 @@ class IssueTokenForm(forms.Form):
 
 @desk_view(roles=ADMINS)
 def staff_users(request: HttpRequest) -> HttpResponse:
-    users = _firm_users().order_by("-is_active", "membership__role", "username")
+    users = _firm_users().order_by("-is_active", "-is_staff", "membership__role", "username")
     rows = [_row(u) for u in users]
     return render(request, "desk/staff/users.html", {
         "section": "desk-staff", "rows": rows,
@@ -117,8 +167,10 @@ def staff_invite(request: HttpRequest) -> HttpResponse:
 @desk_view(roles=ADMINS)
 def staff_user(request: HttpRequest, pk: int) -> HttpResponse:
     user = desk_object(_firm_users(), pk=pk)
-    trail = (audit.events_for(current_firm()).filter(object_type="auth.user", object_id=str(pk))
-             .select_related("actor").order_by("-seq")[:20])
+    events = (audit.events_for(current_firm()).filter(object_type="auth.user",
+                                                      object_id=str(pk))
+              .select_related("actor").order_by("-seq")[:20])
+    trail = [{"event": e, "said": described(e)} for e in events]
     user_tokens = ApiToken.objects.filter(user=user).select_related("created_by")
     return render(request, "desk/staff/user.html", {
         "section": "desk-staff", **_row(user), "trail": trail, "tokens": user_tokens,
@@ -205,7 +257,8 @@ def staff_tokens(request: HttpRequest) -> HttpResponse:
             # The service the API's ApiTokenViewSet.create calls: one way to issue a token.
             issued = tokens.create_api_token(user=holder, actor=request.user,
                                              read_only=data["read_only"],
-                                             expires_days=data["expires_days"])
+                                             expires_days=data["expires_days"],
+                                             name=data["name"])
         except DomainError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
@@ -243,7 +296,8 @@ def staff_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     except DomainError as exc:
         _refused(request, exc)
     else:
-        messages.success(request, f"Token {token.prefix}… of {token.user.username} is revoked: "
+        messages.success(request, f"Token {token.prefix}… ({token.name or 'unnamed'}) of "
+                                  f"{token.user.username} is revoked: "
                                   f"it authenticates no one from now on.")
     return redirect("desk-staff-tokens")
 
