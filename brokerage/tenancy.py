@@ -315,21 +315,49 @@ def invite_firm_user(*, firm: Firm, actor, username: str, role: Role | str, emai
     with transaction.atomic():
         user = create_firm_user(firm=firm, actor=actor, username=username, role=role,
                                 email=email, first_name=first_name, last_name=last_name)
-        link = site_url.rstrip("/") + invitation_path(user)
         audit.record(firm=firm, actor=actor, event_type="user.invited", obj=user,
                      after={"username": user.username, "email": email, "role": str(role)})
-        subject = f"{firm.name}: your login to the portfolio-margin back office"
-        body = render_to_string("registration/invitation_email.txt", {
-            "firm_name": firm.name, "user": user, "role": Role(role).label, "link": link,
-            "inviter": actor.get_full_name() or actor.username if actor else firm.name,
-            "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)})
-
-        def send() -> None:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email], fail_silently=False)
-
-        # The mail leaves only if the user exists (DESIGN.md: side effects on commit).
-        transaction.on_commit(send, robust=True)
+        _mail_invitation(firm=firm, user=user, role=str(role), actor=actor, site_url=site_url)
     return user
+
+
+def resend_invitation(*, firm: Firm, user, actor, site_url: str):
+    """A new invitation link for a firm user who has not chosen a password yet (the first
+    expired or was lost); the earlier link still works until a password is set."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    with transaction.atomic():
+        membership = _firm_member(firm=firm, user=user)
+        user = get_user_model().objects.select_for_update().get(pk=user.pk)
+        if not user.is_active:
+            raise IllegalTransition(f"{user.username} is deactivated: reactivate them first",
+                                    field="user")
+        if user.has_usable_password():
+            raise IllegalTransition(f"{user.username} has already chosen a password",
+                                    field="user")
+        if not user.email:
+            raise InvalidInput(f"{user.username} has no e-mail address to send it to",
+                               field="email")
+        audit.record(firm=firm, actor=actor, event_type="user.invitation_resent", obj=user,
+                     after={"username": user.username, "email": user.email})
+        _mail_invitation(firm=firm, user=user, role=membership.role, actor=actor,
+                         site_url=site_url)
+    return user
+
+
+def _mail_invitation(*, firm: Firm, user, role: str, actor, site_url: str) -> None:
+    link = site_url.rstrip("/") + invitation_path(user)
+    subject = f"{firm.name}: your login to the portfolio-margin back office"
+    body = render_to_string("registration/invitation_email.txt", {
+        "firm_name": firm.name, "user": user, "role": Role(role).label, "link": link,
+        "inviter": (actor.get_full_name() or actor.username) if actor else firm.name,
+        "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)})
+    recipient = user.email
+
+    def send() -> None:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+
+    # The mail leaves only if the transaction commits (DESIGN.md: side effects on commit).
+    transaction.on_commit(send, robust=True)
 
 
 def invitation_path(user) -> str:

@@ -116,7 +116,7 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     log_in(browser, base, "northwind.admin", lands_on="/desk/")
     open_page(browser, f"{base}/desk/staff/")
     assert "Enrolled" in browser.find_element(By.XPATH,
-                                              "//tr[td[text()='northwind.risk3']]").text
+                                              "//tr[td/a[text()='northwind.risk3']]").text
     click_through(browser, browser.find_element(By.LINK_TEXT, "API tokens"))
     Select(browser.find_element(By.ID, "id_user")).select_by_value("northwind.risk3")
     browser.find_element(By.ID, "id_name").send_keys("nightly risk report")

@@ -79,7 +79,7 @@ def test_other_roles_are_refused_every_page_and_action(client, world, role):
                 reverse("desk-staff-tokens"), reverse("desk-staff-user", args=[target.pk]),
                 reverse("desk-staff-token-issued", args=[token.pk])):
         assert client.get(url).status_code == 403, url
-    for name in ("role", "deactivate", "unlock", "reset-second-factor"):
+    for name in ("role", "deactivate", "unlock", "reset-second-factor", "resend-invitation"):
         url = reverse(f"desk-staff-user-{name}", args=[target.pk])
         assert client.post(url, {"role": "firm_admin"}).status_code == 403, url
     assert _invite(client).status_code == 403
@@ -94,7 +94,8 @@ def test_another_firms_user_and_token_are_not_found(admin, world):
     beta = world.b.users["margin_desk"]
     beta_token = _token(world, "b")
     assert admin.get(reverse("desk-staff-user", args=[beta.pk])).status_code == 404
-    for name in ("role", "deactivate", "reactivate", "unlock", "reset-second-factor"):
+    for name in ("role", "deactivate", "reactivate", "unlock", "reset-second-factor",
+                 "resend-invitation"):
         url = reverse(f"desk-staff-user-{name}", args=[beta.pk])
         assert admin.post(url, {"role": "client"}).status_code == 404, url
     assert admin.get(reverse("desk-staff-token-issued", args=[beta_token.pk])).status_code == 404
@@ -116,6 +117,7 @@ def test_an_invitation_creates_the_user_and_mails_a_link_that_sets_the_password(
     assert page.status_code == 302 and page.url == reverse("desk-staff-user", args=[user.pk])
     assert user.membership.role == "risk_officer" and user.membership.firm == world.firm_a
     assert user.is_staff and not user.has_usable_password()
+    assert b"Invited: no password yet" in admin.get(reverse("desk-staff")).content
     assert _events(world.firm_a, "user.created").filter(object_id=str(user.pk)).exists()
     invited = _events(world.firm_a, "user.invited").get()
     assert invited.actor == world.a.users["firm_admin"]
@@ -125,6 +127,14 @@ def test_an_invitation_creates_the_user_and_mails_a_link_that_sets_the_password(
     assert message.to == ["rita@alpha.example"] and "Firm ALPHA" in message.subject
     assert "alpha.risk3" in message.body and "Risk officer" in message.body
     link = re.search(r"http://testserver(/accounts/invitation/\S+/)", message.body).group(1)
+
+    # Lost it? The admin sends it again (the first link still holds until a password is set).
+    with django_capture_on_commit_callbacks(execute=True):
+        page = admin.post(reverse("desk-staff-user-resend-invitation", args=[user.pk]),
+                          follow=True)
+    assert "A new invitation link is mailed to rita@alpha.example." in _messages(page)
+    assert len(mail.outbox) == 2 and mail.outbox[1].to == ["rita@alpha.example"]
+    assert _events(world.firm_a, "user.invitation_resent").get().actor == invited.actor
 
     client.logout()
     assert client.get(link).status_code == 200
@@ -144,6 +154,11 @@ def test_an_invitation_creates_the_user_and_mails_a_link_that_sets_the_password(
                               "new_password2": "another-pass-2026x"}).status_code == 404
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
+    log_in(admin, world.a.users["firm_admin"])
+    page = admin.post(reverse("desk-staff-user-resend-invitation", args=[user.pk]), follow=True)
+    assert "Nothing changed: alpha.risk3 has already chosen a password." in _messages(page)
+    assert len(mail.outbox) == 2
+    admin.logout()
     # The new staff member logs in and is sent to set up an authenticator.
     assert log_in(client, user, password=NEW_PASSWORD, second_factor=False)
     assert client.get("/desk/").url.startswith(reverse("otp-enrol"))

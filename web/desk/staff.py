@@ -59,6 +59,7 @@ _SAID = {
     "membership.created": lambda b, a: f"Joined the firm as {_role_label(a.get('role')).lower()}",
     "user.invited": lambda b, a: f"Invited: the link to set a password mailed to {a.get('email')}",
     "user.invitation_accepted": lambda b, a: "Chose a password through the invitation's link",
+    "user.invitation_resent": lambda b, a: f"Invitation sent again to {a.get('email')}",
     "user.deactivated": lambda b, a: "Deactivated",
     "user.reactivated": lambda b, a: "Reactivated",
     "user.password_set": lambda b, a: "Password set by a firm admin",
@@ -229,6 +230,12 @@ def _reset_second_factor(request: HttpRequest, user) -> str:
            f"their next login."
 
 
+def _resend_invitation(request: HttpRequest, user) -> str:
+    tenancy.resend_invitation(firm=current_firm(), user=user, actor=request.user,
+                              site_url=request.build_absolute_uri("/"))
+    return f"A new invitation link is mailed to {user.email}."
+
+
 def _form_refusal(form: forms.Form) -> DomainError:
     field, errors = next(iter(form.errors.items()))
     return DomainError(str(errors[0]), field=field)
@@ -329,6 +336,8 @@ urlpatterns = [
     path("users/<int:pk>/unlock/", _user_action(_unlock), name="desk-staff-user-unlock"),
     path("users/<int:pk>/second-factor/reset/", _user_action(_reset_second_factor),
          name="desk-staff-user-reset-second-factor"),
+    path("users/<int:pk>/invitation/", _user_action(_resend_invitation),
+         name="desk-staff-user-resend-invitation"),
     path("tokens/", staff_tokens, name="desk-staff-tokens"),
     path("tokens/<int:pk>/issued/", staff_token_issued, name="desk-staff-token-issued"),
     path("tokens/<int:pk>/revoke/", staff_token_revoke, name="desk-staff-token-revoke"),
