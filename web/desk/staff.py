@@ -98,7 +98,7 @@ def described(event) -> str:
 
 
 def _refused(request: HttpRequest, exc: DomainError) -> None:
-    messages.error(request, f"Nothing changed: {exc.message}.")
+    messages.error(request, f"Nothing changed: {exc.message.rstrip('.')}.")
 
 
 class InviteForm(forms.Form):
