@@ -300,6 +300,8 @@ class ApiToken(TenantModel):
                              related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="api_tokens")
+    # What the token is for ("nightly risk export"), so its admin can tell tokens apart.
+    name = models.CharField(max_length=100, blank=True, default="")
     prefix = models.CharField(max_length=16, db_index=True)
     digest = models.CharField(max_length=64, unique=True)  # sha256 hex of the whole token
     read_only = models.BooleanField(default=False)

@@ -27,4 +27,5 @@ SECTIONS: tuple[Section, ...] = (
     Section("desk-calls", "Margin calls", _ALL),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
+    Section("desk-staff", "Staff", frozenset({Role.FIRM_ADMIN})),
 )
