@@ -102,9 +102,9 @@ def _buying_power(account: Account, excess: Decimal | None) -> Decimal | None:
     return max(excess, Decimal(0)) / rate
 
 
-@login_required
-def portal_account(request: HttpRequest, number: str) -> HttpResponse:
-    account = _account(request, number)
+def account_overview(account: Account) -> dict:
+    """The overview's figures as the client reads them (the portal's account page; the desk's
+    360 view shows the same context): the current margin row, else the latest snapshot."""
     current = AccountMargin.objects.filter(account=account).select_related("snapshot").first()
     snapshot = (current.snapshot if current and current.snapshot_id else None) \
         or latest_snapshot(account)
@@ -133,7 +133,14 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
         "price_sources": sorted({p.get_source_display() for p in prices}),
         "prices_as_of": max((p.observed_at for p in prices), default=None),
     }
-    return _page(request, "portal/account.html", account, "overview", **context)
+    return context
+
+
+@login_required
+def portal_account(request: HttpRequest, number: str) -> HttpResponse:
+    account = _account(request, number)
+    return _page(request, "portal/account.html", account, "overview",
+                 **account_overview(account))
 
 
 def _synthetic(result: dict) -> bool:
