@@ -9,6 +9,8 @@ firm's account is a 404 (``desk_object`` reads through the tenant manager).
 
 from __future__ import annotations
 
+import json
+
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
@@ -136,8 +138,17 @@ def restrictions(request: HttpRequest, number: str) -> HttpResponse:
 @desk_view()
 def audit_trail(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(number)
-    return _page(request, "desk/accounts/audit.html", account, "audit",
-                 page=_paged(request, account_events(account)))
+    page = _paged(request, account_events(account))
+    page.object_list = list(page.object_list)
+    for event in page.object_list:
+        # as the export writes them (JSON), not Python's repr
+        event.before_text = _as_json(event.before)
+        event.after_text = _as_json(event.after)
+    return _page(request, "desk/accounts/audit.html", account, "audit", page=page)
+
+
+def _as_json(value) -> str:
+    return "" if value in (None, {}, []) else json.dumps(value, sort_keys=True)
 
 
 @desk_view()

@@ -110,7 +110,7 @@ def filtered_accounts(data: dict) -> QuerySet[Account]:
 
 @desk_view()
 def account_list(request: HttpRequest) -> HttpResponse:
-    form = AccountFilter(request.GET or None)
+    form = AccountFilter(request.GET or None, label_suffix="")
     page = None
     if form.is_bound and not form.is_valid():
         accounts = Account.objects.none()  # a bad filter lists nothing rather than everything
