@@ -27,7 +27,7 @@ from web.charts import history_chart
 from web.views import HISTORY_POINTS, _positions, _what_if_orders, account_overview
 
 from ..access import desk_object, desk_view
-from .trail import account_events
+from .trail import account_event_keys, events_by_pk
 
 PAGE_SIZE = 50
 RECENT_EXECUTIONS = 25
@@ -51,8 +51,13 @@ def _paged(request: HttpRequest, rows) -> object:
 @desk_view()
 def overview(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(number)
+    figures = account_overview(account)
+    current, snapshot = figures["current"], figures["snapshot"]
+    # when the figures shown were computed (a current row can stand without a kept snapshot)
+    valued_at = (current.computed_at if current is not None and current.computed_at
+                 else snapshot.computed_at if snapshot is not None else None)
     return _page(request, "desk/accounts/overview.html", account, "overview",
-                 **account_overview(account))
+                 valued_at=valued_at, **figures)
 
 
 @desk_view()
@@ -138,8 +143,8 @@ def restrictions(request: HttpRequest, number: str) -> HttpResponse:
 @desk_view()
 def audit_trail(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(number)
-    page = _paged(request, account_events(account))
-    page.object_list = list(page.object_list)
+    page = _paged(request, account_event_keys(account))
+    page.object_list = events_by_pk(page.object_list)
     for event in page.object_list:
         # as the export writes them (JSON), not Python's repr
         event.before_text = _as_json(event.before)
