@@ -23,6 +23,7 @@ from accounts.models import Account, LedgerEntry
 from brokerage.models import AuditEvent
 from brokerage.roles import STAFF_ROLES, Role
 from brokerage.scope import firm_scope
+from eligibility.services import create_application
 from margin.calls.models import MarginCall
 from margin.models import AccountMargin
 from margin.tasks import recompute_accounts
@@ -247,3 +248,19 @@ def test_home_names_the_deficit_that_no_call_covers(client, firm_book):
         assert "the largest: ALPHA-0003" in html
     _desk(client, firm_book, Role.COMPLIANCE)
     assert "in deficit without an open call" not in client.get("/desk/").content.decode()
+
+
+def test_applications_show_the_latest_evaluation_and_reach_the_trail(client, firm_book):
+    with firm_scope(firm_book.firm_a):
+        application = create_application(account=Account.objects.get(number="ALPHA-0001"),
+                                         actor=firm_book.a.users[Role.MARGIN_DESK],
+                                         submit=True)
+    _desk(client, firm_book, Role.RISK_OFFICER)
+    html = client.get("/desk/accounts/ALPHA-0001/applications/").content.decode()
+    assert f"#{application.pk}" in html and "Submitted" in html
+    assert "Not eligible" in html  # $1,000 of equity against the $125,000 opening minimum
+    assert ('<li class="failed"><span class="verdict">Failed:</span> Equity of $1,000.00 is '
+            "below the $125,000.00 opening minimum.") in html
+    trail = client.get("/desk/accounts/ALPHA-0001/audit/").content.decode()
+    assert "pm_application.submitted" in trail
+    assert f"eligibility.application {application.pk}" in trail

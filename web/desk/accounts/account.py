@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
 from accounts.models import Account, LedgerEntry
-from eligibility.models import Application
+from eligibility.models import Application, Evaluation
 from margin.calls.models import CallNotice, MarginCall, Restriction
 from margin.executions.models import Execution
 from margin.models import MarginSnapshot
@@ -126,8 +126,13 @@ def applications(request: HttpRequest, number: str) -> HttpResponse:
     rows = list(Application.objects.filter(account=account)
                 .select_related("rule_set", "created_by", "reviewed_by", "decided_by")
                 .order_by("-created_at", "-id"))
+    latest: dict[int, Evaluation] = {}
+    for evaluation in (Evaluation.objects.filter(application__in=[a.pk for a in rows])
+                       .order_by("application", "-evaluated_at", "-id")):
+        latest.setdefault(evaluation.application_id, evaluation)
     return _page(request, "desk/accounts/applications.html", account, "applications",
-                 applications=rows)
+                 applications=[{"application": a, "evaluation": latest.get(a.pk)}
+                               for a in rows])
 
 
 @desk_view()
