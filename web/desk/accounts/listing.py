@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from accounts.models import Account
 from brokerage.roles import Role
@@ -94,13 +95,10 @@ def _numbers_from(prefix: str) -> dict[str, str]:
     return {"number__gte": prefix, "number__lt": prefix + "\U0010ffff"}
 
 
-def filtered_accounts(data: dict) -> QuerySet[AccountMargin]:
-    """The firm's current-margin rows (each with its account and client) matching the form's
-    cleaned `data`, in its order."""
-    # The account's own firm named too (the tenant manager names the row's): then the
-    # (firm, number) index gives the list its order without sorting every account.
-    rows = AccountMargin.objects.filter(account__firm=current_firm()).select_related(
-        "account__client").defer("risk_arrays")  # the what-if's arrays, not the list's
+def matching_accounts(data: dict) -> QuerySet[AccountMargin]:
+    """The firm's current-margin rows matching the form's cleaned `data` (what the list
+    counts; ``in_order`` reads the page)."""
+    rows = AccountMargin.objects.all()
     query = data.get("q") or ""
     if query:
         numbers = _numbers_from(query.upper())
@@ -118,18 +116,40 @@ def filtered_accounts(data: dict) -> QuerySet[AccountMargin]:
             rows = rows.exclude(open_call_exists())
     if data.get("stale"):
         rows = rows.filter(stale_condition())
-    return rows.order_by(*SORTS[data.get("sort") or "number"][1])
+    return rows
+
+
+def in_order(rows: QuerySet[AccountMargin], sort: str) -> QuerySet[AccountMargin]:
+    """`rows` with their accounts and clients, in the order `sort` names. The account's own
+    firm is named too (the tenant manager names the row's): then the (firm, number) index
+    gives the list its order without sorting every account."""
+    return (rows.filter(account__firm=current_firm()).select_related("account__client")
+            .defer("risk_arrays")  # the what-if's arrays, not the list's
+            .order_by(*SORTS[sort or "number"][1]))
+
+
+class _CountedPaginator(Paginator):
+    """Pages of one queryset counted on another: the rows without the joins that only order
+    them (a count over 100,000 accounts reads the current-margin rows alone)."""
+
+    def __init__(self, object_list, per_page: int, *, counted: QuerySet) -> None:
+        super().__init__(object_list, per_page)
+        self._counted = counted
+
+    @cached_property
+    def count(self) -> int:
+        return self._counted.count()
 
 
 @desk_view()
 def account_list(request: HttpRequest) -> HttpResponse:
     form = AccountFilter(request.GET or None, label_suffix="")
     page = None
-    if form.is_bound and not form.is_valid():
-        accounts = Account.objects.none()  # a bad filter lists nothing rather than everything
-    else:
-        accounts = filtered_accounts(form.cleaned_data if form.is_bound else {})
-        page = Paginator(accounts, PAGE_SIZE).get_page(request.GET.get("page"))
+    if not form.is_bound or form.is_valid():  # a bad filter lists nothing rather than all
+        data = form.cleaned_data if form.is_bound else {}
+        rows = matching_accounts(data)
+        page = _CountedPaginator(in_order(rows, data.get("sort", "")), PAGE_SIZE,
+                                 counted=rows).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "desk/accounts/list.html", {
