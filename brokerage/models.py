@@ -177,6 +177,9 @@ class AuditEvent(AppendOnlyRecord, models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq")]
+        # An object's events (the desk's account trail, a search by object): a few rows among
+        # millions, found without walking the firm's chain.
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_event_object")]
         ordering = ["chain", "seq"]
 
     def __str__(self) -> str:

@@ -112,9 +112,9 @@ def _buying_power(account: Account, excess: Decimal | None) -> Decimal | None:
     return max(excess, Decimal(0)) / rate
 
 
-@login_required
-def portal_account(request: HttpRequest, number: str) -> HttpResponse:
-    account = _account(request, number)
+def account_overview(account: Account) -> dict:
+    """The overview's figures as the client reads them (the portal's account page; the desk's
+    360 view shows the same context): the current margin row, else the latest snapshot."""
     current = AccountMargin.objects.filter(account=account).select_related("snapshot").first()
     snapshot = (current.snapshot if current and current.snapshot_id else None) \
         or latest_snapshot(account)
@@ -155,7 +155,14 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
     distance, context["distance_problem"] = _distance_or_error(account)
     context["distance_sentences"] = distance_sentences(distance)
     context["pm_case"] = _pm_case(account, snapshot, positions, distance)
-    return _page(request, "portal/account.html", account, "overview", **context)
+    return context
+
+
+@login_required
+def portal_account(request: HttpRequest, number: str) -> HttpResponse:
+    account = _account(request, number)
+    return _page(request, "portal/account.html", account, "overview",
+                 **account_overview(account))
 
 
 def _pm_case(account: Account, snapshot: MarginSnapshot | None, positions: list[dict],

@@ -25,6 +25,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("desk-approvals", "Approvals",
             frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.COMPLIANCE})),
     Section("desk-calls", "Margin calls", _ALL),
+    Section("desk-accounts", "Accounts", _ALL),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
     Section("desk-staff", "Staff", frozenset({Role.FIRM_ADMIN})),
