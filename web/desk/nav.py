@@ -22,6 +22,8 @@ _ALL = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.MARGIN_DESK, Role.COM
 
 SECTIONS: tuple[Section, ...] = (
     Section("desk-home", "Home", _ALL),
+    Section("desk-risk", "Firm risk",
+            frozenset({Role.RISK_OFFICER, Role.MARGIN_DESK, Role.FIRM_ADMIN})),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
 )
