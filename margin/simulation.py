@@ -398,6 +398,13 @@ def simulate(firm: Firm, *, symbol: str | None = None, move: Any = None,
     load_seconds = books.load_seconds if source == DATABASE else 0.0
     started = time.perf_counter()
     shock = resolve_shock(books, symbol=symbol, move=move, scenario=scenario)
+    if books.batch is not None and not books.batch.separable(shock):
+        # Contracts of two underlyings with the same terms and price share one series of the
+        # batch's table (two stocks of a class group at one price): moved apart, they would
+        # need two. Rare; refused in words rather than valued wrong.
+        raise SimulationRefused("two underlyings this move separates share a contract series "
+                                "in the firm's books; move their class group instead",
+                                field="symbol", code="not_separable")
     equity, requirement = _figures(books, shock)
     answer = _answer(books, shock, equity, requirement)
     compute_seconds = time.perf_counter() - started
