@@ -140,9 +140,7 @@ def concentration(limit: int = LISTED) -> list[Exposure]:
                       output_field=DecimalField(max_digits=30, decimal_places=8)))
     per_instrument = list(Position.objects.values("instrument_id").annotate(
         long=long_q, gross=Sum(Abs("quantity"))).order_by())
-    instruments = Instrument.cross_firm.for_compliance(
-        reason="the firm's positions name shared and firm instruments").in_bulk(
-        [row["instrument_id"] for row in per_instrument])
+    instruments = Instrument.objects.in_bulk([row["instrument_id"] for row in per_instrument])
     moves_with = {pk: i.underlying_id or pk for pk, i in instruments.items()}
     prices = newest_price_rows(set(moves_with.values()))
     long: dict[str, Decimal] = defaultdict(lambda: ZERO)
