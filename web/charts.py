@@ -262,3 +262,47 @@ def excess_chart(points: Sequence[tuple[float, float]], crossings: Sequence[floa
     chosen = Marker(x_of(selected[0]), y_of(selected[1]), selected[0],
                     move_percent(selected[0], 0)) if selected is not None else None
     return ExcessChart(path, rows, y_of(0.0), ticks, markers, top, bottom, chosen)
+
+
+@dataclass
+class HorizontalBar:
+    label: str
+    value: float
+    x: float
+    y: float
+    width: float
+    negative: bool
+
+
+@dataclass
+class BarChart:
+    """Values by label as horizontal bars from a zero line (the firm risk page's concentration
+    and the simulator's deficits); the template prints the same rows as a table beside it."""
+
+    bars: list[HorizontalBar]
+    zero_x: float
+    bar_height: float
+    width: int
+    height: int
+    label_width: int
+
+
+def bar_chart(rows: Sequence[tuple[str, float]], *, width: int = WIDTH,
+              label_width: int = 150) -> BarChart:
+    values = [float(v) for _, v in rows]
+    top, bottom = max([0.0, *values]), min([0.0, *values])
+    span = (top - bottom) or 1.0
+    inner_w = width - label_width - PAD
+    bar_h, gap = 22.0, 8.0
+
+    def x_of(v: float) -> float:
+        return label_width + (v - bottom) / span * inner_w
+
+    zero_x = x_of(0.0)
+    bars = [HorizontalBar(label=label, value=value, x=round(min(x_of(value), zero_x), 1),
+                          y=round(PAD / 2 + k * (bar_h + gap), 1),
+                          width=round(max(abs(x_of(value) - zero_x), 1.0), 1),
+                          negative=value < 0)
+            for k, (label, value) in enumerate(zip((r[0] for r in rows), values, strict=True))]
+    return BarChart(bars=bars, zero_x=round(zero_x, 1), bar_height=bar_h, width=width,
+                    height=int(PAD + len(rows) * (bar_h + gap)), label_width=label_width)

@@ -26,6 +26,8 @@ SECTIONS: tuple[Section, ...] = (
             frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.COMPLIANCE})),
     Section("desk-calls", "Margin calls", _ALL),
     Section("desk-accounts", "Accounts", _ALL),
+    Section("desk-risk", "Firm risk",
+            frozenset({Role.RISK_OFFICER, Role.MARGIN_DESK, Role.FIRM_ADMIN})),
     # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
     # compliance, staff).
     Section("desk-staff", "Staff", frozenset({Role.FIRM_ADMIN})),
