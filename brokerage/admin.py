@@ -245,6 +245,8 @@ class FirmUserAdmin(TenantAdmin):
 class ApiTokenAddForm(forms.Form):
     user = forms.ModelChoiceField(queryset=User.objects.none(), to_field_name="username",
                                   help_text="the token acts as this user, with their role")
+    name = forms.CharField(max_length=tokens.NAME_LENGTH, required=False,
+                           help_text="what it is for, e.g. nightly risk export")
     read_only = forms.BooleanField(required=False, help_text="it may only read")
     expires_days = forms.IntegerField(required=False, min_value=1,
                                       max_value=tokens.MAX_EXPIRES_DAYS,
@@ -262,10 +264,10 @@ class ApiTokenAdmin(TenantAdmin):
     secret is shown once, on the page that answers the creation) and revoked, each through the
     audited services of `brokerage.tokens`. A token is never edited."""
 
-    list_display = ("prefix", "user", "read_only", "expires_at", "created_by", "created_at",
+    list_display = ("prefix", "name", "user", "read_only", "expires_at", "created_by", "created_at",
                     "revoked_at", "last_used_at", "last_used_from")
     list_filter = ("read_only",)
-    readonly_fields = ("prefix", "user", "read_only", "expires_at", "created_by", "created_at",
+    readonly_fields = ("prefix", "name", "user", "read_only", "expires_at", "created_by", "created_at",
                        "revoked_at", "revoked_by", "last_used_at", "last_used_from")
     fields = readonly_fields
     actions = ["revoke"]
@@ -288,7 +290,8 @@ class ApiTokenAdmin(TenantAdmin):
             try:
                 issued = tokens.create_api_token(user=data["user"], actor=request.user,
                                                  read_only=data["read_only"],
-                                                 expires_days=data["expires_days"])
+                                                 expires_days=data["expires_days"],
+                                                 name=data["name"])
             except DomainError as exc:
                 form.add_error(None, exc.message)
         context = {**self.admin_site.each_context(request), "title": "Issue an API token",

@@ -180,7 +180,8 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiToken
-        fields = ["id", "prefix", "user", "read_only", "expires_at", "created_by", "created_at",
+        fields = ["id", "name", "prefix", "user", "read_only", "expires_at", "created_by",
+                  "created_at",
                   "revoked_at", "revoked_by", "last_used_at", "last_used_from"]
         read_only_fields = fields
 
@@ -200,6 +201,9 @@ class IssuedTokenSerializer(ApiTokenSerializer):
 class ApiTokenInput(InputSerializer):
     user = serializers.CharField(max_length=150, required=False,
                                  help_text="the username the token acts as (default: you)")
+    name = serializers.CharField(max_length=tokens.NAME_LENGTH, required=False, default="",
+                                 allow_blank=True,
+                                 help_text="what the token is for, e.g. nightly risk export")
     read_only = serializers.BooleanField(default=False)
     expires_days = serializers.IntegerField(min_value=1, max_value=tokens.MAX_EXPIRES_DAYS,
                                             required=False, allow_null=True, default=None,
@@ -229,7 +233,8 @@ class ApiTokenViewSet(ServiceActions, mixins.ListModelMixin, mixins.RetrieveMode
                                    code="does_not_exist")
         issued = tokens.create_api_token(user=user, actor=request.user,
                                          read_only=data["read_only"],
-                                         expires_days=data["expires_days"])
+                                         expires_days=data["expires_days"],
+                                         name=data["name"])
         return Response(IssuedTokenSerializer(issued.token, context={"secret": issued.secret}).data,
                         status=status.HTTP_201_CREATED)
 

@@ -1,4 +1,5 @@
-"""The login's second step: the code (or a recovery code), and enrolment of an authenticator.
+"""The login's second step: the code (or a recovery code), and enrolment of an authenticator;
+and the page where an invited user sets their first password.
 
 The first step stays Django's LoginView at /accounts/login/ (`username`, `password`);
 `SecondFactorMiddleware` brings a session that owes its code here, keeping where it was going
@@ -11,13 +12,14 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp import login as otp_login
 
-from . import second_factor
+from . import second_factor, tenancy
 from .errors import DomainError
 
 
@@ -78,3 +80,21 @@ def otp_enrol(request: HttpRequest) -> HttpResponse:
                   {"form": form, "next": _next(request), "secret": secret,
                    "config_url": device.config_url,
                    "required": second_factor.requires_second_factor(request.user)})
+
+
+def invitation_accept(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """The link of a firm admin's invitation (`tenancy.invite_firm_user`): the invitee chooses
+    a password, then logs in (staff then enrol their authenticator at the first login)."""
+    user = tenancy.invited_user(uidb64, token)
+    if user is None:
+        return render(request, "registration/invitation.html", {"expired": True}, status=404)
+    form = SetPasswordForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenancy.accept_invitation(user=user, token=token,
+                                      password=form.cleaned_data["new_password1"])
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            return render(request, "registration/invitation_done.html", {"invitee": user})
+    return render(request, "registration/invitation.html", {"form": form, "invitee": user})

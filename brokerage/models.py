@@ -177,6 +177,9 @@ class AuditEvent(AppendOnlyRecord, models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq")]
+        # An object's events (the desk's account trail, a search by object): a few rows among
+        # millions, found without walking the firm's chain.
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_event_object")]
         ordering = ["chain", "seq"]
 
     def __str__(self) -> str:
@@ -300,6 +303,8 @@ class ApiToken(TenantModel):
                              related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="api_tokens")
+    # What the token is for ("nightly risk export"), so its admin can tell tokens apart.
+    name = models.CharField(max_length=100, blank=True, default="")
     prefix = models.CharField(max_length=16, db_index=True)
     digest = models.CharField(max_length=64, unique=True)  # sha256 hex of the whole token
     read_only = models.BooleanField(default=False)

@@ -13,13 +13,22 @@ import getpass
 from collections.abc import Collection
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import audit
-from .errors import InvalidInput, NotFound, NotPermitted
+from .errors import IllegalTransition, InvalidInput, NotFound, NotPermitted
 from .models import Firm, Membership, PlatformRole, validate_time_zone
 from .roles import STAFF_ROLES, PlatformRoleName, Role
 
@@ -271,7 +280,9 @@ def update_firm_user(*, firm: Firm, user, actor, **changes: Any):
             membership.role = Role(role)
             membership.save(update_fields=["role"])
         after = _user_snapshot(user, membership)
-        event = "user.deactivated" if before["is_active"] and not user.is_active else "user.updated"
+        event = ("user.deactivated" if before["is_active"] and not user.is_active
+                 else "user.reactivated" if user.is_active and not before["is_active"]
+                 else "user.updated")
         audit.record(firm=firm, actor=actor, event_type=event, obj=user, before=before,
                      after=after)
     return user
@@ -288,6 +299,119 @@ def set_firm_user_password(*, firm: Firm, user, actor, password: str):
         audit.record(firm=firm, actor=actor, event_type="user.password_set", obj=user,
                      after={"username": user.username})
     return user
+
+
+def invite_firm_user(*, firm: Firm, actor, username: str, role: Role | str, email: str,
+                     site_url: str, first_name: str = "", last_name: str = ""):
+    """A new user of `firm` without a password, mailed (on commit) a link to set one.
+
+    The link carries Django's password-reset token (`default_token_generator`): it expires
+    after PASSWORD_RESET_TIMEOUT and dies once a password is set (the token hashes the
+    password). `site_url` is the address the invitee opens it at (the inviting request's).
+    """
+    email = (email or "").strip()
+    if not email:
+        raise InvalidInput("an invitation needs the invitee's e-mail address", field="email")
+    with transaction.atomic():
+        user = create_firm_user(firm=firm, actor=actor, username=username, role=role,
+                                email=email, first_name=first_name, last_name=last_name)
+        audit.record(firm=firm, actor=actor, event_type="user.invited", obj=user,
+                     after={"username": user.username, "email": email, "role": str(role)})
+        _mail_invitation(firm=firm, user=user, role=str(role), actor=actor, site_url=site_url)
+    return user
+
+
+def resend_invitation(*, firm: Firm, user, actor, site_url: str):
+    """A new invitation link for a firm user who has not chosen a password yet (the first
+    expired or was lost); the earlier link still works until a password is set."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    with transaction.atomic():
+        membership = _firm_member(firm=firm, user=user)
+        user = get_user_model().objects.select_for_update().get(pk=user.pk)
+        if not user.is_active:
+            raise IllegalTransition(f"{user.username} is deactivated: reactivate them first",
+                                    field="user")
+        if user.has_usable_password():
+            raise IllegalTransition(f"{user.username} has already chosen a password",
+                                    field="user")
+        if not user.email:
+            raise InvalidInput(f"{user.username} has no e-mail address to send it to",
+                               field="email")
+        audit.record(firm=firm, actor=actor, event_type="user.invitation_resent", obj=user,
+                     after={"username": user.username, "email": user.email})
+        _mail_invitation(firm=firm, user=user, role=membership.role, actor=actor,
+                         site_url=site_url)
+    return user
+
+
+def _mail_invitation(*, firm: Firm, user, role: str, actor, site_url: str) -> None:
+    link = site_url.rstrip("/") + invitation_path(user)
+    subject = f"{firm.name}: your login to the portfolio-margin back office"
+    body = render_to_string("registration/invitation_email.txt", {
+        "firm_name": firm.name, "user": user, "role": Role(role).label, "link": link,
+        "inviter": (actor.get_full_name() or actor.username) if actor else firm.name,
+        "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)})
+    recipient = user.email
+
+    def send() -> None:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+
+    # The mail leaves only if the transaction commits (DESIGN.md: side effects on commit).
+    transaction.on_commit(send, robust=True)
+
+
+def invitation_path(user) -> str:
+    """The set-password page of `user`'s invitation (uid and a password-reset token)."""
+    return reverse("invitation-accept", kwargs={
+        "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+        "token": default_token_generator.make_token(user)})
+
+
+def invited_user(uidb64: str, token: str):
+    """The active user an invitation link names, if its token still holds; else None."""
+    try:
+        pk = int(force_str(urlsafe_base64_decode(uidb64)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    user = get_user_model().objects.filter(pk=pk, is_active=True).first()
+    if user is None or not default_token_generator.check_token(user, token):
+        return None
+    return user
+
+
+def accept_invitation(*, user, token: str, password: str):
+    """The invitee sets their own password through the link (the token checked again under
+    the row lock, so one link sets one password); recorded on their firm's chain."""
+    with transaction.atomic():
+        locked = get_user_model().objects.select_for_update().filter(
+            pk=user.pk, is_active=True).first()
+        if locked is None or not default_token_generator.check_token(locked, token):
+            raise NotPermitted("this link has expired or was already used: ask your firm "
+                               "admin for a new invitation", field="token")
+        locked.set_password(_checked_password(password, locked, field="new_password1"))
+        locked.save(update_fields=["password"])
+        audit.record(firm=firm_of(locked), actor=locked, event_type="user.invitation_accepted",
+                     obj=locked, after={"username": locked.username})
+    return locked
+
+
+def reset_second_factor(*, firm: Firm, user, actor) -> int:
+    """Forget a firm user's authenticator and recovery codes (a lost phone): staff enrol a new
+    one at their next page, a client logs in with the password alone until they enrol again.
+    Returns how many devices were removed; refused when there is none."""
+    require_tenant_actor(firm=firm, actor=actor, roles={Role.FIRM_ADMIN})
+    with transaction.atomic():
+        _firm_member(firm=firm, user=user)
+        user = get_user_model().objects.select_for_update().get(pk=user.pk)
+        devices = [(TOTPDevice, "authenticator"), (StaticDevice, "recovery codes")]
+        removed = {label: model.objects.filter(user=user).delete()[1].get(model._meta.label, 0)
+                   for model, label in devices}
+        if not any(removed.values()):
+            raise IllegalTransition(f"{user.username} has no second factor to reset",
+                                    field="user")
+        audit.record(firm=firm, actor=actor, event_type="second_factor.reset", obj=user,
+                     after={"username": user.username, "devices_removed": removed})
+    return sum(removed.values())
 
 
 # -- the platform's own users, administered by management commands ---------------------------

@@ -31,6 +31,7 @@ from .tenancy import membership_of, platform_role_of, require_tenant_actor
 TOKEN_SCHEME = "pmt_"
 PREFIX_LENGTH = 12  # "pmt_" and 8 characters of the secret: enough to tell tokens apart
 MAX_EXPIRES_DAYS = 3650
+NAME_LENGTH = 100  # ApiToken.name
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
@@ -49,7 +50,8 @@ def digest_of(secret: str) -> str:
 
 
 def _snapshot(token: ApiToken) -> dict:
-    return {"prefix": token.prefix, "user": token.user.username, "read_only": token.read_only,
+    return {"prefix": token.prefix, "name": token.name, "user": token.user.username,
+            "read_only": token.read_only,
             "expires_at": token.expires_at, "revoked_at": token.revoked_at}
 
 
@@ -61,7 +63,7 @@ def _os_user() -> str:
 
 
 def create_api_token(*, user, actor, read_only: bool = False,
-                     expires_days: int | None = None) -> IssuedToken:
+                     expires_days: int | None = None, name: str = "") -> IssuedToken:
     """A new token for `user`, created by the system (``actor=None``, the management
     command) or, for a member of a firm, by that firm's admin. A platform user's token has no
     firm and is the system's to issue. The secret is in the result only."""
@@ -73,11 +75,15 @@ def create_api_token(*, user, actor, read_only: bool = False,
                            "(manage.py create_api_token)", field="user")
     if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
         raise InvalidInput(f"between 1 and {MAX_EXPIRES_DAYS} days", field="expires_days")
+    name = (name or "").strip()
+    if len(name) > NAME_LENGTH:
+        raise InvalidInput(f"at most {NAME_LENGTH} characters", field="name")
     secret = TOKEN_SCHEME + secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
         token = ApiToken.cross_firm.for_compliance(reason="a token of the member's own firm").create(
-            firm=firm, user=user, prefix=secret[:PREFIX_LENGTH], digest=digest_of(secret),
+            firm=firm, user=user, name=name, prefix=secret[:PREFIX_LENGTH],
+            digest=digest_of(secret),
             read_only=read_only,
             expires_at=now + timedelta(days=expires_days) if expires_days else None,
             created_by=actor if actor is not None and actor.pk else None)

@@ -42,6 +42,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/otp/", login_views.otp_verify, name="otp-verify"),
     path("accounts/otp/enrol/", login_views.otp_enrol, name="otp-enrol"),
+    path("accounts/invitation/<str:uidb64>/<str:token>/", login_views.invitation_accept,
+         name="invitation-accept"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("", include("operations.urls")),  # /healthz, /readyz, /metrics (issue 17)

@@ -36,6 +36,8 @@ from brokerage.roles import STAFF_ROLES, PlatformRoleName, Role
 from brokerage.scope import firm_scope
 from brokerage.second_factor import base32_secret, issue_authenticator
 from brokerage.tenancy import create_firm, create_firm_user, create_platform_user
+from eligibility import services as eligibility
+from eligibility.models import Application
 from margin import business_days
 from margin import services as risk_parameters
 from margin.calls.issuance import close_of_day
@@ -180,6 +182,7 @@ def seed(*, write: Write) -> None:
             load(today=timezone.localdate())
     compute_margin(write=write)
     margin_calls(write=write)
+    pm_application(write=write)
     # Every chain's head, signed and anchored outside the database (AUDIT_ANCHOR_DIR).
     heads = audit.checkpoint_all(reason="seed_demo")
     write(f"Audit trail: {len(heads)} chains checkpointed in {settings.AUDIT_ANCHOR_DIR}.")
@@ -198,6 +201,8 @@ def load(*, today: date) -> None:
             if slug == "bluewater":
                 stricter_crypto_haircuts(firm=firm, proposer=staff["bluewater.risk1"],
                                          approver=staff["bluewater.risk2"])
+            else:
+                wider_house_stress(firm=firm, proposer=staff["northwind.risk2"])
             open_books(firm=firm, firm_index=firm_index, admin=admin, listing=listing,
                        today=today, rng=rng)
     price_market(listing=listing, today=today)
@@ -318,6 +323,16 @@ def stricter_crypto_haircuts(*, firm: Firm, proposer, approver) -> None:
             "other": [[1000000, 0.40], [10000000, 0.60], [None, 0.80]]}}},
         reason="house view: crypto haircuts twice the platform default")
     risk_parameters.approve_parameters(proposal=proposal, actor=approver, reason="agreed")
+
+
+def wider_house_stress(*, firm: Firm, proposer) -> None:
+    """Northwind's pending change (issue 19): its second risk officer proposes a wider house
+    stress range and concentration move; it waits on the desk for a second person, and until
+    then the platform's values stay in force."""
+    risk_parameters.propose_parameters(
+        firm=firm, actor=proposer,
+        overrides={"house": {"stress_range": 0.30, "concentration": {"top_move": 0.35}}},
+        reason="after the quarterly review: single-name moves of 30 % in the stress test")
 
 
 def open_books(*, firm: Firm, firm_index: int, admin, listing: Listing, today: date,
@@ -467,7 +482,8 @@ def margin_calls(*, write: Write) -> None:
     valuations just computed are judged as of that session, which issues the calls the books
     call for (NO100013's PM deficiency and minimum-equity deficiency, with their due dates);
     Northwind's history adds a maintenance call of an earlier close that nobody met (overdue
-    at this close) and one a deposit met (``call_history``). The session's end-of-day run is
+    at this close, with a plan a risk officer proposed), one a deposit met and one still
+    running (``call_history``). The session's end-of-day run is
     left to beat or to `manage.py run_end_of_day` (after a price drop, say), which values the
     books again for that close and updates the calls. A second seed changes nothing."""
     now = timezone.now()
@@ -480,17 +496,36 @@ def margin_calls(*, write: Write) -> None:
                 call_history(firm=firm, session=session, calendar=calendar)
         close_of_day(firm=firm, session=session)
         with firm_scope(firm):
+            if firm.slug == "northwind":
+                plan_for_overdue_call(firm=firm)
             open_calls = MarginCall.objects.filter(status__in=MarginCall.OPEN_STATES)
             listed = ", ".join(f"{c.account.number} {c.kind} ${c.amount_due:,} due {c.due_date}"
                                for c in open_calls.select_related("account").order_by("due_date"))
         write(f"Margin calls at {firm.name}'s close of {session}: {listed or 'none'}")
 
 
+def pm_application(*, write: Write) -> None:
+    """Issue 19's story: `northwind.applicant` ($180,000, options level 4, the PM disclosure
+    signed) applies for portfolio margin from the portal once the book is valued; the
+    application waits on the desk for `northwind.risk1` to review it and `northwind.risk2` to
+    approve it (four eyes). A second seed leaves it as it is."""
+    firm = Firm.objects.get(slug="northwind")
+    with firm_scope(firm):
+        applicant = Membership.objects.get(user__username="northwind.applicant").user
+        account = Account.objects.get(client__portal_user=applicant)
+        if not Application.objects.filter(account=account).exists():
+            eligibility.create_application(account=account, actor=applicant, submit=True)
+        application = Application.objects.filter(account=account).latest("created_at")
+    write(f"Portfolio-margin application #{application.pk} for {account.number}: "
+          f"{application.get_state_display().lower()}")
+
+
 def call_history(*, firm: Firm, session: date, calendar: str) -> None:
     """Northwind's earlier calls, issued by the close itself on books really short: NO100002's
     client withdrew cash below its Reg T maintenance requirement, and the close 16 sessions ago
     issued a maintenance call nobody met (due in 15 business days: overdue now); NO100001 went
-    short the same way, the close 10 sessions ago called it and a deposit met it. The demo's
+    short the same way, the close 10 sessions ago called it and a deposit met it; NO100009,
+    called 2 sessions ago, has its call still running. The demo's
     market is one state: the valuation on record stands for those earlier closes."""
     desk = Membership.objects.get(user__username="northwind.desk").user
     overdue = _short_by(firm, "NO100002", Decimal("5000.00"), desk)
@@ -503,6 +538,26 @@ def call_history(*, firm: Firm, session: date, calendar: str) -> None:
     book.post_ledger_entry(account=met, kind="deposit", amount=call.amount_due, actor=desk,
                            memo=f"wire for margin call #{call.pk}")
     recompute_accounts(firm.pk, [met.pk])
+    # NO100009 went short two sessions ago: a maintenance call still running, which the desk
+    # may ask to extend (issue 19's walk) before it is due.
+    running = _short_by(firm, "NO100009", Decimal("1800.00"), desk)
+    close_of_day(firm=firm, session=business_days.business_days_before(session, 2, calendar),
+                 account_ids=[running.pk])
+
+
+def plan_for_overdue_call(*, firm: Firm) -> None:
+    """NO100002's overdue call gets its suggested liquidation plan, proposed by a risk officer
+    so that the margin desk (a second person) can approve it: "log in as the margin desk and
+    see the overdue call first with its plan" (issue 19). Once: a second seed keeps it."""
+    from margin.liquidation.services import propose_plan
+    from margin.models import LiquidationPlan
+
+    overdue = MarginCall.objects.filter(account__number="NO100002", kind="maintenance",
+                                        status=MarginCall.Status.OVERDUE).first()
+    if overdue is None or LiquidationPlan.objects.filter(call=overdue).exists():
+        return
+    propose_plan(actor=Membership.objects.get(user__username="northwind.risk1").user,
+                 call=overdue)
 
 
 def _short_by(firm: Firm, number: str, shortfall: Decimal, desk) -> Account:

@@ -119,10 +119,14 @@ def _one_of_allowed(rule: str, seen: str, allowed: list[str], source: str, *, el
     return RuleOutcome(rule, ok, seen, ", ".join(allowed), sentence, source)
 
 
+MARGIN_TYPE_WORDS = {"reg_t": "Reg T", "cash": "cash", "portfolio_margin": "portfolio"}
+
+
 def _margin_type(client, account, equity, rules, purpose) -> RuleOutcome:
     return _one_of_allowed(
         "margin_type", account.margin_type, list(rules.allowed_margin_types), FINRA_PM,
-        eligible=f"The account is a {account.margin_type} margin account, which may convert.",
+        eligible=f"The account is a {MARGIN_TYPE_WORDS.get(account.margin_type, account.margin_type)}"
+                 " margin account, which may convert.",
         refused={"cash": "A cash account cannot move to portfolio margin: it needs a margin "
                          "agreement (Reg T) first.",
                  "portfolio_margin": "The account is already on portfolio margin."},

@@ -476,8 +476,12 @@ def submit_application(*, application: Application, actor, today: date | None = 
 
 
 def review_application(*, application: Application, reviewer, recommendation: str,
-                       notes: str = "") -> Application:
-    """Submitted -> under review: a risk officer records a recommendation."""
+                       notes: str = "", expected_version: int | None = None) -> Application:
+    """Submitted -> under review: a risk officer records a recommendation.
+
+    `expected_version`: the application's version the reviewer read (the desk's form carries
+    it): a review of an application that moved since (resubmitted after going stale, say) is
+    refused, since what the reviewer judged is not what would be recorded."""
     _require_role(reviewer, application.firm, REVIEWER_ROLES, "review an application")
     if recommendation not in Application.Recommendation.values:
         raise InvalidRequest(f"{recommendation!r} is not one of "
@@ -487,6 +491,10 @@ def review_application(*, application: Application, reviewer, recommendation: st
         raise InvalidRequest("a recommendation to reject says why", field="notes")
     with transaction.atomic():
         locked, before = _lock_for(application, "review")
+        if expected_version is not None and expected_version != locked.version:
+            raise Conflict(f"application #{locked.pk} changed since you read it (version "
+                           f"{locked.version}, not {expected_version}): read it again",
+                           field="version")
         judged = _judge(locked, stage=Evaluation.Stage.REVIEW, actor=reviewer)
         inputs = {"client": judged.facts.client.fingerprint(),
                   "equity": str(judged.facts.equity.amount),

@@ -24,4 +24,6 @@ urlpatterns = [
     path("accounts/<str:number>/calls/", views.portal_calls, name="portal-calls"),
     path("accounts/<str:number>/history/", views.portal_history, name="portal-history"),
     path("accounts/<str:number>/what-if/", views.portal_what_if, name="portal-what-if"),
+    path("accounts/<str:number>/distance/", views.portal_distance, name="portal-distance"),
+    path("accounts/<str:number>/portfolio-margin/", views.portal_pm, name="portal-pm"),
 ]

@@ -11,22 +11,32 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import Account, Instrument
+from accounts.models import Account, Instrument, RiskDisclosure
+from accounts.services import acknowledge_disclosure, deliver_disclosure
+from brokerage.errors import DomainError
 from brokerage.scope import current_firm_or_none
+from eligibility.evaluation import evaluate_account
+from eligibility.models import Application, Evaluation, RuleSet
+from eligibility.rules import DEFAULTS, PM_DISCLOSURE_DOCUMENT
+from eligibility.services import create_application
 from margin.calls.models import CallNotice, MarginCall, Restriction
+from margin.contribution import contributions, contributions_under
+from margin.distance import DistanceToCall, distance_to_call
+from margin.engine.distance import PRESETS
 from margin.explain import explained_result
 from margin.market_history import SYNTHETIC_FLAG
 from margin.models import AccountMargin, MarginSnapshot, PriceObservation
 from margin.pretrade import REG_T_STOCK_RATE, Order, Unvalued, check
 from margin.snapshots import latest_snapshot
 
-from .charts import history_chart, move_in_words, risk_array_chart
+from .charts import excess_chart, history_chart, move_in_words, move_percent, risk_array_chart
 
 HISTORY_POINTS = 250
 
@@ -102,13 +112,21 @@ def _buying_power(account: Account, excess: Decimal | None) -> Decimal | None:
     return max(excess, Decimal(0)) / rate
 
 
-@login_required
-def portal_account(request: HttpRequest, number: str) -> HttpResponse:
-    account = _account(request, number)
+def account_overview(account: Account) -> dict:
+    """The overview's figures as the client reads them (the portal's account page; the desk's
+    360 view shows the same context): the current margin row, else the latest snapshot."""
     current = AccountMargin.objects.filter(account=account).select_related("snapshot").first()
     snapshot = (current.snapshot if current and current.snapshot_id else None) \
         or latest_snapshot(account)
     positions, prices = _positions(snapshot)
+    contribution_of, contribution_problem = {}, ""
+    try:
+        _, contribution_of = contributions(account)
+    except Unvalued as exc:
+        contribution_problem = f"Each position's contribution cannot be valued now: {exc}"
+    for row in positions:
+        found = contribution_of.get(row["instrument"].pk) if row["instrument"] else None
+        row["contribution"] = found.change if found else None
     reg_t = snapshot.regt_maintenance if snapshot else None
     pm_requirement = snapshot.requirement if snapshot and account.margin_type == \
         Account.MarginType.PORTFOLIO_MARGIN else (snapshot.pm_requirement if snapshot else None)
@@ -132,8 +150,49 @@ def portal_account(request: HttpRequest, number: str) -> HttpResponse:
                           and SYNTHETIC_FLAG in (snapshot.history.get("flags") or ())),
         "price_sources": sorted({p.get_source_display() for p in prices}),
         "prices_as_of": max((p.observed_at for p in prices), default=None),
+        "contribution_problem": contribution_problem,
     }
-    return _page(request, "portal/account.html", account, "overview", **context)
+    distance, context["distance_problem"] = _distance_or_error(account)
+    context["distance_sentences"] = distance_sentences(distance)
+    context["pm_case"] = _pm_case(account, snapshot, positions, distance)
+    return context
+
+
+@login_required
+def portal_account(request: HttpRequest, number: str) -> HttpResponse:
+    account = _account(request, number)
+    return _page(request, "portal/account.html", account, "overview",
+                 **account_overview(account))
+
+
+def _pm_case(account: Account, snapshot: MarginSnapshot | None, positions: list[dict],
+             distance: DistanceToCall | None) -> dict | None:
+    """The overview's answer for a Reg T client weighing portfolio margin (issue 18, "tried
+    as a new user"): what portfolio margin would need as a fraction of Reg T, the scenario
+    that drives it (the PM block's driver, from the latest valuation's recorded inputs),
+    how far the book could move under portfolio margin before a call, and what closing each
+    option would do (its contribution; the what-if shows the whole effect)."""
+    if (snapshot is None or account.margin_type == Account.MarginType.PORTFOLIO_MARGIN
+            or not snapshot.regt_maintenance or snapshot.pm_requirement is None):
+        return None
+    result = explained_result(snapshot)
+    driver = ((result.get("portfolio_margin") or {}).get("driver") or {})
+    under_pm, _ = _distance_or_error(account, basis=Account.MarginType.PORTFOLIO_MARGIN)
+    try:
+        under_pm_change = contributions_under(account, Account.MarginType.PORTFOLIO_MARGIN)
+    except Unvalued:
+        under_pm_change = {}
+    options = [{**p, "change_under_pm": under_pm_change.get(p["instrument"].pk)}
+               for p in positions if p["instrument"] and p["instrument"].is_option
+               and p.get("contribution") is not None]
+    return {
+        "pm_requirement": snapshot.pm_requirement, "reg_t": snapshot.regt_maintenance,
+        "fraction": snapshot.pm_requirement / snapshot.regt_maintenance,
+        "driver_words": move_in_words(driver["product_group"], driver["point"])
+        if driver else "",
+        "sentences_under_pm": distance_sentences(under_pm),
+        "options": options,
+    }
 
 
 def _synthetic(result: dict) -> bool:
@@ -246,3 +305,166 @@ def portal_what_if(request: HttpRequest, number: str) -> HttpResponse:
                 errors = [f"the book cannot be valued now: {exc}"]
     return _page(request, "portal/what_if.html", account, "what_if", held=held,
                  outcome=outcome, errors=errors, form=request.GET)
+
+
+# Distance to a call ----------------------------------------------------------------------------
+
+#: the preset a page shows first: the market down 10 %
+DEFAULT_PRESET = -0.10
+
+
+def _preset(raw: str | None) -> tuple[float, list[str]]:
+    """The preset move the form picked (a whole percent among PRESETS), or the default with
+    an error naming what was wrong."""
+    if raw in (None, ""):
+        return DEFAULT_PRESET, []
+    choices = {f"{round(m * 100):d}": m for m in PRESETS}
+    if raw not in choices:
+        listed = ", ".join(f"{k} %" for k in choices)
+        return DEFAULT_PRESET, [f"move: choose one of {listed}, not {raw!r}"]
+    return choices[raw], []
+
+
+def distance_sentences(distance: DistanceToCall | None) -> list[str]:
+    """The overview's lines: "AAPL can fall 23.4 % before a call" per underlying (the nearer
+    direction when only a rise would call it), and the whole market's."""
+    if distance is None:
+        return []
+    if distance.in_deficit:
+        return ["The account is in deficit now: any move is already a call until it is met."]
+    lines = []
+    rows = distance.underlyings + ([distance.market] if len(distance.underlyings) > 1 else [])
+    for row in rows:
+        name = row.group or "The whole market"
+        limit = f"{distance.limit * 100:.0f} %"
+        if row.down.found and abs(row.down.move) < 1e-12:
+            lines.append(f"{name}: any fall brings a call (the account is at its requirement "
+                         "now).")
+        elif row.down.found:
+            lines.append(f"{name} can fall {abs(row.down.move) * 100:.1f} % before a call.")
+        elif row.up.found:
+            lines.append(f"{name} can rise {row.up.move * 100:.1f} % before a call "
+                         f"(no fall within {limit} calls it).")
+        else:
+            lines.append(f"No move of {name if row.group else 'the whole market'} within "
+                         f"±{limit} brings a call.")
+    return lines
+
+
+def _direction_words(direction, limit: float) -> str:
+    if direction.found and abs(direction.move) < 1e-12:
+        return "any (at the requirement now)"
+    if direction.found:
+        return move_percent(direction.move)
+    return f"none within {'−' if direction.direction < 0 else '+'}{limit * 100:.0f} %"
+
+
+def _distance_or_error(account: Account, **kwargs) -> tuple[DistanceToCall | None, str]:
+    try:
+        return distance_to_call(account, **kwargs), ""
+    except Unvalued as exc:
+        return None, f"The book cannot be valued at moved prices now: {exc}"
+
+
+@login_required
+def portal_distance(request: HttpRequest, number: str) -> HttpResponse:
+    account = _account(request, number)
+    move, errors = _preset(request.GET.get("move"))
+    distance, problem = _distance_or_error(account)
+    chart, picked = None, None
+    if distance is not None:
+        picked = next((s for s in distance.stressed if abs(s.move - move) < 1e-9), None)
+        curve = [(m, float(e)) for d in (distance.market.down, distance.market.up)
+                 for m, e in d.curve]
+        crossings = [d.move for d in (distance.market.down, distance.market.up) if d.found]
+        chart = excess_chart(curve, crossings,
+                             (picked.move, float(picked.excess)) if picked else None)
+    rows = []
+    if distance is not None:
+        listed = distance.underlyings + ([distance.market] if len(distance.underlyings) > 1
+                                         else [])
+        for row in listed:
+            rows.append({"label": row.label, "whole_market": row.group is None,
+                         "down": _direction_words(row.down, distance.limit),
+                         "up": _direction_words(row.up, distance.limit)})
+    presets = [{"value": f"{round(m * 100):d}", "label": move_percent(m, 0),
+                "selected": abs(m - move) < 1e-9} for m in PRESETS]
+    return _page(request, "portal/distance.html", account, "distance", distance=distance,
+                 problem=problem, errors=errors, chart=chart, picked=picked, presets=presets,
+                 rows=rows, stressed=[{"move": move_percent(s.move, 0), "row": s,
+                                       "picked": s is picked}
+                                      for s in (distance.stressed if distance else [])],
+                 sentences=distance_sentences(distance))
+
+
+# Portfolio-margin application --------------------------------------------------------------------
+
+def _pm_disclosure(account: Account) -> RiskDisclosure | None:
+    return (RiskDisclosure.objects.filter(client_id=account.client_id,
+                                          document=PM_DISCLOSURE_DOCUMENT)
+            .order_by("-delivered_at", "-id").first())
+
+
+def _rule_set_to_judge(account: Account) -> RuleSet:
+    """The firm's active rule set; before the firm has adopted one, the house defaults it
+    would adopt, unsaved (a page read writes nothing: submission adopts them through
+    ``eligibility.services``)."""
+    return RuleSet.objects.filter(status=RuleSet.Status.ACTIVE).first() or RuleSet(
+        firm=account.firm, version=0, **DEFAULTS)
+
+
+@login_required
+def portal_pm(request: HttpRequest, number: str) -> HttpResponse:
+    """The portfolio-margin application: the eligibility check rule by rule in words, the
+    risk disclosure to read and acknowledge, submission, status and decision. Writes go
+    through the existing services (``accounts.services.acknowledge_disclosure`` /
+    ``deliver_disclosure``, ``eligibility.services.create_application``); a refusal is shown
+    in its own words and changes nothing (POST, then redirect)."""
+    account = _account(request, number)
+    if request.method == "POST":
+        _pm_post(request, account)
+        return redirect("portal-pm", number=account.number)
+    applications = list(Application.objects.filter(account=account)
+                        .order_by("-created_at", "-id"))
+    live = next((a for a in applications if a.state in Application.LIVE_STATES), None)
+    latest = applications[0] if applications else None
+    evaluation = (Evaluation.objects.filter(application=latest)
+                  .order_by("-evaluated_at", "-id").first() if latest else None)
+    result, _ = evaluate_account(account, _rule_set_to_judge(account))
+    disclosure = _pm_disclosure(account)
+    return _page(request, "portal/pm.html", account, "pm", result=result,
+                 rules=[{"label": o.rule.replace("_", " ").capitalize().replace("Pm ", "PM "),
+                         "outcome": o}
+                        for o in result.outcomes], disclosure=disclosure,
+                 acknowledged=bool(disclosure and disclosure.acknowledged_at),
+                 applications=applications, live=live, latest=latest, evaluation=evaluation,
+                 may_apply=account.margin_type != Account.MarginType.PORTFOLIO_MARGIN
+                 and live is None and account.status != Account.Status.CLOSED)
+
+
+def _pm_post(request: HttpRequest, account: Account) -> None:
+    action = request.POST.get("action")
+    try:
+        if action == "acknowledge":
+            if request.POST.get("read") != "yes":
+                messages.error(request, "read: tick the box to confirm you have read the "
+                                        "disclosure; nothing was recorded.")
+                return
+            disclosure = _pm_disclosure(account)
+            if disclosure is not None and disclosure.acknowledged_at is None:
+                acknowledge_disclosure(disclosure=disclosure, actor=request.user)
+            elif disclosure is None:
+                # shown on this page, so delivered now, and signed at the same moment
+                deliver_disclosure(client=account.client, document=PM_DISCLOSURE_DOCUMENT,
+                                   actor=request.user, acknowledged=True)
+            messages.success(request, "Your acknowledgement of the portfolio-margin risk "
+                                      "disclosure is recorded.")
+        elif action == "apply":
+            application = create_application(account=account, actor=request.user,
+                                             submit=True)
+            messages.success(request, f"Application #{application.pk} is submitted; the "
+                                      "firm's risk desk reviews it next.")
+        else:
+            messages.error(request, "action: acknowledge or apply; nothing was changed.")
+    except DomainError as exc:
+        messages.error(request, f"Nothing was changed: {exc}")

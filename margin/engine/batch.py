@@ -84,7 +84,35 @@ class ChunkFigures:
 
 def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
     """The portfolio-margin figures of every account the batch covers (module docstring)."""
+    prepared = prepare_chunk(book, params)
     n = book.n_accounts
+    figures = ChunkFigures(prepared.held, prepared.refused, np.zeros(n), np.zeros(n),
+                           np.zeros(n))
+    if prepared.chunk is None:
+        figures.house_requirement = np.zeros(n)
+        figures.requirement = np.zeros(n)
+        figures.risk_arrays = [{} for _ in range(n)]
+        return figures
+    prepared.chunk.fill(figures)
+    return figures
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """A chunk's book on its valued universe, before any grid is priced: which accounts the
+    batch covers (``held``), the contracts the valuation refused, and the chunk's structure
+    (None when no account is covered). The firm-wide simulator (``margin.engine.shock``)
+    revalues it at shifted prices without building it again."""
+
+    held: np.ndarray
+    refused: dict[int, EngineInputError]
+    chunk: _Chunk | None
+
+
+def prepare_chunk(book: ChunkBook, params: ParameterSet) -> PreparedChunk:
+    """The universe valued once and the chunk's structure built (``value_chunk``'s first half):
+    contracts the batch does not cover, or the valuation refuses, leave their holders to the
+    calculator."""
     universe = book.universe
     covered = _covered_contracts(universe)
     if set(universe.house or {}) - BATCH_HOUSE:
@@ -110,14 +138,8 @@ def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
             contract = int(match.group(1))
             refused[contract] = exc
             covered[contract] = False
-    figures = ChunkFigures(held, refused, np.zeros(n), np.zeros(n), np.zeros(n))
-    if run is None:
-        figures.house_requirement = np.zeros(n)
-        figures.requirement = np.zeros(n)
-        figures.risk_arrays = [{} for _ in range(n)]
-        return figures
-    _Chunk(book, held, index, run, valued).fill(figures)
-    return figures
+    chunk = _Chunk(book, held, index, run, valued) if run is not None else None
+    return PreparedChunk(held, refused, chunk)
 
 
 def _covered_contracts(universe: Portfolio) -> np.ndarray:

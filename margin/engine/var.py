@@ -578,10 +578,10 @@ def named_scenarios() -> dict[str, dict[str, Any]]:
     return json.loads(_stress_text())["scenarios"]
 
 
-def _scenario_moves(portfolio: Portfolio, i: int, scenario: Any,
-                    named: dict[str, dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
-    """(price move, vol shift) per underlying symbol of one requested scenario."""
-    unds = portfolio.underlyings
+def scenario_moves(unds: dict[str, Any], i: int, scenario: Any,
+                   named: dict[str, dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
+    """(price move, vol shift) per underlying symbol of one requested scenario (``unds``: the
+    underlyings by symbol; the firm-wide simulator, ``shock``, applies them to every book)."""
     moves_in = dict(getattr(scenario, "moves", None) or {})
     name = getattr(scenario, "name", None)
     price: dict[str, float] = {}
@@ -632,7 +632,7 @@ def calculate_stress_block(portfolio: Portfolio, params: ParameterSet,
     base = option_base_values(s, rate) if len(s) else np.zeros(0)
     s.base = base
     for i, scenario in enumerate(portfolio.stress):
-        price, vol = _scenario_moves(portfolio, i, scenario, named)
+        price, vol = scenario_moves(portfolio.underlyings, i, scenario, named)
         moves = np.array([[price[x] for x in syms]])
         pnl = 0.0
         if len(s):

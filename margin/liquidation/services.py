@@ -42,7 +42,10 @@ from ..models import MarginSnapshot
 from .models import LiquidationPlan
 
 APPROVAL_KIND = "liquidation_plan"
-APPROVER_ROLES = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER})
+#: Who may approve a plan someone else proposed: the margin desk works the overdue call and
+#: approves its plan as the second person (issue 19: "the desk ... approves a plan proposed by
+#: someone else"), beside the firm's admins and risk officers; four eyes still applies.
+APPROVER_ROLES = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.MARGIN_DESK})
 K, S = MarginCall.Kind, MarginCall.Status
 PLANNED_STATES = (S.OVERDUE, S.LIQUIDATION_PENDING)
 
@@ -53,7 +56,8 @@ class PlanError(InvalidInput):
 
 def _require(actor, firm, roles, doing: str) -> None:
     if actor is None or firm_of(actor) != firm or role_of(actor) not in roles:
-        raise NotPermitted(f"only the firm's {'staff' if roles is STAFF_ROLES else 'admins and risk officers'} may {doing}")
+        who = "staff" if roles is STAFF_ROLES else "admins, risk officers and margin desk"
+        raise NotPermitted(f"only the firm's {who} may {doing}")
 
 
 def policy_costs(policy: CallPolicy) -> engine.Costs:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from brokerage.scope import firm_scope
-from tests.api.endpoints import ADMIN, DESK, _call
+from tests.api.endpoints import ADMIN, COMPLIANCE, DESK, _call
 from tests.api.test_matrix import bearer, footprint
 from tests.api_body import the_error
 from tests.factories import value_each_firms_account
@@ -24,9 +24,10 @@ def test_a_role_that_may_not_approve_a_plan_is_refused_before_the_plan_s_state_i
         call.refresh_from_db()
         assert propose_plan(actor=fw.users[DESK.value], call=call).outcome == "not_needed"
     url = f"/api/v1/margin-calls/{call.pk}/liquidation-plan/approve/"
-    desk, admin = bearer(fw.users[DESK.value]), bearer(fw.users[ADMIN.value])
+    # compliance never approves a plan (the admins, risk officers and margin desk do)
+    compliance, admin = bearer(fw.users[COMPLIANCE.value]), bearer(fw.users[ADMIN.value])
     before = footprint()
-    refused = desk.post(url, {}, content_type="application/json")
+    refused = compliance.post(url, {}, content_type="application/json")
     assert refused.status_code == 403, refused.content
     assert the_error(refused)["code"] == "not_permitted"
     etag = admin.get(url.removesuffix("approve/"))["ETag"]

@@ -91,6 +91,19 @@ def test_a_firm_admin_creates_a_token_and_sees_its_secret_once(world, admin_a, d
     assert audit.verify_chain(audit.chain_key(world.firm_a)) is None
 
 
+def test_a_token_carries_the_name_of_what_it_is_for(world, admin_a, desk_a):
+    created = issue(admin_a, {"user": desk_a.username, "name": "  nightly risk report "})
+    assert created["name"] == "nightly risk report"
+    listed = logged_in(admin_a).get(TOKENS).json()["results"]
+    assert [t["name"] for t in listed] == ["nightly risk report"]
+    [event] = token_events(world.firm_a, "api_token.created")
+    assert event.after["name"] == "nightly risk report"
+    too_long = logged_in(admin_a).post(TOKENS, {"user": desk_a.username, "name": "x" * 101},
+                                       content_type="application/json")
+    assert too_long.status_code == 400 and the_error(too_long)["field"] == "name"
+    assert all_tokens().count() == 1
+
+
 def test_a_token_for_yourself_by_default(admin_a):
     assert issue(admin_a, {})["user"] == admin_a.username
 

@@ -77,11 +77,12 @@ def test_an_overdue_call_gets_a_plan_a_second_person_approves(client) -> None:
         assert _engine_after(stored) < equity
         assert AuditEvent.objects.filter(event_type="liquidation_plan.proposed").exists()
 
-    # the proposer never approves (four eyes); the desk may propose but not approve
+    # the proposer never approves (four eyes); compliance does not approve plans (the margin
+    # desk, the admins and the risk officers do, issue 19)
     refused = decide(client, url + "approve/", {}, content_type="application/json")
     assert refused.status_code == 403, refused.content
     client.logout()
-    _login(client, "northwind.desk")
+    _login(client, "northwind.compliance")
     assert decide(client, url + "approve/", {}, content_type="application/json").status_code == 403
     client.logout()
     # another firm's call is a 404

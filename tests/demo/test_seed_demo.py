@@ -119,10 +119,11 @@ def _margin_calls_story(client, northwind: Firm) -> None:
     # issued by earlier closes on books a withdrawal left short: one unmet, one met by a deposit
     assert calls["NO100002", "maintenance"].status == "overdue"
     assert calls["NO100001", "maintenance"].status == "met"
+    assert calls["NO100009", "maintenance"].status == "issued"
     _login(client, "northwind.desk")
     listed = client.get("/api/v1/margin-calls/", {"status": ["issued", "overdue"]}).json()
     dues = [c["due_date"] for c in listed["results"]]
-    assert dues == sorted(dues) and len(dues) == 3
+    assert dues == sorted(dues) and len(dues) == 4  # NO100009's running call too (issue 19)
     warned = client.get("/api/v1/accounts/NO100021/margin").json()["warnings"]
     assert [w["kind"] for w in warned] == ["health_factor"]
     client.logout()
@@ -206,19 +207,18 @@ def test_the_demo_tells_every_story(client) -> None:
     assert eth_row("northwind", "NO100020")["stressed_loss"] == 1800.0  # 5 % of $36,000
     assert eth_row("bluewater", "BL100020")["stressed_loss"] == 3600.0  # 10 %
 
-    # -- issue 5: the $180,000 options-level-4 applicant applies; four eyes decide
+    # -- issue 5: the $180,000 options-level-4 applicant applied (the seed submits it from the
+    # portal, issue 19: it waits on the desk); four eyes decide
     northwind = Firm.objects.get(slug="northwind")
     with firm_scope(northwind):
         applicant = Client.objects.get(portal_user__username="northwind.applicant")
         account = Account.objects.get(client=applicant)
     assert account.margin_type == "reg_t"
     _login(client, "northwind.applicant")
-    made = client.post("/api/v1/applications/", {"account": account.pk, "submit": True},
-                       content_type="application/json")
-    assert made.status_code == 201, made.json()
-    app_id = made.json()["id"]
-    assert made.json()["state"] == "submitted"
-    assert made.json()["latest_evaluation"]["passed"] is True
+    (made,) = client.get("/api/v1/applications/").json()["results"]
+    app_id = made["id"]
+    assert made["state"] == "submitted" and made["account"] == account.pk
+    assert made["latest_evaluation"]["passed"] is True
     client.logout()
 
     _login(client, "northwind.risk1")

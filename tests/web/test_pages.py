@@ -20,7 +20,7 @@ from web.templatetags.money import format_money
 
 pytestmark = pytest.mark.django_db
 MINUS = "\u2212"
-PAGES = ["", "why/", "calls/", "history/", "what-if/"]
+PAGES = ["", "why/", "calls/", "history/", "what-if/", "distance/", "portfolio-margin/"]
 
 
 @pytest.fixture

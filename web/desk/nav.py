@@ -22,10 +22,15 @@ _ALL = frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.MARGIN_DESK, Role.COM
 
 SECTIONS: tuple[Section, ...] = (
     Section("desk-home", "Home", _ALL),
+    Section("desk-approvals", "Approvals",
+            frozenset({Role.FIRM_ADMIN, Role.RISK_OFFICER, Role.COMPLIANCE})),
+    Section("desk-calls", "Margin calls", _ALL),
+    Section("desk-accounts", "Accounts", _ALL),
+    Section("desk-risk", "Firm risk",
+            frozenset({Role.RISK_OFFICER, Role.MARGIN_DESK, Role.FIRM_ADMIN})),
     # The trail's readers (brokerage.api_views.TRAIL_READERS) and the risk officer, for the
     # daily margin record and report (web/desk/compliance/views.py SECTION_ROLES).
     Section("desk-compliance", "Compliance",
             frozenset({Role.COMPLIANCE, Role.FIRM_ADMIN, Role.RISK_OFFICER})),
-    # Each section's line is added with its pages (order: approvals, calls, accounts, risk,
-    # compliance, staff).
+    Section("desk-staff", "Staff", frozenset({Role.FIRM_ADMIN})),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django import template
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from web.desk.nav import SECTIONS
@@ -30,8 +30,5 @@ def desk_sections(context) -> list[dict]:
 def account_link(account) -> str:
     """The account's number linked to its 360 page on the desk (every section links accounts
     this way)."""
-    try:
-        return format_html('<a href="{}">{}</a>', reverse("desk-account", args=[account.number]),
-                           account.number)
-    except NoReverseMatch:  # until the accounts section is mounted (issue 19's merge removes this)
-        return account.number
+    return format_html('<a href="{}">{}</a>', reverse("desk-account", args=[account.number]),
+                       account.number)

@@ -1,6 +1,6 @@
 """Create an API token for a firm member and print it, once (only its sha256 is stored).
 
-    manage.py create_api_token USERNAME [--read-only] [--expires-days N]
+    manage.py create_api_token USERNAME [--read-only] [--expires-days N] [--name TEXT]
 
 The token acts as USERNAME, with that user's role in that user's firm; it is sent as
 ``Authorization: Bearer <token>``. Its creation is audited on the firm's chain (the actor is
@@ -26,6 +26,7 @@ class Command(BaseCommand):
                             help="the token may only read (GET, HEAD, OPTIONS)")
         parser.add_argument("--expires-days", type=int, default=None,
                             help=f"days until it expires (1-{MAX_EXPIRES_DAYS}); default never")
+        parser.add_argument("--name", default="", help="what the token is for")
 
     def handle(self, *args, **options) -> None:
         user = get_user_model().objects.filter(username=options["username"]).first()
@@ -33,7 +34,8 @@ class Command(BaseCommand):
             raise CommandError(f"no user {options['username']!r}")
         try:
             issued = create_api_token(user=user, actor=None, read_only=options["read_only"],
-                                      expires_days=options["expires_days"])
+                                      expires_days=options["expires_days"],
+                                      name=options["name"])
         except DomainError as exc:
             raise CommandError(str(exc)) from None
         token = issued.token
