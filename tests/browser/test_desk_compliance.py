@@ -17,11 +17,14 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from brokerage import audit
 from brokerage.audit_keys import public_key_pem
 from brokerage.export_check import check_export, load_public_key
 from brokerage.models import Firm
+from brokerage.scope import firm_scope
+from margin.models import MarginCall
 
 from .walk import click_through, log_in, open_page, shoot
 
@@ -56,8 +59,19 @@ def test_compliance_searches_exports_and_verifies_the_trail(browser, live_server
     ours = audit.events_for(northwind).count()
     text = _body(browser)
     assert f"{ours} events; page 1 of" in text
-    assert "Margin call issued" in text and "Margin call #1 (NO100002)" in text
+    assert "Staff login" in text and "User northwind.compliance" in text  # the newest: ours
     assert "Bluewater" not in text and "BL1000" not in text
+    # Narrowed to one kind of event with the form: the calls, each named with its account.
+    Select(browser.find_element(By.ID, "id_event_type")).select_by_visible_text(
+        "Margin call issued")
+    click_through(browser, browser.find_element(By.CSS_SELECTOR, "form.trail-search button"))
+    with firm_scope(northwind):
+        call = MarginCall.objects.filter(account__number="NO100013").order_by("pk").first()
+    text = _body(browser)
+    issued = audit.events_for(northwind).filter(event_type="margin_call.issued").count()
+    assert f"{issued} event{'s' if issued != 1 else ''}, newest first" in text
+    table = browser.find_element(By.CSS_SELECTOR, "table.trail").text
+    assert f"Margin call #{call.pk} (NO100013)" in table and "Staff login" not in table
     first = browser.find_element(By.CSS_SELECTOR, "table.trail details")
     first.find_element(By.TAG_NAME, "summary").click()
     assert first.find_element(By.CSS_SELECTOR, "dl.kv dt").is_displayed()
