@@ -82,10 +82,66 @@ class ChunkFigures:
         return {name: float(values[account]) for name, values in self.house.items()}
 
 
-def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
-    """The portfolio-margin figures of every account the batch covers (module docstring)."""
+@dataclass
+class UniverseRun:
+    """A universe valued whole (every contract it covers), kept for the next chunk valued on
+    the same universe: the sweep keeps one universe per worker process across the chunks of a
+    market state (``margin.valuing.UniverseCache``), so a contract is valued, its series built
+    and priced on each grid once per process instead of once per chunk holding it."""
+
+    universe: Portfolio
+    params: ParameterSet
+    covered: np.ndarray  # bool per universe contract: valued in ``run``
+    refused: dict[int, EngineInputError]
+    index: np.ndarray  # the universe contracts of ``run``'s positions
+    valued: Valuation | None
+    run: PMRun | None
+    #: grid name -> the series P&L on it (``_Chunk.cg_pnl``), filled as chunks ask
+    pnl: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def value_universe(universe: Portfolio, params: ParameterSet) -> UniverseRun:
+    """Value every contract of ``universe`` the batch covers once (``value_chunk`` with
+    ``whole``); a contract the valuation refuses is left out, as ``value_chunk`` leaves it."""
+    covered = _covered_contracts(universe)
+    if set(universe.house or {}) - BATCH_HOUSE:
+        covered[:] = False
+    refused: dict[int, EngineInputError] = {}
+    while True:
+        sub, index = _subset(universe, covered)
+        try:
+            valued = value_positions(sub, params, need_model=True, greeks=False)
+            run = PMRun(sub, params, valued) if sub.positions else None
+            break
+        except EngineInputError as exc:
+            match = POSITION_FIELD.match(exc.field or "")
+            if match is None:
+                covered[:] = False
+                continue
+            refused[int(match.group(1))] = exc
+            covered[int(match.group(1))] = False
+    return UniverseRun(universe, params, covered, refused, index, valued, run)
+
+
+def value_chunk(book: ChunkBook, params: ParameterSet,
+                whole: UniverseRun | None = None) -> ChunkFigures:
+    """The portfolio-margin figures of every account the batch covers (module docstring).
+    With ``whole`` (``value_universe`` of ``book.universe`` and ``params``) the contracts are
+    not valued again: the accounts are aggregated on its run, the same numbers (an account's
+    figures rest only on its own contracts' series; the universe's others add rows no
+    account of the chunk holds)."""
     n = book.n_accounts
     universe = book.universe
+    if whole is not None:
+        if whole.universe is not universe or whole.params != params:
+            raise ValueError("the universe run was valued for another universe or parameters")
+        held = _accounts_valued(book, whole.covered)
+        figures = ChunkFigures(held, dict(whole.refused), np.zeros(n), np.zeros(n),
+                               np.zeros(n))
+        if whole.run is None or not held.any():
+            return _empty(figures, n)
+        _Chunk(book, held, whole.index, whole.run, whole.valued, whole.pnl).fill(figures)
+        return figures
     covered = _covered_contracts(universe)
     if set(universe.house or {}) - BATCH_HOUSE:
         covered[:] = False
@@ -112,11 +168,15 @@ def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
             covered[contract] = False
     figures = ChunkFigures(held, refused, np.zeros(n), np.zeros(n), np.zeros(n))
     if run is None:
-        figures.house_requirement = np.zeros(n)
-        figures.requirement = np.zeros(n)
-        figures.risk_arrays = [{} for _ in range(n)]
-        return figures
+        return _empty(figures, n)
     _Chunk(book, held, index, run, valued).fill(figures)
+    return figures
+
+
+def _empty(figures: ChunkFigures, n: int) -> ChunkFigures:
+    figures.house_requirement = np.zeros(n)
+    figures.requirement = np.zeros(n)
+    figures.risk_arrays = [{} for _ in range(n)]
     return figures
 
 
@@ -156,8 +216,9 @@ class _Chunk:
     """The chunk's book on the universe's series: one structure, one pass per grid."""
 
     def __init__(self, book: ChunkBook, held: np.ndarray, index: np.ndarray, run: PMRun,
-                 valued: Valuation) -> None:
+                 valued: Valuation, pnl: dict[str, np.ndarray] | None = None) -> None:
         self.run, self.n = run, book.n_accounts
+        self.pnl = pnl  # a universe run's series P&L per grid (``UniverseRun.pnl``)
         position_of = np.full(len(book.universe.positions), -1, np.int64)
         position_of[index] = np.arange(index.shape[0])
         rows = held[book.account]
@@ -188,13 +249,23 @@ class _Chunk:
 
     # -- passes ------------------------------------------------------------------------------
 
-    def cg_pnl(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> np.ndarray:
-        pnl = SERIES_PNL.get(self.run.series, groups, float(self.run.portfolio.rate), vol_mult)
+    def cg_pnl(self, groups: ClassGroupTable, vol_mult: float = 1.0,
+               name: str | None = None) -> np.ndarray:
+        rate = float(self.run.portfolio.rate)
+        if self.pnl is None or name is None:
+            pnl = SERIES_PNL.get(self.run.series, groups, rate, vol_mult)
+        else:
+            # a universe run: its whole series priced once per grid (the grid of a name is the
+            # same for every chunk on the run: ``grid_tables`` of the run's groups and house)
+            pnl = self.pnl.get(name)
+            if pnl is None:
+                pnl = self.pnl[name] = series_pnl(self.run.series, groups, rate, vol_mult)
         return np.asarray(self.structure.S @ pnl)
 
-    def grid(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> Grid:
+    def grid(self, groups: ClassGroupTable, vol_mult: float = 1.0,
+             name: str | None = None) -> Grid:
         st = self.structure
-        return Grid(self.cg_pnl(groups, vol_mult), groups.valid[st.row_cg],
+        return Grid(self.cg_pnl(groups, vol_mult, name), groups.valid[st.row_cg],
                     groups.pg_valid()[st.pgrow_pg])
 
     # -- figures -----------------------------------------------------------------------------
@@ -207,7 +278,7 @@ class _Chunk:
             self.account, weights=self.quantity * self.market_value[self.position],
             minlength=self.n)
         request = HouseRequest.of(run.portfolio.house, run.params)
-        grids = {name: self.grid(table, mult) for name, (table, mult)
+        grids = {name: self.grid(table, mult, name) for name, (table, mult)
                  in grid_tables(run.groups, run.reg_grids, run.cg_class, request).items()}
         rows = Rows(self.n, st.row_account, st.pg_ptr, st.pgrow_account, self.pgrow_offset,
                     st.account_ptr,
