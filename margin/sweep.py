@@ -24,7 +24,10 @@ them over. Accounts another run holds are left to it.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -138,7 +141,7 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     firm = Firm.objects.filter(pk=chunk.firm_id).first()
     try:
         if versions and firm is not None:
-            with firm_scope(firm), sweeping():
+            with firm_scope(firm), sweeping(), _without_cycle_collection():
                 accounts = list(Account.objects.filter(pk__in=id_set(versions))
                                 .select_related("firm").order_by("pk"))
                 valued = [a for a in accounts if a.status != Account.Status.CLOSED]
@@ -157,6 +160,22 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
         with sweeping():  # eager Celery: the caller loops rather than nest a sweep here
             request_sweep()
     return result
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a chunk is valued: a chunk allocates some
+    million objects, freed by reference counting as it goes, and each full collection the
+    allocations set off walks every object of the process, the kept universe's too
+    (``margin.valuing.UniverseCache``): a fifth of a chunk's time (20k bench book, 1.84 s
+    against 2.3 s of CPU per 2,000 accounts). It runs again after the chunk."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkResult:
