@@ -260,6 +260,8 @@ class _Chunk:
             pnl = self.pnl.get(name)
             if pnl is None:
                 pnl = self.pnl[name] = series_pnl(self.run.series, groups, rate, vol_mult)
+                # and for the chunks valued on their own contracts (a tick's) meanwhile
+                SERIES_PNL.put(self.run.series, groups, rate, vol_mult, pnl)
         return np.asarray(self.structure.S @ pnl)
 
     def grid(self, groups: ClassGroupTable, vol_mult: float = 1.0,
@@ -342,6 +344,16 @@ class SeriesPnlCache:
         for k, row in enumerate(found):
             out[k] = row
         return out
+
+    def put(self, series: SeriesTable, groups: ClassGroupTable, rate: float, vol_mult: float,
+            pnl: np.ndarray) -> None:
+        """Keep rows ``series_pnl`` computed elsewhere (a universe run's, ``UniverseRun``)."""
+        if series.custom_index.size:
+            return
+        keys = self._keys(series, groups, rate, vol_mult)
+        if len(self.rows) + len(keys) > self.max_rows:
+            self.rows.clear()
+        self.rows.update(zip(keys, pnl, strict=True))
 
     @staticmethod
     def _keys(series: SeriesTable, groups: ClassGroupTable, rate: float,

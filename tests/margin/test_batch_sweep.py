@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts import services as book
 from accounts.models import Account, Instrument
 from brokerage.scope import firm_scope
+from margin.engine.batch import SERIES_PNL
 from margin.market_data import exchange_date, load_implied_vols, load_prices, set_risk_free_rate
 from margin.models import AccountMargin, MarginSnapshot
 from margin.sweep import sweep_now
@@ -98,6 +99,12 @@ def test_chunks_valued_on_the_kept_universe_match_the_calculator(world, settings
         assert held <= kept.instruments.keys()
         assert assert_batch_equals_calculator(listed[10:]) == 15
         assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 1)
+        # a small chunk (a tick's) values its own contracts, their series P&L the universe's
+        settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 10
+        misses, hits = SERIES_PNL.misses, SERIES_PNL.hits
+        assert assert_batch_equals_calculator(listed[:5]) == 5
+        assert SERIES_PNL.misses == misses and SERIES_PNL.hits > hits
+        settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1
     load_prices(observations=[{"symbol": "AAA", "price": "105.60",
                                "observed_at": timezone.now()}], source="vendor", actor=None)
     with firm_scope(world.firm_a):
