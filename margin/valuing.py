@@ -326,7 +326,8 @@ class _Kept:
 
     key: tuple
     params: ParameterSet
-    instruments: dict[int, Instrument]  # its contracts
+    #: its contracts (ids only: the instances, some 1.5 kB each, are not kept)
+    contracts: frozenset[int]
     #: each contract and instrument it rests on: (its stored fields, its price's id)
     states: dict[int, tuple]
     vol_ids: dict[int, int]  # contract -> the id of the implied vol it was valued at
@@ -375,7 +376,7 @@ class UniverseCache:
         kept = self.kept
         if kept is not None and kept.key == key and kept.params == inputs.params and all(
                 kept.states.get(pk) == state for pk, state in states.items()) and all(
-                pk in kept.instruments and kept.vol_ids.get(pk) == vol_ids.get(pk)
+                pk in kept.contracts and kept.vol_ids.get(pk) == vol_ids.get(pk)
                 for pk in contracts):
             self.hits += 1
             return kept.whole
@@ -409,7 +410,7 @@ class UniverseCache:
             return None
         whole = value_universe(universe, inputs.params)
         self.builds += 1
-        self.kept = _Kept(key, inputs.params, instruments,
+        self.kept = _Kept(key, inputs.params, frozenset(instruments),
                           {**_states(instruments.values(), prices), **states},
                           {pk: row.pk for pk, row in vol_rows.items() if pk in instruments},
                           whole)

@@ -96,7 +96,7 @@ def test_chunks_valued_on_the_kept_universe_match_the_calculator(world, settings
         assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 0)
         kept = UNIVERSES.kept
         held = {p.instrument_id for p in ChunkInputs.load(listed).positions.get(listed[0].pk)}
-        assert held <= kept.instruments.keys()
+        assert held <= kept.contracts
         assert assert_batch_equals_calculator(listed[10:]) == 15
         assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 1)
         # a small chunk (a tick's) values its own contracts, their series P&L the universe's
