@@ -356,6 +356,11 @@ MARGIN_SWEEP_CHUNK = int(os.environ.get("MARGIN_SWEEP_CHUNK", 2000))
 # in chunks of at least MARGIN_SWEEP_MIN_CHUNK accounts (margin.sweep.chunk_size).
 MARGIN_SWEEP_PARALLEL = int(os.environ.get("MARGIN_SWEEP_PARALLEL", 2))
 MARGIN_SWEEP_MIN_CHUNK = int(os.environ.get("MARGIN_SWEEP_MIN_CHUNK", 100))
+# Chunks of at least this many portfolio-margin accounts are valued on the universe a worker
+# process keeps across chunks (margin.valuing.UniverseCache: an end-of-day run's); smaller ones
+# (a tick's) on their own contracts.
+MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = int(os.environ.get("MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS",
+                                                        1000))
 MARGIN_SWEEP_DEBOUNCE_S = _seconds("MARGIN_SWEEP_DEBOUNCE_S", 1.0)
 MARGIN_SWEEP_BEAT_S = _seconds("MARGIN_SWEEP_BEAT_S", 5.0)
 MARGIN_SWEEP_SOFT_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_SOFT_TIME_LIMIT_S", 540.0)

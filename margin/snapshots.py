@@ -221,12 +221,31 @@ def _insert(snapshots: list[MarginSnapshot]) -> None:
             for snapshot, (pk,) in zip(snapshots, cursor.fetchall(), strict=True):
                 snapshot.pk = pk
             columns = ", ".join(quote(f.column) for f in fields)
+            getters = copy_getters(fields)
             with cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
                 for snapshot in snapshots:
-                    copy.write_row([f.get_db_prep_save(getattr(snapshot, f.attname), connection)
-                                    for f in fields])
+                    copy.write_row([getattr(snapshot, attname) if convert is None
+                                    else convert(getattr(snapshot, attname))
+                                    for attname, convert in getters])
     for snapshot in snapshots:
         snapshot._state.adding, snapshot._state.db = False, connection.alias
+
+
+def copy_getters(fields) -> list[tuple[str, Any]]:
+    """How COPY takes each field's value on PostgreSQL, as (attname, convert or None): what
+    ``get_db_prep_save`` returns, without a call per value and field where that is the value
+    itself (ids, text, dates and times, a Decimal; a tenth of a chunk's write went on those
+    calls): JSON through the jsonb adapter, a number not yet a Decimal through its field."""
+
+    def prepare(f):
+        return lambda value: f.get_db_prep_save(value, connection)
+
+    def decimal(f):
+        return lambda value: value if type(value) is Decimal \
+            else f.get_db_prep_save(value, connection)
+
+    return [(f.attname, prepare(f) if isinstance(f, models.JSONField)
+             else decimal(f) if isinstance(f, models.DecimalField) else None) for f in fields]
 
 
 def latest_snapshot(account: Account) -> MarginSnapshot | None:

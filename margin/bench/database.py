@@ -11,11 +11,13 @@ the cost of the database is a ratio.
 most held first, as many as it takes: one synthetic underlying is held by about 0.2 %), until
 each holder's current margin is committed at the version the load marked it with; 20 ticks.
 
-Nothing is read from the environment but ``BENCH_ACCOUNTS`` (default 100,000) and
-``BENCH_TIMEOUT_S`` (how long the end-of-day run may take before the line says how far it got):
+Nothing is read from the environment but ``BENCH_ACCOUNTS`` (default 100,000),
+``BENCH_TIMEOUT_S`` (how long the end-of-day run may take before the line says how far it got)
+and ``BENCH_REDIS_DB`` (the broker's Redis database, default 9: two benches on one machine each
+need their own, or one's worker takes the other's chunks and its purge drops them):
 the bench creates its own database on PostgreSQL at 127.0.0.1:5432 (user postgres), migrates
 it, loads the book (``margin.bench.loader``), starts its own prefork worker (``-Q
-sweep,default``, concurrency 2, ``NUMBA_NUM_THREADS=1``) on Redis database 9, and stops the
+sweep,default``, concurrency 2, ``NUMBA_NUM_THREADS=1``) on its Redis database, and stops the
 worker and drops the database at the end. The product's settings (chunk size, debounce) are
 its defaults unless the environment sets them, as for any process of the product.
 """
@@ -40,7 +42,7 @@ from .runs import BENCHES, BenchContext, full_recompute
 from .worker import REPO, Worker, start_worker
 
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-BROKER = "redis://127.0.0.1:6379/9"
+BROKER = f"redis://127.0.0.1:6379/{int(os.environ.get('BENCH_REDIS_DB', 9))}"
 WORKER_PROCESSES = 2
 TICKS = 20
 HOLDER_SHARE = 0.01  # of the accounts, held by the underlyings a tick moves
@@ -389,7 +391,9 @@ def bench_tick_to_snapshot(ctx: BenchContext) -> Iterable[dict]:
            "target_p95_ms": 1000, "aim_p95_ms": 250,
            "note": "load_prices on the most held underlyings (together 1 % of the accounts) "
                    "until every holder's current margin is committed at the load's version; "
-                   "the debounced sweep waits debounce_s before it starts"}
+                   "the debounce is leading-edge (margin.dirty): a tick after a quiet spell "
+                   "is swept at once, one within debounce_s of the last sweep's start waits "
+                   "for the window's end (ticks here are 0.2 s apart after each completes)"}
 
 
 BENCHES.extend([bench_end_to_end_recompute, bench_tick_to_snapshot])

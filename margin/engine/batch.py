@@ -27,6 +27,7 @@ the valuation refuses (each such account gets the calculator's own error).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from hashlib import blake2b
 
 import numpy as np
 
@@ -82,17 +83,60 @@ class ChunkFigures:
         return {name: float(values[account]) for name, values in self.house.items()}
 
 
-def value_chunk(book: ChunkBook, params: ParameterSet) -> ChunkFigures:
-    """The portfolio-margin figures of every account the batch covers (module docstring)."""
-    prepared = prepare_chunk(book, params)
+@dataclass
+class UniverseRun:
+    """A universe valued whole (every contract it covers), kept for the next chunk valued on
+    the same universe: the sweep keeps one universe per worker process across the chunks of a
+    market state (``margin.valuing.UniverseCache``), so a contract is valued, its series built
+    and priced on each grid once per process instead of once per chunk holding it."""
+
+    universe: Portfolio
+    params: ParameterSet
+    covered: np.ndarray  # bool per universe contract: valued in ``run``
+    refused: dict[int, EngineInputError]
+    index: np.ndarray  # the universe contracts of ``run``'s positions
+    valued: Valuation | None
+    run: PMRun | None
+    #: grid name -> the series P&L on it (``_Chunk.cg_pnl``), filled as chunks ask
+    pnl: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def value_universe(universe: Portfolio, params: ParameterSet) -> UniverseRun:
+    """Value every contract of ``universe`` the batch covers once (``value_chunk`` with
+    ``whole``); a contract the valuation refuses is left out, as ``value_chunk`` leaves it."""
+    covered = _covered_contracts(universe)
+    if set(universe.house or {}) - BATCH_HOUSE:
+        covered[:] = False
+    refused: dict[int, EngineInputError] = {}
+    while True:
+        sub, index = _subset(universe, covered)
+        try:
+            valued = value_positions(sub, params, need_model=True, greeks=False)
+            run = PMRun(sub, params, valued) if sub.positions else None
+            break
+        except EngineInputError as exc:
+            match = POSITION_FIELD.match(exc.field or "")
+            if match is None:
+                covered[:] = False
+                continue
+            refused[int(match.group(1))] = exc
+            covered[int(match.group(1))] = False
+    return UniverseRun(universe, params, covered, refused, index, valued, run)
+
+
+def value_chunk(book: ChunkBook, params: ParameterSet,
+                whole: UniverseRun | None = None) -> ChunkFigures:
+    """The portfolio-margin figures of every account the batch covers (module docstring).
+    With ``whole`` (``value_universe`` of ``book.universe`` and ``params``) the contracts are
+    not valued again: the accounts are aggregated on its run, the same numbers (an account's
+    figures rest only on its own contracts' series; the universe's others add rows no
+    account of the chunk holds)."""
+    prepared = prepare_chunk(book, params, whole)
     n = book.n_accounts
     figures = ChunkFigures(prepared.held, prepared.refused, np.zeros(n), np.zeros(n),
                            np.zeros(n))
     if prepared.chunk is None:
-        figures.house_requirement = np.zeros(n)
-        figures.requirement = np.zeros(n)
-        figures.risk_arrays = [{} for _ in range(n)]
-        return figures
+        return _empty(figures, n)
     prepared.chunk.fill(figures)
     return figures
 
@@ -109,11 +153,20 @@ class PreparedChunk:
     chunk: _Chunk | None
 
 
-def prepare_chunk(book: ChunkBook, params: ParameterSet) -> PreparedChunk:
+def prepare_chunk(book: ChunkBook, params: ParameterSet,
+                  whole: UniverseRun | None = None) -> PreparedChunk:
     """The universe valued once and the chunk's structure built (``value_chunk``'s first half):
     contracts the batch does not cover, or the valuation refuses, leave their holders to the
     calculator."""
     universe = book.universe
+    if whole is not None:
+        if whole.universe is not universe or whole.params != params:
+            raise ValueError("the universe run was valued for another universe or parameters")
+        held = _accounts_valued(book, whole.covered)
+        if whole.run is None or not held.any():
+            return PreparedChunk(held, dict(whole.refused), None)
+        return PreparedChunk(held, dict(whole.refused),
+                             _Chunk(book, held, whole.index, whole.run, whole.valued, whole.pnl))
     covered = _covered_contracts(universe)
     if set(universe.house or {}) - BATCH_HOUSE:
         covered[:] = False
@@ -140,6 +193,13 @@ def prepare_chunk(book: ChunkBook, params: ParameterSet) -> PreparedChunk:
             covered[contract] = False
     chunk = _Chunk(book, held, index, run, valued) if run is not None else None
     return PreparedChunk(held, refused, chunk)
+
+
+def _empty(figures: ChunkFigures, n: int) -> ChunkFigures:
+    figures.house_requirement = np.zeros(n)
+    figures.requirement = np.zeros(n)
+    figures.risk_arrays = [{} for _ in range(n)]
+    return figures
 
 
 def _covered_contracts(universe: Portfolio) -> np.ndarray:
@@ -178,8 +238,9 @@ class _Chunk:
     """The chunk's book on the universe's series: one structure, one pass per grid."""
 
     def __init__(self, book: ChunkBook, held: np.ndarray, index: np.ndarray, run: PMRun,
-                 valued: Valuation) -> None:
+                 valued: Valuation, pnl: dict[str, np.ndarray] | None = None) -> None:
         self.run, self.n = run, book.n_accounts
+        self.pnl = pnl  # a universe run's series P&L per grid (``UniverseRun.pnl``)
         position_of = np.full(len(book.universe.positions), -1, np.int64)
         position_of[index] = np.arange(index.shape[0])
         rows = held[book.account]
@@ -210,13 +271,25 @@ class _Chunk:
 
     # -- passes ------------------------------------------------------------------------------
 
-    def cg_pnl(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> np.ndarray:
-        pnl = SERIES_PNL.get(self.run.series, groups, float(self.run.portfolio.rate), vol_mult)
+    def cg_pnl(self, groups: ClassGroupTable, vol_mult: float = 1.0,
+               name: str | None = None) -> np.ndarray:
+        rate = float(self.run.portfolio.rate)
+        if self.pnl is None or name is None:
+            pnl = SERIES_PNL.get(self.run.series, groups, rate, vol_mult)
+        else:
+            # a universe run: its whole series priced once per grid (the grid of a name is the
+            # same for every chunk on the run: ``grid_tables`` of the run's groups and house)
+            pnl = self.pnl.get(name)
+            if pnl is None:
+                pnl = self.pnl[name] = series_pnl(self.run.series, groups, rate, vol_mult)
+                # and for the chunks valued on their own contracts (a tick's) meanwhile
+                SERIES_PNL.put(self.run.series, groups, rate, vol_mult, pnl)
         return np.asarray(self.structure.S @ pnl)
 
-    def grid(self, groups: ClassGroupTable, vol_mult: float = 1.0) -> Grid:
+    def grid(self, groups: ClassGroupTable, vol_mult: float = 1.0,
+             name: str | None = None) -> Grid:
         st = self.structure
-        return Grid(self.cg_pnl(groups, vol_mult), groups.valid[st.row_cg],
+        return Grid(self.cg_pnl(groups, vol_mult, name), groups.valid[st.row_cg],
                     groups.pg_valid()[st.pgrow_pg])
 
     # -- figures -----------------------------------------------------------------------------
@@ -229,7 +302,7 @@ class _Chunk:
             self.account, weights=self.quantity * self.market_value[self.position],
             minlength=self.n)
         request = HouseRequest.of(run.portfolio.house, run.params)
-        grids = {name: self.grid(table, mult) for name, (table, mult)
+        grids = {name: self.grid(table, mult, name) for name, (table, mult)
                  in grid_tables(run.groups, run.reg_grids, run.cg_class, request).items()}
         rows = Rows(self.n, st.row_account, st.pg_ptr, st.pgrow_account, self.pgrow_offset,
                     st.account_ptr,
@@ -294,6 +367,16 @@ class SeriesPnlCache:
             out[k] = row
         return out
 
+    def put(self, series: SeriesTable, groups: ClassGroupTable, rate: float, vol_mult: float,
+            pnl: np.ndarray) -> None:
+        """Keep rows ``series_pnl`` computed elsewhere (a universe run's, ``UniverseRun``)."""
+        if series.custom_index.size:
+            return
+        keys = self._keys(series, groups, rate, vol_mult)
+        if len(self.rows) + len(keys) > self.max_rows:
+            self.rows.clear()
+        self.rows.update(zip(keys, pnl, strict=True))
+
     @staticmethod
     def _keys(series: SeriesTable, groups: ClassGroupTable, rate: float,
               vol_mult: float) -> list[bytes]:
@@ -303,7 +386,10 @@ class SeriesPnlCache:
             series.vol, series.is_call, series.mark, np.full(len(series), rate),
             np.full(len(series), vol_mult), groups.points[cg], groups.valid[cg]
         ]).astype(np.float64)
-        return [row.tobytes() for row in table]
+        # a 16-byte digest of the row, not the row's bytes (some 400 at equity widths): the
+        # process keeps up to ``max_rows`` keys, 300,000 after an end-of-day run at 100k
+        # accounts (50,000 contracts on 6 grids)
+        return [blake2b(row.tobytes(), digest_size=16).digest() for row in table]
 
 
 def _take(series: SeriesTable, index: np.ndarray) -> SeriesTable:

@@ -14,6 +14,17 @@ from tests.factories import shared_instrument
 from tests.margin.history import set_price
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_universe():
+    """A worker process keeps one valued universe across chunks (margin.valuing.UNIVERSES);
+    each test starts without one (ids of another test's rows may come back)."""
+    from margin.valuing import UNIVERSES
+
+    UNIVERSES.clear()
+    yield
+    UNIVERSES.clear()
+
+
 @pytest.fixture
 def four(world) -> dict[str, Account]:
     """Firm A's four Reg T accounts (maintenance 25 % of long stock), ACME at 100:

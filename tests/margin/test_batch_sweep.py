@@ -13,10 +13,11 @@ from django.utils import timezone
 from accounts import services as book
 from accounts.models import Account, Instrument
 from brokerage.scope import firm_scope
+from margin.engine.batch import SERIES_PNL
 from margin.market_data import exchange_date, load_implied_vols, load_prices, set_risk_free_rate
 from margin.models import AccountMargin, MarginSnapshot
 from margin.sweep import sweep_now
-from margin.valuing import ChunkInputs, value_accounts, value_in_batch
+from margin.valuing import UNIVERSES, ChunkInputs, value_accounts, value_in_batch
 from tests.factories import shared_instrument
 from tests.margin.parity import assert_batch_equals_calculator
 
@@ -82,6 +83,36 @@ def test_random_books_value_in_batch_as_the_calculator_values_each(world, seed: 
         assert assert_batch_equals_calculator(listed) == 25
 
 
+def test_chunks_valued_on_the_kept_universe_match_the_calculator(world, settings) -> None:
+    """A worker keeps the firm's universe across chunks (margin.valuing.UniverseCache): the
+    first chunk builds it with every contract the firm's accounts hold, the next is valued on
+    it, both with the calculator's numbers; a price load makes the next chunk build again."""
+    settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1
+    accounts = _random_book(world, 25, 5)
+    with firm_scope(world.firm_a):
+        listed = list(Account.objects.filter(pk__in=[a.pk for a in accounts])
+                      .select_related("firm").order_by("pk"))
+        assert assert_batch_equals_calculator(listed[:10]) == 10
+        assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 0)
+        kept = UNIVERSES.kept
+        held = {p.instrument_id for p in ChunkInputs.load(listed).positions.get(listed[0].pk)}
+        assert held <= kept.contracts
+        assert assert_batch_equals_calculator(listed[10:]) == 15
+        assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 1)
+        # a small chunk (a tick's) values its own contracts, their series P&L the universe's
+        settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 10
+        misses, hits = SERIES_PNL.misses, SERIES_PNL.hits
+        assert assert_batch_equals_calculator(listed[:5]) == 5
+        assert SERIES_PNL.misses == misses and SERIES_PNL.hits > hits
+        settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1
+    load_prices(observations=[{"symbol": "AAA", "price": "105.60",
+                               "observed_at": timezone.now()}], source="vendor", actor=None)
+    with firm_scope(world.firm_a):
+        assert assert_batch_equals_calculator(listed) == 25
+        assert (UNIVERSES.builds, UNIVERSES.hits) == (2, 1)  # AAA moved: built again
+        assert UNIVERSES.kept is not kept
+
+
 def test_the_sweep_writes_the_batch_figures(world) -> None:
     accounts = _random_book(world, 12, 9)  # the loads and the book marked them dirty
     result = sweep_now(account_ids=[a.pk for a in accounts])
@@ -98,9 +129,13 @@ def test_the_sweep_writes_the_batch_figures(world) -> None:
                 (snapshot.equity, snapshot.requirement, snapshot.pk)
 
 
-def test_a_contract_the_validator_refuses_sends_only_its_holders_to_the_calculator(world):
+@pytest.mark.parametrize("universe", [False, True])
+def test_a_contract_the_validator_refuses_sends_only_its_holders_to_the_calculator(
+        world, settings, universe: bool):
     """An option past its expiry (positions not yet removed): its holders are flagged with the
-    calculator's own refusal; every other account of the chunk is still valued in batch."""
+    calculator's own refusal; every other account of the chunk is still valued in batch,
+    whether the chunk would be valued on a kept universe or on its own."""
+    settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1 if universe else 10_000
     accounts = _random_book(world, 25, 3)
     with firm_scope(world.firm_a):
         listed = list(Account.objects.filter(pk__in=[a.pk for a in accounts])
