@@ -128,4 +128,8 @@ def test_ready_with_a_worker_and_beat_and_a_request_id_reaches_the_task(
     assert {"margin.tasks.sweep_dirty", "margin.tasks.sweep_dirty_chunk"} <= {
         line.get("task") for line in logged}
     assert all({"time", "level", "logger", "message"} <= set(line) for line in logged)
-    assert TaskTally.objects.get(task="margin.tasks.sweep_dirty_chunk").succeeded >= 1
+    # The tally is counted by the worker's task signal after the task's SUCCESS line is
+    # logged (operations.celery_signals): wait for its commit rather than race it.
+    wait_for(lambda: TaskTally.objects.filter(task="margin.tasks.sweep_dirty_chunk",
+                                              succeeded__gte=1).exists(),
+             "the sweep's chunk counted in the task tally", 30, worker, poll_s=0.2)
