@@ -24,11 +24,11 @@ from functools import cached_property
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Account, Instrument, Position
 from accounts.services import cash_balances
-from brokerage.id_sets import id_set
 from margin.engine import ENGINE_VERSION
 from margin.engine.batch import (
     ChunkBook,
@@ -547,17 +547,49 @@ class HoldingArrays:
 
 
 def load_holding_arrays(account_ids: np.ndarray) -> HoldingArrays:
-    """The positions of ``account_ids`` (sorted, unique) in one query (the current firm
-    scope's ``Position`` rows, as ``load_positions`` reads them)."""
-    rows = (Position.objects.filter(account_id__in=id_set(account_ids.tolist()))
-            .order_by().values_list("account_id", "instrument_id", "quantity"))
-    owner, instrument, quantity = (list(column) for column in zip(*rows, strict=True)) \
-        if rows else ([], [], [])
-    account = np.searchsorted(account_ids, np.array(owner, np.int64))
-    instrument = np.array(instrument, np.int64)
-    quantity = np.fromiter((float(q) for q in quantity), np.float64, len(quantity))
+    """The positions of ``account_ids`` (sorted, unique) among the current firm scope's
+    ``Position`` rows, in one query. On PostgreSQL the rows come packed in one binary value
+    (``_packed``): a firm of 100,000 accounts holds 1.8 million positions, and a Python tuple
+    and a ``Decimal`` per row took 3 s of their reading (binary COPY too: a message per row)."""
+    rows = Position.objects.order_by().values_list("account_id", "instrument_id", "quantity")
+    if connection.vendor == "postgresql":
+        table = _packed(rows)
+        owner, instrument, quantity = table["account"], table["instrument"], table["quantity"]
+    else:
+        listed = list(rows)
+        owner = np.fromiter((r[0] for r in listed), np.int64, len(listed))
+        instrument = np.fromiter((r[1] for r in listed), np.int64, len(listed))
+        quantity = np.fromiter((float(r[2]) for r in listed), np.float64, len(listed))
+    account = np.searchsorted(account_ids, owner)
+    mine = account < account_ids.shape[0]
+    mine[mine] = account_ids[account[mine]] == owner[mine]  # e.g. a closed account's: left out
+    account, instrument, quantity = account[mine], instrument[mine], quantity[mine]
     order = np.lexsort((instrument, account))
-    return HoldingArrays(account[order], instrument[order], quantity[order])
+    return HoldingArrays(account[order].astype(np.int64), instrument[order].astype(np.int64),
+                         quantity[order].astype(np.float64))
+
+
+#: one packed row: account id, instrument id (bigint), quantity (double), big-endian
+_PACKED_ROW = np.dtype([("account", ">i8"), ("instrument", ">i8"), ("quantity", ">f8")])
+
+
+def _packed(rows) -> np.ndarray:
+    """The (account id, instrument id, quantity) rows of a values-list queryset as one numpy
+    record array: the server packs them into one ``bytea`` (``int8send``, ``float8send``),
+    read in binary (no Python object per row). The quantity's numeric -> float8 cast is
+    correctly rounded, as ``float(Decimal)`` is."""
+    import psycopg
+
+    sql, params = rows.query.sql_with_params()
+    query = (f"SELECT string_agg(int8send(r.a) || int8send(r.i) || float8send(r.q::float8), "
+             f"''::bytea) FROM ({sql}) AS r(a, i, q)")
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        # a server-side-binding cursor: Django's client-side cursors return text only
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(query, params, binary=True)
+            packed = cursor.fetchone()[0] or b""
+    return np.frombuffer(packed, _PACKED_ROW)
 
 
 def arrays_on(universe: Portfolio, contracts: dict[int, Instrument], account: np.ndarray,
