@@ -1,26 +1,31 @@
 """The firm-wide price-move simulator: which accounts a move would put into deficit, and by how
 much, computed by the engine without writing anything (DESIGN.md "The paths data takes", 5).
 
-The firm's books are read by the sweep's own chunk loader (``margin.valuing.ChunkInputs``, a
-chunk of ``MARGIN_SWEEP_CHUNK`` accounts at a time, merged), and split as the sweep splits them:
-portfolio-margin books the batch path covers go into one firm-wide chunk (``valuing``'s
-``_chunk_book``, prepared once by ``batch.prepare_chunk``) that ``margin.engine.shock`` revalues
-at the shocked market by shifting its series table; every other book (Reg T and cash accounts,
-crypto collateral, LP positions) is valued by the calculator alone, at the shocked market
-(``shock.shock_portfolio``), as ``valuing.value_alone`` values it at the current one. Accounts
-the sweep would flag (a rejected oracle round, a missing price, a book the engine refuses) are
-listed as not simulated, with the reason.
+The firm's books are read as arrays (``load_books``): every position in one query
+(``valuing.load_holding_arrays``), each contract held and what it rests on once with its newest
+price and vol, cash in one query (``cash_balances``, the sweep's); they are split as the sweep
+splits them: portfolio-margin books the batch path covers go into one firm-wide chunk, its
+universe built once by the sweep's builder (``valuing.build_universe``) and the holdings laid
+on it as arrays (``valuing.arrays_on``), prepared once by ``batch.prepare_chunk``, that
+``margin.engine.shock`` revalues at the shocked market by shifting its series table; every
+other book (Reg T and cash accounts, crypto collateral, LP positions) is read by the sweep's
+loader and valued by the calculator alone, at the shocked market (``shock.shock_portfolio``),
+as ``valuing.value_alone`` values it at the current one. Accounts the sweep would flag (a
+rejected oracle round, a missing price, a book the engine refuses) are listed as not
+simulated, with the reason. The sweep's per-chunk reading (``load_books_by_chunk``) gives the
+same books (tests/desk/test_risk.py) and is kept as their reference.
 
 "Now" is the same loaded book valued at the current market by the same path, so the difference
 is the move's alone (the current margin can lag by a sweep). Nothing is written: no snapshot,
 no current margin, no audit event.
 
-Reading 100,000 books takes tens of seconds, so each process keeps the firm's loaded books
-(``_RESIDENT``) keyed by the firm's margin version: the newest ``dirty_version`` and
-``marked_at`` of its current-margin rows (every price, vol, rate, oracle round, position,
-ledger entry and parameter change that reaches an account raises them, ``margin.dirty``), the
-number of accounts and the exchange date. A moved key reloads from the database; each answer
-says which it used (``books``).
+Reading and preparing 100,000 books still takes seconds (15 s at a load average of 4, most of
+it the engine valuing their 52,000 contracts and building the chunk), so each process keeps
+the firm's loaded books (``_RESIDENT``) keyed by the firm's margin version: the newest
+``dirty_version`` and ``marked_at`` of its current-margin rows (every price, vol, rate, oracle
+round, position, ledger entry and parameter change that reaches an account raises them,
+``margin.dirty``), the number of accounts and the exchange date. A moved key reloads from the
+database; each answer says which it used (``books``).
 """
 
 from __future__ import annotations

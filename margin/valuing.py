@@ -532,7 +532,7 @@ def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
             "reg_t": None, "collateral": None}
 
 
-# --------------------------------------------------------------------------- a firm's holdings as arrays
+# ------------------------------------------------------------------ a firm's holdings as arrays
 
 
 @dataclass(frozen=True)
