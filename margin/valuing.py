@@ -539,7 +539,7 @@ def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
 class HoldingArrays:
     """Every position of a set of accounts as arrays, one row per holding, ordered by account
     then instrument: what a chunk's ``ChunkBook`` holds, read without a ``Holding`` per row
-    (the firm-wide simulator reads 100,000 books at once: half a million rows)."""
+    (the firm-wide simulator reads 100,000 books at once: 1.8 million rows)."""
 
     account: np.ndarray  # int64: index into the account ids read
     instrument: np.ndarray  # int64: the instrument's id
