@@ -1,26 +1,31 @@
 """The firm-wide price-move simulator: which accounts a move would put into deficit, and by how
 much, computed by the engine without writing anything (DESIGN.md "The paths data takes", 5).
 
-The firm's books are read by the sweep's own chunk loader (``margin.valuing.ChunkInputs``, a
-chunk of ``MARGIN_SWEEP_CHUNK`` accounts at a time, merged), and split as the sweep splits them:
-portfolio-margin books the batch path covers go into one firm-wide chunk (``valuing``'s
-``_chunk_book``, prepared once by ``batch.prepare_chunk``) that ``margin.engine.shock`` revalues
-at the shocked market by shifting its series table; every other book (Reg T and cash accounts,
-crypto collateral, LP positions) is valued by the calculator alone, at the shocked market
-(``shock.shock_portfolio``), as ``valuing.value_alone`` values it at the current one. Accounts
-the sweep would flag (a rejected oracle round, a missing price, a book the engine refuses) are
-listed as not simulated, with the reason.
+The firm's books are read as arrays (``load_books``): every position in one query
+(``valuing.load_holding_arrays``), each contract held and what it rests on once with its newest
+price and vol, cash in one query (``cash_balances``, the sweep's); they are split as the sweep
+splits them: portfolio-margin books the batch path covers go into one firm-wide chunk, its
+universe built once by the sweep's builder (``valuing.build_universe``) and the holdings laid
+on it as arrays (``valuing.arrays_on``), prepared once by ``batch.prepare_chunk``, that
+``margin.engine.shock`` revalues at the shocked market by shifting its series table; every
+other book (Reg T and cash accounts, crypto collateral, LP positions) is read by the sweep's
+loader and valued by the calculator alone, at the shocked market (``shock.shock_portfolio``),
+as ``valuing.value_alone`` values it at the current one. Accounts the sweep would flag (a
+rejected oracle round, a missing price, a book the engine refuses) are listed as not
+simulated, with the reason. The sweep's per-chunk reading (``load_books_by_chunk``) gives the
+same books (tests/desk/test_risk.py) and is kept as their reference.
 
 "Now" is the same loaded book valued at the current market by the same path, so the difference
 is the move's alone (the current margin can lag by a sweep). Nothing is written: no snapshot,
 no current margin, no audit event.
 
-Reading 100,000 books takes tens of seconds, so each process keeps the firm's loaded books
-(``_RESIDENT``) keyed by the firm's margin version: the newest ``dirty_version`` and
-``marked_at`` of its current-margin rows (every price, vol, rate, oracle round, position,
-ledger entry and parameter change that reaches an account raises them, ``margin.dirty``), the
-number of accounts and the exchange date. A moved key reloads from the database; each answer
-says which it used (``books``).
+Reading and preparing 100,000 books still takes seconds (15 s at a load average of 4, most of
+it the engine valuing their 52,000 contracts and building the chunk), so each process keeps
+the firm's loaded books (``_RESIDENT``) keyed by the firm's margin version: the newest
+``dirty_version`` and ``marked_at`` of its current-margin rows (every price, vol, rate, oracle
+round, position, ledger entry and parameter change that reaches an account raises them,
+``margin.dirty``), the number of accounts and the exchange date. A moved key reloads from the
+database; each answer says which it used (``books``).
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.conf import settings
 from django.db.models import Count, Max
+from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, Instrument
+from accounts.services import cash_balances
 from brokerage.errors import InvalidInput
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
@@ -56,11 +63,37 @@ from margin.engine.shock import (
 from margin.engine.valuation import value_positions
 from margin.engine.var import named_scenarios
 
-from .book import MissingMarketData, build_portfolio
-from .figures import money, snapshot_figures
-from .market_data import exchange_date
+from .book import (
+    MissingMarketData,
+    build_portfolio,
+    current_rate_row,
+    instruments_with_related,
+    load_positions,
+    rate_value,
+    valued_on,
+    vol_values,
+)
+from .figures import active_parameter_row, money, parameters_of, snapshot_figures
+from .market_data import (
+    exchange_date,
+    newest_price_rows,
+    newest_vol_rows,
+    outstanding_rejections,
+)
 from .models import AccountMargin
-from .valuing import ChunkInputs, _chunk_book, _refused_contract, requirement_methods
+from .valuing import (
+    BATCH_INSTRUMENT_KINDS,
+    ChunkInputs,
+    HoldingArrays,
+    _chunk_book,
+    _refused_contract,
+    _refused_of,
+    arrays_on,
+    build_universe,
+    declared_by,
+    load_holding_arrays,
+    requirement_methods,
+)
 
 #: accounts read per call of the sweep's chunk loader: a chunk reads every contract its accounts
 #: hold with its market data, so the firm's 100,000 books in chunks of the sweep's size read
@@ -208,6 +241,152 @@ def firm_books(firm: Firm, *, use_cache: bool = True) -> tuple[FirmBooks, str]:
     return books, DATABASE
 
 
+class AccountRow(NamedTuple):
+    """What the load reads of an account: the loaders (``pk``), ``requirement_methods`` and
+    a snapshot's figures (``margin_type``) and the answer (``number``) read nothing else, and
+    a model instance each (with its firm) cost seconds at 100,000 accounts."""
+
+    pk: int
+    number: str
+    margin_type: str
+
+
+def _open_accounts() -> list[AccountRow]:
+    """The current firm's open accounts by primary key (one query)."""
+    return [AccountRow(*row) for row in Account.objects.exclude(status=Account.Status.CLOSED)
+            .order_by("pk").values_list("pk", "number", "margin_type")]
+
+
+def load_books(firm: Firm, key: tuple = ()) -> FirmBooks:
+    """Read and prepare the firm's books (module docstring) as arrays: every position in one
+    query (``valuing.load_holding_arrays``), each contract held, its underlying and their
+    newest prices and vols once, cash in one query (``cash_balances``, the sweep's); the batch
+    accounts' universe built once (``valuing.build_universe``) with their holdings on it as
+    arrays. The accounts it leaves out are read and prepared as ``load_books_by_chunk``
+    prepares them. The same books as the sweep's chunk loader reads (tests/desk/test_risk.py):
+    that loader made a ``Holding`` per position and read each contract once per chunk."""
+    with firm_scope(firm):
+        accounts = _open_accounts()
+        if not accounts:
+            return _empty_books(firm, key)
+        ids = np.array([a.pk for a in accounts], np.int64)
+        held = load_holding_arrays(ids)
+        instruments = instruments_with_related(np.unique(held.instrument).tolist())
+        rests_on = {pk: valued_on(i) for pk, i in instruments.items()}
+        wanted = {i for ids_ in rests_on.values() for i in ids_}
+        prices, vol_rows = newest_price_rows(wanted), newest_vol_rows(wanted)
+        parameter_row = active_parameter_row(firm)
+        params, label = parameters_of(parameter_row)
+        today = exchange_date()
+        rate_row = current_rate_row(today)
+        inputs = ChunkInputs(
+            params=params, parameter_label=label, parameter_row=parameter_row, positions={},
+            prices=prices, vol_rows=vol_rows, vols=vol_values(vol_rows),
+            rejected=outstanding_rejections(prices.keys() | wanted), now=timezone.now(),
+            today=today, rate_row=rate_row, rate=rate_value(rate_row),
+            cash=cash_balances(accounts))
+        n = len(accounts)
+        contract_ids = np.unique(held.instrument)
+        of_row = np.searchsorted(contract_ids, held.instrument)  # each holding's contract
+
+        def per_account(per_contract: list[bool]) -> np.ndarray:
+            """Accounts holding at least one contract the flag is set for."""
+            rows = np.asarray(per_contract, dtype=bool)[of_row] if held.account.size \
+                else np.zeros(0, dtype=bool)
+            return np.bincount(held.account[rows], minlength=n) > 0
+
+        contracts = [instruments[pk] for pk in contract_ids.tolist()]
+        # ChunkInputs.blocked and .batchable, per contract once, then per account
+        blocked = per_account([any(i in inputs.rejected for i in rests_on[c.pk])
+                               for c in contracts])
+        refused = per_account([not (c.kind in BATCH_INSTRUMENT_KINDS
+                                    and all(d.pk in prices for d in declared_by(c)))
+                               for c in contracts])
+        holds = np.bincount(held.account, minlength=n) > 0
+        pm = np.array([a.margin_type == Account.MarginType.PORTFOLIO_MARGIN for a in accounts])
+        not_simulated: dict[int, str] = {}
+        for k in np.flatnonzero(blocked).tolist():
+            mine = held.instrument[held.account == k].tolist()
+            names = sorted({f"{r.instrument.symbol} ({r.failed_check})" for pk in mine
+                            for r in (inputs.rejected.get(i) for i in rests_on[pk]) if r})
+            not_simulated[k] = f"oracle round rejected: {', '.join(names)}"
+        batch = np.flatnonzero(holds & pm & ~refused & ~blocked)
+        alone = np.flatnonzero(~(holds & pm & ~refused) & ~blocked)
+        batch_index, left, shockable = _prepare_batch_arrays(inputs, held, instruments, batch)
+        calculator = [accounts[k] for k in np.union1d(left, alone).tolist()]
+        inputs.positions = load_positions(calculator)
+    return _assemble(firm, key, accounts, inputs, not_simulated, shockable, batch_index,
+                     calculator)
+
+
+def _prepare_batch_arrays(inputs: ChunkInputs, held: HoldingArrays,
+                          instruments: dict[int, Instrument], batch: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, ShockableBook | None]:
+    """``_prepare_batch`` on arrays: the batch accounts (indexes) the chunk covers, those left
+    to the calculator, and the prepared chunk. The same steps: a contract the validator
+    refuses sends its holders to the calculator and the universe is built again of the
+    others' contracts."""
+    left = np.zeros(0, np.int64)
+    while batch.size:
+        rows = np.isin(held.account, batch)
+        contracts = {pk: instruments[pk] for pk in np.unique(held.instrument[rows]).tolist()}
+        try:
+            universe = build_universe(inputs, contracts)
+            break
+        except EngineInputError as exc:
+            refused = _refused_of(contracts, exc)
+            if refused is None:
+                return np.zeros(0, np.int64), np.union1d(left, batch), None
+            holders = np.unique(held.account[rows & (held.instrument == refused)])
+            left, batch = np.union1d(left, holders), np.setdiff1d(batch, holders)
+        except MissingMarketData:
+            return np.zeros(0, np.int64), np.union1d(left, batch), None
+    else:
+        return np.zeros(0, np.int64), left, None
+    book = arrays_on(universe, contracts, np.searchsorted(batch, held.account[rows]),
+                     held.instrument[rows], held.quantity[rows], int(batch.size))
+    prepared = prepare_chunk(book, inputs.params)
+    return (batch[prepared.held], np.union1d(left, batch[~prepared.held]),
+            ShockableBook(prepared, int(batch.size)))
+
+
+def _empty_books(firm: Firm, key: tuple) -> FirmBooks:
+    return FirmBooks(firm_id=firm.pk, key=key, today=exchange_date(), params=None,
+                     account_ids=np.zeros(0, np.int64), numbers=[], cash=np.zeros(0),
+                     batch_index=np.zeros(0, np.int64), batch=None, alone=[], underlyings={},
+                     not_simulated={})
+
+
+def _assemble(firm: Firm, key: tuple, accounts: Sequence[Account | AccountRow],
+              inputs: ChunkInputs, not_simulated: dict[int, str],
+              shockable: ShockableBook | None, batch_index: np.ndarray,
+              calculator: Sequence[Account | AccountRow]) -> FirmBooks:
+    """The books of both loaders: the batch's chunk as prepared, the calculator's accounts
+    prepared one by one (``_prepare_alone``), every figure at the current market."""
+    index = {a.pk: k for k, a in enumerate(accounts)}
+    books = FirmBooks(
+        firm_id=firm.pk, key=key, today=inputs.today, params=inputs.params,
+        account_ids=np.array([a.pk for a in accounts], np.int64),
+        numbers=[a.number for a in accounts],
+        cash=np.array([float(inputs.cash[a.pk]) for a in accounts]),
+        batch_index=np.asarray(batch_index, np.int64), batch=None, alone=[], underlyings={},
+        not_simulated=not_simulated)
+    if shockable is not None:
+        # the chunk's accounts in its order; those it does not cover are valued alone
+        books.batch = shockable
+        books.underlyings.update(shockable.run.portfolio.underlyings
+                                 if shockable.prepared.chunk is not None else {})
+    for account in calculator:
+        prepared = _prepare_alone(inputs, account, index[account.pk])
+        if isinstance(prepared, str):
+            not_simulated[index[account.pk]] = prepared
+        else:
+            books.alone.append(prepared)
+            books.underlyings.update(prepared.portfolio.underlyings)
+    books.equity, books.requirement = _figures(books, None)
+    return books
+
+
 def _merged(parts: Sequence[ChunkInputs]) -> ChunkInputs:
     """The chunks' inputs as one (the same market state, parameters and day)."""
     first = parts[0]
@@ -219,18 +398,23 @@ def _merged(parts: Sequence[ChunkInputs]) -> ChunkInputs:
     return replace(first, **union)
 
 
-def load_books(firm: Firm, key: tuple = ()) -> FirmBooks:
-    """Read and prepare the firm's books (module docstring)."""
+def load_books_by_chunk(firm: Firm, key: tuple = ()) -> FirmBooks:
+    """The firm's books read by the sweep's own chunk loader (``ChunkInputs.load``,
+    ``LOAD_CHUNK`` accounts at a time, merged) and prepared by its chunk builder
+    (``_chunk_book``): what ``load_books`` replaced (152 s at 100,000 accounts), kept as the
+    reference the array load is held to (tests/desk/test_risk.py)."""
     size = max(int(settings.MARGIN_SWEEP_CHUNK), LOAD_CHUNK)
     with firm_scope(firm):
         accounts = list(Account.objects.exclude(status=Account.Status.CLOSED)
                         .select_related("firm").order_by("pk"))
+        if not accounts:
+            return _empty_books(firm, key)
         parts = [ChunkInputs.load(accounts[k:k + size]) for k in range(0, len(accounts), size)]
     index = {a.pk: k for k, a in enumerate(accounts)}
     not_simulated: dict[int, str] = {}
     batch: list[Account] = []
     alone: list[Account] = []
-    inputs = _merged(parts) if parts else None
+    inputs = _merged(parts)
     for account in accounts:
         blocked = inputs.blocked(account)
         if blocked:
@@ -239,32 +423,9 @@ def load_books(firm: Firm, key: tuple = ()) -> FirmBooks:
             batch.append(account)
         else:
             alone.append(account)
-    params = inputs.params if inputs else None
-    books = FirmBooks(
-        firm_id=firm.pk, key=key, today=inputs.today if inputs else exchange_date(),
-        params=params, account_ids=np.array([a.pk for a in accounts], np.int64),
-        numbers=[a.number for a in accounts],
-        cash=np.array([float(inputs.cash[a.pk]) for a in accounts]) if inputs else np.zeros(0),
-        batch_index=np.zeros(0, np.int64), batch=None, alone=[], underlyings={},
-        not_simulated=not_simulated)
-    if inputs is None:
-        return books
-    held, left, universe = _prepare_batch(inputs, batch)
-    if universe is not None:
-        # the chunk's accounts in its order; those it does not cover are valued alone
-        books.batch = universe
-        books.batch_index = np.array([index[a.pk] for a in held], np.int64)
-        books.underlyings.update(universe.run.portfolio.underlyings
-                                 if universe.prepared.chunk is not None else {})
-    for account in [*left, *alone]:
-        prepared = _prepare_alone(inputs, account, index[account.pk])
-        if isinstance(prepared, str):
-            not_simulated[index[account.pk]] = prepared
-        else:
-            books.alone.append(prepared)
-            books.underlyings.update(prepared.portfolio.underlyings)
-    books.equity, books.requirement = _figures(books, None)
-    return books
+    held, left, shockable = _prepare_batch(inputs, batch)
+    return _assemble(firm, key, accounts, inputs, not_simulated, shockable,
+                     np.array([index[a.pk] for a in held], np.int64), [*left, *alone])
 
 
 def _prepare_batch(inputs: ChunkInputs, accounts: list[Account]

@@ -24,9 +24,10 @@ from functools import cached_property
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
-from accounts.models import Account, Instrument
+from accounts.models import Account, Instrument, Position
 from accounts.services import cash_balances
 from margin.engine import ENGINE_VERSION
 from margin.engine.batch import (
@@ -529,3 +530,75 @@ def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
                 "house_components": figures.components(k),
                 "minimum_charge": float(figures.minimum_charge[k])},
             "reg_t": None, "collateral": None}
+
+
+# ------------------------------------------------------------------ a firm's holdings as arrays
+
+
+@dataclass(frozen=True)
+class HoldingArrays:
+    """Every position of a set of accounts as arrays, one row per holding, ordered by account
+    then instrument: what a chunk's ``ChunkBook`` holds, read without a ``Holding`` per row
+    (the firm-wide simulator reads 100,000 books at once: 1.8 million rows)."""
+
+    account: np.ndarray  # int64: index into the account ids read
+    instrument: np.ndarray  # int64: the instrument's id
+    quantity: np.ndarray  # float64, as ``_holdings_on`` converts each ``Decimal``
+
+
+def load_holding_arrays(account_ids: np.ndarray) -> HoldingArrays:
+    """The positions of ``account_ids`` (sorted, unique) among the current firm scope's
+    ``Position`` rows, in one query. On PostgreSQL the rows come packed in one binary value
+    (``_packed``): a firm of 100,000 accounts holds 1.8 million positions, and a Python tuple
+    and a ``Decimal`` per row took 3 s of their reading (binary COPY too: a message per row)."""
+    rows = Position.objects.order_by().values_list("account_id", "instrument_id", "quantity")
+    if connection.vendor == "postgresql":
+        table = _packed(rows)
+        owner, instrument, quantity = table["account"], table["instrument"], table["quantity"]
+    else:
+        listed = list(rows)
+        owner = np.fromiter((r[0] for r in listed), np.int64, len(listed))
+        instrument = np.fromiter((r[1] for r in listed), np.int64, len(listed))
+        quantity = np.fromiter((float(r[2]) for r in listed), np.float64, len(listed))
+    account = np.searchsorted(account_ids, owner)
+    mine = account < account_ids.shape[0]
+    mine[mine] = account_ids[account[mine]] == owner[mine]  # e.g. a closed account's: left out
+    account, instrument, quantity = account[mine], instrument[mine], quantity[mine]
+    order = np.lexsort((instrument, account))
+    return HoldingArrays(account[order].astype(np.int64), instrument[order].astype(np.int64),
+                         quantity[order].astype(np.float64))
+
+
+#: one packed row: account id, instrument id (bigint), quantity (double), big-endian
+_PACKED_ROW = np.dtype([("account", ">i8"), ("instrument", ">i8"), ("quantity", ">f8")])
+
+
+def _packed(rows) -> np.ndarray:
+    """The (account id, instrument id, quantity) rows of a values-list queryset as one numpy
+    record array: the server packs them into one ``bytea`` (``int8send``, ``float8send``),
+    read in binary (no Python object per row). The quantity's numeric -> float8 cast is
+    correctly rounded, as ``float(Decimal)`` is."""
+    import psycopg
+
+    sql, params = rows.query.sql_with_params()
+    query = (f"SELECT string_agg(int8send(r.a) || int8send(r.i) || float8send(r.q::float8), "
+             f"''::bytea) FROM ({sql}) AS r(a, i, q)")
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        # a server-side-binding cursor: Django's client-side cursors return text only
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(query, params, binary=True)
+            packed = cursor.fetchone()[0] or b""
+    return np.frombuffer(packed, _PACKED_ROW)
+
+
+def arrays_on(universe: Portfolio, contracts: dict[int, Instrument], account: np.ndarray,
+              instrument: np.ndarray, quantity: np.ndarray, n_accounts: int) -> ChunkBook:
+    """``_holdings_on`` from arrays: holdings (``account`` 0..n_accounts-1, ``instrument``
+    ids among ``contracts``) on the universe built of ``contracts`` (``build_universe``)."""
+    by_symbol = {p.id: k for k, p in enumerate(universe.positions)}
+    ids = np.array(sorted(contracts), np.int64)
+    position = np.array([by_symbol[contracts[pk].symbol] for pk in ids.tolist()], np.int64)
+    contract = position[np.searchsorted(ids, instrument)]
+    return ChunkBook(universe, n_accounts, account.astype(np.int64), contract,
+                     quantity.astype(np.float64))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
@@ -290,3 +291,61 @@ def test_wrong_roles_are_refused(client, desk):
         assert log_in(client, world.a.users[role])
         for url in ("/desk/risk/", "/desk/risk/simulate/?symbol=AAPL&move=-10"):
             assert client.get(url).status_code == 403, (role, url)
+
+
+def _books_figures(books: simulation.FirmBooks, shock) -> dict:
+    """What a ``FirmBooks`` answers with, comparable across loaders (NaN as None)."""
+    equity, requirement = simulation._figures(books, shock)
+
+    def listed(values):
+        return [None if np.isnan(v) else round(float(v), 2) for v in values]
+
+    return {"accounts": books.account_ids.tolist(), "numbers": books.numbers,
+            "cash": books.cash.tolist(), "batch": sorted(books.batch_index.tolist()),
+            "alone": sorted(b.index for b in books.alone),
+            "not_simulated": dict(sorted(books.not_simulated.items())),
+            "underlyings": sorted(books.underlyings), "equity": listed(equity),
+            "requirement": listed(requirement)}
+
+
+def test_the_array_load_gives_the_per_chunk_loads_books(desk):
+    """On a mixed book (batch books, a Reg T book, an empty one, a book blocked by a rejected
+    oracle round, one holding an unpriced stock, one holding an option past its expiry that
+    the validator refuses), the array load and the sweep's per-chunk loader give the same
+    books and the same figures, at the current market and moved."""
+    world, accounts = desk
+    firm = world.firm_a
+    now = timezone.now()
+    unpriced = shared_instrument("NOPX")
+    expired = _option("AAPL", "put", "200", -3)
+    load_prices(observations=[{"symbol": expired.symbol, "price": "1.00", "observed_at": now}],
+                source="vendor", actor=None)
+    OracleRejection.objects.create(instrument=shared_instrument("MSFT"), round_id="78",
+                                   failed_check="jump", message="a 40 % jump")
+    fw = world.a
+    with firm_scope(firm):
+        for number, legs in {"PM-NOPX": [(unpriced, 10), (shared_instrument("AAPL"), 5)],
+                             "PM-EXPIRED": [(expired, 2), (shared_instrument("SPY"), 10)],
+                             "PM-AAPL": [(shared_instrument("AAPL"), 20)]}.items():
+            account = book.open_account(client=fw.client, number=number,
+                                        registration="individual",
+                                        margin_type="portfolio_margin",
+                                        actor=fw.users[Role.FIRM_ADMIN])
+            book.post_ledger_entry(account=account, kind="deposit", amount=Decimal("90000"),
+                                   actor=fw.users[Role.MARGIN_DESK])
+            for instrument, quantity in legs:
+                book.set_position(account=account, instrument=instrument,
+                                  quantity=Decimal(quantity), actor=fw.users[Role.MARGIN_DESK])
+    by_chunk = simulation.load_books_by_chunk(firm)
+    arrays = simulation.load_books(firm)
+    number = dict(zip(arrays.numbers, range(arrays.accounts), strict=True))
+    assert number["PM-LONG"] in arrays.batch_index  # the batch path is exercised
+    assert "PM-MSFT" in {arrays.numbers[k] for k in arrays.not_simulated}
+    assert number["PM-NOPX"] in arrays.not_simulated
+    # the validator refuses the expired put in the universe: its holder goes to the calculator
+    assert arrays.not_simulated[number["PM-EXPIRED"]].startswith("expired:")
+    assert number["PM-AAPL"] in arrays.batch_index
+    with firm_scope(firm):
+        for shock in (None, simulation.resolve_shock(arrays, symbol="AAPL", move=-0.10),
+                      simulation.resolve_shock(arrays, scenario="2008-10")):
+            assert _books_figures(arrays, shock) == _books_figures(by_chunk, shock)
