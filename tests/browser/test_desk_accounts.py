@@ -30,7 +30,7 @@ TABS = {
     "Calls": ("Portfolio-margin deficiency", "PM minimum-equity deficiency"),
     "PM applications": ("Portfolio-margin applications",),
     "Restrictions": ("Active restrictions",),
-    "Audit trail": ("account.opened", "margin_call.issued"),
+    "Audit trail": ("Account opened", "Margin call issued", "Account NO100013"),
 }
 
 

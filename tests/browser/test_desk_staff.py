@@ -78,7 +78,7 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     shoot(browser, screenshot_dir, "staff-02-invite")
     _submit(browser)
     text = browser.find_element(By.TAG_NAME, "main").text
-    assert "Invited northwind.risk3 as Risk officer" in text and "user.invited" in text
+    assert "Invited northwind.risk3 as Risk officer" in text and "User invited" in text
     shoot(browser, screenshot_dir, "staff-03-invited")
     # (the seed mailed its call notices before: the invitation is the one to Rita)
     (invitation,) = [m for m in mail.outbox if m.to == ["rita.okafor@demo.example"]]

@@ -212,8 +212,10 @@ def test_role_changes_deactivation_and_reactivation_are_audited(admin, world):
     assert _events(world.firm_a, "user.deactivated").get().actor == world.a.users["firm_admin"]
     page = admin.get(reverse("desk-staff-user", args=[target.pk]))
     assert b"Reactivate" in page.content and b"Deactivated" in page.content
-    said = [row["said"] for row in page.context["trail"]]
-    assert said[:2] == ["Deactivated", "Changed role: Margin desk → Risk officer"]
+    said = [(row.words, row.summary) for row in page.context["trail"]]
+    assert said[:2] == [("User deactivated", "is active: yes → no"),
+                        ("User updated", "role: Margin desk → Risk officer")]
+    assert "<dl class=\"kv\">" in page.content.decode()  # the details in words, not JSON
 
     admin.post(reverse("desk-staff-user-reactivate", args=[target.pk]))
     target.refresh_from_db()

@@ -9,8 +9,6 @@ firm's account is a 404 (``desk_object`` reads through the tenant manager).
 
 from __future__ import annotations
 
-import json
-
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
@@ -27,6 +25,7 @@ from web.charts import history_chart
 from web.views import HISTORY_POINTS, _positions, _what_if_orders, account_overview
 
 from ..access import desk_object, desk_view
+from ..audit_words import present
 from .trail import account_event_keys, events_by_pk
 
 PAGE_SIZE = 50
@@ -147,18 +146,13 @@ def restrictions(request: HttpRequest, number: str) -> HttpResponse:
 
 @desk_view()
 def audit_trail(request: HttpRequest, number: str) -> HttpResponse:
+    """The account's own query (the account and its children, ``account_event_keys``), put in
+    words by the desk's one presenter of audit events (``web.desk.audit_words``)."""
     account = _account(number)
     page = _paged(request, account_event_keys(account))
     page.object_list = events_by_pk(page.object_list)
-    for event in page.object_list:
-        # as the export writes them (JSON), not Python's repr
-        event.before_text = _as_json(event.before)
-        event.after_text = _as_json(event.after)
-    return _page(request, "desk/accounts/audit.html", account, "audit", page=page)
-
-
-def _as_json(value) -> str:
-    return "" if value in (None, {}, []) else json.dumps(value, sort_keys=True)
+    return _page(request, "desk/accounts/audit.html", account, "audit", page=page,
+                 rows=present(page.object_list, firm=account.firm))
 
 
 @desk_view()
