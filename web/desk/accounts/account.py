@@ -20,9 +20,8 @@ from eligibility.models import Application, Evaluation
 from margin.calls.models import CallNotice, MarginCall, Restriction
 from margin.executions.models import Execution
 from margin.models import MarginSnapshot
-from margin.pretrade import Unvalued, check
-from web.charts import history_chart
-from web.views import HISTORY_POINTS, _positions, _what_if_orders, account_overview
+from web.views import _positions, account_history_chart, account_overview
+from web.views import what_if as portal_what_if
 
 from ..access import desk_object, desk_view
 from ..audit_words import present
@@ -87,12 +86,11 @@ def ledger(request: HttpRequest, number: str) -> HttpResponse:
 def history(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(number)
     snapshots = MarginSnapshot.objects.filter(account=account).order_by("-computed_at", "-id")
-    newest = list(snapshots.values_list("computed_at", "equity", "requirement")[:HISTORY_POINTS])
     page = _paged(request, snapshots.only(
         "computed_at", "reason", "margin_type", "equity", "requirement", "excess",
         "parameter_set", "engine_version", "flags"))
     return _page(request, "desk/accounts/history.html", account, "history",
-                 chart=history_chart(list(reversed(newest))), page=page)
+                 chart=account_history_chart(account), page=page)
 
 
 def _call_url(call: MarginCall) -> str | None:
@@ -157,19 +155,9 @@ def audit_trail(request: HttpRequest, number: str) -> HttpResponse:
 
 @desk_view()
 def what_if(request: HttpRequest, number: str) -> HttpResponse:
-    """The portal's what-if for staff: the same form (``_what_if_orders``) and the pre-trade
-    check the order would pass (restrictions, deficits, intraday margin); a GET, since nothing
+    """The portal's what-if for staff (``web.views.what_if``: the same form and the pre-trade
+    check the order would pass, restrictions, deficits, intraday margin); a GET, since nothing
     is written."""
     account = _account(number)
-    held = list(account.positions.select_related("instrument").exclude(quantity=0)
-                .order_by("instrument__symbol"))
-    outcome, errors = None, []
-    if request.GET:
-        orders, errors = _what_if_orders(account, request.GET)
-        if orders:
-            try:
-                outcome = check(account=account, orders=orders)
-            except Unvalued as exc:
-                errors = [f"the book cannot be valued now: {exc}"]
-    return _page(request, "desk/accounts/what_if.html", account, "what_if", held=held,
-                 outcome=outcome, errors=errors, form=request.GET)
+    return _page(request, "desk/accounts/what_if.html", account, "what_if",
+                 **portal_what_if(account, request.GET))
