@@ -262,7 +262,7 @@ def test_the_firm_admin_unlocks_a_locked_out_user(admin, client, world):
     locked = {r["member"].username for r in page.context["rows"] if r["locked_out"]}
     assert locked == {"alpha_margin_desk"}
     home = admin.get(reverse("desk-home"))
-    assert b"1 user(s) locked out" in home.content
+    assert b"1 user locked out" in home.content
 
     desk = world.a.users["margin_desk"]
     page = admin.post(reverse("desk-staff-user-unlock", args=[desk.pk]), follow=True)

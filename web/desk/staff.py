@@ -28,7 +28,7 @@ from brokerage.roles import Role
 from brokerage.scope import current_firm
 
 from .access import desk_object, desk_view
-from .attention import AttentionItem, Urgency, provider
+from .attention import AttentionItem, Urgency, counted, provider
 from .audit_words import present
 
 #: administering users and tokens is the firm admin's alone (brokerage.roles: auth.user)
@@ -271,7 +271,8 @@ def locked_out_users(request: HttpRequest, role: str) -> list[AttentionItem]:
               if logins.is_locked_out(u.recent_failed_logins)]
     if not locked:
         return []
-    return [AttentionItem(title=f"{len(locked)} user(s) locked out after failed logins",
+    return [AttentionItem(title=counted(len(locked), "user locked out after failed logins",
+                                        "users locked out after failed logins"),
                           url=reverse("desk-staff"), urgency=Urgency.TODAY, count=len(locked),
                           detail=", ".join(locked[:5]))]
 
