@@ -251,11 +251,17 @@ def portal_calls(request: HttpRequest, number: str) -> HttpResponse:
 @login_required
 def portal_history(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(request, number)
+    return _page(request, "portal/history.html", account, "history",
+                 chart=account_history_chart(account))
+
+
+def account_history_chart(account: Account) -> dict:
+    """The equity-against-requirement chart of the account's newest HISTORY_POINTS snapshots,
+    oldest first: the portal's history and the desk's snapshot tab draw this one."""
     newest = list(MarginSnapshot.objects.filter(account=account)
                   .order_by("-computed_at", "-id")
                   .values_list("computed_at", "equity", "requirement")[:HISTORY_POINTS])
-    chart = history_chart(list(reversed(newest)))
-    return _page(request, "portal/history.html", account, "history", chart=chart)
+    return history_chart(list(reversed(newest)))
 
 
 def _what_if_orders(account: Account, data) -> tuple[list[Order], list[str]]:
@@ -293,18 +299,25 @@ def _what_if_orders(account: Account, data) -> tuple[list[Order], list[str]]:
 @login_required
 def portal_what_if(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(request, number)
+    return _page(request, "portal/what_if.html", account, "what_if",
+                 **what_if(account, request.GET))
+
+
+def what_if(account: Account, data) -> dict:
+    """The what-if form's context (the positions it can close, the form's values, its errors)
+    and the pre-trade check the order would pass (``margin.pretrade.check``: nothing written):
+    the client's portal and the staff desk run this one. ``data``: the form's GET."""
     held = list(account.positions.select_related("instrument").exclude(quantity=0)
                 .order_by("instrument__symbol"))
     outcome, errors = None, []
-    if request.GET:
-        orders, errors = _what_if_orders(account, request.GET)
+    if data:
+        orders, errors = _what_if_orders(account, data)
         if orders:
             try:
                 outcome = check(account=account, orders=orders)
             except Unvalued as exc:
                 errors = [f"the book cannot be valued now: {exc}"]
-    return _page(request, "portal/what_if.html", account, "what_if", held=held,
-                 outcome=outcome, errors=errors, form=request.GET)
+    return {"held": held, "outcome": outcome, "errors": errors, "form": data}
 
 
 # Distance to a call ----------------------------------------------------------------------------

@@ -6,19 +6,23 @@ page is photographed at 1366 and 390 px."""
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
 
 from accounts.models import Account
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
 from margin.models import AccountMargin
 
-from .walk import click_through, log_in, open_page, shoot
+from .walk import (
+    click_through,
+    log_in,
+    open_page,
+    page_text,
+    seed_demo,
+    shoot,
+    what_if_closing,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,18 +34,14 @@ TABS = {
     "Calls": ("Portfolio-margin deficiency", "PM minimum-equity deficiency"),
     "PM applications": ("Portfolio-margin applications",),
     "Restrictions": ("Active restrictions",),
-    "Audit trail": ("account.opened", "margin_call.issued"),
+    "Audit trail": ("Account opened", "Margin call issued", "Account NO100013"),
 }
 
-
-def _body(browser) -> str:
-    return browser.find_element(By.TAG_NAME, "body").text
 
 
 def test_the_desk_finds_an_account_and_walks_its_360_view(browser, live_server, screenshot_dir,
                                                           settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     northwind = Firm.objects.get(slug="northwind")
     with firm_scope(northwind):
         current = AccountMargin.objects.select_related("account").get(
@@ -53,7 +53,7 @@ def test_the_desk_finds_an_account_and_walks_its_360_view(browser, live_server, 
 
     log_in(browser, base, "northwind.desk", lands_on="/desk/")
     click_through(browser, browser.find_element(By.LINK_TEXT, "Accounts"))
-    text = _body(browser)
+    text = page_text(browser)
     assert "Northwind Securities" in text and "NO100001" in text and "BL100" not in text
     shoot(browser, screenshot_dir, "desk-accounts-01-list")
 
@@ -68,7 +68,7 @@ def test_the_desk_finds_an_account_and_walks_its_360_view(browser, live_server, 
 
     click_through(browser, browser.find_element(By.LINK_TEXT, "NO100013"))
     assert browser.current_url == f"{base}/desk/accounts/NO100013/"
-    text = _body(browser)
+    text = page_text(browser)
     assert "Account NO100013" in text and "Equity (net liquidation value)" in text
     assert "Open margin calls" in text and "Excess liquidity: deficit" in text
     shoot(browser, screenshot_dir, "desk-accounts-03-overview")
@@ -78,7 +78,7 @@ def test_the_desk_finds_an_account_and_walks_its_360_view(browser, live_server, 
             By.CSS_SELECTOR, "nav.tabs").find_element(By.LINK_TEXT, tab))
         current_tab = browser.find_element(By.CSS_SELECTOR, "nav.tabs a[aria-current=page]")
         assert current_tab.text == tab
-        text = _body(browser)
+        text = page_text(browser)
         for words in expected:
             assert words in text, (tab, words)
         if tab == "Snapshots":
@@ -88,16 +88,11 @@ def test_the_desk_finds_an_account_and_walks_its_360_view(browser, live_server, 
     # What-if: closing the short NVDA puts lowers the requirement; nothing is written.
     click_through(browser, browser.find_element(By.CSS_SELECTOR, "nav.tabs")
                   .find_element(By.LINK_TEXT, "What-if"))
-    Select(browser.find_element(By.ID, "close")).select_by_value("NVDA 270115P135")
-    click_through(browser, browser.find_element(By.CSS_SELECTOR,
-                                                "form.what-if button[type=submit]"))
-    rows = {r.find_element(By.TAG_NAME, "th").text: [c.text for c in
-                                                     r.find_elements(By.TAG_NAME, "td")]
-            for r in browser.find_elements(By.CSS_SELECTOR, "table.what-if-result tbody tr")}
-    assert "Requirement" in rows, browser.find_element(By.TAG_NAME, "main").text
+    rows = what_if_closing(browser, "NVDA 270115P135")
+    assert "Requirement" in rows, page_text(browser, "main")
     now, after = rows["Requirement"]
     assert now.startswith("$") and after.startswith("$") and now != after
-    assert "The pre-trade check would" in _body(browser)
+    assert "The pre-trade check would" in page_text(browser)
     shoot(browser, screenshot_dir, "desk-accounts-11-what-if")
     with firm_scope(northwind):
         assert AccountMargin.objects.get(account__number="NO100013").requirement == \

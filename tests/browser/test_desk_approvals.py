@@ -8,10 +8,7 @@ old and new values; the history names who did what. Every page is photographed a
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from selenium.webdriver.common.by import By
 
 from accounts.models import Account
@@ -20,19 +17,15 @@ from brokerage.scope import firm_scope
 from eligibility.models import Application
 from eligibility.services import apply_due_conversions
 
-from .walk import click_through, log_in, open_page, shoot
+from .walk import click_through, log_in, open_page, page_text, seed_demo, shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _body(browser) -> str:
-    return browser.find_element(By.TAG_NAME, "body").text
-
 
 def test_two_risk_officers_approve_an_application(browser, live_server, screenshot_dir,
                                                   settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     base = live_server.url
     northwind = Firm.objects.get(slug="northwind")
     with firm_scope(northwind):
@@ -43,17 +36,17 @@ def test_two_risk_officers_approve_an_application(browser, live_server, screensh
 
     # The first risk officer: the home names the work, the queue lists it, the page explains it.
     log_in(browser, base, "northwind.risk1", lands_on="/desk/")
-    text = _body(browser)
+    text = page_text(browser)
     assert "Northwind Securities" in text and "1 application to review" in text
     assert "1 rule-set or risk-parameter change awaiting a second person" in text
     shoot(browser, screenshot_dir, "desk-approvals-01-home-risk1")
     click_through(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "1 application to review"))
-    text = _body(browser)
+    text = page_text(browser)
     assert "Applications to review" in text and "NO100012" in text and "$180,000.00" in text
     shoot(browser, screenshot_dir, "desk-approvals-02-queue")
 
     click_through(browser, browser.find_element(By.LINK_TEXT, f"Application #{application.pk}"))
-    text = _body(browser)
+    text = page_text(browser)
     assert "Equity of $180,000.00 meets the $125,000.00 opening minimum." in text
     assert "Options approval level" in text and "level 4" in text
     assert "Portfolio-margin risk disclosure" in text and "signed" in text
@@ -64,7 +57,7 @@ def test_two_risk_officers_approve_an_application(browser, live_server, screensh
     browser.find_element(By.ID, "notes").send_keys("Meets every rule; equity well above.")
     click_through(browser, browser.find_element(By.XPATH,
                                                 "//button[text()='Record the review']"))
-    text = _body(browser)
+    text = page_text(browser)
     assert f"You reviewed {name}" in text
     # The reviewer may not approve their own review: the page says why, in words.
     assert (f"You may not decide this application: northwind.risk1 reviewed {name} and so "
@@ -81,11 +74,11 @@ def test_two_risk_officers_approve_an_application(browser, live_server, screensh
 
     # The second risk officer approves.
     log_in(browser, base, "northwind.risk2", lands_on="/desk/")
-    text = _body(browser)
+    text = page_text(browser)
     assert "1 application to approve" in text and "reviewed by northwind.risk1" in text
     click_through(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "1 application to approve"))
     click_through(browser, browser.find_element(By.LINK_TEXT, f"Application #{application.pk}"))
-    assert "northwind.risk1 reviewed it and recommended that it be approved" in _body(browser)
+    assert "northwind.risk1 reviewed it and recommended that it be approved" in page_text(browser)
     browser.find_element(By.ID, "reasons").send_keys("Second pair of eyes: agreed.")
     click_through(browser, browser.find_element(By.XPATH, "//button[text()='Approve']"))
     with firm_scope(northwind):
@@ -96,7 +89,7 @@ def test_two_risk_officers_approve_an_application(browser, live_server, screensh
     assert approved.decided_by.username == "northwind.risk2"
     assert events[-2:] == [("pm_application.reviewed", "northwind.risk1"),
                            ("pm_application.approved", "northwind.risk2")]
-    text = _body(browser)
+    text = page_text(browser)
     assert (f"You approved {name}: account NO100012 moves to portfolio margin on "
             f"{approved.effective_on:%A %Y-%m-%d}") in text
     shoot(browser, screenshot_dir, "desk-approvals-06-approved")
@@ -111,7 +104,7 @@ def test_two_risk_officers_approve_an_application(browser, live_server, screensh
 
     click_through(browser, browser.find_element(By.LINK_TEXT, "Approvals"))
     click_through(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "the history"))
-    text = _body(browser)
+    text = page_text(browser)
     assert "Portfolio-margin application" in text and "Approved" in text
     assert "northwind.risk1 reviewed" in text and "Second pair of eyes: agreed." in text
     shoot(browser, screenshot_dir, "desk-approvals-07-history")

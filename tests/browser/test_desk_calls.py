@@ -7,10 +7,7 @@ and then records as granted by FINRA. Every page is photographed at 1366 and 390
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from selenium.webdriver.common.by import By
 
 from brokerage.models import AuditEvent, Firm
@@ -18,13 +15,10 @@ from brokerage.scope import firm_scope
 from margin import business_days
 from margin.models import CallExtension, LiquidationPlan, MarginCall
 
-from .walk import click_through, log_in, open_page, shoot
+from .walk import click_through, log_in, open_page, page_text, seed_demo, shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-def _main(browser) -> str:
-    return browser.find_element(By.TAG_NAME, "main").text
 
 
 def _submit(browser, form_css: str, button_css: str = "button[type=submit]",
@@ -42,12 +36,11 @@ def _submit(browser, form_css: str, button_css: str = "button[type=submit]",
             field.clear()
             field.send_keys(value)
     click_through(browser, form.find_element(By.CSS_SELECTOR, button_css))
-    return _main(browser)
+    return page_text(browser, "main")
 
 
 def test_the_margin_desk_works_its_calls(browser, live_server, screenshot_dir, settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     northwind = Firm.objects.get(slug="northwind")
     with firm_scope(northwind):
         overdue = MarginCall.objects.get(account__number="NO100002", kind="maintenance")
@@ -66,13 +59,13 @@ def test_the_margin_desk_works_its_calls(browser, live_server, screenshot_dir, s
 
     click_through(browser, first.find_element(By.TAG_NAME, "a"))
     assert browser.current_url == f"{base}/desk/calls/{overdue.pk}/"
-    text = _main(browser)
+    text = page_text(browser, "main")
     assert "Overdue" in text and "NO100002" in text and "$5,000.00" in text
     assert "Liquidation plan" in text and "Notices sent to the client" in text
     shoot(browser, screenshot_dir, "desk-calls-02-overdue-call")
 
     click_through(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "See the plan"))
-    text = _main(browser)
+    text = page_text(browser, "main")
     assert "Effect on each scenario" in text and "Greedy alternative" in text
     assert "After the plan" in text and "After the greedy alternative" in text
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart.effect rect.bar.plan")

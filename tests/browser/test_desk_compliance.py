@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from io import StringIO
 
 import pytest
 import requests
 from django.conf import settings as django_settings
-from django.core.management import call_command
 from django.utils import timezone
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -26,29 +24,25 @@ from brokerage.models import Firm
 from brokerage.scope import firm_scope
 from margin.models import MarginCall
 
-from .walk import click_through, log_in, open_page, shoot
+from .walk import click_through, log_in, open_page, page_text, seed_demo, shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _body(browser) -> str:
-    return browser.find_element(By.TAG_NAME, "body").text
-
 
 def test_compliance_searches_exports_and_verifies_the_trail(browser, live_server,
                                                             screenshot_dir, settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     northwind = Firm.objects.get(slug="northwind")
     base = live_server.url
 
     log_in(browser, base, "northwind.compliance", lands_on="/desk/")
-    text = _body(browser)
+    text = page_text(browser)
     assert "Northwind Securities" in text and "not verified today" in text
     shoot(browser, screenshot_dir, "compliance-01-home")
 
     click_through(browser, browser.find_element(By.LINK_TEXT, "Compliance"))
-    text = _body(browser)
+    text = page_text(browser)
     assert "Daily margin records" in text and "has not been verified yet" in text
     shoot(browser, screenshot_dir, "compliance-02-overview")
 
@@ -57,7 +51,7 @@ def test_compliance_searches_exports_and_verifies_the_trail(browser, live_server
     today = timezone.localdate().isoformat()
     assert browser.find_element(By.ID, "id_since").get_attribute("value") == today
     ours = audit.events_for(northwind).count()
-    text = _body(browser)
+    text = page_text(browser)
     assert f"{ours} events; page 1 of" in text
     assert "Staff login" in text and "User northwind.compliance" in text  # the newest: ours
     assert "Bluewater" not in text and "BL1000" not in text
@@ -67,7 +61,7 @@ def test_compliance_searches_exports_and_verifies_the_trail(browser, live_server
     click_through(browser, browser.find_element(By.CSS_SELECTOR, "form.trail-search button"))
     with firm_scope(northwind):
         call = MarginCall.objects.filter(account__number="NO100013").order_by("pk").first()
-    text = _body(browser)
+    text = page_text(browser)
     issued = audit.events_for(northwind).filter(event_type="margin_call.issued").count()
     assert f"{issued} event{'s' if issued != 1 else ''}, newest first" in text
     table = browser.find_element(By.CSS_SELECTOR, "table.trail").text
@@ -86,7 +80,7 @@ def test_compliance_searches_exports_and_verifies_the_trail(browser, live_server
     shoot(browser, screenshot_dir, "compliance-04-export-form")
     click_through(browser, browser.find_element(By.CSS_SELECTOR, "form.export-form button"))
     assert "/desk/compliance/exports/" in browser.current_url
-    text = _body(browser)
+    text = page_text(browser)
     assert "Verified" in text and "Download audit-northwind-" in text
     shoot(browser, screenshot_dir, "compliance-05-export")
 
@@ -114,7 +108,7 @@ def test_compliance_searches_exports_and_verifies_the_trail(browser, live_server
     head = audit.events_for(northwind).order_by("-seq").first()
     assert head.event_type == audit.VERIFIED and head.after["verified"] is True
     through = head.seq - 1
-    text = _body(browser)
+    text = page_text(browser)
     assert f"Verified {through:,} events, #1 to #{through:,}" in text
     assert "Latest signed checkpoint" in text and "Recent verifications" in text
     shoot(browser, screenshot_dir, "compliance-06-chain-verified")

@@ -7,10 +7,7 @@ Each page is photographed at 1366 and 390 px."""
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -19,15 +16,14 @@ from brokerage.models import Firm
 from brokerage.scope import firm_scope
 from margin.simulation import forget_books
 
-from .walk import click_through, log_in, open_page, shoot
+from .walk import click_through, log_in, open_page, page_text, seed_demo, shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_risk_officer_simulates_aapl_down_ten_percent(browser, live_server, screenshot_dir,
                                                         settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     forget_books()
     northwind = Firm.objects.get(slug="northwind")
     with firm_scope(northwind):
@@ -37,7 +33,7 @@ def test_a_risk_officer_simulates_aapl_down_ten_percent(browser, live_server, sc
 
     log_in(browser, base, "northwind.risk1", lands_on="/desk/")
     click_through(browser, browser.find_element(By.LINK_TEXT, "Firm risk"))
-    text = browser.find_element(By.TAG_NAME, "body").text
+    text = page_text(browser)
     assert "Northwind Securities" in text and "How the firm moved today" in text
     assert "Closest to a call" in text and "NO100013" in text  # the under-margined one
     assert "Concentration by underlying" in text and browser.find_elements(
@@ -49,7 +45,7 @@ def test_a_risk_officer_simulates_aapl_down_ten_percent(browser, live_server, sc
     browser.find_element(By.ID, "id_move").send_keys("-10")
     click_through(browser, browser.find_element(By.CSS_SELECTOR,
                                                 "form.simulator button[type=submit]"))
-    text = browser.find_element(By.TAG_NAME, "body").text
+    text = page_text(browser)
     assert "AAPL -10 %:" in text and "in deficit" in text
     rows = browser.find_elements(By.CSS_SELECTOR, "table.simulation tbody tr")
     newly = {row.find_element(By.CSS_SELECTOR, "td").text for row in rows
@@ -63,7 +59,7 @@ def test_a_risk_officer_simulates_aapl_down_ten_percent(browser, live_server, sc
     Select(browser.find_element(By.ID, "id_scenario")).select_by_value("2008-10")
     click_through(browser, browser.find_element(By.CSS_SELECTOR,
                                                 "form.simulator button[type=submit]"))
-    text = browser.find_element(By.TAG_NAME, "body").text
+    text = page_text(browser)
     assert "Lehman and the October 2008 crash:" in text
     assert "Books from the resident cache" in text
     shoot(browser, screenshot_dir, "risk-03-2008-10")

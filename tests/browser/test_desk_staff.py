@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from io import StringIO
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.core.management import call_command
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -25,7 +23,7 @@ from brokerage import audit
 from brokerage.models import ApiToken, Firm
 from brokerage.second_factor import current_code
 
-from .walk import click_through, log_in, open_page, shoot
+from .walk import click_through, log_in, open_page, page_text, seed_demo, shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 NEW_PASSWORD = "rita-chooses-this-2026"
@@ -56,14 +54,13 @@ def _submit(browser, form_css: str = "main form.staff-form") -> None:
 
 def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, screenshot_dir,
                                                           settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     northwind = Firm.objects.get(slug="northwind")
     base = live_server.url
 
     log_in(browser, base, "northwind.admin", lands_on="/desk/")
     click_through(browser, browser.find_element(By.LINK_TEXT, "Staff"))
-    text = browser.find_element(By.TAG_NAME, "main").text
+    text = page_text(browser, "main")
     assert "The firm's users" in text and "northwind.risk1" in text and "bluewater" not in text
     assert "Enrolled" in text  # the demo's staff carry their authenticators
     shoot(browser, screenshot_dir, "staff-01-users")
@@ -77,8 +74,8 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     Select(browser.find_element(By.ID, "id_role")).select_by_visible_text("Risk officer")
     shoot(browser, screenshot_dir, "staff-02-invite")
     _submit(browser)
-    text = browser.find_element(By.TAG_NAME, "main").text
-    assert "Invited northwind.risk3 as Risk officer" in text and "user.invited" in text
+    text = page_text(browser, "main")
+    assert "Invited northwind.risk3 as Risk officer" in text and "User invited" in text
     shoot(browser, screenshot_dir, "staff-03-invited")
     # (the seed mailed its call notices before: the invitation is the one to Rita)
     (invitation,) = [m for m in mail.outbox if m.to == ["rita.okafor@demo.example"]]
@@ -91,7 +88,7 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     browser.find_element(By.ID, "id_new_password1").send_keys(NEW_PASSWORD)
     browser.find_element(By.ID, "id_new_password2").send_keys(NEW_PASSWORD)
     click_through(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
-    assert "Your password is set" in browser.find_element(By.TAG_NAME, "body").text
+    assert "Your password is set" in page_text(browser)
     shoot(browser, screenshot_dir, "staff-04-password-set")
     click_through(browser, browser.find_element(By.LINK_TEXT, "Log in"))
     browser.find_element(By.ID, "id_username").send_keys("northwind.risk3")
@@ -104,7 +101,7 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     device = TOTPDevice.objects.get(user=rita, confirmed=False)
     browser.find_element(By.ID, "id_otp_token").send_keys(current_code(device))
     click_through(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
-    assert "recovery" in browser.find_element(By.TAG_NAME, "body").text.lower()
+    assert "recovery" in page_text(browser).lower()
     assert open_page(browser, f"{base}/desk/") and browser.current_url == f"{base}/desk/"
     assert "Risk officer" in browser.find_element(By.TAG_NAME, "header").text
     trail = audit.events_for(northwind).filter(object_id=str(rita.pk))
@@ -144,7 +141,7 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     assert token.last_used_at is not None and "never" not in row.text.split("Read-only")[1][:40]
     shoot(browser, screenshot_dir, "staff-07-tokens")
     click_through(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
-    text = browser.find_element(By.TAG_NAME, "main").text
+    text = page_text(browser, "main")
     assert f"Token {token.prefix}… (nightly risk report) of northwind.risk3 is revoked" in text
     row = browser.find_element(By.XPATH, f"//tr[td/code[starts-with(text(), '{token.prefix}')]]")
     assert "Revoked" in row.text and "by northwind.admin" in row.text
@@ -158,5 +155,5 @@ def test_the_firm_admin_invites_a_user_and_issues_a_token(browser, live_server, 
     # Another firm's user is a 404 on the desk.
     bluewater_admin = get_user_model().objects.get(username="bluewater.admin")
     browser.get(f"{base}/desk/staff/users/{bluewater_admin.pk}/")
-    assert "bluewater.admin" not in browser.find_element(By.TAG_NAME, "body").text
+    assert "bluewater.admin" not in page_text(browser)
     assert "not found" in browser.page_source.lower()

@@ -10,10 +10,7 @@ at the end of the run."""
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -27,6 +24,7 @@ from .accessibility import check_accessibility
 from .walk import click_through as _click_through
 from .walk import log_in as _log_in
 from .walk import open_page as _open
+from .walk import page_text, seed_demo, what_if_closing
 from .walk import shoot as _shoot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,8 +58,7 @@ def _check_why(browser, page: str, account: Account) -> None:
 
 
 def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, settings):
-    settings.DEMO = True
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo(settings)
     northwind, bluewater = _accounts_of("northwind"), _accounts_of("bluewater")
     account = northwind["northwind.client1"]  # Long AAPL with protective puts
     base, page = live_server.url, f"{live_server.url}/portal/accounts/{account.number}"
@@ -73,7 +70,7 @@ def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, setting
     check_accessibility(browser, "home")
 
     _click_through(browser, browser.find_element(By.LINK_TEXT, account.number))
-    text = browser.find_element(By.TAG_NAME, "body").text
+    text = page_text(browser)
     assert "Northwind Securities" in text and "Equity (net liquidation value)" in text
     assert "Reg T requirement" in text and "Buying power" in text and "AAPL" in text
     assert browser.find_element(By.NAME, "viewport")
@@ -88,7 +85,7 @@ def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, setting
     check_accessibility(browser, "overview")
 
     _check_why(browser, page, account)
-    assert "AAPL down 15 %" in browser.find_element(By.TAG_NAME, "body").text  # the ±15 % range
+    assert "AAPL down 15 %" in page_text(browser)  # the ±15 % range
     _shoot(browser, screenshot_dir, "03-why")
     check_accessibility(browser, "why")
 
@@ -120,16 +117,11 @@ def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, setting
     close = Select(browser.find_element(By.ID, "close"))
     put = next(o.get_attribute("value") for o in close.options if "P" in o.get_attribute("value")
                and o.get_attribute("value") != "AAPL")
-    close.select_by_value(put)
-    _click_through(browser, browser.find_element(By.CSS_SELECTOR,
-                                                 "form.what-if button[type=submit]"))
-    rows = {r.find_element(By.TAG_NAME, "th").text: [c.text for c in
-                                                     r.find_elements(By.TAG_NAME, "td")]
-            for r in browser.find_elements(By.CSS_SELECTOR, "table.what-if-result tbody tr")}
-    assert "Requirement" in rows, browser.find_element(By.TAG_NAME, "main").text
+    rows = what_if_closing(browser, put)
+    assert "Requirement" in rows, page_text(browser, "main")
     now, after = rows["Requirement"]
     assert now != after and now.startswith("$") and after.startswith("$")
-    assert "The firm would" in browser.find_element(By.TAG_NAME, "body").text
+    assert "The firm would" in page_text(browser)
     _shoot(browser, screenshot_dir, "06-what-if")
     check_accessibility(browser, "what-if")
 
@@ -143,10 +135,10 @@ def test_a_client_walks_the_portal(browser, live_server, screenshot_dir, setting
         _click_through(browser, browser.find_element(
             By.XPATH, "//button[text()='Sign the acknowledgement']"))
         assert "acknowledgement of the portfolio-margin risk disclosure is recorded" in \
-            browser.find_element(By.TAG_NAME, "body").text
+            page_text(browser)
     _click_through(browser, browser.find_element(
         By.XPATH, "//button[text()='Submit my application']"))
-    text = browser.find_element(By.TAG_NAME, "body").text
+    text = page_text(browser)
     assert "is submitted" in text and "Submitted" in text
     _shoot(browser, screenshot_dir, "06c-pm-submitted")
     check_accessibility(browser, "portfolio margin submitted")

@@ -1,20 +1,34 @@
-"""The browser walks' shared steps: log in through the real login page (and the code step for
-staff), click and wait for the next page, read a page, photograph it at each width."""
+"""The browser walks' shared steps: seed the demo, log in through the real login page (and the
+code step for staff), click and wait for the next page, read a page, run a what-if, photograph
+it at each width."""
 
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from brokerage.passwords import DEMO_PASSWORD
 from brokerage.second_factor import current_code
 
 from .conftest import WIDTHS
+
+
+def seed_demo(settings) -> None:
+    """The demo's firms, people and story, once per walk (the walk's one test function)."""
+    settings.DEMO = True
+    call_command("seed_demo", stdout=StringIO())
+
+
+def page_text(browser, tag: str = "body") -> str:
+    """What the page says: the whole body, or only its ``main``."""
+    return browser.find_element(By.TAG_NAME, tag).text
 
 
 def shoot(browser, folder: Path, name: str) -> None:
@@ -68,3 +82,14 @@ def log_in(browser, base: str, username: str, *, lands_on: str = "/portal/") -> 
         browser.find_element(By.ID, "id_otp_token").send_keys(current_code(device))
         click_through(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     assert browser.current_url == f"{base}{lands_on}", browser.current_url
+
+
+def what_if_closing(browser, position: str) -> dict[str, list[str]]:
+    """On a what-if page (the portal's or the desk's: one form, templates/web/_what_if.html),
+    close a position and read the result: each row's heading and its cells (now, after)."""
+    Select(browser.find_element(By.ID, "close")).select_by_value(position)
+    click_through(browser, browser.find_element(By.CSS_SELECTOR,
+                                                "form.what-if button[type=submit]"))
+    return {r.find_element(By.TAG_NAME, "th").text: [c.text for c in
+                                                     r.find_elements(By.TAG_NAME, "td")]
+            for r in browser.find_elements(By.CSS_SELECTOR, "table.what-if-result tbody tr")}

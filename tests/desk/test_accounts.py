@@ -217,6 +217,9 @@ def test_the_audit_trail_holds_the_account_and_its_children_only(client, firm_bo
                               ("ledger.posted", f"accounts.ledgerentry {entries[0]}"),
                               ("margin_call.issued", f"margin.margincall {call.pk}")]:
         assert event in html and object_key in html, event
+    # in words, by the desk's one presenter (as the compliance trail shows them), never JSON
+    assert "Margin call issued" in html and "Account ALPHA-0002" in html
+    assert '{"' not in html and "<dl class=\"kv\">" in html
     assert f"accounts.ledgerentry {other.pk}<" not in html  # another account's entry
     assert "BETA" not in html
 

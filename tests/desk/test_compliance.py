@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.services import post_ledger_entry
 from brokerage import audit
 from brokerage.audit_keys import public_key_pem
 from brokerage.export_check import check_export, load_public_key
@@ -69,6 +71,13 @@ def test_the_trail_filters_by_date_user_object_and_event(client, world):
         "account.opened", str(world.a.account.pk), admin)
     # yesterday holds nothing of this world; another firm's account number finds nothing here
     assert client.get(TRAIL, {"until": today - timedelta(days=1)}).context["rows"] == []
+    # the account's number finds its children's events too (as the account's audit tab does)
+    with firm_scope(world.firm_a):
+        post_ledger_entry(account=world.a.account, kind="deposit", amount=Decimal("1000"),
+                          actor=admin)
+    everything = client.get(TRAIL, {"object_type": "accounts.account", "object_id": "ALPHA-0001"})
+    seen = {row.event.object_type for row in everything.context["rows"]}
+    assert {"accounts.account", "accounts.ledgerentry"} <= seen, seen
     other = client.get(TRAIL, {"object_type": "accounts.account", "object_id": "BETA-0001"})
     assert other.context["rows"] == []
     # another firm's user is not a choice: refused by name, nothing listed

@@ -212,8 +212,10 @@ def test_role_changes_deactivation_and_reactivation_are_audited(admin, world):
     assert _events(world.firm_a, "user.deactivated").get().actor == world.a.users["firm_admin"]
     page = admin.get(reverse("desk-staff-user", args=[target.pk]))
     assert b"Reactivate" in page.content and b"Deactivated" in page.content
-    said = [row["said"] for row in page.context["trail"]]
-    assert said[:2] == ["Deactivated", "Changed role: Margin desk → Risk officer"]
+    said = [(row.words, row.summary) for row in page.context["trail"]]
+    assert said[:2] == [("User deactivated", "is active: yes → no"),
+                        ("User updated", "role: Margin desk → Risk officer")]
+    assert "<dl class=\"kv\">" in page.content.decode()  # the details in words, not JSON
 
     admin.post(reverse("desk-staff-user-reactivate", args=[target.pk]))
     target.refresh_from_db()
@@ -260,7 +262,7 @@ def test_the_firm_admin_unlocks_a_locked_out_user(admin, client, world):
     locked = {r["member"].username for r in page.context["rows"] if r["locked_out"]}
     assert locked == {"alpha_margin_desk"}
     home = admin.get(reverse("desk-home"))
-    assert b"1 user(s) locked out" in home.content
+    assert b"1 user locked out" in home.content
 
     desk = world.a.users["margin_desk"]
     page = admin.post(reverse("desk-staff-user-unlock", args=[desk.pk]), follow=True)

@@ -15,19 +15,12 @@ from brokerage.scope import firm_scope
 from margin.calls import policy, services
 from margin.models import AccountMargin, MarginSnapshot
 from margin.reproduce import explanation
-from tests.factories import PASSWORD, log_in, value_each_firms_account
+from tests.factories import PASSWORD, log_in
 from web.templatetags.money import format_money
 
 pytestmark = pytest.mark.django_db
 MINUS = "\u2212"
 PAGES = ["", "why/", "calls/", "history/", "what-if/", "distance/", "portfolio-margin/"]
-
-
-@pytest.fixture
-def alpha(client, world):
-    value_each_firms_account(world)
-    log_in(client, "alpha_client", password=PASSWORD)
-    return world
 
 
 def _page(client, path: str) -> str:

@@ -10,17 +10,9 @@ from accounts.models import RiskDisclosure
 from brokerage.models import AuditEvent
 from brokerage.scope import firm_scope
 from eligibility.models import Application, Evaluation
-from tests.factories import PASSWORD, log_in, value_each_firms_account
 
 pytestmark = pytest.mark.django_db
 PAGE = "/portal/accounts/ALPHA-0001/portfolio-margin/"
-
-
-@pytest.fixture
-def alpha(client, world):
-    value_each_firms_account(world)
-    log_in(client, "alpha_client", password=PASSWORD)
-    return world
 
 
 def _audited(world, event_type: str) -> int:

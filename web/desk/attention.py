@@ -30,6 +30,11 @@ class AttentionItem:
     detail: str = ""  # one line: the largest, the oldest, who is waiting
 
 
+def counted(count: int, one: str, many: str) -> str:
+    """An item's title: "1 call overdue", "3 calls overdue" (every section's items say it so)."""
+    return f"{count} {one if count == 1 else many}"
+
+
 Provider = Callable[[HttpRequest, str], list[AttentionItem]]
 _PROVIDERS: list[Provider] = []
 

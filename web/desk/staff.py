@@ -28,7 +28,8 @@ from brokerage.roles import Role
 from brokerage.scope import current_firm
 
 from .access import desk_object, desk_view
-from .attention import AttentionItem, Urgency, provider
+from .attention import AttentionItem, Urgency, counted, provider
+from .audit_words import present
 
 #: administering users and tokens is the firm admin's alone (brokerage.roles: auth.user)
 ADMINS = frozenset({Role.FIRM_ADMIN})
@@ -46,55 +47,6 @@ def _firm_users() -> QuerySet:
 def _row(user) -> dict:
     return {"member": user, "role": user.membership.get_role_display(),
             "locked_out": logins.is_locked_out(user.recent_failed_logins)}
-
-
-def _role_label(value: str | None) -> str:
-    return Role(value).label if value in Role.values else str(value or "")
-
-
-_FIELD_LABELS = {"role": "role", "email": "e-mail", "first_name": "first name",
-                 "last_name": "last name"}
-_SAID = {
-    "user.created": lambda b, a: f"Created as {_role_label(a.get('role')).lower()}",
-    "membership.created": lambda b, a: f"Joined the firm as {_role_label(a.get('role')).lower()}",
-    "user.invited": lambda b, a: f"Invited: the link to set a password mailed to {a.get('email')}",
-    "user.invitation_accepted": lambda b, a: "Chose a password through the invitation's link",
-    "user.invitation_resent": lambda b, a: f"Invitation sent again to {a.get('email')}",
-    "user.deactivated": lambda b, a: "Deactivated",
-    "user.reactivated": lambda b, a: "Reactivated",
-    "user.password_set": lambda b, a: "Password set by a firm admin",
-    "login.unlocked": lambda b, a: (f"Login unlocked ({a.get('attempt_records_cleared', 0)} "
-                                    f"failed-login record(s) cleared)"),
-    "login.failed": lambda b, a: f"Wrong password from {a.get('ip') or 'an unknown address'}",
-    "login.locked_out": lambda b, a: f"Locked out after {a.get('failures')} failed logins",
-    "login.refused_locked_out": lambda b, a: "Login refused: locked out",
-    "second_factor.enrolled": lambda b, a: "Set up an authenticator",
-    "second_factor.issued": lambda b, a: "Authenticator issued by the system",
-    "second_factor.failed": lambda b, a: "Wrong second-factor code",
-    "second_factor.recovery_code_used": lambda b, a: (
-        f"Used a recovery code ({a.get('recovery_codes_left')} left)"),
-    "second_factor.reset": lambda b, a: "Second factor reset: a new authenticator at next login",
-}
-
-
-def _changes(before: dict, after: dict) -> str:
-    said = []
-    for name, label in _FIELD_LABELS.items():
-        old, new = before.get(name), after.get(name)
-        if old != new:
-            if name == "role":
-                old, new = _role_label(old), _role_label(new)
-            said.append(f"{label}: {old or '(none)'} → {new or '(none)'}")
-    return "Changed " + "; ".join(said) if said else "Changed"
-
-
-def described(event) -> str:
-    """An audit event about a user, in words (the event's type stays beside it)."""
-    before, after = event.before or {}, event.after or {}
-    if event.event_type == "user.updated":
-        return _changes(before, after)
-    say = _SAID.get(event.event_type)
-    return say(before, after) if say else event.event_type
 
 
 def _refused(request: HttpRequest, exc: DomainError) -> None:
@@ -171,7 +123,7 @@ def staff_user(request: HttpRequest, pk: int) -> HttpResponse:
     events = (audit.events_for(current_firm()).filter(object_type="auth.user",
                                                       object_id=str(pk))
               .select_related("actor").order_by("-seq")[:20])
-    trail = [{"event": e, "said": described(e)} for e in events]
+    trail = present(list(events), firm=current_firm())  # the desk's one audit presenter
     user_tokens = ApiToken.objects.filter(user=user).select_related("created_by")
     return render(request, "desk/staff/user.html", {
         "section": "desk-staff", **_row(user), "trail": trail, "tokens": user_tokens,
@@ -319,7 +271,8 @@ def locked_out_users(request: HttpRequest, role: str) -> list[AttentionItem]:
               if logins.is_locked_out(u.recent_failed_logins)]
     if not locked:
         return []
-    return [AttentionItem(title=f"{len(locked)} user(s) locked out after failed logins",
+    return [AttentionItem(title=counted(len(locked), "user locked out after failed logins",
+                                        "users locked out after failed logins"),
                           url=reverse("desk-staff"), urgency=Urgency.TODAY, count=len(locked),
                           detail=", ".join(locked[:5]))]
 

@@ -9,8 +9,6 @@ firm's account is a 404 (``desk_object`` reads through the tenant manager).
 
 from __future__ import annotations
 
-import json
-
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
@@ -22,11 +20,11 @@ from eligibility.models import Application, Evaluation
 from margin.calls.models import CallNotice, MarginCall, Restriction
 from margin.executions.models import Execution
 from margin.models import MarginSnapshot
-from margin.pretrade import Unvalued, check
-from web.charts import history_chart
-from web.views import HISTORY_POINTS, _positions, _what_if_orders, account_overview
+from web.views import _positions, account_history_chart, account_overview
+from web.views import what_if as portal_what_if
 
 from ..access import desk_object, desk_view
+from ..audit_words import present
 from .trail import account_event_keys, events_by_pk
 
 PAGE_SIZE = 50
@@ -88,12 +86,11 @@ def ledger(request: HttpRequest, number: str) -> HttpResponse:
 def history(request: HttpRequest, number: str) -> HttpResponse:
     account = _account(number)
     snapshots = MarginSnapshot.objects.filter(account=account).order_by("-computed_at", "-id")
-    newest = list(snapshots.values_list("computed_at", "equity", "requirement")[:HISTORY_POINTS])
     page = _paged(request, snapshots.only(
         "computed_at", "reason", "margin_type", "equity", "requirement", "excess",
         "parameter_set", "engine_version", "flags"))
     return _page(request, "desk/accounts/history.html", account, "history",
-                 chart=history_chart(list(reversed(newest))), page=page)
+                 chart=account_history_chart(account), page=page)
 
 
 def _call_url(call: MarginCall) -> str | None:
@@ -147,35 +144,20 @@ def restrictions(request: HttpRequest, number: str) -> HttpResponse:
 
 @desk_view()
 def audit_trail(request: HttpRequest, number: str) -> HttpResponse:
+    """The account's own query (the account and its children, ``account_event_keys``), put in
+    words by the desk's one presenter of audit events (``web.desk.audit_words``)."""
     account = _account(number)
     page = _paged(request, account_event_keys(account))
     page.object_list = events_by_pk(page.object_list)
-    for event in page.object_list:
-        # as the export writes them (JSON), not Python's repr
-        event.before_text = _as_json(event.before)
-        event.after_text = _as_json(event.after)
-    return _page(request, "desk/accounts/audit.html", account, "audit", page=page)
-
-
-def _as_json(value) -> str:
-    return "" if value in (None, {}, []) else json.dumps(value, sort_keys=True)
+    return _page(request, "desk/accounts/audit.html", account, "audit", page=page,
+                 rows=present(page.object_list, firm=account.firm))
 
 
 @desk_view()
 def what_if(request: HttpRequest, number: str) -> HttpResponse:
-    """The portal's what-if for staff: the same form (``_what_if_orders``) and the pre-trade
-    check the order would pass (restrictions, deficits, intraday margin); a GET, since nothing
+    """The portal's what-if for staff (``web.views.what_if``: the same form and the pre-trade
+    check the order would pass, restrictions, deficits, intraday margin); a GET, since nothing
     is written."""
     account = _account(number)
-    held = list(account.positions.select_related("instrument").exclude(quantity=0)
-                .order_by("instrument__symbol"))
-    outcome, errors = None, []
-    if request.GET:
-        orders, errors = _what_if_orders(account, request.GET)
-        if orders:
-            try:
-                outcome = check(account=account, orders=orders)
-            except Unvalued as exc:
-                errors = [f"the book cannot be valued now: {exc}"]
-    return _page(request, "desk/accounts/what_if.html", account, "what_if", held=held,
-                 outcome=outcome, errors=errors, form=request.GET)
+    return _page(request, "desk/accounts/what_if.html", account, "what_if",
+                 **portal_what_if(account, request.GET))

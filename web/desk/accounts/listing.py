@@ -35,7 +35,7 @@ from margin.models import AccountMargin
 from web.templatetags.money import usd
 
 from ..access import desk_view
-from ..attention import AttentionItem, Urgency, provider
+from ..attention import AttentionItem, Urgency, counted, provider
 
 PAGE_SIZE = 50
 
@@ -170,7 +170,8 @@ def deficits_without_call(request: HttpRequest, role: str) -> list[AttentionItem
         return []
     worst = uncalled.select_related("account").order_by("excess", "account_id").first()
     return [AttentionItem(
-        title=f"{count} account{'s' if count != 1 else ''} in deficit without an open call",
+        title=counted(count, "account in deficit without an open call",
+                      "accounts in deficit without an open call"),
         url=reverse("desk-accounts") + "?deficit=uncalled&sort=excess",
         urgency=Urgency.TODAY, count=count,
         detail=f"the largest: {worst.account.number}, {usd(worst.excess)}" if worst else "")]

@@ -14,14 +14,10 @@ from margin.calls.models import MarginCall
 from margin.liquidation import services as plans
 from web.templatetags.money import format_money
 
-from ..attention import AttentionItem, Urgency, provider
+from ..attention import AttentionItem, Urgency, counted, provider
 from .views import WAIVER_ROLES, WORK_ROLES, _today, overdue_filter
 
 S = MarginCall.Status
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
 
 
 def _call_item(calls, *, title_one: str, title_many: str, urgency: Urgency,
@@ -37,7 +33,7 @@ def _call_item(calls, *, title_one: str, title_many: str, urgency: Urgency,
     detail = (f"{first.account.number} {first.get_kind_display()}, "
               f"{format_money(first.amount_due)} due {first.due_date:%Y-%m-%d}"
               + ("; its liquidation plan awaits approval" if plan else ""))
-    return AttentionItem(title=_plural(count, title_one, title_many), url=url, urgency=urgency,
+    return AttentionItem(title=counted(count, title_one, title_many), url=url, urgency=urgency,
                          count=count, detail=detail)
 
 
@@ -84,7 +80,7 @@ def _approval_item(waiting: list, one: str, many: str, listing: str, *, plan: bo
     call_id = _call_of(first, plan=plan, waiver=waiver)
     if call_id is not None:
         url = reverse("desk-call-plan" if plan else "desk-call", args=[call_id])
-    return AttentionItem(title=_plural(count, one, many), url=url, urgency=Urgency.TODAY,
+    return AttentionItem(title=counted(count, one, many), url=url, urgency=Urgency.TODAY,
                          count=count, detail=f"{_describe(first, plan=plan)} (asked by "
                                              f"{first.requested_by.username})")
 

@@ -41,6 +41,7 @@ from web.charts import effect_chart, move_in_words, sparkline
 from web.templatetags.money import format_money as usd
 
 from ..access import EVERY_STAFF_ROLE, desk_object, desk_view
+from ..audit_words import TrailRow, present
 from .forms import (
     DecisionForm,
     ExtensionForm,
@@ -138,10 +139,12 @@ def _call(pk: int) -> MarginCall:
 
 
 def _history(call: MarginCall, extension_ids: list[int], plan_ids: list[int]
-             ) -> list[tuple[AuditEvent, str]]:
-    """The audit events of the call, its extensions and its plans, in chain order, each with
-    the status (or state) it left behind."""
-    return [(event, _status_after(event)) for event in _events_of(call, extension_ids, plan_ids)]
+             ) -> list[tuple[TrailRow, str]]:
+    """The audit events of the call, its extensions and its plans, in chain order, each in
+    words (the desk's one presenter, ``web.desk.audit_words``) with the status (or state) it
+    left behind."""
+    events = list(_events_of(call, extension_ids, plan_ids))
+    return [(row, _status_after(row.event)) for row in present(events, firm=call.firm)]
 
 
 def _status_after(event: AuditEvent) -> str:

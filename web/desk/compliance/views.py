@@ -28,7 +28,8 @@ from brokerage.scope import current_firm
 from margin.calls.record import account_csv, csv_for
 
 from ..access import desk_object, desk_view
-from .trail import TrailSearch, event_type_choices, present, value_words
+from ..audit_words import present, value_words
+from .trail import TrailSearch, event_type_choices
 
 #: who opens the section: the trail's readers (the roles the audit export allows, as the API
 #: does: brokerage.api_views.TRAIL_READERS) and the risk officer, for the daily margin record

@@ -12,7 +12,7 @@ from brokerage.scope import current_firm
 from margin.simulation import LISTED, SimulationRefused, simulate
 from web.charts import bar_chart
 from web.desk.access import desk_view
-from web.desk.attention import AttentionItem, Urgency, provider
+from web.desk.attention import AttentionItem, Urgency, counted, provider
 
 from . import figures
 from .forms import SimulationForm
@@ -82,7 +82,7 @@ def risk_items(request: HttpRequest, role: str) -> list[AttentionItem]:
     if rejections:
         newest = rejections[0].rejection
         items.append(AttentionItem(
-            title=f"{len(rejections)} oracle round{'s' if len(rejections) > 1 else ''} rejected",
+            title=counted(len(rejections), "oracle round rejected", "oracle rounds rejected"),
             url=f"{page}#oracle", urgency=Urgency.TODAY, count=len(rejections),
             detail=f"latest {newest.instrument.symbol} ({newest.failed_check}) at "
                    f"{formats.time_format(timezone.localtime(newest.rejected_at), 'H:i')}; "
@@ -92,14 +92,15 @@ def risk_items(request: HttpRequest, role: str) -> list[AttentionItem]:
     if count:
         oldest = stale.order_by("marked_at").values_list("marked_at", flat=True).first()
         items.append(AttentionItem(
-            title=f"{count} account{'s' if count > 1 else ''} with stale margin",
+            title=counted(count, "account with stale margin", "accounts with stale margin"),
             url=f"{page}#stale", urgency=Urgency.OVERDUE, count=count,
             detail=f"waiting for the sweep since "
                    f"{formats.date_format(timezone.localtime(oldest), 'M j, H:i')}"))
     unvalued = figures.unvalued_accounts().count()
     if unvalued:
         items.append(AttentionItem(
-            title=f"{unvalued} account{'s' if unvalued > 1 else ''} the sweep could not value",
+            title=counted(unvalued, "account the sweep could not value",
+                          "accounts the sweep could not value"),
             url=f"{page}#stale", urgency=Urgency.TODAY, count=unvalued,
             detail="their figures are the last good ones"))
     return items
