@@ -13,7 +13,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from accounts.models import Account, LedgerEntry
 from eligibility.models import Application, Evaluation
@@ -93,12 +93,9 @@ def history(request: HttpRequest, number: str) -> HttpResponse:
                  chart=account_history_chart(account), page=page)
 
 
-def _call_url(call: MarginCall) -> str | None:
-    """The call's page on the margin-call desk (its section names it ``desk-call``)."""
-    try:
-        return reverse("desk-call", args=[call.pk])
-    except NoReverseMatch:  # until the calls section is mounted (issue 19's merge removes this)
-        return None
+def _call_url(call: MarginCall) -> str:
+    """The call's page on the margin-call desk."""
+    return reverse("desk-call", args=[call.pk])
 
 
 @desk_view()
