@@ -26,6 +26,7 @@ the valuation refuses (each such account gets the calculator's own error).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from hashlib import blake2b
 
@@ -104,23 +105,7 @@ class UniverseRun:
 def value_universe(universe: Portfolio, params: ParameterSet) -> UniverseRun:
     """Value every contract of ``universe`` the batch covers once (``value_chunk`` with
     ``whole``); a contract the valuation refuses is left out, as ``value_chunk`` leaves it."""
-    covered = _covered_contracts(universe)
-    if set(universe.house or {}) - BATCH_HOUSE:
-        covered[:] = False
-    refused: dict[int, EngineInputError] = {}
-    while True:
-        sub, index = _subset(universe, covered)
-        try:
-            valued = value_positions(sub, params, need_model=True, greeks=False)
-            run = PMRun(sub, params, valued) if sub.positions else None
-            break
-        except EngineInputError as exc:
-            match = POSITION_FIELD.match(exc.field or "")
-            if match is None:
-                covered[:] = False
-                continue
-            refused[int(match.group(1))] = exc
-            covered[int(match.group(1))] = False
+    covered, refused, index, valued, run = _value_covered(universe, params, lambda c: c)
     return UniverseRun(universe, params, covered, refused, index, valued, run)
 
 
@@ -167,32 +152,43 @@ def prepare_chunk(book: ChunkBook, params: ParameterSet,
             return PreparedChunk(held, dict(whole.refused), None)
         return PreparedChunk(held, dict(whole.refused),
                              _Chunk(book, held, whole.index, whole.run, whole.valued, whole.pnl))
+    def holders_contracts(covered: np.ndarray) -> np.ndarray:
+        keep = np.zeros(len(universe.positions), dtype=bool)
+        keep[book.contract[_accounts_valued(book, covered)[book.account]]] = True
+        return keep & covered
+
+    covered, refused, index, valued, run = _value_covered(universe, params, holders_contracts)
+    held = _accounts_valued(book, covered)
+    chunk = _Chunk(book, held, index, run, valued) if run is not None else None
+    return PreparedChunk(held, refused, chunk)
+
+
+def _value_covered(universe: Portfolio, params: ParameterSet,
+                   select: Callable[[np.ndarray], np.ndarray]
+                   ) -> tuple[np.ndarray, dict[int, EngineInputError], np.ndarray,
+                              Valuation | None, PMRun | None]:
+    """Value the contracts ``select(covered)`` picks among those the batch covers. A contract
+    the valuation refuses is left out and the rest valued again: the accounts holding it get
+    the calculator's own refusal (the same error, in their own terms). Returns the covered
+    mask, the refusals, the valued contracts' universe indexes, the valuation and its run."""
     covered = _covered_contracts(universe)
     if set(universe.house or {}) - BATCH_HOUSE:
         covered[:] = False
     refused: dict[int, EngineInputError] = {}
     while True:
-        held = _accounts_valued(book, covered)
-        keep = np.zeros(len(universe.positions), dtype=bool)
-        keep[book.contract[held[book.account]]] = True
-        keep &= covered
-        sub, index = _subset(universe, keep)
+        sub, index = _subset(universe, select(covered))
         try:
             valued = value_positions(sub, params, need_model=True, greeks=False)
             run = PMRun(sub, params, valued) if sub.positions else None
-            break
         except EngineInputError as exc:
-            # The contract named by the error is left out; the accounts holding it get the
-            # calculator's own refusal (the same error, in their own terms).
             match = POSITION_FIELD.match(exc.field or "")
             if match is None:
                 covered[:] = False
                 continue
-            contract = int(match.group(1))
-            refused[contract] = exc
-            covered[contract] = False
-    chunk = _Chunk(book, held, index, run, valued) if run is not None else None
-    return PreparedChunk(held, refused, chunk)
+            refused[int(match.group(1))] = exc
+            covered[int(match.group(1))] = False
+            continue
+        return covered, refused, index, valued, run
 
 
 def _empty(figures: ChunkFigures, n: int) -> ChunkFigures:
