@@ -367,6 +367,9 @@ MARGIN_SWEEP_SOFT_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_SOFT_TIME_LIMIT_S", 540.
 MARGIN_SWEEP_TIME_LIMIT_S = _seconds("MARGIN_SWEEP_TIME_LIMIT_S", 600.0)
 MARGIN_SWEEP_LEASE_S = _seconds("MARGIN_SWEEP_LEASE_S", MARGIN_SWEEP_TIME_LIMIT_S + 30.0)
 MARGIN_SWEEP_PENDING_GRACE_S = _seconds("MARGIN_SWEEP_PENDING_GRACE_S", 30.0)
+# How long the market change log keeps a row (margin.market_cache: each worker reads the
+# changes its kept market data has not seen; older rows are pruned hourly).
+MARGIN_MARKET_CHANGES_KEPT_S = _seconds("MARGIN_MARKET_CHANGES_KEPT_S", 3600.0)
 # Intraday history (DESIGN.md "Scale"): a snapshot when the requirement moved more than this
 # fraction since the account's last snapshot, and by at least the floor (dollars).
 MARGIN_SNAPSHOT_REQUIREMENT_MOVE = os.environ.get("MARGIN_SNAPSHOT_REQUIREMENT_MOVE", "0.05")
@@ -396,6 +399,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "margin.tasks.end_of_day_due",
         "schedule": MARGIN_END_OF_DAY_BEAT_S,
         "options": {"expires": MARGIN_END_OF_DAY_BEAT_S},
+    },
+    # The market change log's old rows (margin.market_cache).
+    "margin-prune-market-changes": {
+        "task": "margin.tasks.prune_market_changes",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
     # Collateral calls are due in hours: those past their due time are made overdue.
     "margin-collateral-calls-due": {

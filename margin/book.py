@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -72,15 +72,17 @@ def valued_on(instrument: Instrument) -> tuple[int, ...]:
                              instrument.token1_id) if i)
 
 
-def load_positions(accounts: Sequence[Account]) -> dict[int, list[Holding]]:
+def load_positions(accounts: Sequence[Account], instruments: Callable[[set[int]], dict[
+        int, Instrument]] | None = None) -> dict[int, list[Holding]]:
     """The accounts' positions, in three queries: the rows as values, each distinct instrument
     once, then the underlyings and tokens they name that are not among them. A chunk of 2,000
     accounts holds some 40,000 positions on a few thousand contracts: a model instance per row,
     or one per joined instrument and row (``select_related`` builds the underlying again for
-    every option on it), cost more than valuing the chunk."""
+    every option on it), cost more than valuing the chunk. ``instruments`` reads them
+    (``instruments_with_related``; a sweep worker's kept ones, ``margin.market_cache``)."""
     rows = list(Position.objects.filter(account_id__in=id_set(a.pk for a in accounts))
                 .values_list("account_id", "instrument_id", "quantity", "cost_basis"))
-    instruments = instruments_with_related({row[1] for row in rows})
+    instruments = (instruments or instruments_with_related)({row[1] for row in rows})
     depends = {pk: tuple(filter(None, DEPENDS_ON(instrument.__dict__)))
                for pk, instrument in instruments.items()}
     by_account: dict[int, list[Holding]] = defaultdict(list)

@@ -333,6 +333,42 @@ class SweepState(models.Model):
         return f"version {self.last_version}, sweep due {self.sweep_due_at}"
 
 
+class MarketChange(models.Model):
+    """One instrument whose market inputs a database transaction changed: written by triggers
+    on the instrument, price and implied-vol tables (PostgreSQL; migration 0022), never by the
+    application, so no writer (a service, the admin, a bulk load, raw SQL) can forget it.
+
+    ``txid`` is the writing transaction's id: what a worker's kept market data
+    (``margin.market_cache``) compares with the transaction snapshot it read in, so it reads
+    again exactly the instruments changed by transactions it could not see, whatever order
+    they committed in (row ids and times are assigned before the commit and say nothing of
+    it). Old rows are pruned with the end-of-day run (``prune_market_changes``)."""
+
+    class Kind(models.TextChoices):
+        INSTRUMENT = "instrument", "Instrument"
+        PRICE = "price", "Price"
+        VOL = "vol", "Implied volatility"
+
+    txid = models.BigIntegerField(db_index=True)
+    instrument_id = models.BigIntegerField()  # no foreign key: a deleted instrument is logged too
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    logged_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} of instrument {self.instrument_id} by transaction {self.txid}"
+
+
+class MarketChangeHorizon(models.Model):
+    """One row: the newest transaction id whose ``MarketChange`` rows were pruned. Kept market
+    data read in a snapshot that could not see that transaction may have missed a change, so
+    it is read again whole."""
+
+    pruned_through = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"market changes pruned through transaction {self.pruned_through}"
+
+
 class EndOfDayRun(TenantModel):
     """A firm's end-of-day run for one session date: recorded when the run is started, so beat
     asking again (every few minutes after the close) starts it once per firm and date."""

@@ -115,3 +115,18 @@ def collateral_calls_due() -> dict:
     from .calls.issuance import collateral_overdue
 
     return {"overdue": collateral_overdue()}
+
+
+@shared_task(acks_late=True)
+def prune_market_changes() -> int:
+    """The market change log's rows older than MARGIN_MARKET_CHANGES_KEPT_S (beat, hourly):
+    the sweep workers read it every chunk and need only its recent rows
+    (``margin.market_cache``)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from .market_cache import prune_market_changes as prune
+
+    kept = timedelta(seconds=float(settings.MARGIN_MARKET_CHANGES_KEPT_S))
+    return prune(before=timezone.now() - kept)

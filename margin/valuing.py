@@ -46,7 +46,6 @@ from .book import (
     MissingMarketData,
     build_portfolio,
     current_rate_row,
-    instruments_with_related,
     load_positions,
     market_observations_for,
     rate_value,
@@ -64,12 +63,11 @@ from .figures import (
     recorded_inputs,
     snapshot_figures,
 )
+from .market_cache import MARKET, MarketCache
 from .market_data import (
     PriceRow,
     VolRow,
     exchange_date,
-    newest_price_rows,
-    newest_vol_rows,
     outstanding_rejections,
 )
 from .models import (
@@ -132,12 +130,19 @@ class ChunkInputs:
     end_of_day: frozenset[int] = frozenset()
 
     @classmethod
-    def load(cls, accounts: Sequence[Account], end_of_day: frozenset[int] = frozenset()
-             ) -> ChunkInputs:
+    def load(cls, accounts: Sequence[Account], end_of_day: frozenset[int] = frozenset(),
+             market: MarketCache | None = None) -> ChunkInputs:
+        """The chunk's inputs; ``market``: a sweep worker's kept market data, synced by the
+        caller (``margin.market_cache``), else everything is read now."""
         parameter_row = active_parameter_row(accounts[0].firm)
         params, label = parameters_of(parameter_row)
-        positions = load_positions(accounts)
-        prices, vol_rows = market_observations_for(positions)
+        if market is None:
+            positions = load_positions(accounts)
+            prices, vol_rows = market_observations_for(positions)
+        else:
+            positions = load_positions(accounts, market.instruments_with_related)
+            used = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
+            prices, vol_rows = market.price_rows(used), market.vol_rows(used)
         held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
         today = exchange_date()
         rate_row = current_rate_row(today)
@@ -232,7 +237,8 @@ def value_accounts(accounts: Sequence[Account], *, end_of_day: frozenset[int] = 
                    ) -> tuple[list[Flagged], list[MarginSnapshot]]:
     """Value a chunk's accounts (one firm): the flagged ones, and the valued ones as unsaved
     snapshots (module docstring); those in ``end_of_day`` are the day's record."""
-    inputs = ChunkInputs.load(accounts, end_of_day)
+    MARKET.sync()
+    inputs = ChunkInputs.load(accounts, end_of_day, market=MARKET)
     flagged: list[Flagged] = []
     batch: list[Account] = []
     alone: list[Account] = []
@@ -333,6 +339,9 @@ class _Kept:
     states: dict[int, tuple]
     vol_ids: dict[int, int]  # contract -> the id of the implied vol it was valued at
     whole: UniverseRun
+    #: the kept market data's generation it was built at (None: built from reads of the
+    #: chunk's own, compared by ``states`` and ``vol_ids``)
+    generation: int | None = None
 
 
 class UniverseCache:
@@ -372,23 +381,19 @@ class UniverseCache:
                inputs.parameter_label, getattr(inputs.parameter_row, "pk", None))
         if key == self.refused_key:
             return None
-        states = _states(contracts.values(), inputs.prices)
-        vol_ids = {pk: inputs.vol_rows[pk].pk for pk in contracts if pk in inputs.vol_rows}
         kept = self.kept
-        if kept is not None and kept.key == key and kept.params == inputs.params and all(
-                kept.states.get(pk) == state for pk, state in states.items()) and all(
-                pk in kept.contracts and kept.vol_ids.get(pk) == vol_ids.get(pk)
-                for pk in contracts):
+        if kept is not None and kept.key == key and kept.params == inputs.params \
+                and self._current(kept, inputs, contracts):
             self.hits += 1
             return kept.whole
         # A new universe: the chunk's contracts at the chunk's state, and every other
         # contract the firm's accounts hold that the batch values, read now (so the run's
         # later chunks find theirs in it).
-        others = instruments_with_related(_held_by_firm() - contracts.keys())
-        other_prices = newest_price_rows(
+        others = MARKET.instruments_with_related(_held_by_firm() - contracts.keys())
+        other_prices = MARKET.price_rows(
             {r for i in others.values() for r in valued_on(i)} - inputs.prices.keys())
         prices = {**other_prices, **inputs.prices}
-        other_vols = newest_vol_rows(others.keys())
+        other_vols = MARKET.vol_rows(others.keys())
         instruments = {**{pk: i for pk, i in others.items()
                           if i.kind in BATCH_INSTRUMENT_KINDS
                           and all(d.pk in prices for d in declared_by(i))}, **contracts}
@@ -411,11 +416,27 @@ class UniverseCache:
             return None
         whole = value_universe(universe, inputs.params)
         self.builds += 1
+        keeping = MARKET.keeping
         self.kept = _Kept(key, inputs.params, frozenset(instruments),
-                          {**_states(instruments.values(), prices), **states},
-                          {pk: row.pk for pk, row in vol_rows.items() if pk in instruments},
-                          whole)
+                          {} if keeping else _states(instruments.values(), prices),
+                          {} if keeping else {pk: row.pk for pk, row in vol_rows.items()
+                                              if pk in instruments},
+                          whole, MARKET.generation if keeping else None)
         return whole
+
+    @staticmethod
+    def _current(kept: _Kept, inputs: ChunkInputs, contracts: dict[int, Instrument]) -> bool:
+        """Whether every contract of the chunk is in the kept universe at the chunk's state.
+        Where the worker keeps its market data (``margin.market_cache``) both were read from
+        it: the same unless it dropped something as changed since (its generation moved).
+        Elsewhere each contract's stored fields and price and vol ids are compared."""
+        if kept.generation is not None:
+            return kept.generation == MARKET.generation and contracts.keys() <= kept.contracts
+        states = _states(contracts.values(), inputs.prices)
+        vol_ids = {pk: inputs.vol_rows[pk].pk for pk in contracts if pk in inputs.vol_rows}
+        return all(kept.states.get(pk) == state for pk, state in states.items()) and all(
+            pk in kept.contracts and kept.vol_ids.get(pk) == vol_ids.get(pk)
+            for pk in contracts)
 
 
 #: contracts refused by the validator that a universe leaves out before it gives up

@@ -17,12 +17,16 @@ from tests.margin.history import set_price
 @pytest.fixture(autouse=True)
 def _no_kept_universe():
     """A worker process keeps one valued universe across chunks (margin.valuing.UNIVERSES);
-    each test starts without one (ids of another test's rows may come back)."""
+    each test starts without one (ids of another test's rows may come back), nor with kept
+    market data (margin.market_cache.MARKET)."""
+    from margin.market_cache import MARKET
     from margin.valuing import UNIVERSES
 
     UNIVERSES.clear()
+    MARKET.clear()
     yield
     UNIVERSES.clear()
+    MARKET.clear()
 
 
 @pytest.fixture
