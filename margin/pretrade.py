@@ -85,7 +85,7 @@ from .engine.valuation import value_positions
 from .figures import empty_result, money, parameters_for, ratio, snapshot_figures
 from .market_data import exchange_date, latest_prices, newest_per_instrument, outstanding_rejections
 from .models import AccountMargin, ImpliedVolatility
-from .valuing import BATCH_INSTRUMENT_KINDS, PM_ONLY, _pm_result, requirement_methods
+from .valuing import PM_ONLY, _pm_result, batch_covers, requirement_methods
 
 ACCEPT, REJECT = "accept", "reject"
 #: Reg T 220.12: the initial margin of a margin equity security bought
@@ -254,10 +254,7 @@ class _Market:
         if self.account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
             return False
         held = [h for book in books for h in book]
-        return bool(held) and all(
-            h.instrument.kind in BATCH_INSTRUMENT_KINDS for h in held) and all(
-            (h.instrument.underlying_id if h.instrument.is_option else h.instrument.pk)
-            in prices for h in held)
+        return bool(held) and all(batch_covers(h.instrument, prices) for h in held)
 
     def value_many(self, books: Sequence[tuple[list[Holding], Decimal]],
                    prices: dict) -> list[Figures]:

@@ -82,15 +82,14 @@ from .market_data import (
 )
 from .models import AccountMargin
 from .valuing import (
-    BATCH_INSTRUMENT_KINDS,
     ChunkInputs,
     HoldingArrays,
     _chunk_book,
     _refused_contract,
     _refused_of,
     arrays_on,
+    batch_covers,
     build_universe,
-    declared_by,
     load_holding_arrays,
     requirement_methods,
 )
@@ -299,9 +298,7 @@ def load_books(firm: Firm, key: tuple = ()) -> FirmBooks:
         # ChunkInputs.blocked and .batchable, per contract once, then per account
         blocked = per_account([any(i in inputs.rejected for i in rests_on[c.pk])
                                for c in contracts])
-        refused = per_account([not (c.kind in BATCH_INSTRUMENT_KINDS
-                                    and all(d.pk in prices for d in declared_by(c)))
-                               for c in contracts])
+        refused = per_account([not batch_covers(c, prices) for c in contracts])
         holds = np.bincount(held.account, minlength=n) > 0
         pm = np.array([a.margin_type == Account.MarginType.PORTFOLIO_MARGIN for a in accounts])
         not_simulated: dict[int, str] = {}

@@ -142,8 +142,9 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     try:
         if versions and firm is not None:
             with firm_scope(firm), sweeping(), _without_cycle_collection():
-                accounts = list(Account.objects.filter(pk__in=id_set(versions))
-                                .select_related("firm").order_by("pk"))
+                accounts = list(Account.objects.filter(pk__in=id_set(versions)).order_by("pk"))
+                for account in accounts:  # the chunk's one firm, not a Firm read per row
+                    Account.firm.field.set_cached_value(account, firm)
                 valued = [a for a in accounts if a.status != Account.Status.CLOSED]
                 outcomes = compute_snapshots(accounts=valued, history=history,
                                              end_of_day=end_of_day)

@@ -166,24 +166,25 @@ class ChunkInputs:
     def batchable(self, account: Account) -> bool:
         """A portfolio-margin book the batch path values: contracts of the kinds it covers,
         every underlying priced."""
-        held = self.held(account)
-        if not held or account.margin_type != Account.MarginType.PORTFOLIO_MARGIN:
-            return False
-        priced = self._priced
-        for p in held:
-            ok = priced.get(p.instrument_id)
-            if ok is None:
-                ok = priced[p.instrument_id] = (
-                    p.instrument.kind in BATCH_INSTRUMENT_KINDS
-                    and all(i.pk in self.prices for i in _declared(p)))
-            if not ok:
-                return False
-        return True
+        return account.margin_type == Account.MarginType.PORTFOLIO_MARGIN \
+            and bool(self.held(account)) and account.pk not in self._uncovered
 
     @cached_property
-    def _priced(self) -> dict[int, bool]:
-        """Per contract, once for the chunk: a kind the batch covers, what it rests on priced."""
-        return {}
+    def contracts(self) -> dict[int, Instrument]:
+        """Every contract the chunk's accounts hold, by id."""
+        return {p.instrument_id: p.instrument for rows in self.positions.values() for p in rows}
+
+    @cached_property
+    def _uncovered(self) -> frozenset[int]:
+        """The accounts holding a contract the batch does not cover (``batch_covers``): each
+        contract judged once for the chunk, then its holders found only if it is one."""
+        prices = self.prices
+        left_out = {pk for pk, instrument in self.contracts.items()
+                    if not batch_covers(instrument, prices)}
+        if not left_out:
+            return frozenset()
+        return frozenset(account for account, rows in self.positions.items()
+                         if any(p.instrument_id in left_out for p in rows))
 
     def snapshot(self, account: Account, *, methods: tuple[str, ...], result: dict,
                  risk_arrays: dict[str, str]) -> MarginSnapshot:
@@ -219,13 +220,14 @@ def collateral_debt(result: dict) -> Decimal | None:
     return money(debt) if debt > 0 else None
 
 
-def _declared(position: Holding) -> list[Instrument]:
-    """The instruments ``build_portfolio`` needs a price for (the underlyings it declares)."""
-    return declared_by(position.instrument)
+def batch_covers(instrument: Instrument, prices: dict) -> bool:
+    """A contract the batch path values: of a kind it covers, what it rests on priced."""
+    return instrument.kind in BATCH_INSTRUMENT_KINDS \
+        and all(i.pk in prices for i in declared_by(instrument))
 
 
 def declared_by(instrument: Instrument) -> list[Instrument]:
-    """``_declared`` of a contract."""
+    """The instruments ``build_portfolio`` needs a price for (the underlyings it declares)."""
     if instrument.is_option or instrument.kind == Instrument.Kind.PERPETUAL:
         return [instrument.underlying]
     if instrument.kind == Instrument.Kind.UNISWAP_V3_LP:
@@ -394,9 +396,8 @@ class UniverseCache:
             {r for i in others.values() for r in valued_on(i)} - inputs.prices.keys())
         prices = {**other_prices, **inputs.prices}
         other_vols = MARKET.vol_rows(others.keys())
-        instruments = {**{pk: i for pk, i in others.items()
-                          if i.kind in BATCH_INSTRUMENT_KINDS
-                          and all(d.pk in prices for d in declared_by(i))}, **contracts}
+        instruments = {**{pk: i for pk, i in others.items() if batch_covers(i, prices)},
+                       **contracts}
         vol_rows = {**other_vols, **inputs.vol_rows}
         vols = vol_values(vol_rows)
         universe: Portfolio | None = None
