@@ -342,6 +342,8 @@ class SeriesPnlCache:
         self.max_rows = max_rows
         self.rows: dict[bytes, np.ndarray] = {}
         self.hits = self.misses = 0
+        #: the series table last keyed and its rows' own digests (``_series_keys``)
+        self._last_series: tuple[SeriesTable, list[bytes]] | None = None
 
     def get(self, series: SeriesTable, groups: ClassGroupTable, rate: float,
             vol_mult: float = 1.0) -> np.ndarray:
@@ -373,19 +375,30 @@ class SeriesPnlCache:
             self.rows.clear()
         self.rows.update(zip(keys, pnl, strict=True))
 
-    @staticmethod
-    def _keys(series: SeriesTable, groups: ClassGroupTable, rate: float,
+    def _keys(self, series: SeriesTable, groups: ClassGroupTable, rate: float,
               vol_mult: float) -> list[bytes]:
-        cg = series.class_group
+        """Each row's key: a 16-byte digest of the series' own fields (terms and market)
+        joined to one of its class group's grid, rate and vol multiplier. The series part is
+        digested once per series table, not once per grid asked of it (a chunk asks six), the
+        grid part once per class group."""
+        grid = np.column_stack([groups.points, groups.valid, np.full(len(groups.points), rate),
+                                np.full(len(groups.points), vol_mult)]).astype(np.float64)
+        grid_keys = [blake2b(row.tobytes(), digest_size=16).digest() for row in grid]
+        return [own + grid_keys[cg] for own, cg in zip(
+            self._series_keys(series), series.class_group.tolist(), strict=True)]
+
+    def _series_keys(self, series: SeriesTable) -> list[bytes]:
+        kept = self._last_series
+        if kept is not None and kept[0] is series:
+            return kept[1]
         table = np.column_stack([
             series.kind, series.model, series.spot, series.strike, series.t, series.div_yield,
-            series.vol, series.is_call, series.mark, np.full(len(series), rate),
-            np.full(len(series), vol_mult), groups.points[cg], groups.valid[cg]
-        ]).astype(np.float64)
-        # a 16-byte digest of the row, not the row's bytes (some 400 at equity widths): the
-        # process keeps up to ``max_rows`` keys, 300,000 after an end-of-day run at 100k
-        # accounts (50,000 contracts on 6 grids)
-        return [blake2b(row.tobytes(), digest_size=16).digest() for row in table]
+            series.vol, series.is_call, series.mark]).astype(np.float64)
+        # 16-byte digests, not the rows' bytes: the process keeps up to ``max_rows`` keys,
+        # 300,000 after an end-of-day run at 100k accounts (50,000 contracts on 6 grids)
+        keys = [blake2b(row.tobytes(), digest_size=16).digest() for row in table]
+        self._last_series = (series, keys)  # the table itself kept: its id is not reused
+        return keys
 
 
 def _take(series: SeriesTable, index: np.ndarray) -> SeriesTable:

@@ -22,6 +22,7 @@ so that a book's class-group arrays are sums of quantity x vector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -78,18 +79,33 @@ def grid_tables(groups: ClassGroupTable, reg_grids: list[np.ndarray], cg_class: 
         table = scenarios.GridTable.build(grids)
         return groups.with_points(table.points, table.valid)
 
+    def per_class(make: Callable[[np.ndarray, str], np.ndarray]) -> list[np.ndarray]:
+        # Class groups of one product class share its regulatory grid (the same array): each
+        # derived grid is made once per class, not once per class group (a chunk holds
+        # thousands of class groups on a handful of classes).
+        made: dict[tuple[int, str], np.ndarray] = {}
+        out = []
+        for reg, cls in zip(reg_grids, cg_class, strict=True):
+            key = (id(reg), cls)
+            if key not in made:
+                made[key] = make(reg, cls)
+            out.append(made[key])
+        return out
+
     out = {REGULATORY: (groups, 1.0)}
     for k, mult in enumerate(request.vol_multipliers or ()):
         out[vol_grid(k)] = (groups, mult)
     if request.concentration is not None:
         settings = request.concentration
-        out[CONCENTRATION_TOP] = (on_grids([scenarios.scaled_grid(reg, float(settings.top_move))
-                                            for reg in reg_grids]), 1.0)
-        out[CONCENTRATION_OTHER] = (on_grids([
-            scenarios.scaled_grid(reg, float(settings.other_move)) for reg in reg_grids]), 1.0)
+        top, other = float(settings.top_move), float(settings.other_move)
+        out[CONCENTRATION_TOP] = (on_grids(per_class(
+            lambda reg, _: scenarios.scaled_grid(reg, top))), 1.0)
+        out[CONCENTRATION_OTHER] = (on_grids(per_class(
+            lambda reg, _: scenarios.scaled_grid(reg, other))), 1.0)
     if request.stress_range is not None:
-        out[EXTENDED] = (on_grids([scenarios.extended_grid(reg, request.stress_range, cls)
-                                   for reg, cls in zip(reg_grids, cg_class, strict=True)]), 1.0)
+        stress = request.stress_range
+        out[EXTENDED] = (on_grids(per_class(
+            lambda reg, cls: scenarios.extended_grid(reg, stress, cls))), 1.0)
     return out
 
 
