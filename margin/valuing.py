@@ -83,6 +83,7 @@ PM_ONLY = ("portfolio_margin",)
 BATCH_INSTRUMENT_KINDS = frozenset({Instrument.Kind.STOCK, Instrument.Kind.ETF,
                                     Instrument.Kind.EQUITY_OPTION, Instrument.Kind.INDEX_OPTION,
                                     Instrument.Kind.FUTURE})
+BATCH_OPTION_KINDS = frozenset({Instrument.Kind.EQUITY_OPTION, Instrument.Kind.INDEX_OPTION})
 #: tokens, perpetuals and LP positions are collateral: their effective value is the block's
 COLLATERAL_KINDS = frozenset({Instrument.Kind.CRYPTO, Instrument.Kind.PERPETUAL,
                               Instrument.Kind.UNISWAP_V3_LP})
@@ -221,9 +222,12 @@ def collateral_debt(result: dict) -> Decimal | None:
 
 
 def batch_covers(instrument: Instrument, prices: dict) -> bool:
-    """A contract the batch path values: of a kind it covers, what it rests on priced."""
-    return instrument.kind in BATCH_INSTRUMENT_KINDS \
-        and all(i.pk in prices for i in declared_by(instrument))
+    """A contract the batch path values: of a kind it covers, what it rests on priced (an
+    option's underlying, else the contract itself: ``declared_by`` for these kinds)."""
+    kind = instrument.kind
+    if kind not in BATCH_INSTRUMENT_KINDS:
+        return False
+    return (instrument.underlying_id if kind in BATCH_OPTION_KINDS else instrument.pk) in prices
 
 
 def declared_by(instrument: Instrument) -> list[Instrument]:
@@ -530,7 +534,7 @@ def build_universe(inputs: ChunkInputs, contracts: dict[int, Instrument],
 
 def _holdings_on(universe: Portfolio, held: list[list[Holding]],
                  contracts: dict[int, Instrument]) -> ChunkBook:
-    by_symbol = {p.id: k for k, p in enumerate(universe.positions)}
+    by_symbol = _position_index(universe)
     contract_of = {pk: by_symbol[instrument.symbol] for pk, instrument in contracts.items()}
     account = np.repeat(np.arange(len(held), dtype=np.int64), [len(rows) for rows in held])
     contract = np.fromiter((contract_of[p.instrument_id] for rows in held for p in rows),
@@ -538,6 +542,17 @@ def _holdings_on(universe: Portfolio, held: list[list[Holding]],
     quantity = np.fromiter((p.quantity for rows in held for p in rows), np.float64,
                            account.shape[0])
     return ChunkBook(universe, len(held), account, contract, quantity)
+
+
+_INDEXED: list = [None, {}]  # the universe last indexed, and its index
+
+
+def _position_index(universe: Portfolio) -> dict[str, int]:
+    """Each universe position's index by its id (the contract's symbol): once per universe,
+    not once per chunk valued on the kept one (50,000 positions at 100k accounts)."""
+    if _INDEXED[0] is not universe:
+        _INDEXED[:] = [universe, {p.id: k for k, p in enumerate(universe.positions)}]
+    return _INDEXED[1]
 
 
 def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
@@ -618,7 +633,7 @@ def arrays_on(universe: Portfolio, contracts: dict[int, Instrument], account: np
               instrument: np.ndarray, quantity: np.ndarray, n_accounts: int) -> ChunkBook:
     """``_holdings_on`` from arrays: holdings (``account`` 0..n_accounts-1, ``instrument``
     ids among ``contracts``) on the universe built of ``contracts`` (``build_universe``)."""
-    by_symbol = {p.id: k for k, p in enumerate(universe.positions)}
+    by_symbol = _position_index(universe)
     ids = np.array(sorted(contracts), np.int64)
     position = np.array([by_symbol[contracts[pk].symbol] for pk in ids.tolist()], np.int64)
     contract = position[np.searchsorted(ids, instrument)]
