@@ -163,3 +163,15 @@ def test_the_sweep_on_kept_market_data_follows_each_price_load(settings):
     assert MARKET.syncs >= 4 and MARKET.reread >= 3
     assert newest_price_rows([acme.pk])[acme.pk].pk == PriceObservation.objects.filter(
         instrument=acme).latest("id").pk
+
+
+def test_the_hourly_prune_keeps_recent_changes(settings):
+    from margin.tasks import prune_market_changes as task
+
+    shared_instrument("MCHOUR")
+    _price("MCHOUR", "100")
+    MarketChange.objects.update(logged_at=timezone.now() - timedelta(hours=2))
+    _price("MCHOUR", "101")
+    assert settings.CELERY_BEAT_SCHEDULE["margin-prune-market-changes"]["task"] == task.name
+    assert task() >= 2  # the instrument's and the first price's
+    assert list(MarketChange.objects.values_list("kind", flat=True)) == ["price"]
