@@ -40,6 +40,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from accounts.models import Position
+from brokerage.id_sets import id_set
 
 from .models import AccountMargin, SweepState
 
@@ -134,12 +135,14 @@ def in_account_order(rows: QuerySet) -> QuerySet:
         pk__in=Subquery(rows.order_by("pk").select_for_update(of=("self",)).values("pk")))
 
 
-def _mark(rows: QuerySet, *, request: bool = True) -> int:
-    """One UPDATE raising every row of `rows` to a new version; the number of accounts marked."""
+def _mark(rows: QuerySet, *, request: bool = True, end_of_day: bool = False) -> int:
+    """One UPDATE raising every row of `rows` to a new version (and, for the end-of-day run,
+    making each due for the day's record in the same statement); the number marked."""
+    due = {"end_of_day_due": True} if end_of_day else {}
     with transaction.atomic():
         marked = in_account_order(rows).update(dirty_version=Greatest(
             F("dirty_version"), _new_version(), output_field=BigIntegerField()),
-            marked_at=timezone.now())
+            marked_at=timezone.now(), **due)
     if marked and request:
         request_sweep()
     return marked
@@ -162,10 +165,13 @@ def mark_holders(instrument_ids: Iterable[int], *, request: bool = True) -> int:
         account_id__in=holders_of(instrument_ids)), request=request)
 
 
-def mark_accounts(account_ids: Iterable[int], *, request: bool = True) -> int:
-    """A position or a ledger entry of the accounts moved."""
+def mark_accounts(account_ids: Iterable[int], *, request: bool = True,
+                  end_of_day: bool = False) -> int:
+    """A position or a ledger entry of the accounts moved; or the end-of-day run
+    (``end_of_day``: each due for the day's record too)."""
     return _mark(_current_margins("mark accounts named by their book (ids from the signal)")
-                 .filter(account_id__in=sorted(set(account_ids))), request=request)
+                 .filter(account_id__in=id_set(account_ids)), request=request,
+                 end_of_day=end_of_day)
 
 
 def mark_firm(firm_id: int, *, request: bool = True) -> int:

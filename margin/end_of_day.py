@@ -29,9 +29,9 @@ from accounts.models import Account, Instrument, Position
 from brokerage import audit
 from brokerage.models import Firm
 
-from .dirty import in_account_order, mark_accounts, request_sweep
+from .dirty import mark_accounts, request_sweep
 from .executions.expiry import settle_expiries
-from .models import AccountMargin, EndOfDayRun
+from .models import EndOfDayRun
 
 #: the calendar name a crypto run is recorded under
 CRYPTO = "CRYPTO"
@@ -103,10 +103,7 @@ def start_end_of_day(*, firm: Firm, calendar: str, session: date,
                 # Options expiring by the close: removed, exercised or assigned (booked, so
                 # their accounts are marked here too) before the day's valuation.
                 settle_expiries(firm=firm, session=session)
-            in_account_order(AccountMargin.cross_firm.for_compliance(
-                reason="the end-of-day run marks one firm's accounts").filter(
-                firm=firm, account_id__in=account_ids)).update(end_of_day_due=True)
-            mark_accounts(account_ids, request=False)
+            mark_accounts(account_ids, request=False, end_of_day=True)
             audit.record(firm=firm, actor=None, event_type="margin.end_of_day", obj=run,
                          after={"calendar": calendar, "session": session,
                                 "accounts": len(account_ids)})
