@@ -39,7 +39,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from accounts.models import Position
+from accounts.models import Instrument, Position
 from brokerage.id_sets import id_set
 
 from .models import AccountMargin, SweepState
@@ -148,15 +148,30 @@ def _mark(rows: QuerySet, *, request: bool = True, end_of_day: bool = False) -> 
     return marked
 
 
+def contracts_on(instrument_ids: Iterable[int]) -> QuerySet:
+    """The instruments and every contract whose value rests on one of them (options, futures
+    and perpetuals on an underlying, LP positions on a pool token), as a subquery of instrument
+    ids (never read into Python), in every firm. Found on the instrument table's own indexes
+    (its key, ``underlying``, ``token0``, ``token1``): a few hundred rows among tens of
+    thousands."""
+    ids = sorted(set(instrument_ids))
+    return Instrument.cross_firm.for_compliance(
+        reason="an input moved: every contract resting on the instrument, in every firm").filter(
+            Q(pk__in=ids) | Q(underlying_id__in=ids) | Q(token0_id__in=ids)
+            | Q(token1_id__in=ids)).values("pk")
+
+
 def holders_of(instrument_ids: Iterable[int]) -> QuerySet:
     """Accounts holding the instruments, or options, perpetuals and LP positions on them, as a
-    subquery (never read into Python)."""
-    ids = sorted(set(instrument_ids))
+    subquery (never read into Python), in every firm.
+
+    The contracts are found first (``contracts_on``) and their positions by ``instrument_id``
+    (its index): a join of positions to instruments filtered by an OR across both tables has
+    no index to start from, and PostgreSQL read all 1.8 million positions of the 100,000-account
+    book for it (358 ms a tick; now a few ms)."""
     return Position.cross_firm.for_compliance(
         reason="an input moved: every account holding the instrument, in every firm").filter(
-            Q(instrument_id__in=ids) | Q(instrument__underlying_id__in=ids)
-            | Q(instrument__token0_id__in=ids) | Q(instrument__token1_id__in=ids)
-    ).values("account_id")
+            instrument_id__in=contracts_on(instrument_ids)).values("account_id")
 
 
 def mark_holders(instrument_ids: Iterable[int], *, request: bool = True) -> int:
