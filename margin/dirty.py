@@ -33,7 +33,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, F, Q, QuerySet, Subquery, Value
+from django.db.models import BigIntegerField, F, Lookup, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -128,11 +128,31 @@ def in_account_order(rows: QuerySet) -> QuerySet:
     ``ORDER BY account_id FOR UPDATE``), still one statement. Two multi-row UPDATEs of these
     rows (a load's mark, a sweep's claim, lease or write) otherwise lock the rows they share
     in whatever order their plans visit them, and deadlock; taken in one order they queue
-    (DESIGN.md: rows locked in primary-key order). Runs inside a transaction."""
+    (DESIGN.md: rows locked in primary-key order). Runs inside a transaction.
+
+    The locked keys come back as one array (``account_id = ANY(ARRAY(...))``), which the
+    UPDATE looks up on the primary key. As ``account_id IN (subquery)`` the planner, taking a
+    third of the table to be dirty (it has no estimate for ``dirty_version >
+    computed_version``), joined the subquery to a scan of all 100,000 rows: 14-17 ms of a
+    tick's mark and again of its claim, for 1,200 rows."""
     if connection.vendor != "postgresql":
         return rows  # SQLite: one writer at a time
+    from django.contrib.postgres.expressions import ArraySubquery
+
+    locked = ArraySubquery(rows.order_by("pk").select_for_update(of=("self",)).values("pk"))
     return _current_margins("the rows an UPDATE locks, in account order").filter(
-        pk__in=Subquery(rows.order_by("pk").select_for_update(of=("self",)).values("pk")))
+        _AnyOf(F("pk"), locked))
+
+
+class _AnyOf(Lookup):
+    """``lhs = ANY(rhs)``, ``rhs`` an array (PostgreSQL)."""
+
+    lookup_name = "any_of"
+
+    def as_sql(self, compiler, connection) -> tuple[str, list]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY({rhs})", [*lhs_params, *rhs_params]
 
 
 def _mark(rows: QuerySet, *, request: bool = True, end_of_day: bool = False) -> int:
