@@ -118,8 +118,11 @@ def claim_dirty(*, firm_id: int | None = None,
     if not claimed:
         return []
     by_firm: dict[int, list[int]] = defaultdict(list)
-    for firm, account in _rows().filter(claim=claim).order_by("firm_id", "account_id") \
-            .values_list("firm_id", "account_id"):
+    # Read among the dirty rows (their partial index), not by ``claim`` over every row: what
+    # this run claimed is still dirty, since only a chunk of this claim computes it (another
+    # run's chunk ends within its time limit, inside the lease that kept these rows from us).
+    for firm, account in _rows().filter(dirty_version__gt=F("computed_version"), claim=claim) \
+            .order_by("firm_id", "account_id").values_list("firm_id", "account_id"):
         by_firm[firm].append(account)
     size = chunk_size(sum(len(ids) for ids in by_firm.values()))
     return [Chunk(firm, ids[start:start + size], claim) for firm, ids in sorted(by_firm.items())
@@ -134,7 +137,8 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     # The lease runs from the start of the work, not from the claim (a chunk may have queued).
     with transaction.atomic():
         in_account_order(mine).update(claimed_at=timezone.now())
-    read = list(mine.filter(dirty_version__gt=F("computed_version"))
+    # No ordering: the model's (by account) joins the accounts to sort by their number.
+    read = list(mine.filter(dirty_version__gt=F("computed_version")).order_by()
                 .values_list("account_id", "dirty_version", "end_of_day_due"))
     versions = {account: version for account, version, _ in read}
     end_of_day = frozenset(account for account, _, due in read if due)
