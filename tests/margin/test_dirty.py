@@ -10,13 +10,15 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services as book
-from accounts.models import Account
+from accounts.models import Account, Instrument
 from brokerage.scope import firm_scope
 from margin import services
+from margin.dirty import holders_of
 from margin.engine.errors import OracleRejected
 from margin.market_data import load_implied_vols, load_oracle_round, load_prices, set_risk_free_rate
 from margin.market_history import load_daily_closes
@@ -101,6 +103,35 @@ def test_every_account_has_its_current_margin_row_from_the_start(holders):
         account_id__in=[holders.idle.pk, holders.foreign.pk])
     assert {(r.account_id, r.firm_id) for r in rows} == {
         (holders.idle.pk, holders.idle.firm_id), (holders.foreign.pk, holders.foreign.firm_id)}
+
+
+def _holding(*symbols: str) -> set[int]:
+    """The accounts ``holders_of`` the shared instruments named finds, read through the
+    subquery it returns."""
+    ids = Instrument.cross_firm.for_compliance(reason="test: shared instruments").filter(
+        symbol__in=symbols, firm__isnull=True).values_list("pk", flat=True)
+    found = holders_of(list(ids))
+    assert isinstance(found, QuerySet)  # a subquery for the mark, never read into Python
+    return {row["account_id"] for row in found}
+
+
+def test_holders_of_finds_the_holders_of_every_contract_on_the_instrument_in_every_firm(holders):
+    assert _holding("UNDL") == {holders.stock.pk, holders.option.pk, holders.foreign.pk}
+    assert _holding("TOKX") == {holders.perpetual.pk, holders.lp.pk}  # underlying, token1
+    assert _holding("USDX") == {holders.lp.pk}  # the pool's token0
+    assert _holding("UNDL-C100") == {holders.option.pk}  # not the underlying's holders
+    assert _holding("UNDL", "OTHR") == {holders.stock.pk, holders.option.pk, holders.foreign.pk,
+                                        holders.other.pk}
+    assert _holding() == set()
+    assert holders.idle.pk not in _holding("UNDL", "TOKX", "USDX", "OTHR")
+
+
+def test_holders_of_finds_the_contracts_first_and_their_positions_by_instrument(holders):
+    """Positions are selected by ``instrument_id`` alone (its index), among the contracts the
+    instrument table's own indexes find: no join of every position to its instrument."""
+    undl = Instrument.cross_firm.for_compliance(reason="test").get(symbol="UNDL", firm=None)
+    sql = str(holders_of([undl.pk]).query)
+    assert '"accounts_position"."instrument_id" IN (SELECT' in sql and "JOIN" not in sql
 
 
 def test_a_price_load_marks_exactly_the_holders_in_one_statement(
