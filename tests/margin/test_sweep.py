@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 from celery.signals import after_task_publish
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services as book
 from accounts.models import Account
 from brokerage.scope import firm_scope
-from margin.dirty import mark_accounts, mark_holders, sweep_started
+from margin.dirty import lease, mark_accounts, mark_holders, sweep_started
 from margin.market_data import load_prices
 from margin.models import AccountMargin, MarginSnapshot, PriceObservation, SweepState
 from margin.signals import snapshots_written
@@ -153,6 +156,62 @@ def test_accounts_another_run_holds_are_left_to_it(two_books):
     (held,) = claim_dirty()
     assert claim_dirty() == [] and sweep_now().computed == 0
     assert sweep_chunk(held).computed == 1
+
+
+def test_the_claim_takes_exactly_the_dirty_rows_no_live_run_holds(world, two_books):
+    acme_holder, other = two_books
+    with firm_scope(world.firm_a):
+        held, expired, clean = (book.open_account(
+            client=world.a.client, number=f"A-{name}", registration="individual",
+            margin_type="reg_t", actor=world.a.users["firm_admin"]).pk
+            for name in ("HELD", "EXPIRED", "CLEAN"))
+    mark_accounts([acme_holder.pk, other.pk, held, expired], request=False)
+    rows = AccountMargin.cross_firm.for_compliance(reason="test")
+    rows.filter(account_id=clean).update(computed_version=F("dirty_version"))
+    now = timezone.now()
+    rows.filter(account_id=held).update(claim=7, claimed_at=now)  # a live run's
+    rows.filter(account_id=expired).update(claim=8, claimed_at=now - lease() - timedelta(seconds=1))
+    chunks = claim_dirty()
+    claimed = {pk for chunk in chunks for pk in chunk.account_ids}
+    assert claimed == {acme_holder.pk, other.pk, expired}
+    (claim,) = {chunk.claim for chunk in chunks}
+    assert dict(rows.filter(account_id__in=[acme_holder.pk, other.pk, held, expired, clean])
+                .values_list("account_id", "claim")) == {
+        acme_holder.pk: claim, other.pk: claim, expired: claim, held: 7, clean: 0}
+
+
+def test_the_dirty_rows_have_a_partial_index_by_account():
+    """Only the dirty rows are indexed, by account: the claim takes them in that order."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                       ["account_margin_dirty_rows"])
+        (definition,) = cursor.fetchone()
+    assert definition.endswith("(account_id) WHERE (dirty_version > computed_version)")
+
+
+def test_the_claim_and_the_backlog_queries_can_use_the_dirty_rows_index(two_books):
+    """The conditions the claim, a chunk's reads and the backlog's probes are written with
+    imply the index's (PostgreSQL uses a partial index only then): with sequential scans off,
+    each plan reads the index rather than every row."""
+    from operations.health import oldest_dirty_marked_at
+
+    acme_holder, _ = two_books
+    mark_accounts([acme_holder.pk], request=False)
+    with CaptureQueriesContext(connection) as claim:
+        with transaction.atomic():
+            claim_dirty()
+            oldest_dirty_marked_at()
+            transaction.set_rollback(True)
+    statements = [q["sql"] for q in claim.captured_queries
+                  if '"margin_accountmargin"' in q["sql"] and "dirty_version" in q["sql"]]
+    assert len(statements) == 3  # the claim, its read-back, the oldest mark
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for statement in statements:
+            cursor.execute("EXPLAIN " + statement)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "account_margin_dirty_rows" in plan, plan
+        transaction.set_rollback(True)
 
 
 def test_chunks_follow_the_chunk_setting_and_never_mix_firms(world, two_books, settings):
