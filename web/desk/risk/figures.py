@@ -18,7 +18,6 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     OuterRef,
-    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -29,6 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Instrument, Position
 from brokerage.models import Firm
+from margin.dirty import contracts_on
 from margin.market_data import newest_price_rows, outstanding_rejections
 from margin.models import AccountMargin, MarginSnapshot, OracleRejection
 from margin.sweep import CLOSED_FLAG
@@ -176,15 +176,12 @@ def oracle_rejections() -> list[Rejection]:
     outstanding = outstanding_rejections(set(candidates))
     if not outstanding:
         return []
-    ids = list(outstanding)
-    rests_on = (Q(instrument_id__in=ids) | Q(instrument__underlying_id__in=ids)
-                | Q(instrument__token0_id__in=ids) | Q(instrument__token1_id__in=ids))
     found = []
     for instrument_id, rejection in sorted(outstanding.items(),
                                            key=lambda kv: kv[1].rejected_at, reverse=True):
-        one = (Q(instrument_id=instrument_id) | Q(instrument__underlying_id=instrument_id)
-               | Q(instrument__token0_id=instrument_id) | Q(instrument__token1_id=instrument_id))
-        holders = Position.objects.filter(rests_on & one).values("account_id").distinct().count()
+        # the contracts first, their positions by instrument (margin.dirty.holders_of's reason)
+        holders = Position.objects.filter(instrument_id__in=contracts_on([instrument_id])) \
+            .values("account_id").distinct().count()
         if holders:
             found.append(Rejection(rejection, holders))
     return found
