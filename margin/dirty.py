@@ -173,7 +173,8 @@ def contracts_on(instrument_ids: Iterable[int]) -> QuerySet:
     and perpetuals on an underlying, LP positions on a pool token), as a subquery of instrument
     ids (never read into Python), in every firm. Found on the instrument table's own indexes
     (its key, ``underlying``, ``token0``, ``token1``): a few hundred rows among tens of
-    thousands."""
+    thousands. The ids go as a literal list, not ``id_set``: the planner sizes a literal list
+    and looks each id up; an unnested array it cannot size, and it scanned every instrument."""
     ids = sorted(set(instrument_ids))
     return Instrument.cross_firm.for_compliance(
         reason="an input moved: every contract resting on the instrument, in every firm").filter(
