@@ -18,9 +18,11 @@ mark after a quiet spell sends the sweep at once (a tick reaches the current mar
 waiting out the window); a mark within the window of the last sweep's start sends one for the
 window's end. Either way it sets ``SweepState.sweep_due_at``, and marks until that sweep starts
 find it pending and send nothing: a burst of ticks costs the sweep at its start and at most one
-more. The sweep clears the due time and records its start (``last_sweep_at``) as it starts. A
-due time long past (its message lost) no longer holds marks back; beat sweeps every few seconds
-anyway.
+more. The sweep clears the due time and records its start (``last_sweep_at``) as it starts, and
+the window runs from that start once it has claimed accounts (``window_from``): beat's sweep
+every few seconds mostly finds nothing, and a tick landing just after it would otherwise wait
+out a window no sweep used. A due time long past (its message lost) no longer holds marks back;
+beat sweeps every few seconds anyway.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import contextvars
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -232,7 +234,7 @@ def request_sweep() -> bool:
         return False
     now = timezone.now()
     window = timedelta(seconds=float(settings.MARGIN_SWEEP_DEBOUNCE_S))
-    last = SweepState.objects.filter(pk=1).values_list("last_sweep_at", flat=True).first()
+    last = SweepState.objects.filter(pk=1).values_list("window_from", flat=True).first()
     due = max(now, last + window) if last else now
     lost = now - timedelta(seconds=float(settings.MARGIN_SWEEP_PENDING_GRACE_S))
     free = Q(sweep_due_at__isnull=True) | Q(sweep_due_at__lt=lost)
@@ -257,9 +259,17 @@ def _send_sweep(countdown: float) -> None:
         SweepState.objects.filter(pk=1).update(sweep_due_at=None)
 
 
-def sweep_started() -> None:
-    """A sweep starts: marks from now on ask for the next one, due a window after this start."""
-    SweepState.objects.filter(pk=1).update(sweep_due_at=None, last_sweep_at=timezone.now())
+def sweep_started() -> datetime:
+    """A sweep starts: marks from now on ask for the next one. Returns its start."""
+    started = timezone.now()
+    SweepState.objects.filter(pk=1).update(sweep_due_at=None, last_sweep_at=started)
+    return started
+
+
+def sweep_claimed(started: datetime) -> None:
+    """The sweep that started at ``started`` claimed accounts: the next one is due a debounce
+    window after that start."""
+    SweepState.objects.filter(pk=1).update(window_from=started)
 
 
 def lease() -> timedelta:

@@ -326,13 +326,17 @@ class AccountMargin(TenantModel):
 class SweepState(models.Model):
     """The sweep's shared state, one row: the version counter of the embedded SQLite demo
     (PostgreSQL draws versions from a sequence, ``margin.dirty``), when the pending debounced
-    sweep is due (null: none pending) and when the last sweep started (the debounce window
-    runs from it)."""
+    sweep is due (null: none pending), when the last sweep started, and when the last sweep
+    that claimed accounts started (the debounce window runs from it)."""
 
     last_version = models.BigIntegerField(default=0)
     sweep_due_at = models.DateTimeField(null=True, blank=True)
     last_sweep_at = models.DateTimeField(
         null=True, blank=True, help_text="when the last sweep started (null: none yet)")
+    window_from = models.DateTimeField(
+        null=True, blank=True,
+        help_text="when the last sweep that claimed accounts started (the debounce window's "
+                  "start; an empty sweep, beat's every few seconds, opens none)")
 
     def __str__(self) -> str:
         return f"version {self.last_version}, sweep due {self.sweep_due_at}"

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from brokerage.models import Firm
 
-from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_started
+from .dirty import mark_accounts, mark_everyone, mark_firm, sweep_claimed, sweep_started
 from .end_of_day import due_runs
 from .snapshots import History
 from .sweep import Chunk, claim_dirty, sweep_chunk, sweep_now
@@ -36,8 +36,10 @@ EAGER_ROUNDS = 5
 @shared_task(**SWEEP_LIMITS)
 def sweep_dirty() -> dict:
     """Claim the dirty accounts and send one chunk task per chunk (debounced, and on beat)."""
-    sweep_started()
+    started = sweep_started()
     chunks = claim_dirty()
+    if chunks:
+        sweep_claimed(started)
     for chunk in chunks:
         sweep_dirty_chunk.delay(chunk.firm_id, chunk.account_ids, chunk.claim)
     rounds = 1

@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts import services as book
 from accounts.models import Account
 from brokerage.scope import firm_scope
-from margin.dirty import lease, mark_accounts, mark_holders, sweep_started
+from margin.dirty import lease, mark_accounts, mark_holders, sweep_claimed, sweep_started
 from margin.market_data import load_prices
 from margin.models import AccountMargin, MarginSnapshot, PriceObservation, SweepState
 from margin.signals import snapshots_written
@@ -291,16 +291,27 @@ def test_a_burst_of_loads_within_the_debounce_sends_one_sweep(
 def test_the_first_tick_after_a_quiet_spell_is_swept_at_once_the_next_at_the_windows_end(
         two_books, sweeps_sent, django_capture_on_commit_callbacks, settings):
     settings.MARGIN_SWEEP_DEBOUNCE_S = 1.0
-    SweepState.objects.filter(pk=1).update(last_sweep_at=timezone.now() - timedelta(seconds=5))
+    SweepState.objects.filter(pk=1).update(window_from=timezone.now() - timedelta(seconds=5))
     with django_capture_on_commit_callbacks(execute=True):
         _price("ACME", "99")
     assert sweeps_sent == [None]  # no countdown: the tick does not wait out the window
-    sweep_started()
-    started = SweepState.objects.get(pk=1).last_sweep_at
+    started = sweep_started()
+    sweep_claimed(started)  # it had the tick's accounts to value
     with django_capture_on_commit_callbacks(execute=True):
         _price("ACME", "98")  # within the window of that start
     eta = datetime.fromisoformat(sweeps_sent[1])
     assert abs((eta - (started + timedelta(seconds=1))).total_seconds()) < 0.05
+
+
+def test_a_tick_just_after_an_empty_sweep_is_swept_at_once(
+        two_books, sweeps_sent, django_capture_on_commit_callbacks, settings):
+    """Beat's sweep every few seconds mostly claims nothing: it opens no debounce window."""
+    settings.MARGIN_SWEEP_DEBOUNCE_S = 1.0
+    SweepState.objects.filter(pk=1).update(window_from=timezone.now() - timedelta(seconds=5))
+    sweep_started()  # and claims nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        _price("ACME", "99")
+    assert sweeps_sent == [None]
 
 
 def test_a_load_nobody_holds_sends_no_sweep(
