@@ -53,6 +53,10 @@ FIELDS = {"valued": VALUED_FIELDS, "kept": KEPT_FIELDS, "flagged": FLAGGED_FIELD
 CLOSED_FLAG = "closed: not valued"
 
 
+#: a chunk renews its claim's lease once more than 1/RENEW_AFTER of it has gone by
+RENEW_AFTER = 4
+
+
 @dataclass(frozen=True)
 class Chunk:
     firm_id: int
@@ -134,9 +138,14 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     FORCED keeps every valued account as history (someone asked)."""
     result = ChunkResult()
     mine = _rows().filter(account_id__in=id_set(chunk.account_ids), claim=chunk.claim)
-    # The lease runs from the start of the work, not from the claim (a chunk may have queued).
+    # The lease runs from the start of the work, not from the claim (a chunk may have queued):
+    # renewed where a good part of it has gone. A chunk taken up soon after its claim (an
+    # end-of-day run's 50 chunks queue for a minute or two against a lease of ten) rewrites
+    # none of its rows for it.
+    now = timezone.now()
     with transaction.atomic():
-        in_account_order(mine).update(claimed_at=timezone.now())
+        in_account_order(mine.filter(claimed_at__lt=now - lease() / RENEW_AFTER)).update(
+            claimed_at=now)
     # No ordering: the model's (by account) joins the accounts to sort by their number.
     read = list(mine.filter(dirty_version__gt=F("computed_version")).order_by()
                 .values_list("account_id", "dirty_version", "end_of_day_due"))

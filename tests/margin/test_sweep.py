@@ -150,6 +150,29 @@ def test_an_older_chunk_never_overwrites_a_newer_result(two_books):
     assert _current(acme_holder).equity == newer.equity == Decimal("26000.00")
 
 
+def test_a_chunk_renews_its_lease_only_once_a_good_part_of_it_has_gone(two_books):
+    """A chunk taken up soon after its claim leaves its rows' claim time alone (no row
+    rewritten for it); one that queued longer renews the lease from the start of its work."""
+    acme_holder, _ = two_books
+    rows = AccountMargin.cross_firm.for_compliance(reason="test").filter(account=acme_holder)
+    claimed_at = {}
+
+    def record(sender=None, **kwargs):
+        claimed_at["at"] = rows.values_list("claimed_at", flat=True).get()
+
+    for queued, renewed in ((timedelta(seconds=5), False), (lease() / 2, True)):
+        mark_accounts([acme_holder.pk], request=False)
+        (chunk,) = claim_dirty()
+        claimed = timezone.now() - queued
+        rows.update(claimed_at=claimed)
+        snapshots_written.connect(record, weak=False)
+        try:
+            sweep_chunk(chunk)
+        finally:
+            snapshots_written.disconnect(record)
+        assert (claimed_at["at"] != claimed) is renewed
+
+
 def test_accounts_another_run_holds_are_left_to_it(two_books):
     acme_holder, _ = two_books
     mark_accounts([acme_holder.pk], request=False)
