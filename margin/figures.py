@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -170,20 +171,37 @@ def inputs_hash(snapshot: MarginSnapshot) -> str:
     below (every stored snapshot's hash rests on it), written from each value's own text: a
     value nested in a document is written as it is alone, and keys come in sorted order, so
     the JSON ``new_snapshot`` wrote of the positions and market ids is used as it is."""
-    rate_used = snapshot.rate_used
+    engine, parameters, rate, rate_used, valuation_date = _unchanging_inputs(snapshot)
     fragments = (
         _encoded(snapshot.account_id), _encoded(str(money(snapshot.cash))),
         "true" if snapshot.reason == END_OF_DAY else "false",
-        _encoded(snapshot.engine_version), _stored_json(snapshot, "history"),
-        _encoded(snapshot.margin_type),
+        engine, _stored_json(snapshot, "history"), _encoded(snapshot.margin_type),
         json_text(snapshot, "methods") or _encoded(list(snapshot.methods)),
-        _encoded(snapshot.parameter_set), _stored_json(snapshot, "positions"),
-        _stored_json(snapshot, "price_ids"), _encoded(snapshot.rate_id),
-        "null" if rate_used is None else _encoded(str(Decimal(str(rate_used)).normalize())),
-        "null" if snapshot.valuation_date is None
-        else _encoded(snapshot.valuation_date.isoformat()),
-        _stored_json(snapshot, "vol_ids"))
+        parameters, _stored_json(snapshot, "positions"), _stored_json(snapshot, "price_ids"),
+        rate, rate_used, valuation_date, _stored_json(snapshot, "vol_ids"))
     return hashlib.sha256((_INPUTS_DOCUMENT % fragments).encode()).hexdigest()
+
+
+def _unchanging_inputs(snapshot: MarginSnapshot) -> tuple[str, ...]:
+    """The JSON of the inputs a chunk's snapshots share (engine, parameters, rate row and
+    value, valuation date): written again only when one is not the same object as the last
+    snapshot's."""
+    values = (snapshot.engine_version, snapshot.parameter_set, snapshot.rate_id,
+              snapshot.rate_used, snapshot.valuation_date)
+    last = _LAST_UNCHANGING[0]
+    if last is not None and all(map(operator.is_, values, last[0])):
+        return last[1]
+    engine, parameters, rate, rate_used, valuation_date = values
+    texts = (_encoded(engine), _encoded(parameters), _encoded(rate),
+             "null" if rate_used is None
+             else _encoded(str(Decimal(str(rate_used)).normalize())),
+             "null" if valuation_date is None else _encoded(valuation_date.isoformat()))
+    _LAST_UNCHANGING[0] = (values, texts)
+    return texts
+
+
+#: the last snapshot's shared inputs and their JSON (``_unchanging_inputs``)
+_LAST_UNCHANGING: list[tuple[tuple, tuple[str, ...]] | None] = [None]
 
 
 #: the inputs hash's document with its values' places, keys sorted as ``sort_keys`` sorts them

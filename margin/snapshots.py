@@ -294,15 +294,23 @@ def _hashed_document() -> tuple[str, tuple[tuple[str, str, Any], ...]]:
     fields = sorted(_hashed_fields())
     document = "{" + ", ".join(f"{_json(name)}: %s" for name, _ in fields) + "}"
     return document, tuple((name, "json" if normalise is _json_numbers else "value",
-                            _json_of(normalise)) for name, normalise in fields)
+                            _json_of(normalise, quoted=name in _QUOTED))
+                           for name, normalise in fields)
 
 
 #: a normalised value's JSON text, as ``json.dumps(document, sort_keys=True)`` nests it
 _json = json.JSONEncoder(sort_keys=True).encode
 
 
-def _json_of(normalise: Any) -> Any:
+def _json_of(normalise: Any, *, quoted: bool) -> Any:
+    if quoted:  # text JSON writes as it is: digits, signs, points, ISO dates and times
+        return lambda value: "null" if value is None else '"' + normalise(value) + '"'
     return lambda value: "null" if value is None else _json(normalise(value))
+
+
+#: the fields normalised to text that JSON writes as it is, quoted (``_normaliser``)
+_QUOTED = frozenset(f.attname for f in MarginSnapshot._meta.concrete_fields
+                    if isinstance(f, models.DecimalField | models.DateField))
 
 
 @functools.cache
