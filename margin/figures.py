@@ -233,9 +233,10 @@ def new_snapshot(values: dict[str, Any], *, plain_json: Iterable[str] = ()) -> M
 
     ``plain_json`` names JSON fields whose values the caller built of text, integers, lists and
     dicts keyed by text only (no float, whose JSON the database may write back otherwise, no
-    other type): their JSON text is written here, once, and the inputs hash, the content hash
-    and the insert read it (``json_text``) instead of each serializing the value again. Those
-    values are not changed in place afterwards (a snapshot is append-only)."""
+    other type): their JSON text is written once, when first asked for, and the inputs hash,
+    the content hash and the insert read it (``json_text``) instead of each serializing the
+    value again. Those values are not changed in place afterwards (a snapshot is
+    append-only)."""
     if pre_init.has_listeners(MarginSnapshot) or post_init.has_listeners(MarginSnapshot):
         snapshot = MarginSnapshot(**values)
     else:
@@ -261,7 +262,8 @@ def new_snapshot(values: dict[str, Any], *, plain_json: Iterable[str] = ()) -> M
                 field.set_cached_value(snapshot, row)
                 if row is not None and state.db is None:
                     state.db = router.db_for_write(MarginSnapshot, instance=row)
-    snapshot._json_texts = {name: (value, _plain_text(value)) for name in plain_json
+    # written when first asked for: an intraday sweep keeps few of the snapshots it builds
+    snapshot._json_texts = {name: (value, None) for name in plain_json
                             if (value := getattr(snapshot, name)) is not None}
     return snapshot
 
@@ -283,14 +285,17 @@ def _snapshot_layout() -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], An
 
 
 def json_text(snapshot: MarginSnapshot, attname: str) -> str | None:
-    """The JSON text ``new_snapshot`` wrote of a plain JSON field while the field still holds
-    that value (the same object); None otherwise (a row read back, a value set since)."""
+    """The JSON text of a field ``new_snapshot`` was told is plain, written once, while the
+    field still holds that value (the same object); None otherwise (a row read back, a value
+    set since)."""
     texts = snapshot.__dict__.get("_json_texts")
     if not texts:
         return None
     known = texts.get(attname)
     if known is None or known[0] is not snapshot.__dict__.get(attname):
         return None
+    if known[1] is None:
+        known = texts[attname] = (known[0], _plain_text(known[0]))
     return known[1]
 
 
