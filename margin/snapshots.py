@@ -270,7 +270,8 @@ def content_hashes(snapshots: Sequence[MarginSnapshot]) -> list[str]:
                if kind == "json" else _each(values, text)
                for name, kind, text in fields
                for values in (list(map(attrgetter(name), snapshots)),)]
-    return [hashlib.sha256((document % row).encode()).hexdigest() for row in zip(*columns, strict=True)]
+    return [hashlib.sha256((document % row).encode()).hexdigest()
+            for row in zip(*columns, strict=True)]
 
 
 def _each(values: list[Any], text: Any) -> list[str]:
