@@ -7,11 +7,18 @@ One definition each, shared by the sweep (``margin.valuing``), which stores them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import operator
+from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from django.db import router
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 from accounts.models import Account
 from margin.engine.parameters import ParameterSet, load_parameter_set
@@ -121,8 +128,9 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
                     history: AccountHistory | None) -> dict[str, Any]:
     """What a snapshot records of its inputs, by reference (``margin.reproduce`` reads them):
     the positions themselves (they keep no history), the ids of the market rows the account's
-    instruments were valued at, the rate row, the parameter version and the VaR window."""
-    used = {i for p in positions for i in instrument_ids(p)}
+    instruments were valued at, the rate row, the parameter version and the VaR window. The
+    positions and ids are integers and text only (``new_snapshot``'s plain JSON)."""
+    used = sorted({i for p in positions for i in instrument_ids(p)})
     window = None
     if returns_needed is not None:
         held = history or AccountHistory(None)
@@ -130,13 +138,15 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
                   "first": held.window[0].isoformat() if held.window else None,
                   "last": held.window[1].isoformat() if held.window else None,
                   "digest": closes_digest(held.history) if held.history else None}
+    recorded_positions = [[p.instrument_id, str(p.quantity), str(p.cost_basis)]
+                          for p in positions]
+    recorded_positions.sort()
     return {
         "valuation_date": valuation_date,
-        "positions": sorted([p.instrument_id, str(p.quantity), str(p.cost_basis)]
-                            for p in positions),
+        "positions": recorded_positions,
         # JSON keys are text: instrument ids as strings, sorted for a stable row
-        "price_ids": {str(i): prices[i].pk for i in sorted(used) if i in prices},
-        "vol_ids": {str(i): vols[i].pk for i in sorted(used) if i in vols},
+        "price_ids": {str(i): prices[i].pk for i in used if i in prices},
+        "vol_ids": {str(i): vols[i].pk for i in used if i in vols},
         "rate": rate, "rate_used": rate.rate if rate else None,
         "parameter_version": parameter_row, "history": window,
     }
@@ -155,23 +165,138 @@ def inputs_hash(snapshot: MarginSnapshot) -> str:
     Equal inputs hash equal, so a redelivered chunk writes nothing twice. The valuation time
     is left out: it is when we looked, not what we valued. An end-of-day valuation hashes apart
     from an intraday one of the same inputs: the day's record is its own row even when nothing
-    moved since the last intraday snapshot (FINRA 4220's daily record rests on it)."""
-    history = snapshot.history
-    document = {
-        "end_of_day": snapshot.reason == END_OF_DAY,
-        "account": snapshot.account_id, "margin_type": snapshot.margin_type,
-        # Cash to the cent: SQLite sums a ledger to Decimal('150000'), not '150000.00'.
-        "cash": str(money(snapshot.cash)), "parameters": snapshot.parameter_set,
-        "engine": snapshot.engine_version, "methods": list(snapshot.methods),
-        "valuation_date": snapshot.valuation_date.isoformat()
-        if snapshot.valuation_date else None,
-        "positions": snapshot.positions, "prices": snapshot.price_ids, "vols": snapshot.vol_ids,
-        "rate": snapshot.rate_id,
-        "rate_used": None if snapshot.rate_used is None
-        else str(Decimal(str(snapshot.rate_used)).normalize()),
-        "history": history,
-    }
-    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    moved since the last intraday snapshot (FINRA 4220's daily record rests on it).
+
+    The hashed text is ``json.dumps(document, sort_keys=True, default=str)`` of the document
+    below (every stored snapshot's hash rests on it), written from each value's own text: a
+    value nested in a document is written as it is alone, and keys come in sorted order, so
+    the JSON ``new_snapshot`` wrote of the positions and market ids is used as it is."""
+    engine, parameters, rate, rate_used, valuation_date = _unchanging_inputs(snapshot)
+    fragments = (
+        _encoded(snapshot.account_id), _encoded(str(money(snapshot.cash))),
+        "true" if snapshot.reason == END_OF_DAY else "false",
+        engine, _stored_json(snapshot, "history"), _encoded(snapshot.margin_type),
+        json_text(snapshot, "methods") or _encoded(list(snapshot.methods)),
+        parameters, _stored_json(snapshot, "positions"), _stored_json(snapshot, "price_ids"),
+        rate, rate_used, valuation_date, _stored_json(snapshot, "vol_ids"))
+    return hashlib.sha256((_INPUTS_DOCUMENT % fragments).encode()).hexdigest()
+
+
+def _unchanging_inputs(snapshot: MarginSnapshot) -> tuple[str, ...]:
+    """The JSON of the inputs a chunk's snapshots share (engine, parameters, rate row and
+    value, valuation date): written again only when one is not the same object as the last
+    snapshot's."""
+    values = (snapshot.engine_version, snapshot.parameter_set, snapshot.rate_id,
+              snapshot.rate_used, snapshot.valuation_date)
+    last = _LAST_UNCHANGING[0]
+    if last is not None and all(map(operator.is_, values, last[0])):
+        return last[1]
+    engine, parameters, rate, rate_used, valuation_date = values
+    texts = (_encoded(engine), _encoded(parameters), _encoded(rate),
+             "null" if rate_used is None
+             else _encoded(str(Decimal(str(rate_used)).normalize())),
+             "null" if valuation_date is None else _encoded(valuation_date.isoformat()))
+    _LAST_UNCHANGING[0] = (values, texts)
+    return texts
+
+
+#: the last snapshot's shared inputs and their JSON (``_unchanging_inputs``)
+_LAST_UNCHANGING: list[tuple[tuple, tuple[str, ...]] | None] = [None]
+
+
+#: the inputs hash's document with its values' places, keys sorted as ``sort_keys`` sorts them
+_INPUTS_DOCUMENT = "{" + ", ".join(f'"{key}": %s' for key in sorted((
+    "account", "cash", "end_of_day", "engine", "history", "margin_type", "methods",
+    "parameters", "positions", "prices", "rate", "rate_used", "valuation_date", "vols"))) + "}"
+#: a value's JSON as the inputs hash's ``json.dumps`` writes it nested in its document
+_encoded = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
+def _stored_json(snapshot: MarginSnapshot, attname: str) -> str:
+    return json_text(snapshot, attname) or _encoded(getattr(snapshot, attname))
+
+
+# -- an unsaved snapshot, its JSON written once -------------------------------------------------
+
+#: the JSON text of a plain JSON value (``new_snapshot``'s ``plain_json``; no cycle to look for
+#: in a value of text and numbers)
+_plain_text = json.JSONEncoder(sort_keys=True, check_circular=False).encode
+
+
+def new_snapshot(values: dict[str, Any], *, plain_json: Iterable[str] = ()) -> MarginSnapshot:
+    """An unsaved snapshot of ``values`` (each field by name, a related row as its instance),
+    every other field at its default: what ``MarginSnapshot(**values)`` makes, without
+    ``Model.__init__`` setting each field through its descriptor and asking each field for its
+    default (a sixth of building a chunk's snapshots; ``Model.from_db``'s reason for building
+    from positional values). With an init signal receiver on ``MarginSnapshot`` it is
+    ``MarginSnapshot(**values)``.
+
+    ``plain_json`` names JSON fields whose values the caller built of text, integers, lists and
+    dicts keyed by text only (no float, whose JSON the database may write back otherwise, no
+    other type): their JSON text is written once, when first asked for, and the inputs hash,
+    the content hash and the insert read it (``json_text``) instead of each serializing the
+    value again. Those values are not changed in place afterwards (a snapshot is
+    append-only)."""
+    if pre_init.has_listeners(MarginSnapshot) or post_init.has_listeners(MarginSnapshot):
+        snapshot = MarginSnapshot(**values)
+    else:
+        fixed, made, related, known = _snapshot_layout()
+        unknown = values.keys() - known
+        if unknown:
+            raise TypeError(f"MarginSnapshot() got unexpected keyword arguments: {unknown}")
+        snapshot = MarginSnapshot.__new__(MarginSnapshot)
+        state = snapshot._state = ModelState()
+        stored = snapshot.__dict__
+        stored.update(fixed)
+        stored.update(values)
+        for attname, default in made:
+            if attname not in values:
+                stored[attname] = default()
+        for name, field in related:
+            if name in stored:
+                # as the foreign key's descriptor sets it: the id, the instance cached, and the
+                # database the router writes the snapshot to beside that instance
+                row = stored.pop(name)
+                stored[field.attname] = None if row is None \
+                    else getattr(row, field.target_field.attname)
+                field.set_cached_value(snapshot, row)
+                if row is not None and state.db is None:
+                    state.db = router.db_for_write(MarginSnapshot, instance=row)
+    # written when first asked for: an intraday sweep keeps few of the snapshots it builds
+    snapshot._json_texts = {name: (value, None) for name in plain_json
+                            if (value := getattr(snapshot, name)) is not None}
+    return snapshot
+
+
+@functools.cache
+def _snapshot_layout() -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...],
+                                tuple[tuple[str, Any], ...], frozenset[str]]:
+    """MarginSnapshot's fields as ``new_snapshot`` sets them: the defaults that are values,
+    the ones made per instance (``default=list``), the foreign keys by name, every name a
+    value may be given by."""
+    fields = MarginSnapshot._meta.concrete_fields
+    made = tuple((f.attname, f.get_default) for f in fields
+                 if f.has_default() and callable(f.default))
+    fixed = {f.attname: f.get_default() for f in fields
+             if f.attname not in dict(made)}
+    related = tuple((f.name, f) for f in fields if f.is_relation)
+    known = frozenset(f.attname for f in fields) | {name for name, _ in related}
+    return fixed, made, related, known
+
+
+def json_text(snapshot: MarginSnapshot, attname: str) -> str | None:
+    """The JSON text of a field ``new_snapshot`` was told is plain, written once, while the
+    field still holds that value (the same object); None otherwise (a row read back, a value
+    set since)."""
+    texts = snapshot.__dict__.get("_json_texts")
+    if not texts:
+        return None
+    known = texts.get(attname)
+    if known is None or known[0] is not snapshot.__dict__.get(attname):
+        return None
+    if known[1] is None:
+        known = texts[attname] = (known[0], _plain_text(known[0]))
+    return known[1]
 
 
 def empty_result(today) -> dict:

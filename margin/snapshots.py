@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +29,8 @@ from brokerage.id_sets import id_set, text_set
 
 from .calls.deficits import Collateral
 from .calls.hooks import ChunkCalls, chunk_calls
-from .figures import END_OF_DAY, inputs_hash
+from .copy_rows import column_text, copy_text
+from .figures import END_OF_DAY, inputs_hash, json_text
 from .models import AccountMargin, MarginSnapshot
 from .signals import snapshots_written
 from .valuing import value_accounts
@@ -189,8 +191,8 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
         try:
             with transaction.atomic():
                 if new:
-                    for snapshot in new:
-                        snapshot.content_hash = content_hash(snapshot)
+                    for snapshot, hashed in zip(new, content_hashes(new), strict=True):
+                        snapshot.content_hash = hashed
                     _insert(new)
                     audit.record(firm=firm, actor=actor, event_type=CHUNK_EVENT,
                                  object_type="margin.marginsnapshot", object_id=new[0].pk,
@@ -206,7 +208,9 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
 def _insert(snapshots: list[MarginSnapshot]) -> None:
     """Insert the chunk's snapshots: on PostgreSQL with COPY, their ids drawn from the table's
     sequence first (a 2,000-row INSERT of some 70,000 parameters spent more time having its
-    parameters placed than the engine spent valuing the chunk); elsewhere ``bulk_create``."""
+    parameters placed than the engine spent valuing the chunk), the rows written as COPY text a
+    column at a time (``margin.copy_rows``), the JSON ``new_snapshot`` wrote as it is;
+    elsewhere ``bulk_create``."""
     if connection.vendor != "postgresql":
         MarginSnapshot.objects.bulk_create(snapshots)
         return
@@ -220,32 +224,15 @@ def _insert(snapshots: list[MarginSnapshot]) -> None:
                            "FROM generate_series(1, %s)", [meta.db_table, len(snapshots)])
             for snapshot, (pk,) in zip(snapshots, cursor.fetchall(), strict=True):
                 snapshot.pk = pk
+            rows = copy_text([column_text(
+                f, list(map(attrgetter(f.attname), snapshots)), connection,
+                [json_text(s, f.attname) for s in snapshots]
+                if isinstance(f, models.JSONField) else None) for f in fields])
             columns = ", ".join(quote(f.column) for f in fields)
-            getters = copy_getters(fields)
             with cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
-                for snapshot in snapshots:
-                    copy.write_row([getattr(snapshot, attname) if convert is None
-                                    else convert(getattr(snapshot, attname))
-                                    for attname, convert in getters])
+                copy.write(rows)
     for snapshot in snapshots:
         snapshot._state.adding, snapshot._state.db = False, connection.alias
-
-
-def copy_getters(fields) -> list[tuple[str, Any]]:
-    """How COPY takes each field's value on PostgreSQL, as (attname, convert or None): what
-    ``get_db_prep_save`` returns, without a call per value and field where that is the value
-    itself (ids, text, dates and times, a Decimal; a tenth of a chunk's write went on those
-    calls): JSON through the jsonb adapter, a number not yet a Decimal through its field."""
-
-    def prepare(f):
-        return lambda value: f.get_db_prep_save(value, connection)
-
-    def decimal(f):
-        return lambda value: value if type(value) is Decimal \
-            else f.get_db_prep_save(value, connection)
-
-    return [(f.attname, prepare(f) if isinstance(f, models.JSONField)
-             else decimal(f) if isinstance(f, models.DecimalField) else None) for f in fields]
 
 
 def latest_snapshot(account: Account) -> MarginSnapshot | None:
@@ -262,11 +249,69 @@ _UNHASHED = {"id", "content_hash"}
 
 def content_hash(snapshot: MarginSnapshot) -> str:
     """sha256 of a snapshot's stored fields (recorded inputs included), normalised so the row
-    read back from PostgreSQL or SQLite hashes as the instance did before its insert."""
-    document = {name: None if value is None else normalise(value)
-                for name, normalise in _hashed_fields()
-                for value in (getattr(snapshot, name),)}
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    read back from PostgreSQL or SQLite hashes as the instance did before its insert: the
+    JSON text of ``{field: normalised value}``, keys sorted (``json.dumps(sort_keys=True)``);
+    a field's normalisation is ``_normaliser``'s (None stays None)."""
+    return content_hashes([snapshot])[0]
+
+
+def content_hashes(snapshots: Sequence[MarginSnapshot]) -> list[str]:
+    """``content_hash`` of each snapshot, its document's text written from each field's own
+    JSON text (a value nested in a document is written as it is alone, ``, `` and ``: ``
+    between items, keys sorted), a field at a time for the lot: one normalisation per value
+    where the same object stands in every row (the chunk's time, firm, engine, parameters),
+    and the JSON ``new_snapshot`` wrote of a plain field used as it is (``json_text``: a
+    plain value normalises to itself)."""
+    if not snapshots:
+        return []
+    document, fields = _hashed_document()
+    columns = [[json_text(s, name) or text(value)
+                for s, value in zip(snapshots, values, strict=True)]
+               if kind == "json" else _each(values, text)
+               for name, kind, text in fields
+               for values in (list(map(attrgetter(name), snapshots)),)]
+    return [hashlib.sha256((document % row).encode()).hexdigest()
+            for row in zip(*columns, strict=True)]
+
+
+def _each(values: list[Any], text: Any) -> list[str]:
+    """``text`` of each value, once per run of the same object."""
+    texts: list[str] = []
+    last, written = _UNSET, ""
+    for value in values:
+        if value is not last:
+            last, written = value, text(value)
+        texts.append(written)
+    return texts
+
+
+_UNSET = object()
+
+
+@functools.cache
+def _hashed_document() -> tuple[str, tuple[tuple[str, str, Any], ...]]:
+    """The content hash's document with its values' places (keys sorted), and each hashed
+    field in that order: its name, kind and how a value becomes its normalised JSON text."""
+    fields = sorted(_hashed_fields())
+    document = "{" + ", ".join(f"{_json(name)}: %s" for name, _ in fields) + "}"
+    return document, tuple((name, "json" if normalise is _json_numbers else "value",
+                            _json_of(normalise, quoted=name in _QUOTED))
+                           for name, normalise in fields)
+
+
+#: a normalised value's JSON text, as ``json.dumps(document, sort_keys=True)`` nests it
+_json = json.JSONEncoder(sort_keys=True).encode
+
+
+def _json_of(normalise: Any, *, quoted: bool) -> Any:
+    if quoted:  # text JSON writes as it is: digits, signs, points, ISO dates and times
+        return lambda value: "null" if value is None else '"' + normalise(value) + '"'
+    return lambda value: "null" if value is None else _json(normalise(value))
+
+
+#: the fields normalised to text that JSON writes as it is, quoted (``_normaliser``)
+_QUOTED = frozenset(f.attname for f in MarginSnapshot._meta.concrete_fields
+                    if isinstance(f, models.DecimalField | models.DateField))
 
 
 @functools.cache
@@ -283,7 +328,9 @@ def _normaliser(field) -> Any:
     times in UTC, dates and times as ISO text, JSON as either database returns it."""
     if isinstance(field, models.DecimalField):
         places = Decimal(1).scaleb(-field.decimal_places)
-        return lambda value: str(Decimal(str(value)).quantize(places))
+        # Decimal(str(d)) is d itself: a Decimal is quantized as it is
+        return lambda value: str((value if type(value) is Decimal else Decimal(str(value)))
+                                 .quantize(places))
     if isinstance(field, models.DateTimeField):
         return lambda value: value.astimezone(UTC).isoformat()
     if isinstance(field, models.DateField):
@@ -336,12 +383,10 @@ def verify_chunk(event) -> str | None:
     missing = [pk for pk in ids if pk not in rows]
     if missing:
         return f"snapshot chunk: snapshot {missing[0]} is missing"
-    hashes = []
-    for pk in ids:
-        recomputed = content_hash(rows[pk])
+    hashes = content_hashes([rows[pk] for pk in ids])
+    for pk, recomputed in zip(ids, hashes, strict=True):
         if recomputed != rows[pk].content_hash:
             return f"snapshot {pk} does not match its content hash (altered)"
-        hashes.append(recomputed)
     if chunk_digest(hashes) != after.get("digest"):
         return "snapshot chunk: the snapshots do not match the event's digest"
     return None

@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -40,9 +41,10 @@ from brokerage.id_sets import id_set
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
 
+from .copy_rows import column_text, copy_text
 from .dirty import in_account_order, lease, next_version, request_sweep, sweeping
 from .models import AccountMargin
-from .snapshots import History, compute_snapshots, copy_getters
+from .snapshots import History, compute_snapshots
 
 #: the fields a chunk writes, by what became of the account
 VALUED_FIELDS = ["computed_version", "computed_at", "equity", "requirement", "excess",
@@ -194,29 +196,33 @@ def _without_cycle_collection() -> Iterator[None]:
 
 def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkResult:
     """Each account's current margin at the version it was read at, only over an older
-    result: one statement per kind of write (valued, kept, flagged) and thousand rows."""
+    result: one statement per kind of write (valued, kept, flagged) and thousand rows. A row
+    is its fields' values by attname (``_update_current`` makes no model instance of it on
+    PostgreSQL: building 2,000 was half of this write)."""
     result = ChunkResult()
     now = timezone.now()
-    groups: dict[str, list[AccountMargin]] = defaultdict(list)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for outcome in outcomes:
         version = versions[outcome.account_id]
         if not outcome.valued:
             result.flagged[outcome.account_id] = outcome.flag
-            groups["flagged"].append(AccountMargin(
-                account_id=outcome.account_id, computed_version=version, computed_at=now,
-                flag=outcome.flag))
+            groups["flagged"].append({
+                "account_id": outcome.account_id, "computed_version": version,
+                "computed_at": now, "flag": outcome.flag})
             continue
         result.computed += 1
         result.snapshots += outcome.snapshot is not None
-        groups["kept" if outcome.snapshot else "valued"].append(AccountMargin(
-            account_id=outcome.account_id, computed_version=version, computed_at=now,
-            snapshot=outcome.snapshot, end_of_day_due=False, equity=outcome.equity,
-            requirement=outcome.requirement, excess=outcome.excess,
-            health_factor=outcome.health_factor, risk_arrays=outcome.risk_arrays, flag=""))
+        groups["kept" if outcome.snapshot else "valued"].append({
+            "account_id": outcome.account_id, "computed_version": version, "computed_at": now,
+            "snapshot_id": outcome.snapshot.pk if outcome.snapshot else None,
+            "end_of_day_due": False, "equity": outcome.equity,
+            "requirement": outcome.requirement, "excess": outcome.excess,
+            "health_factor": outcome.health_factor, "risk_arrays": outcome.risk_arrays,
+            "flag": ""})
     for account_id in closed:
-        groups["flagged"].append(AccountMargin(
-            account_id=account_id, computed_version=versions[account_id], computed_at=now,
-            flag=CLOSED_FLAG))
+        groups["flagged"].append({
+            "account_id": account_id, "computed_version": versions[account_id],
+            "computed_at": now, "flag": CLOSED_FLAG})
     with transaction.atomic():
         # one order for every writer of these rows (``in_account_order``): no deadlock with a
         # load marking them meanwhile
@@ -231,32 +237,35 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
 UPDATE_BATCH = 1000
 
 
-def _update_current(rows: list[AccountMargin], fields: list[str]) -> int:
-    """Write ``fields`` (``computed_version`` among them) of ``rows`` where the stored result is
-    older than the row's ``computed_version``.
+def _update_current(rows: list[dict[str, Any]], fields: list[str]) -> int:
+    """Write ``fields`` (``computed_version`` among them) of ``rows`` (values by attname, the
+    account's among them) where the stored result is older than the row's
+    ``computed_version``.
 
-    On PostgreSQL the rows go into a temporary table with COPY and one ``UPDATE ... FROM`` it
-    writes them, each row guarded by its own version: Django's ``bulk_update`` builds a CASE
-    expression per field and row, which cost more than valuing the chunk (3.5 s for 400
-    accounts measured), and an ``UPDATE ... FROM (VALUES ...)`` of a thousand rows spent a
-    quarter of the chunk's write having its 11,000 parameters placed client-side. SQLite (the
-    embedded demo) keeps ``bulk_update``, one per version."""
+    On PostgreSQL the rows go into a temporary table with COPY (text written a column at a
+    time, ``margin.copy_rows``) and one ``UPDATE ... FROM`` it writes them, each row guarded
+    by its own version: Django's ``bulk_update`` builds a CASE expression per field and row,
+    which cost more than valuing the chunk (3.5 s for 400 accounts measured), and an
+    ``UPDATE ... FROM (VALUES ...)`` of a thousand rows spent a quarter of the chunk's write
+    having its 11,000 parameters placed client-side. SQLite (the embedded demo) keeps
+    ``bulk_update``, one per version."""
+    meta = AccountMargin._meta
+    columns = [meta.get_field(name) for name in fields]
     if connection.vendor != "postgresql":
         by_version: dict[int, list[AccountMargin]] = defaultdict(list)
         for row in rows:
-            by_version[row.computed_version].append(row)
+            by_version[row["computed_version"]].append(AccountMargin(**row))
         return sum(_rows().filter(computed_version__lt=version).bulk_update(
             same, fields, batch_size=UPDATE_BATCH) for version, same in sorted(by_version.items()))
     if not rows:
         return 0
-    meta = AccountMargin._meta
-    columns = [meta.get_field(name) for name in fields]
     key = meta.get_field("account")
     quote = connection.ops.quote_name
     names = ", ".join(quote(f.column) for f in [key, *columns])
     assign = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in columns)
     table, pk, version = quote(meta.db_table), quote(key.column), quote("computed_version")
-    getters = copy_getters(columns)
+    text = copy_text([column_text(f, [row[f.attname] for row in rows], connection)
+                      for f in [key, *columns]])
     with connection.wrap_database_errors:
         connection.ensure_connection()
         with connection.connection.cursor() as cursor:
@@ -266,10 +275,7 @@ def _update_current(rows: list[AccountMargin], fields: list[str]) -> int:
             cursor.execute(f"CREATE TEMP TABLE sweep_current ON COMMIT DROP AS "
                            f"SELECT {names} FROM {table} WITH NO DATA")
             with cursor.copy(f"COPY sweep_current ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([row.account_id, *(
-                        getattr(row, attname) if convert is None
-                        else convert(getattr(row, attname)) for attname, convert in getters)])
+                copy.write(text)
             cursor.execute(f"UPDATE {table} AS m SET {assign} FROM sweep_current AS v "
                            f"WHERE m.{pk} = v.{pk} AND m.{version} < v.{version}")
             return cursor.rowcount

@@ -59,6 +59,7 @@ from .figures import (
     inputs_hash,
     instrument_ids,
     money,
+    new_snapshot,
     parameters_of,
     recorded_inputs,
     snapshot_figures,
@@ -191,16 +192,22 @@ class ChunkInputs:
                  risk_arrays: dict[str, str]) -> MarginSnapshot:
         """The unsaved history snapshot of one valuation (the sweep decides whether to keep it)."""
         cash = self.cash[account.pk]
-        snapshot = MarginSnapshot(
-            firm=account.firm, account=account, computed_at=self.now,
-            engine_version=ENGINE_VERSION, parameter_set=self.parameter_label,
-            margin_type=account.margin_type, cash=money(cash), methods=list(methods),
-            **snapshot_figures(margin_type=account.margin_type, cash=cash, result=result),
-            flags=list(result.get("warnings", [])), result=None, risk_arrays=risk_arrays,
+        figures = snapshot_figures(margin_type=account.margin_type, cash=cash, result=result)
+        flags = list(result.get("warnings", []))
+        snapshot = new_snapshot({
+            **self._unchanging, "account": account, "firm": account.firm,
+            "margin_type": account.margin_type, "cash": money(cash), "methods": list(methods),
+            **figures, "flags": flags, "risk_arrays": risk_arrays,
             **recorded_inputs(positions=self.held(account), valuation_date=self.today,
                               prices=self.prices, vols=self.vol_rows, rate=self.rate_row,
                               parameter_row=self.parameter_row, history=None,
-                              returns_needed=None))
+                              returns_needed=None)},
+            # JSON serialized once for both hashes and the insert (``new_snapshot``): the
+            # recorded inputs' and the methods' (ids and text by construction); the
+            # calculator's warnings, add-on names and class groups where they are text
+            plain_json=RECORDED_JSON + tuple(
+                name for name, value in (("flags", flags), ("add_ons", figures["add_ons"]),
+                                         ("risk_arrays", risk_arrays)) if _text_only(value)))
         if account.pk in self.end_of_day:
             snapshot.reason = END_OF_DAY
         snapshot.inputs_hash = inputs_hash(snapshot)
@@ -209,6 +216,24 @@ class ChunkInputs:
         # amount needs (margin.calls.deficits.collateral_owed).
         snapshot.collateral_debt = collateral_debt(result)
         return snapshot
+
+    @cached_property
+    def _unchanging(self) -> dict:
+        """A chunk's snapshot fields that are the same for every account of it."""
+        return {"computed_at": self.now, "engine_version": ENGINE_VERSION,
+                "parameter_set": self.parameter_label, "result": None}
+
+
+#: the JSON fields ``ChunkInputs.snapshot`` builds of ids and text only: the recorded inputs
+#: (``recorded_inputs``) and the methods
+RECORDED_JSON = ("positions", "price_ids", "vol_ids", "methods")
+
+
+def _text_only(value: list | dict) -> bool:
+    """A list of text, or a dict of text to text."""
+    if isinstance(value, dict):
+        return all(type(k) is str and type(v) is str for k, v in value.items())
+    return all(type(v) is str for v in value)
 
 
 def collateral_debt(result: dict) -> Decimal | None:
