@@ -164,10 +164,12 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
                 outcomes = compute_snapshots(accounts=valued, history=history,
                                              end_of_day=end_of_day)
             result = _write(versions, outcomes, closed=[a.pk for a in accounts
-                                                        if a.status == Account.Status.CLOSED])
+                                                        if a.status == Account.Status.CLOSED],
+                            release=chunk.claim)
     finally:
         # Whatever happened, the accounts go back: still dirty unless written, so the next
         # sweep takes them (a run that raised is not left holding them until the lease ends).
+        # The written ones went back with their write (``_update_current``).
         with transaction.atomic():
             in_account_order(mine).update(claim=0, claimed_at=None)
     result.left_dirty = _rows().filter(account_id__in=id_set(versions),
@@ -194,7 +196,8 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkResult:
+def _write(versions: dict[int, int], outcomes, *, closed: list[int],
+           release: int | None = None) -> ChunkResult:
     """Each account's current margin at the version it was read at, only over an older
     result: one statement per kind of write (valued, kept, flagged) and thousand rows. A row
     is its fields' values by attname (``_update_current`` makes no model instance of it on
@@ -229,7 +232,7 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
         list(_rows().filter(account_id__in=id_set(versions)).order_by("account_id")
              .select_for_update().values_list("account_id", flat=True))
         for kind, rows in sorted(groups.items()):
-            result.written += _update_current(rows, FIELDS[kind])
+            result.written += _update_current(rows, FIELDS[kind], release)
     return result
 
 
@@ -237,10 +240,13 @@ def _write(versions: dict[int, int], outcomes, *, closed: list[int]) -> ChunkRes
 UPDATE_BATCH = 1000
 
 
-def _update_current(rows: list[dict[str, Any]], fields: list[str]) -> int:
+def _update_current(rows: list[dict[str, Any]], fields: list[str],
+                    release: int | None = None) -> int:
     """Write ``fields`` (``computed_version`` among them) of ``rows`` (values by attname, the
     account's among them) where the stored result is older than the row's
-    ``computed_version``.
+    ``computed_version``; on PostgreSQL, with ``release`` (a chunk's claim), give back each
+    written row that claim still holds in the same statement (the chunk's release then finds
+    only the rows not written, instead of writing every row of the chunk once more).
 
     On PostgreSQL the rows go into a temporary table with COPY (text written a column at a
     time, ``margin.copy_rows``) and one ``UPDATE ... FROM`` it writes them, each row guarded
@@ -263,6 +269,11 @@ def _update_current(rows: list[dict[str, Any]], fields: list[str]) -> int:
     quote = connection.ops.quote_name
     names = ", ".join(quote(f.column) for f in [key, *columns])
     assign = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in columns)
+    if release is not None:
+        held = f"m.{quote('claim')} = {int(release)}"
+        assign += (f", {quote('claim')} = CASE WHEN {held} THEN 0 ELSE m.{quote('claim')} END"
+                   f", {quote('claimed_at')} = CASE WHEN {held} THEN NULL "
+                   f"ELSE m.{quote('claimed_at')} END")
     table, pk, version = quote(meta.db_table), quote(key.column), quote("computed_version")
     text = copy_text([column_text(f, [row[f.attname] for row in rows], connection)
                       for f in [key, *columns]])

@@ -173,6 +173,21 @@ def test_a_chunk_renews_its_lease_only_once_a_good_part_of_it_has_gone(two_books
         assert (claimed_at["at"] != claimed) is renewed
 
 
+def test_a_chunk_gives_its_rows_back_with_their_write_and_the_others_after(two_books):
+    """Written rows leave the claim in the write's own statement; a row the chunk did not
+    write (its result already newer) is given back after, still dirty only if it is."""
+    acme_holder, other = two_books
+    mark_accounts([acme_holder.pk, other.pk], request=False)
+    chunks = claim_dirty()
+    rows = AccountMargin.cross_firm.for_compliance(reason="test").filter(
+        account_id__in=[acme_holder.pk, other.pk])
+    assert set(rows.values_list("claim", flat=True)) == {chunks[0].claim}
+    # the other's result is already at a newer version (another run wrote it meanwhile)
+    rows.filter(account=other).update(computed_version=F("dirty_version") + 1)
+    assert sum(sweep_chunk(chunk).written for chunk in chunks) == 1
+    assert set(rows.values_list("claim", "claimed_at")) == {(0, None)}
+
+
 def test_accounts_another_run_holds_are_left_to_it(two_books):
     acme_holder, _ = two_books
     mark_accounts([acme_holder.pk], request=False)
