@@ -148,9 +148,13 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     with transaction.atomic():
         in_account_order(mine.filter(claimed_at__lt=now - lease() / RENEW_AFTER)).update(
             claimed_at=now)
-    # No ordering: the model's (by account) joins the accounts to sort by their number.
-    read = list(mine.filter(dirty_version__gt=F("computed_version")).order_by()
-                .values_list("account_id", "dirty_version", "end_of_day_due"))
+    # No ordering: the model's (by account) joins the accounts to sort by their number. The
+    # dirty test in Python: in SQL it let the planner walk the dirty rows' partial index
+    # whole (every account of an end-of-day run, 1 s a chunk at 20,000) instead of finding
+    # the chunk's own by key.
+    read = [(account, version, due) for account, version, computed, due in mine.order_by()
+            .values_list("account_id", "dirty_version", "computed_version", "end_of_day_due")
+            if version > computed]
     versions = {account: version for account, version, _ in read}
     end_of_day = frozenset(account for account, _, due in read if due)
     firm = Firm.objects.filter(pk=chunk.firm_id).first()
@@ -172,8 +176,9 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
         # The written ones went back with their write (``_update_current``).
         with transaction.atomic():
             in_account_order(mine).update(claim=0, claimed_at=None)
-    result.left_dirty = _rows().filter(account_id__in=id_set(versions),
-                                       dirty_version__gt=F("computed_version")).count()
+    result.left_dirty = sum(version > computed for version, computed in _rows().filter(
+        account_id__in=id_set(versions)).order_by().values_list("dirty_version",
+                                                                "computed_version"))
     if result.left_dirty:
         with sweeping():  # eager Celery: the caller loops rather than nest a sweep here
             request_sweep()
