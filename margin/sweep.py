@@ -137,7 +137,15 @@ def claim_dirty(*, firm_id: int | None = None,
 
 def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkResult:
     """Value one chunk and write its current margin (see the module docstring); ``history``
-    FORCED keeps every valued account as history (someone asked)."""
+    FORCED keeps every valued account as history (someone asked). The cyclic collector is
+    paused for the whole chunk and runs again only once the chunk's objects are freed (its
+    frame returned): enabled with them alive, its first collection walked all of them
+    (60 ms of a 2,000-account chunk's 0.8 s)."""
+    with _without_cycle_collection():
+        return _sweep_chunk(chunk, history)
+
+
+def _sweep_chunk(chunk: Chunk, history: History) -> ChunkResult:
     result = ChunkResult()
     mine = _rows().filter(account_id__in=id_set(chunk.account_ids), claim=chunk.claim)
     # The lease runs from the start of the work, not from the claim (a chunk may have queued):
@@ -160,7 +168,7 @@ def sweep_chunk(chunk: Chunk, *, history: History = History.INTRADAY) -> ChunkRe
     firm = Firm.objects.filter(pk=chunk.firm_id).first()
     try:
         if versions and firm is not None:
-            with firm_scope(firm), sweeping(), _without_cycle_collection():
+            with firm_scope(firm), sweeping():
                 accounts = list(Account.objects.filter(pk__in=id_set(versions)).order_by("pk"))
                 for account in accounts:  # the chunk's one firm, not a Firm read per row
                     Account.firm.field.set_cached_value(account, firm)
