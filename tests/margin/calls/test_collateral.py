@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts import services as book
 from brokerage.scope import firm_scope
+from margin import business_days
 from margin.calls.deficits import Collateral
 from margin.calls.issuance import watch
 from margin.dirty import mark_accounts
@@ -174,8 +175,11 @@ def test_its_due_time_passing_makes_it_overdue(borrower):
     eth("2700", minutes=5)
     sweep(borrower)
     [call] = calls_of(borrower)
+    # the firm's trading day, which the sweep judges calls by (the UTC date runs ahead of it
+    # every evening in New York)
+    today = business_days.today(borrower.firm.exchange_calendar or "XNYS")
     MarginCall.objects.filter(pk=call.pk).update(due_at=timezone.now() - timedelta(minutes=1),
-                                                 due_date=timezone.now().date())
+                                                 due_date=today)
     eth("2701", minutes=6)
     sweep(borrower)
     call.refresh_from_db()
