@@ -30,10 +30,10 @@ from brokerage.id_sets import id_set, text_set
 from .calls.deficits import Collateral
 from .calls.hooks import ChunkCalls, chunk_calls
 from .copy_rows import column_text, copy_text
-from .figures import END_OF_DAY, inputs_hash, json_text
+from .figures import END_OF_DAY, json_text
 from .models import AccountMargin, MarginSnapshot
 from .signals import snapshots_written
-from .valuing import value_accounts
+from .valuing import record_inputs, value_accounts
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,13 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
         if history == History.INTRADAY else None
     for valuation in valuations:
         mode = History.END_OF_DAY if valuation.account_id in end_of_day else history
-        hashed_as_day = valuation.reason == History.END_OF_DAY
         valuation.reason = history_reason(history=mode, valuation=valuation,
                                           previous=previous.get(valuation.account_id),
                                           calls=calls)
-        if (valuation.reason == History.END_OF_DAY) != hashed_as_day:
-            valuation.inputs_hash = inputs_hash(valuation)  # the day's record: its own row
-    stored = store_history(firm=firm, snapshots=[v for v in valuations if v.reason],
-                           actor=actor)
+    # What the kept ones valued, recorded and hashed once their reason is known (the day's
+    # record hashes apart: its own row)
+    stored = store_history(firm=firm, snapshots=[record_inputs(v) for v in valuations
+                                                 if v.reason], actor=actor)
     for valuation in valuations:
         outcomes.append(SnapshotOutcome(
             valuation.account_id, stored.get(valuation.account_id),

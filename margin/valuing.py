@@ -190,32 +190,42 @@ class ChunkInputs:
 
     def snapshot(self, account: Account, *, methods: tuple[str, ...], result: dict,
                  risk_arrays: dict[str, str]) -> MarginSnapshot:
-        """The unsaved history snapshot of one valuation (the sweep decides whether to keep it)."""
+        """The unsaved history snapshot of one valuation (the sweep decides whether to keep it).
+        What it valued (positions, market rows by id) and its inputs hash are recorded when
+        it is kept (``record_inputs``): an intraday sweep keeps a few of the hundreds it
+        values, and recording each was a tenth of a tick's chunk."""
         cash = self.cash[account.pk]
         figures = snapshot_figures(margin_type=account.margin_type, cash=cash, result=result)
         flags = list(result.get("warnings", []))
         snapshot = new_snapshot({
             **self._unchanging, "account": account, "firm": account.firm,
             "margin_type": account.margin_type, "cash": money(cash), "methods": list(methods),
-            **figures, "flags": flags, "risk_arrays": risk_arrays,
-            **recorded_inputs(positions=self.held(account), valuation_date=self.today,
-                              prices=self.prices, vols=self.vol_rows, rate=self.rate_row,
-                              parameter_row=self.parameter_row, history=None,
-                              returns_needed=None)},
+            **figures, "flags": flags, "risk_arrays": risk_arrays},
             # JSON serialized once for both hashes and the insert (``new_snapshot``): the
-            # recorded inputs' and the methods' (ids and text by construction); the
-            # calculator's warnings, add-on names and class groups where they are text
-            plain_json=RECORDED_JSON + tuple(
+            # methods' (text by construction); the calculator's warnings, add-on names and
+            # class groups where they are text
+            plain_json=("methods", *(
                 name for name, value in (("flags", flags), ("add_ons", figures["add_ons"]),
-                                         ("risk_arrays", risk_arrays)) if _text_only(value)))
+                                         ("risk_arrays", risk_arrays)) if _text_only(value))))
         if account.pk in self.end_of_day:
             snapshot.reason = END_OF_DAY
-        snapshot.inputs_hash = inputs_hash(snapshot)
+        snapshot._unrecorded = (self, account)
         # Not a stored field (the snapshot's health factor is; recompute_snapshot reproduces
         # both): the debt the health factor is measured against, which a collateral call's
         # amount needs (margin.calls.deficits.collateral_owed).
         snapshot.collateral_debt = collateral_debt(result)
         return snapshot
+
+    def record(self, snapshot: MarginSnapshot, account: Account) -> None:
+        """``record_inputs`` of a snapshot of this chunk's."""
+        recorded = recorded_inputs(positions=self.held(account), valuation_date=self.today,
+                                   prices=self.prices, vols=self.vol_rows, rate=self.rate_row,
+                                   parameter_row=self.parameter_row, history=None,
+                                   returns_needed=None)
+        for name, value in recorded.items():
+            setattr(snapshot, name, value)
+        # the recorded positions and ids are integers and text only (``new_snapshot``)
+        snapshot._json_texts.update((name, (recorded[name], None)) for name in RECORDED_JSON)
 
     @cached_property
     def _unchanging(self) -> dict:
@@ -224,9 +234,21 @@ class ChunkInputs:
                 "parameter_set": self.parameter_label, "result": None}
 
 
-#: the JSON fields ``ChunkInputs.snapshot`` builds of ids and text only: the recorded inputs
-#: (``recorded_inputs``) and the methods
-RECORDED_JSON = ("positions", "price_ids", "vol_ids", "methods")
+#: the JSON fields ``ChunkInputs.record`` writes of ids and text only (``recorded_inputs``)
+RECORDED_JSON = ("positions", "price_ids", "vol_ids")
+
+
+def record_inputs(snapshot: MarginSnapshot) -> MarginSnapshot:
+    """Record what a valuation valued (``ChunkInputs.snapshot`` leaves it until the snapshot
+    is kept) and hash it, as the day's record or not (``reason``): the inputs hash a stored
+    snapshot is found by, so a redelivered chunk writes nothing twice. Once; a snapshot
+    recorded already is only hashed again (its reason may have changed since)."""
+    pending = snapshot.__dict__.pop("_unrecorded", None)
+    if pending is not None:
+        inputs, account = pending
+        inputs.record(snapshot, account)
+    snapshot.inputs_hash = inputs_hash(snapshot)
+    return snapshot
 
 
 def _text_only(value: list | dict) -> bool:

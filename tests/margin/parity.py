@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from accounts.models import Account
 from margin.reproduce import MONEY_FIELDS
 from margin.risk_arrays import unpack, within_precision
-from margin.valuing import PM_ONLY, ChunkInputs, value_alone, value_in_batch
+from margin.valuing import PM_ONLY, ChunkInputs, record_inputs, value_alone, value_in_batch
 
 
 def assert_batch_equals_calculator(accounts: Sequence[Account]) -> int:
@@ -18,7 +18,8 @@ def assert_batch_equals_calculator(accounts: Sequence[Account]) -> int:
     candidates = [a for a in accounts if inputs.batchable(a)]
     batched, _ = value_in_batch(inputs, candidates)
     for snapshot in batched:
-        alone = value_alone(inputs, snapshot.account)
+        alone = record_inputs(value_alone(inputs, snapshot.account))
+        record_inputs(snapshot)
         assert not hasattr(alone, "flag"), alone
         number = snapshot.account.number
         for name in MONEY_FIELDS:
