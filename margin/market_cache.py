@@ -66,6 +66,13 @@ class MarketCache:
     def keeping(self) -> bool:
         return connection.vendor == "postgresql" and not connection.in_atomic_block
 
+    @property
+    def synced(self) -> bool:
+        """Rows read now may be kept: a snapshot they are at least as new as is recorded
+        (``sync`` first; read before any, a change between the read and the snapshot would
+        pass unseen)."""
+        return self.keeping and self.snapshot is not None
+
     def sync(self) -> None:
         """Bring the kept data up to date before a chunk reads it (one query): drop what
         transactions the recorded snapshot could not see changed, and record a newer one.
@@ -84,7 +91,7 @@ class MarketCache:
                 snapshot, xmin, pruned, changed = cursor.fetchone()
         self.syncs += 1
         if pruned is not None and pruned >= self.xmin:
-            # Nothing kept yet, or log rows this snapshot may need were pruned: start afresh.
+            # Log rows this snapshot may need were pruned: start afresh.
             self._forget()
         elif changed:
             self._drop(changed)
@@ -117,7 +124,7 @@ class MarketCache:
         from .book import instruments_with_related
 
         wanted = set(ids)
-        if not self.keeping:
+        if not self.synced:
             return instruments_with_related(wanted)
         missing = wanted - self.instruments.keys()
         if missing:
@@ -135,7 +142,7 @@ class MarketCache:
 
     def _rows(self, kept: dict, read, ids: Iterable[int]) -> dict:
         wanted = set(ids)
-        if not self.keeping:
+        if not self.synced:
             return read(wanted)
         missing = wanted - kept.keys()
         if missing:

@@ -468,7 +468,7 @@ class UniverseCache:
             return None
         whole = value_universe(universe, inputs.params)
         self.builds += 1
-        keeping = MARKET.keeping
+        keeping = MARKET.synced
         self.kept = _Kept(key, inputs.params, frozenset(instruments),
                           {} if keeping else _states(instruments.values(), prices),
                           {} if keeping else {pk: row.pk for pk, row in vol_rows.items()
