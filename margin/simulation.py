@@ -84,12 +84,11 @@ from .models import AccountMargin
 from .valuing import (
     ChunkInputs,
     HoldingArrays,
-    _chunk_book,
-    _refused_contract,
     _refused_of,
     arrays_on,
     batch_covers,
     build_universe,
+    chunk_book_of,
     load_holding_arrays,
     requirement_methods,
 )
@@ -430,22 +429,8 @@ def _prepare_batch(inputs: ChunkInputs, accounts: list[Account]
     """The batch accounts' firm-wide chunk, prepared (the sweep's ``value_in_batch`` steps:
     a contract the validator refuses sends its holders to the calculator), and the accounts
     left to the calculator."""
-    left: list[Account] = []
-    while accounts:
-        try:
-            book = _chunk_book(inputs, accounts)
-            break
-        except EngineInputError as exc:
-            refused = _refused_contract(inputs, accounts, exc)
-            if refused is None:
-                return [], left + accounts, None
-            holders = {a for a in accounts
-                       if any(p.instrument_id == refused for p in inputs.held(a))}
-            left += [a for a in accounts if a in holders]
-            accounts = [a for a in accounts if a not in holders]
-        except MissingMarketData:
-            return [], left + accounts, None
-    else:
+    book, accounts, left = chunk_book_of(inputs, accounts)
+    if book is None:
         return [], left, None
     prepared = prepare_chunk(book, inputs.params)
     held = [a for k, a in enumerate(accounts) if prepared.held[k]]

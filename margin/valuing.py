@@ -340,34 +340,42 @@ def value_alone(inputs: ChunkInputs, account: Account) -> Flagged | MarginSnapsh
 def value_in_batch(inputs: ChunkInputs, accounts: list[Account]
                     ) -> tuple[list[MarginSnapshot], list[Account]]:
     """The accounts the batch values, as snapshots, and the ones it leaves to the calculator."""
-    left: list[Account] = []
     if len(accounts) >= int(settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS):
         held = [inputs.held(a) for a in accounts]
         contracts = {p.instrument_id: p.instrument for rows in held for p in rows}
         whole = UNIVERSES.whole_for(accounts[0].firm_id, inputs, contracts)
         if whole is not None:
             book = _holdings_on(whole.universe, held, contracts)
-            return _snapshots(inputs, accounts, value_chunk(book, whole.params, whole), left)
-    while True:
-        if not accounts:
-            return [], left
+            return _snapshots(inputs, accounts, value_chunk(book, whole.params, whole), [])
+    book, accounts, left = chunk_book_of(inputs, accounts)
+    if book is None:
+        return [], left
+    figures = value_chunk(book, inputs.params)
+    return _snapshots(inputs, accounts, figures, left)
+
+
+def chunk_book_of(inputs: ChunkInputs, accounts: list[Account]
+                  ) -> tuple[ChunkBook | None, list[Account], list[Account]]:
+    """The chunk's own book (``_chunk_book``) of the accounts the batch keeps: the book (None
+    when none is left), those accounts, and the ones left to the calculator. A contract the
+    validator refuses (an option past its expiry, say) sends its holders to the calculator,
+    which says so in their own terms, and the book is built again of the others; a universe
+    that does not value (a price missing) leaves every account to the calculator."""
+    left: list[Account] = []
+    while accounts:
         try:
-            book = _chunk_book(inputs, accounts)
-            break
+            return _chunk_book(inputs, accounts), accounts, left
         except EngineInputError as exc:
-            # A contract the validator refuses (an option past its expiry, say): its holders
-            # go to the calculator, which says so in their own terms; the rest stay in batch.
             refused = _refused_contract(inputs, accounts, exc)
             if refused is None:
-                return [], left + accounts
+                return None, [], left + accounts
             holders = {a for a in accounts
                        if any(p.instrument_id == refused for p in inputs.held(a))}
             left += [a for a in accounts if a in holders]
             accounts = [a for a in accounts if a not in holders]
         except MissingMarketData:
-            return [], left + accounts  # the universe does not value: each account alone
-    figures = value_chunk(book, inputs.params)
-    return _snapshots(inputs, accounts, figures, left)
+            return None, [], left + accounts
+    return None, [], left
 
 
 def _snapshots(inputs: ChunkInputs, accounts: list[Account], figures: ChunkFigures,
