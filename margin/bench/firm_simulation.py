@@ -23,13 +23,13 @@ TARGET_S, AIM_S = 5.0, 1.0
 
 
 def bench_firm_simulation(ctx: BenchContext) -> Iterable[dict]:
-    from .database import _database, moved_underlyings
+    from .database import _database
 
     db = _database(ctx)  # sets Django up on the bench's database first
     from margin.simulation import forget_books, simulate
 
     firm = db.loaded.firm
-    symbol = db.loaded.symbols[moved_underlyings(db)[0]]
+    symbol = db.loaded.symbols[db.moved[0]]
     forget_books()
     for ask in ({"symbol": symbol, "move": -0.10}, {"symbol": symbol, "move": -0.10},
                 {"scenario": "2008-10"}):
