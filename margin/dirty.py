@@ -35,7 +35,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, F, Lookup, Q, QuerySet, Value
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    DateTimeField,
+    F,
+    Lookup,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -157,10 +167,22 @@ class _AnyOf(Lookup):
         return f"{lhs} = ANY({rhs})", [*lhs_params, *rhs_params]
 
 
-def _mark(rows: QuerySet, *, request: bool = True, end_of_day: bool = False) -> int:
+def _mark(rows: QuerySet, *, request: bool = True, end_of_day: bool = False,
+          claim: int | None = None) -> int:
     """One UPDATE raising every row of `rows` to a new version (and, for the end-of-day run,
-    making each due for the day's record in the same statement); the number marked."""
-    due = {"end_of_day_due": True} if end_of_day else {}
+    making each due for the day's record in the same statement); the number marked. With
+    ``claim``, the same statement claims for that run the rows no live run holds (the
+    condition ``margin.sweep.claim_dirty`` claims on): the end-of-day run sends its chunks
+    itself, and a second UPDATE of every account to claim them held its first chunk back by
+    a second at 100,000 accounts."""
+    due: dict = {"end_of_day_due": True} if end_of_day else {}
+    if claim is not None:
+        now = timezone.now()
+        free = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - lease())
+        due |= {"claim": Case(When(free, then=Value(claim)), default=F("claim"),
+                              output_field=BigIntegerField()),
+                "claimed_at": Case(When(free, then=Value(now)), default=F("claimed_at"),
+                                   output_field=DateTimeField())}
     with transaction.atomic():
         marked = in_account_order(rows).update(dirty_version=Greatest(
             F("dirty_version"), _new_version(), output_field=BigIntegerField()),
@@ -204,12 +226,12 @@ def mark_holders(instrument_ids: Iterable[int], *, request: bool = True) -> int:
 
 
 def mark_accounts(account_ids: Iterable[int], *, request: bool = True,
-                  end_of_day: bool = False) -> int:
+                  end_of_day: bool = False, claim: int | None = None) -> int:
     """A position or a ledger entry of the accounts moved; or the end-of-day run
-    (``end_of_day``: each due for the day's record too)."""
+    (``end_of_day``: each due for the day's record too; ``claim``: see ``_mark``)."""
     return _mark(_current_margins("mark accounts named by their book (ids from the signal)")
                  .filter(account_id__in=id_set(account_ids)), request=request,
-                 end_of_day=end_of_day)
+                 end_of_day=end_of_day, claim=claim)
 
 
 def mark_firm(firm_id: int, *, request: bool = True) -> int:
@@ -226,11 +248,17 @@ def mark_everyone(*, request: bool = True) -> int:
 # --------------------------------------------------------------------------- the debounce
 
 
-def request_sweep() -> bool:
-    """Send one sweep after the debounce unless one is already pending; True if sent."""
+def sweeps_may_start() -> bool:
+    """Whether a sweep may be sent now: not while suspended, nor from inside an eager one
+    (the demo: it would nest a sweep in the chunk that asked)."""
     from celery import current_app
 
-    if _suspended.get() or (_sweeping.get() and current_app.conf.task_always_eager):
+    return not (_suspended.get() or (_sweeping.get() and current_app.conf.task_always_eager))
+
+
+def request_sweep() -> bool:
+    """Send one sweep after the debounce unless one is already pending; True if sent."""
+    if not sweeps_may_start():
         return False
     now = timezone.now()
     window = timedelta(seconds=float(settings.MARGIN_SWEEP_DEBOUNCE_S))

@@ -16,6 +16,7 @@ snapshot kept earlier that day points at that one (it is the state at the close)
 
 from __future__ import annotations
 
+import logging
 import warnings
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -24,14 +25,17 @@ import exchange_calendars
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import Account, Instrument, Position
 from brokerage import audit
 from brokerage.models import Firm
 
-from .dirty import mark_accounts, request_sweep
+from .dirty import mark_accounts, next_version, request_sweep, sweeps_may_start
 from .executions.expiry import settle_expiries
 from .models import EndOfDayRun
+
+logger = logging.getLogger(__name__)
 
 #: the calendar name a crypto run is recorded under
 CRYPTO = "CRYPTO"
@@ -95,6 +99,10 @@ def start_end_of_day(*, firm: Firm, calendar: str, session: date,
     one transaction with its audit event. None when it was already started (idempotent)."""
     now = now or timezone.now()
     account_ids = _accounts(firm, crypto=calendar == CRYPTO)
+    # The run claims its accounts as it marks them and sends their chunks when its own
+    # transaction commits (a claim held for a caller's transaction would keep them from every
+    # other sweep until that commits): inside one, it marks them and the next sweep claims.
+    claiming = not transaction.get_connection().in_atomic_block and sweeps_may_start()
     try:
         with transaction.atomic():
             run = _runs().create(firm=firm, calendar=calendar, session=session,
@@ -103,14 +111,32 @@ def start_end_of_day(*, firm: Firm, calendar: str, session: date,
                 # Options expiring by the close: removed, exercised or assigned (booked, so
                 # their accounts are marked here too) before the day's valuation.
                 settle_expiries(firm=firm, session=session)
-            mark_accounts(account_ids, request=False, end_of_day=True)
+            # Marked and claimed for the run in one statement, its chunks sent on commit;
+            # accounts another run holds are its to value (marked, they stay dirty for the
+            # next sweep if it read them before).
+            claim = next_version() if claiming else None
+            mark_accounts(account_ids, request=False, end_of_day=True, claim=claim)
             audit.record(firm=firm, actor=None, event_type="margin.end_of_day", obj=run,
                          after={"calendar": calendar, "session": session,
                                 "accounts": len(account_ids)})
+            if claim is not None:
+                transaction.on_commit(lambda: _send_claimed(claim))
             request_sweep()
     except IntegrityError:
         return None  # started already (by an earlier beat, or one running beside this one)
     return run
+
+
+def _send_claimed(claim: int) -> None:
+    from .sweep import claimed_chunks
+    from .tasks import send_chunks
+
+    try:
+        send_chunks(claimed_chunks(claim))
+    except OperationalError:
+        # The broker is down: the claim's lease runs out and the next sweep takes them.
+        logger.warning("end-of-day chunks of claim %s not sent: the broker is unreachable",
+                       claim)
 
 
 def due_runs(now: datetime | None = None) -> list[EndOfDayRun]:

@@ -57,6 +57,7 @@ class MarketCache:
         self.instruments: dict[int, Instrument] = {}
         self.prices: dict[int, PriceRow | None] = {}  # None: no price (read, none found)
         self.vols: dict[int, VolRow | None] = {}
+        self._derived: dict[str, tuple[int, dict]] = {}
         self.generation += 1
 
     def clear(self) -> None:
@@ -116,6 +117,15 @@ class MarketCache:
         if dropped:
             self.reread += dropped
             self.generation += 1
+
+    def derived(self, name: str) -> dict:
+        """A dict the caller fills with what it derives from kept data alone (a contract's
+        coverage by the batch, a market row's recorded text): kept with the data, emptied
+        when the generation moves. Only while synced: otherwise nothing read is kept."""
+        found = self._derived.get(name)
+        if found is None or found[0] != self.generation:
+            found = self._derived[name] = (self.generation, {})
+        return found[1]
 
     # -- reads: what is kept, the rest read now (and kept when it may be) -------------------
 

@@ -181,11 +181,16 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
     if not snapshots:
         return {}
     wanted = {(s.account_id, s.inputs_hash) for s in snapshots}
-    for attempt in range(2):
-        existing = {s.account_id: s for s in MarginSnapshot.objects.filter(
-            account_id__in=id_set(s.account_id for s in snapshots),
-            inputs_hash__in=text_set(s.inputs_hash for s in snapshots))
-            if (s.account_id, s.inputs_hash) in wanted}
+    existing: dict[int, MarginSnapshot] = {}
+    for attempt in range(3):
+        if attempt:
+            # Inserted whole first: a chunk's snapshots are new but for a redelivered or
+            # repeated one, which the unique inputs refuse (looking first cost every chunk an
+            # index probe per account). Then what is stored already is read and left out.
+            existing = {s.account_id: s for s in MarginSnapshot.objects.filter(
+                account_id__in=id_set(s.account_id for s in snapshots),
+                inputs_hash__in=text_set(s.inputs_hash for s in snapshots))
+                if (s.account_id, s.inputs_hash) in wanted}
         new = [s for s in snapshots if s.account_id not in existing]
         try:
             with transaction.atomic():
@@ -198,9 +203,12 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
                                  after=chunk_summary(new))
             break
         except IntegrityError:
-            # A duplicate chunk inserted the same inputs meanwhile: read them back, once.
-            if attempt:
+            # Some are stored already (a redelivered chunk), or a duplicate chunk inserted
+            # them meanwhile: read them back, once more at most.
+            if attempt == 2:
                 raise
+            for snapshot in new:
+                snapshot.pk = None  # ids drawn for the refused insert
     return {**existing, **{s.account_id: s for s in new}}
 
 

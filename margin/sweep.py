@@ -123,6 +123,12 @@ def claim_dirty(*, firm_id: int | None = None,
         claimed = in_account_order(claimable).update(claim=claim, claimed_at=now)
     if not claimed:
         return []
+    return claimed_chunks(claim)
+
+
+def claimed_chunks(claim: int) -> list[Chunk]:
+    """The accounts a run claimed (``claim_dirty``, or the end-of-day run's mark), in chunks
+    per firm."""
     by_firm: dict[int, list[int]] = defaultdict(list)
     # Read among the dirty rows (their partial index), not by ``claim`` over every row: what
     # this run claimed is still dirty, since only a chunk of this claim computes it (another

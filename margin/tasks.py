@@ -40,8 +40,7 @@ def sweep_dirty() -> dict:
     chunks = claim_dirty()
     if chunks:
         sweep_claimed(started)
-    for chunk in chunks:
-        sweep_dirty_chunk.delay(chunk.firm_id, chunk.account_ids, chunk.claim)
+    send_chunks(chunks)
     rounds = 1
     while current_app.conf.task_always_eager and rounds < EAGER_ROUNDS:
         more = claim_dirty()  # accounts marked while the inline chunks ran
@@ -52,6 +51,12 @@ def sweep_dirty() -> dict:
         chunks += more
         rounds += 1
     return {"chunks": len(chunks), "accounts": sum(len(c.account_ids) for c in chunks)}
+
+
+def send_chunks(chunks: list[Chunk]) -> None:
+    """One chunk task per chunk, on the ``sweep`` queue."""
+    for chunk in chunks:
+        sweep_dirty_chunk.delay(chunk.firm_id, chunk.account_ids, chunk.claim)
 
 
 @shared_task(**SWEEP_LIMITS)

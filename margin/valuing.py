@@ -130,6 +130,8 @@ class ChunkInputs:
     #: accounts whose valuation is the day's record (hashed as such from the start: the
     #: end-of-day run would otherwise hash every valuation twice)
     end_of_day: frozenset[int] = frozenset()
+    #: the worker's kept market data the chunk was read from (``load``), if any
+    market: MarketCache | None = None
 
     @classmethod
     def load(cls, accounts: Sequence[Account], end_of_day: frozenset[int] = frozenset(),
@@ -141,11 +143,11 @@ class ChunkInputs:
         if market is None:
             positions = load_positions(accounts)
             prices, vol_rows = market_observations_for(positions)
+            held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
         else:
             positions = load_positions(accounts, market.instruments_with_related)
-            used = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
-            prices, vol_rows = market.price_rows(used), market.vol_rows(used)
-        held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
+            held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
+            prices, vol_rows = market.price_rows(held), market.vol_rows(held)
         today = exchange_date()
         rate_row = current_rate_row(today)
         return cls(params=params, parameter_label=label, parameter_row=parameter_row,
@@ -153,7 +155,7 @@ class ChunkInputs:
                    vols=vol_values(vol_rows),
                    rejected=outstanding_rejections(prices.keys() | held), now=timezone.now(),
                    today=today, rate_row=rate_row, rate=rate_value(rate_row),
-                   cash=cash_balances(accounts), end_of_day=end_of_day)
+                   cash=cash_balances(accounts), end_of_day=end_of_day, market=market)
 
     def held(self, account: Account) -> list[Holding]:
         return self.positions.get(account.pk, [])
@@ -181,8 +183,21 @@ class ChunkInputs:
         """The accounts holding a contract the batch does not cover (``batch_covers``): each
         contract judged once for the chunk, then its holders found only if it is one."""
         prices = self.prices
-        left_out = {pk for pk, instrument in self.contracts.items()
-                    if not batch_covers(instrument, prices)}
+        market = self.market
+        if market is not None and market.synced:
+            # judged once per worker while its kept market data stands (the same instances,
+            # the same prices: ``MarketCache.derived``)
+            covers = market.derived("batch_covers")
+            left_out = set()
+            for pk, instrument in self.contracts.items():
+                covered = covers.get(pk)
+                if covered is None:
+                    covered = covers[pk] = batch_covers(instrument, prices)
+                if not covered:
+                    left_out.add(pk)
+        else:
+            left_out = {pk for pk, instrument in self.contracts.items()
+                        if not batch_covers(instrument, prices)}
         if not left_out:
             return frozenset()
         return frozenset(account for account, rows in self.positions.items()

@@ -99,6 +99,7 @@ class MemoryPeak(threading.Thread):
         #: the same for the PostgreSQL backends serving ``database`` (its server processes)
         self._db_cpu: dict[int, tuple[float, float]] = {}
         self._done = threading.Event()
+        self._conn = None
         self._sample_cpu(self.worker.pids())
 
     def _sample_cpu(self, pids: list[int], into: dict | None = None) -> None:
@@ -123,10 +124,11 @@ class MemoryPeak(threading.Thread):
             return []
         import psycopg
 
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            return [pid for (pid,) in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> "
-                "pg_backend_pid()", [self.database])]
+        if self._conn is None:  # one connection for the run: a new backend a second is load
+            self._conn = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True)
+        return [pid for (pid,) in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> "
+            "pg_backend_pid()", [self.database])]
 
     def run(self) -> None:
         pids: list[int] = []
@@ -144,6 +146,8 @@ class MemoryPeak(threading.Thread):
             self._done.wait(self.interval_s)
         self._sample_cpu(self.worker.pids())
         self._sample_cpu(backends, self._db_cpu)
+        if self._conn is not None:
+            self._conn.close()
 
     def stop(self) -> tuple[float, float]:
         """Stop sampling; the peaks (RSS, PSS) in MB."""
