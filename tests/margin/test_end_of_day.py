@@ -74,6 +74,30 @@ def test_the_run_keeps_every_account_of_the_firm_once_per_session(world, four):
     assert audit.events_for(world.firm_a).filter(event_type="margin.end_of_day").count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_run_claims_its_accounts_and_sends_their_chunks_on_commit(world, four):
+    """Outside a transaction the run claims its accounts in the statement that marks them and
+    sends their chunks when it commits (valued inline here: eager Celery); no sweep claims
+    them again."""
+    from brokerage.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        sweep_now()
+        before = _snapshots().count()
+        run = start_end_of_day(firm=world.firm_a, calendar="XNYS", session=FRIDAY)
+        assert run is not None and run.accounts == 4
+        for account in four.values():
+            row = _rows().get(account=account)
+            assert not row.is_dirty and not row.end_of_day_due and not row.claim
+            assert row.snapshot.reason == "end_of_day"
+        assert _snapshots().count() == before + 4
+        assert sweep_now().computed == 0
+    finally:
+        app.conf.task_always_eager = eager
+
+
 def test_an_account_the_sweep_cannot_value_stays_due(world, four):
     sweep_now()
     nopx = shared_instrument("NOPX")
