@@ -47,7 +47,6 @@ from .book import (
     build_portfolio,
     current_rate_row,
     load_positions,
-    market_observations_for,
     rate_value,
     valued_on,
     vol_values,
@@ -69,6 +68,8 @@ from .market_data import (
     PriceRow,
     VolRow,
     exchange_date,
+    newest_price_rows,
+    newest_vol_rows,
     outstanding_rejections,
 )
 from .models import (
@@ -140,14 +141,11 @@ class ChunkInputs:
         caller (``margin.market_cache``), else everything is read now."""
         parameter_row = active_parameter_row(accounts[0].firm)
         params, label = parameters_of(parameter_row)
-        if market is None:
-            positions = load_positions(accounts)
-            prices, vol_rows = market_observations_for(positions)
-            held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
-        else:
-            positions = load_positions(accounts, market.instruments_with_related)
-            held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
-            prices, vol_rows = market.price_rows(held), market.vol_rows(held)
+        positions = load_positions(
+            accounts, None if market is None else market.instruments_with_related)
+        held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
+        prices, vol_rows = (newest_price_rows(held), newest_vol_rows(held)) if market is None \
+            else (market.price_rows(held), market.vol_rows(held))
         today = exchange_date()
         rate_row = current_rate_row(today)
         return cls(params=params, parameter_label=label, parameter_row=parameter_row,
