@@ -355,7 +355,10 @@ def value_in_batch(inputs: ChunkInputs, accounts: list[Account]
     """The accounts the batch values, as snapshots, and the ones it leaves to the calculator."""
     if len(accounts) >= int(settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS):
         held = [inputs.held(a) for a in accounts]
-        contracts = {p.instrument_id: p.instrument for rows in held for p in rows}
+        # every account holding anything is the batch's (an end-of-day chunk, mostly): the
+        # chunk's contracts are the batch's
+        contracts = inputs.contracts if len(accounts) == len(inputs.positions) \
+            else {p.instrument_id: p.instrument for rows in held for p in rows}
         whole = UNIVERSES.whole_for(accounts[0].firm_id, inputs, contracts)
         if whole is not None:
             book = _holdings_on(whole.universe, held, contracts)
@@ -602,8 +605,7 @@ def build_universe(inputs: ChunkInputs, contracts: dict[int, Instrument],
 
 def _holdings_on(universe: Portfolio, held: list[list[Holding]],
                  contracts: dict[int, Instrument]) -> ChunkBook:
-    by_symbol = _position_index(universe)
-    contract_of = {pk: by_symbol[instrument.symbol] for pk, instrument in contracts.items()}
+    contract_of = _contract_index(universe, contracts)
     account = np.repeat(np.arange(len(held), dtype=np.int64), [len(rows) for rows in held])
     contract = np.fromiter((contract_of[p.instrument_id] for rows in held for p in rows),
                            np.int64, account.shape[0])
@@ -612,15 +614,26 @@ def _holdings_on(universe: Portfolio, held: list[list[Holding]],
     return ChunkBook(universe, len(held), account, contract, quantity)
 
 
-_INDEXED: list = [None, {}]  # the universe last indexed, and its index
+#: the universe last indexed, its positions' indexes by symbol and by instrument id
+_INDEXED: list = [None, {}, {}]
 
 
 def _position_index(universe: Portfolio) -> dict[str, int]:
     """Each universe position's index by its id (the contract's symbol): once per universe,
     not once per chunk valued on the kept one (50,000 positions at 100k accounts)."""
     if _INDEXED[0] is not universe:
-        _INDEXED[:] = [universe, {p.id: k for k, p in enumerate(universe.positions)}]
+        _INDEXED[:] = [universe, {p.id: k for k, p in enumerate(universe.positions)}, {}]
     return _INDEXED[1]
+
+
+def _contract_index(universe: Portfolio, contracts: dict[int, Instrument]) -> dict[int, int]:
+    """``_position_index`` by instrument id for ``contracts`` (among the universe's): each
+    contract looked up by its symbol once per universe, not once per chunk holding it."""
+    by_symbol = _position_index(universe)
+    by_id = _INDEXED[2]
+    for pk in contracts.keys() - by_id.keys():
+        by_id[pk] = by_symbol[contracts[pk].symbol]
+    return by_id
 
 
 def _pm_result(figures: ChunkFigures, k: int, today: date) -> dict:
