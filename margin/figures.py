@@ -130,7 +130,15 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
     the positions themselves (they keep no history), the ids of the market rows the account's
     instruments were valued at, the rate row, the parameter version and the VaR window. The
     positions and ids are integers and text only (``new_snapshot``'s plain JSON)."""
-    used = sorted({i for p in positions for i in instrument_ids(p)})
+    # one pass: what each position rests on, and the position as recorded
+    used_ids: set[int] = set()
+    recorded_positions = []
+    for p in positions:
+        ids = instrument_ids(p)
+        used_ids.update(ids)
+        recorded_positions.append([ids[0], str(p.quantity), str(p.cost_basis)])
+    recorded_positions.sort()
+    used = sorted(used_ids)
     window = None
     if returns_needed is not None:
         held = history or AccountHistory(None)
@@ -138,9 +146,6 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
                   "first": held.window[0].isoformat() if held.window else None,
                   "last": held.window[1].isoformat() if held.window else None,
                   "digest": closes_digest(held.history) if held.history else None}
-    recorded_positions = [[p.instrument_id, str(p.quantity), str(p.cost_basis)]
-                          for p in positions]
-    recorded_positions.sort()
     return {
         "valuation_date": valuation_date,
         "positions": recorded_positions,

@@ -143,7 +143,8 @@ class ChunkInputs:
         params, label = parameters_of(parameter_row)
         positions = load_positions(
             accounts, None if market is None else market.instruments_with_related)
-        held = {i for rows in positions.values() for p in rows for i in instrument_ids(p)}
+        # ``load_positions`` gives each holding what it rests on (``valued_on``)
+        held = {i for rows in positions.values() for p in rows for i in p.valued_on}
         prices, vol_rows = (newest_price_rows(held), newest_vol_rows(held)) if market is None \
             else (market.price_rows(held), market.vol_rows(held))
         today = exchange_date()
