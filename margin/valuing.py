@@ -175,7 +175,8 @@ class ChunkInputs:
     @cached_property
     def contracts(self) -> dict[int, Instrument]:
         """Every contract the chunk's accounts hold, by id."""
-        return {p.instrument_id: p.instrument for rows in self.positions.values() for p in rows}
+        # ``load_positions``' holdings: what each rests on starts with its own instrument
+        return {p.valued_on[0]: p.instrument for rows in self.positions.values() for p in rows}
 
     @cached_property
     def _uncovered(self) -> frozenset[int]:
@@ -359,7 +360,7 @@ def value_in_batch(inputs: ChunkInputs, accounts: list[Account]
         # every account holding anything is the batch's (an end-of-day chunk, mostly): the
         # chunk's contracts are the batch's
         contracts = inputs.contracts if len(accounts) == len(inputs.positions) \
-            else {p.instrument_id: p.instrument for rows in held for p in rows}
+            else {p.valued_on[0]: p.instrument for rows in held for p in rows}
         whole = UNIVERSES.whole_for(accounts[0].firm_id, inputs, contracts)
         if whole is not None:
             book = _holdings_on(whole.universe, held, contracts)
@@ -586,7 +587,7 @@ def _chunk_book(inputs: ChunkInputs, accounts: list[Account]) -> ChunkBook:
     """The chunk's universe (one position of quantity 1 per contract held, built and validated
     as an account's book is) and its holdings on it."""
     held = [inputs.held(a) for a in accounts]
-    contracts = {p.instrument_id: p.instrument for rows in held for p in rows}
+    contracts = {p.valued_on[0]: p.instrument for rows in held for p in rows}
     universe = build_universe(inputs, contracts)
     return _holdings_on(universe, held, contracts)
 
@@ -608,7 +609,7 @@ def _holdings_on(universe: Portfolio, held: list[list[Holding]],
                  contracts: dict[int, Instrument]) -> ChunkBook:
     contract_of = _contract_index(universe, contracts)
     account = np.repeat(np.arange(len(held), dtype=np.int64), [len(rows) for rows in held])
-    contract = np.fromiter((contract_of[p.instrument_id] for rows in held for p in rows),
+    contract = np.fromiter((contract_of[p.valued_on[0]] for rows in held for p in rows),
                            np.int64, account.shape[0])
     quantity = np.fromiter((p.quantity for rows in held for p in rows), np.float64,
                            account.shape[0])
