@@ -43,7 +43,7 @@ class BookValue:
 
 def from_engine(*, cash: Decimal, net_liquidation_value: float) -> BookValue:
     """The account's value from the engine's net liquidation value (a float), in cents."""
-    nlv = Decimal(str(net_liquidation_value)).quantize(CENT, rounding=ROUND_HALF_UP)
+    nlv = Decimal(str(net_liquidation_value)).quantize(CENT, ROUND_HALF_UP)
     return BookValue(cash=cash, net_liquidation_value=nlv)
 
 
