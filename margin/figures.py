@@ -308,8 +308,7 @@ def json_text(snapshot: MarginSnapshot, attname: str) -> str | None:
 
 def _short_text(value: Any) -> str:
     """``_plain_text``, the text of a short list of text kept: a chunk's snapshots carry the
-    same few (no warnings, the methods valued), and encoding them was a third of the JSON
-    its 2,000 snapshots wrote."""
+    same few (no warnings, the methods valued), two of the seven JSON texts each writes."""
     if type(value) is list and len(value) <= 4 and all(type(v) is str for v in value):
         key = tuple(value)
         text = _SHORT_TEXTS.get(key)

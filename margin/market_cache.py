@@ -120,7 +120,7 @@ class MarketCache:
 
     def derived(self, name: str) -> dict:
         """A dict the caller fills with what it derives from kept data alone (a contract's
-        coverage by the batch, a market row's recorded text): kept with the data, emptied
+        coverage by the batch, ``margin.valuing.ChunkInputs``): kept with the data, emptied
         when the generation moves. Only while synced: otherwise nothing read is kept."""
         found = self._derived.get(name)
         if found is None or found[0] != self.generation:
