@@ -184,20 +184,17 @@ class ChunkInputs:
         contract judged once for the chunk, then its holders found only if it is one."""
         prices = self.prices
         market = self.market
-        if market is not None and market.synced:
-            # judged once per worker while its kept market data stands (the same instances,
-            # the same prices: ``MarketCache.derived``)
-            covers = market.derived("batch_covers")
-            left_out = set()
-            for pk, instrument in self.contracts.items():
-                covered = covers.get(pk)
-                if covered is None:
-                    covered = covers[pk] = batch_covers(instrument, prices)
-                if not covered:
-                    left_out.add(pk)
-        else:
-            left_out = {pk for pk, instrument in self.contracts.items()
-                        if not batch_covers(instrument, prices)}
+        # judged once per worker while its kept market data stands (the same instances, the
+        # same prices: ``MarketCache.derived``); else once for the chunk
+        covers = market.derived("batch_covers") if market is not None and market.synced \
+            else {}
+        left_out = set()
+        for pk, instrument in self.contracts.items():
+            covered = covers.get(pk)
+            if covered is None:
+                covered = covers[pk] = batch_covers(instrument, prices)
+            if not covered:
+                left_out.add(pk)
         if not left_out:
             return frozenset()
         return frozenset(account for account, rows in self.positions.items()
