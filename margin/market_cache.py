@@ -41,6 +41,11 @@ SELECT pg_current_snapshot()::text,
 """
 
 
+#: generations whose changes ``MarketCache.changed_since`` can tell (a worker values every
+#: tick's chunks; one that missed more moves than these builds its universe again)
+CHANGES_KEPT = 64
+
+
 class MarketCache:
     """The process's kept market data (module docstring). ``generation`` moves whenever kept
     data is dropped as changed: what was built from it (the kept universe,
@@ -58,6 +63,10 @@ class MarketCache:
         self.prices: dict[int, PriceRow | None] = {}  # None: no price (read, none found)
         self.vols: dict[int, VolRow | None] = {}
         self._derived: dict[str, tuple[int, dict]] = {}
+        #: generation -> the instruments whose price or vol rows were dropped to reach it;
+        #: None where an instrument itself changed (what rests on it may be another contract).
+        #: Emptied here: a generation missing from it is one nothing can be carried across.
+        self._changes: dict[int, frozenset[int] | None] = {}
         self.generation += 1
 
     def clear(self) -> None:
@@ -117,6 +126,24 @@ class MarketCache:
         if dropped:
             self.reread += dropped
             self.generation += 1
+            self._changes[self.generation] = None if gone else frozenset(ids["price"] | ids["vol"])
+            self._changes.pop(self.generation - CHANGES_KEPT, None)
+
+    def changed_since(self, generation: int) -> frozenset[int] | None:
+        """The instruments whose market rows changed since ``generation`` (none: the same
+        generation), or None when more than prices and vols changed, or the kept data was
+        dropped whole, or it is too long ago to tell: what was built at it is built again."""
+        if generation == self.generation:
+            return frozenset()
+        if generation > self.generation:
+            return None
+        changed: set[int] = set()
+        for step in range(generation + 1, self.generation + 1):
+            found = self._changes.get(step)
+            if found is None:
+                return None
+            changed |= found
+        return frozenset(changed)
 
     def derived(self, name: str) -> dict:
         """A dict the caller fills with what it derives from kept data alone (a contract's

@@ -34,6 +34,7 @@ from margin.engine.batch import (
     ChunkBook,
     ChunkFigures,
     UniverseRun,
+    reprice_universe,
     value_chunk,
     value_universe,
 )
@@ -352,13 +353,17 @@ def value_alone(inputs: ChunkInputs, account: Account) -> Flagged | MarginSnapsh
 def value_in_batch(inputs: ChunkInputs, accounts: list[Account]
                     ) -> tuple[list[MarginSnapshot], list[Account]]:
     """The accounts the batch values, as snapshots, and the ones it leaves to the calculator."""
-    if len(accounts) >= int(settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS):
+    if accounts:
         held = [inputs.held(a) for a in accounts]
         # every account holding anything is the batch's (an end-of-day chunk, mostly): the
         # chunk's contracts are the batch's
         contracts = inputs.contracts if len(accounts) == len(inputs.positions) \
             else {p.valued_on[0]: p.instrument for rows in held for p in rows}
-        whole = UNIVERSES.whole_for(accounts[0].firm_id, inputs, contracts)
+        # A small chunk (a tick's) is valued on the kept universe when it is current or
+        # brought up to date in part, but builds no new one: after a move of more than that,
+        # its own contracts cost it less than the firm's.
+        whole = UNIVERSES.whole_for(accounts[0].firm_id, inputs, contracts, build=len(
+            accounts) >= int(settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS))
         if whole is not None:
             book = _holdings_on(whole.universe, held, contracts)
             return _snapshots(inputs, accounts, value_chunk(book, whole.params, whole), [])
@@ -418,6 +423,24 @@ class _Kept:
     #: the kept market data's generation it was built at (None: built from reads of the
     #: chunk's own, compared by ``states`` and ``vol_ids``)
     generation: int | None = None
+    #: (instrument rested on, contract) pairs sorted by the first, made when first asked
+    #: (``resting_on``): two arrays, not a dict of 50,000 lists
+    _rests: tuple[np.ndarray, np.ndarray] | None = None
+
+    def resting_on(self, changed: frozenset[int]) -> np.ndarray:
+        """The contracts of the universe whose value rests on one of ``changed`` (itself, its
+        underlying, an LP's tokens: ``valued_on``), as sorted ids."""
+        if not changed:
+            return np.zeros(0, np.int64)
+        if self._rests is None:
+            instruments = MARKET.instruments_with_related(self.contracts)
+            pairs = np.array([(r, pk) for pk, i in instruments.items() for r in valued_on(i)],
+                             np.int64).reshape(-1, 2)
+            order = np.argsort(pairs[:, 0], kind="stable")
+            self._rests = (pairs[order, 0], pairs[order, 1])
+        rests, contracts = self._rests
+        hit = np.isin(rests, np.fromiter(changed, np.int64, len(changed)))
+        return np.unique(contracts[hit])
 
 
 class UniverseCache:
@@ -444,24 +467,33 @@ class UniverseCache:
         self.kept: _Kept | None = None
         #: the state (firm, day, rate, parameters) at which the firm's universe was refused
         self.refused_key: tuple | None = None
-        self.hits = self.builds = 0
+        self.hits = self.builds = self.repriced = 0
 
     def clear(self) -> None:
+        """Forget the kept universe; the counts start again."""
         self.kept = self.refused_key = None
+        self.hits = self.builds = self.repriced = 0
 
-    def whole_for(self, firm_id: int, inputs: ChunkInputs, contracts: dict[int, Instrument]
-                  ) -> UniverseRun | None:
+    def whole_for(self, firm_id: int, inputs: ChunkInputs, contracts: dict[int, Instrument],
+                  *, build: bool = True) -> UniverseRun | None:
         """The valued universe holding ``contracts`` at the chunk's state, or None when it
-        cannot be built (a contract refused: the chunk goes its usual way)."""
+        cannot be built (a contract refused: the chunk goes its usual way). The kept one, as
+        it is or with the contracts a move of the market reached valued again
+        (``_repriced``); else, with ``build``, a new one."""
         key = (firm_id, inputs.today, inputs.rate, getattr(inputs.rate_row, "pk", None),
                inputs.parameter_label, getattr(inputs.parameter_row, "pk", None))
         if key == self.refused_key:
             return None
         kept = self.kept
-        if kept is not None and kept.key == key and kept.params == inputs.params \
-                and self._current(kept, inputs, contracts):
-            self.hits += 1
-            return kept.whole
+        if kept is not None and kept.key == key and kept.params == inputs.params:
+            if self._current(kept, inputs, contracts):
+                self.hits += 1
+                return kept.whole
+            repriced = self._repriced(kept, inputs, contracts)
+            if repriced is not None:
+                return repriced
+        if not build:
+            return None
         # A new universe: the chunk's contracts at the chunk's state, and every other
         # contract the firm's accounts hold that the batch values, read now (so the run's
         # later chunks find theirs in it).
@@ -491,12 +523,56 @@ class UniverseCache:
             return None
         whole = value_universe(universe, inputs.params)
         self.builds += 1
-        keeping = MARKET.synced
+        # kept by generation only when every row it was built from is the kept market's
+        # (whose generation then moves with any of them)
+        keeping = MARKET.synced and inputs.market is MARKET
         self.kept = _Kept(key, inputs.params, frozenset(instruments),
                           {} if keeping else _states(instruments.values(), prices),
                           {} if keeping else {pk: row.pk for pk, row in vol_rows.items()
                                               if pk in instruments},
                           whole, MARKET.generation if keeping else None)
+        return whole
+
+    def _repriced(self, kept: _Kept, inputs: ChunkInputs, contracts: dict[int, Instrument]
+                  ) -> UniverseRun | None:
+        """The kept universe brought to the kept market data's present generation by valuing
+        again only the contracts resting on an instrument whose price or vol changed since
+        (``margin.engine.batch.reprice_universe``): a tick moves a few underlyings, and a
+        worker's universe of the firm's 50,000 contracts stays warm for the next chunk, a
+        tick's or the close's. None where that cannot be done (not built from kept data, an
+        instrument itself changed, a contract it lacks, more than ``REPRICE_SHARE`` of it
+        moved, or the part does not fit): the caller builds anew."""
+        if kept.generation is None or not MARKET.synced \
+                or not contracts.keys() <= kept.contracts:
+            return None
+        changed = MARKET.changed_since(kept.generation)
+        if changed is None:
+            return None
+        whole = kept.whole
+        ids = kept.resting_on(changed)
+        if ids.size > REPRICE_SHARE * len(whole.universe.positions):
+            return None
+        if ids.size:
+            instruments = MARKET.instruments_with_related(ids.tolist())
+            if len(instruments) != ids.size:
+                return None
+            prices = MARKET.price_rows({r for i in instruments.values() for r in valued_on(i)})
+            vol_rows = MARKET.vol_rows(instruments.keys())
+            try:
+                part = build_universe(inputs, instruments, prices, vol_values(vol_rows))
+            except (EngineInputError, MissingMarketData):
+                return None
+            # the part's positions in its own order (by symbol), placed in the universe's
+            by_symbol = _position_index(whole.universe)
+            place = np.fromiter((by_symbol[p.id] for p in part.positions), np.int64,
+                                len(part.positions))
+            repriced = reprice_universe(whole, value_universe(part, inputs.params), place)
+            if repriced is None:
+                return None
+            _reindexed(whole.universe, repriced.universe)
+            kept.whole = whole = repriced
+        kept.generation = MARKET.generation
+        self.repriced += 1
         return whole
 
     @staticmethod
@@ -516,6 +592,9 @@ class UniverseCache:
 
 #: contracts refused by the validator that a universe leaves out before it gives up
 MAX_REFUSED = 20
+#: the share of a kept universe's contracts a move may reach for it to be valued again in
+#: part (``UniverseCache._repriced``); past it, it is built whole
+REPRICE_SHARE = 0.25
 
 
 def _states(instruments, prices: dict[int, PriceRow]) -> dict[int, tuple]:
@@ -623,6 +702,13 @@ def _position_index(universe: Portfolio) -> dict[str, int]:
     if _INDEXED[0] is not universe:
         _INDEXED[:] = [universe, {p.id: k for k, p in enumerate(universe.positions)}, {}]
     return _INDEXED[1]
+
+
+def _reindexed(old: Portfolio, new: Portfolio) -> None:
+    """``new`` is ``old`` with some contracts valued again, each in its place
+    (``reprice_universe``): what was indexed of the one is the other's."""
+    if _INDEXED[0] is old:
+        _INDEXED[0] = new
 
 
 def _contract_index(universe: Portfolio, contracts: dict[int, Instrument]) -> dict[int, int]:

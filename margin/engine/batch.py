@@ -26,6 +26,7 @@ the valuation refuses (each such account gets the calculator's own error).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from hashlib import blake2b
@@ -100,6 +101,9 @@ class UniverseRun:
     run: PMRun | None
     #: grid name -> the series P&L on it (``_Chunk.cg_pnl``), filled as chunks ask
     pnl: dict[str, np.ndarray] = field(default_factory=dict)
+    #: grid name -> the class-group table and vol multiplier ``pnl`` was priced on (what
+    #: ``reprice_universe`` prices its new rows on)
+    grids: dict[str, tuple[ClassGroupTable, float]] = field(default_factory=dict)
 
 
 def value_universe(universe: Portfolio, params: ParameterSet) -> UniverseRun:
@@ -107,6 +111,105 @@ def value_universe(universe: Portfolio, params: ParameterSet) -> UniverseRun:
     ``whole``); a contract the valuation refuses is left out, as ``value_chunk`` leaves it."""
     covered, refused, index, valued, run = _value_covered(universe, params, lambda c: c)
     return UniverseRun(universe, params, covered, refused, index, valued, run)
+
+
+#: the series fields a move of the market changes (the others are the contract's terms)
+_MARKET_FIELDS = ("model", "spot", "t", "div_yield", "vol", "mark", "min_unit")
+#: the series fields that must be the same after a move for the run's structure to stand
+_TERMS_FIELDS = ("kind", "strike", "is_call", "cap_long")
+#: the valuation's per-position arrays
+_VALUED_FIELDS = ("marks", "vols", "models", "spots", "market_values")
+
+
+def reprice_universe(whole: UniverseRun, part: UniverseRun, at: np.ndarray
+                     ) -> UniverseRun | None:
+    """``whole`` with some of its contracts valued again at a new market state: ``part`` is
+    ``value_universe`` of a universe of just those contracts (its positions are ``whole``'s at
+    ``at``, in that order), e.g. every contract resting on the underlyings a tick moved.
+
+    The run's structure (which contracts, their series, class and product groups) rests on
+    the contracts' terms, not on prices: only the moved contracts' values, their series'
+    market fields and their rows of each grid's series P&L change, and those are computed for
+    the part alone (``series_pnl`` of its series on each grid priced so far). What comes out
+    is what ``value_universe`` of the whole universe at the new state gives (each contract's
+    value and series rest only on itself and what it is valued on, all in the part). None
+    when the part does not fit that structure (a contract refused or covered differently, a
+    series shared with a contract outside the part, terms that differ): the caller values
+    the universe again whole. ``whole`` is left as it was (its arrays are shared with what
+    other caches hold)."""
+    run, part_run = whole.run, part.run
+    n_part = len(part.universe.positions)
+    if run is None or part.params != whole.params or at.shape[0] != n_part:
+        return None
+    if part.refused or any(int(i) in whole.refused for i in at.tolist()) \
+            or not np.array_equal(part.covered, whole.covered[at]):
+        return None
+    moved = at[part.covered]  # universe positions valued, in the part's run order
+    if moved.size == 0:
+        return replace(whole, universe=_with_positions(whole.universe, part.universe, at))
+    if part_run is None:
+        return None
+    where = np.searchsorted(whole.index, moved)  # their positions in the whole's run
+    if not np.array_equal(whole.index[np.minimum(where, whole.index.shape[0] - 1)], moved):
+        return None
+    rows, part_rows = run.pos_series[where], part_run.pos_series
+    # one series of the whole per series of the part, used by none of the whole's other
+    # contracts, of the same terms and class group
+    pairs = np.unique(np.column_stack([rows, part_rows]), axis=0)
+    if np.unique(pairs[:, 0]).shape[0] != pairs.shape[0] \
+            or np.unique(pairs[:, 1]).shape[0] != pairs.shape[0] \
+            or np.isin(run.pos_series, pairs[:, 0]).sum() != where.shape[0]:
+        return None
+    series, part_series = run.series, part_run.series
+    target, source = pairs[:, 0], pairs[:, 1]
+    if part_series.custom_index.size or any(
+            not np.array_equal(getattr(series, f)[target], getattr(part_series, f)[source])
+            for f in _TERMS_FIELDS):
+        return None
+    names, part_names = run.groups.names, part_run.groups.names
+    if any(names[int(a)] != part_names[int(b)] for a, b in zip(
+            series.class_group[target].tolist(), part_series.class_group[source].tolist(),
+            strict=True)):
+        return None
+    new_series = SeriesTable(**{f: getattr(series, f) for f in series.__dataclass_fields__})
+    for f in _MARKET_FIELDS:
+        column = getattr(series, f).copy()
+        column[target] = getattr(part_series, f)[source]
+        setattr(new_series, f, column)
+    valued = whole.valued
+    new_valued = replace(valued, rows=list(valued.rows))
+    for f in _VALUED_FIELDS:
+        column = getattr(valued, f).copy()
+        column[where] = getattr(part.valued, f)
+        setattr(new_valued, f, column)
+    for k, r in enumerate(where.tolist()):
+        new_valued.rows[r] = part.valued.rows[k]
+    new_valued.net_liquidation_value = float(new_valued.market_values.sum())
+    universe = _with_positions(whole.universe, part.universe, at)
+    new_run = copy.copy(run)
+    new_run.series, new_run.valuation = new_series, new_valued
+    new_run.portfolio = replace(
+        run.portfolio, positions=tuple(universe.positions[i] for i in whole.index.tolist()),
+        underlyings={s: universe.underlyings[s] for s in run.portfolio.underlyings})
+    rate = float(run.portfolio.rate)
+    pnl: dict[str, np.ndarray] = {}
+    for name, priced in whole.pnl.items():
+        groups, vol_mult = whole.grids[name]
+        priced = priced.copy()
+        priced[target] = series_pnl(_take(new_series, target), groups, rate, vol_mult)
+        pnl[name] = priced
+    return replace(whole, universe=universe, valued=new_valued, run=new_run, pnl=pnl,
+                   grids=dict(whole.grids))
+
+
+def _with_positions(universe: Portfolio, part: Portfolio, at: np.ndarray) -> Portfolio:
+    """``universe`` with its positions at ``at`` taken from ``part`` (each keeping its place
+    in the universe: an error names a contract by it) and the part's underlyings."""
+    positions = list(universe.positions)
+    for k, i in enumerate(at.tolist()):
+        positions[i] = replace(part.positions[k], index=i)
+    return replace(universe, positions=tuple(positions),
+                   underlyings={**universe.underlyings, **part.underlyings})
 
 
 def value_chunk(book: ChunkBook, params: ParameterSet,
@@ -151,7 +254,8 @@ def prepare_chunk(book: ChunkBook, params: ParameterSet,
         if whole.run is None or not held.any():
             return PreparedChunk(held, dict(whole.refused), None)
         return PreparedChunk(held, dict(whole.refused),
-                             _Chunk(book, held, whole.index, whole.run, whole.valued, whole.pnl))
+                             _Chunk(book, held, whole.index, whole.run, whole.valued, whole.pnl,
+                                    whole.grids))
     def holders_contracts(covered: np.ndarray) -> np.ndarray:
         keep = np.zeros(len(universe.positions), dtype=bool)
         keep[book.contract[_accounts_valued(book, covered)[book.account]]] = True
@@ -234,9 +338,11 @@ class _Chunk:
     """The chunk's book on the universe's series: one structure, one pass per grid."""
 
     def __init__(self, book: ChunkBook, held: np.ndarray, index: np.ndarray, run: PMRun,
-                 valued: Valuation, pnl: dict[str, np.ndarray] | None = None) -> None:
+                 valued: Valuation, pnl: dict[str, np.ndarray] | None = None,
+                 grids: dict[str, tuple[ClassGroupTable, float]] | None = None) -> None:
         self.run, self.n = run, book.n_accounts
         self.pnl = pnl  # a universe run's series P&L per grid (``UniverseRun.pnl``)
+        self.grids = grids if grids is not None else {}  # and what each was priced on
         position_of = np.full(len(book.universe.positions), -1, np.int64)
         position_of[index] = np.arange(index.shape[0])
         rows = held[book.account]
@@ -278,6 +384,7 @@ class _Chunk:
             pnl = self.pnl.get(name)
             if pnl is None:
                 pnl = self.pnl[name] = series_pnl(self.run.series, groups, rate, vol_mult)
+                self.grids[name] = (groups, vol_mult)
                 # and for the chunks valued on their own contracts (a tick's) meanwhile
                 SERIES_PNL.put(self.run.series, groups, rate, vol_mult, pnl)
         return np.asarray(self.structure.S @ pnl)

@@ -15,6 +15,7 @@ from urllib.request import Request, urlopen
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -41,9 +42,16 @@ def _api(url: str, secret: str) -> tuple[int, dict]:
 
 def _next_code_step(username: str) -> None:
     """Wait until the user's authenticator shows a code not yet used: django-otp accepts each
-    time step's code once (a second login within the same 30 s would be refused)."""
+    time step's code once (a second login within the same 30 s would be refused). The step is
+    the device's own, drift included (``current_code`` types it): a code typed across a step
+    boundary leaves a drift of -1 (OTP_TOTP_SYNC), and a wait on the bare clock step then ended
+    one step early and typed the code already used."""
     device = TOTPDevice.objects.get(user__username=username, confirmed=True)
-    while int(time.time() - device.t0) // device.step <= device.last_t:
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    while True:
+        totp.time = time.time()
+        if totp.t() > device.last_t:
+            return
         time.sleep(1)
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from accounts.models import Account
+from margin.market_cache import MarketCache
 from margin.reproduce import MONEY_FIELDS
 from margin.risk_arrays import unpack, within_precision
 from margin.valuing import PM_ONLY, ChunkInputs, record_inputs, value_alone, value_in_batch
 
 
-def assert_batch_equals_calculator(accounts: Sequence[Account]) -> int:
+def assert_batch_equals_calculator(accounts: Sequence[Account],
+                                   market: MarketCache | None = None) -> int:
     """Every account the batch values has the snapshot the calculator gives it alone: money to
     the cent, add-ons, risk arrays within float32, the same recorded inputs (hash). Returns
-    how many the batch valued."""
-    inputs = ChunkInputs.load(accounts)
+    how many the batch valued. ``market``: the kept market data the chunk reads, as a sweep
+    worker's does (synced by the caller)."""
+    inputs = ChunkInputs.load(accounts, market=market)
     candidates = [a for a in accounts if inputs.batchable(a)]
     batched, _ = value_in_batch(inputs, candidates)
     for snapshot in batched:

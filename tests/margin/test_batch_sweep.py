@@ -99,17 +99,24 @@ def test_chunks_valued_on_the_kept_universe_match_the_calculator(world, settings
         assert held <= kept.contracts
         assert assert_batch_equals_calculator(listed[10:]) == 15
         assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 1)
-        # a small chunk (a tick's) values its own contracts, their series P&L the universe's
+        # a small chunk (a tick's) is valued on the kept universe while it is current...
         settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 10
+        assert assert_batch_equals_calculator(listed[:5]) == 5
+        assert (UNIVERSES.builds, UNIVERSES.hits) == (1, 2)
+        # ...and on its own contracts otherwise, their series P&L the universe's
+        kept = UNIVERSES.kept
+        UNIVERSES.kept = None
         misses, hits = SERIES_PNL.misses, SERIES_PNL.hits
         assert assert_batch_equals_calculator(listed[:5]) == 5
         assert SERIES_PNL.misses == misses and SERIES_PNL.hits > hits
+        assert UNIVERSES.builds == 1  # a small chunk builds none
+        UNIVERSES.kept = kept
         settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1
     load_prices(observations=[{"symbol": "AAA", "price": "105.60",
                                "observed_at": timezone.now()}], source="vendor", actor=None)
     with firm_scope(world.firm_a):
         assert assert_batch_equals_calculator(listed) == 25
-        assert (UNIVERSES.builds, UNIVERSES.hits) == (2, 1)  # AAA moved: built again
+        assert (UNIVERSES.builds, UNIVERSES.hits) == (2, 2)  # AAA moved: built again
         assert UNIVERSES.kept is not kept
 
 
