@@ -364,9 +364,10 @@ MARGIN_SWEEP_CHUNK = int(os.environ.get("MARGIN_SWEEP_CHUNK", 2000))
 # in chunks of at least MARGIN_SWEEP_MIN_CHUNK accounts (margin.sweep.chunk_size).
 MARGIN_SWEEP_PARALLEL = int(os.environ.get("MARGIN_SWEEP_PARALLEL", 2))
 MARGIN_SWEEP_MIN_CHUNK = int(os.environ.get("MARGIN_SWEEP_MIN_CHUNK", 100))
-# Chunks of at least this many portfolio-margin accounts are valued on the universe a worker
-# process keeps across chunks (margin.valuing.UniverseCache: an end-of-day run's); smaller ones
-# (a tick's) on their own contracts.
+# Chunks of at least this many portfolio-margin accounts build the universe a worker process
+# keeps across chunks when it has none current (margin.valuing.UniverseCache: an end-of-day
+# run's); smaller ones (a tick's) are valued on the kept one, brought up to date in part after a
+# move, and on their own contracts only where it cannot be.
 MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = int(os.environ.get("MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS",
                                                         1000))
 MARGIN_SWEEP_DEBOUNCE_S = _seconds("MARGIN_SWEEP_DEBOUNCE_S", 1.0)

@@ -333,7 +333,8 @@ def _prepare_batch_arrays(inputs: ChunkInputs, held: HoldingArrays,
             refused = _refused_of(contracts, exc)
             if refused is None:
                 return np.zeros(0, np.int64), np.union1d(left, batch), None
-            holders = np.unique(held.account[rows & (held.instrument == refused)])
+            holders = np.unique(held.account[rows & np.isin(
+                held.instrument, np.fromiter(refused, np.int64, len(refused)))])
             left, batch = np.union1d(left, holders), np.setdiff1d(batch, holders)
         except MissingMarketData:
             return np.zeros(0, np.int64), np.union1d(left, batch), None

@@ -513,9 +513,10 @@ class UniverseCache:
                 break
             except EngineInputError as exc:
                 refused = _refused_of(instruments, exc)
-                if refused is None or refused in contracts:
+                if refused is None or not refused.isdisjoint(contracts):
                     break  # the chunk's own: it goes its usual way, which says so
-                del instruments[refused]
+                for pk in refused:
+                    del instruments[pk]
             except MissingMarketData:
                 break
         if universe is None:
@@ -590,7 +591,8 @@ class UniverseCache:
             for pk in contracts)
 
 
-#: contracts refused by the validator that a universe leaves out before it gives up
+#: rounds of contracts refused by the validator (each round every one it lists) that a
+#: universe leaves out before it gives up
 MAX_REFUSED = 20
 #: the share of a kept universe's contracts a move may reach for it to be valued again in
 #: part (``UniverseCache._repriced``); past it, it is built whole
@@ -615,15 +617,19 @@ def _held_by_firm() -> set[int]:
     return set(Position.objects.values_list("instrument_id", flat=True).distinct())
 
 
-def _refused_of(instruments: dict[int, Instrument], exc: EngineInputError) -> int | None:
-    """The contract a validation error of a universe names (``positions[i]``: the i-th by
-    symbol, as ``build_portfolio`` orders them), or None."""
-    match = POSITION_FIELD.match(exc.field or "")
-    if match is None:
-        return None
+def _refused_of(instruments: dict[int, Instrument], exc: EngineInputError
+                ) -> frozenset[int] | None:
+    """The contracts a validation error of a universe names, every problem it lists at once
+    (``positions[i]``: the i-th by symbol, as ``build_portfolio`` orders them), or None where
+    one is not a contract's."""
     ordered = sorted(instruments.values(), key=lambda i: i.symbol)
-    index = int(match.group(1))
-    return ordered[index].pk if index < len(ordered) else None
+    refused = set()
+    for problem in getattr(exc, "problems", None) or (exc,):
+        match = POSITION_FIELD.match(problem.field or "")
+        if match is None or int(match.group(1)) >= len(ordered):
+            return None
+        refused.add(ordered[int(match.group(1))].pk)
+    return frozenset(refused)
 
 
 def _rests_on(instrument: Instrument) -> list[Instrument]:

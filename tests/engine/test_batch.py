@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from margin.bench.book import account_holdings, account_portfolio, make_book
-from margin.engine.batch import ChunkBook, value_chunk
+from margin.engine.batch import ChunkBook, reprice_universe, value_chunk, value_universe
 from margin.engine.portfolio_margin import calculate_block
 from margin.engine.series import LINEAR
 from margin.engine.valuation import value_positions
@@ -93,6 +93,66 @@ def test_a_contract_the_valuation_refuses_leaves_only_its_holders_out() -> None:
     holders = set(book.account[book.contract == option].tolist())
     assert set(np.flatnonzero(~figures.valued).tolist()) == holders
     assert figures.refused[option].code == "outside_no_arbitrage_bounds"
+
+
+def test_every_refused_mark_is_found_in_one_pass(monkeypatch) -> None:
+    """Stale marks (quotes older than a move, a day rolled over) are refused together: the
+    universe is valued once more to find them all, not once per mark."""
+    from margin.engine import batch
+
+    sb, _, book = _chunk(11, 30, HOUSE)
+    options = [k for k, p in enumerate(book.universe.positions) if p.kind == "option"][:6]
+    positions = list(book.universe.positions)
+    for k in options:
+        positions[k] = dataclasses.replace(positions[k], price=1e9, implied_vol=None)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("need_model"))
+        return value_positions(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "value_positions", counted)
+    figures = value_chunk(dataclasses.replace(
+        book, universe=dataclasses.replace(book.universe, positions=tuple(positions))), sb.params)
+    assert sorted(figures.refused) == options
+    assert {e.code for e in figures.refused.values()} == {"outside_no_arbitrage_bounds"}
+    assert calls == [True, False, True]  # refused, every refusal found, valued
+    holders = set(book.account[np.isin(book.contract, options)].tolist())
+    assert set(np.flatnonzero(~figures.valued).tolist()) == holders
+
+
+def test_a_universe_repriced_in_part_values_as_one_valued_whole_at_the_new_prices() -> None:
+    """``reprice_universe``: the contracts on a moved underlying valued again on their own and
+    put in the kept universe's run give every account the figures a whole valuation gives; a
+    mark refused before the move and after stays refused."""
+    sb, _, book = _chunk(13, 40, HOUSE)
+    universe = book.universe
+    option = next(k for k, p in enumerate(universe.positions) if p.kind == "option")
+    root = universe.positions[option].root
+    positions = list(universe.positions)
+    positions[option] = dataclasses.replace(positions[option], price=1e9, implied_vol=None)
+    universe = dataclasses.replace(universe, positions=tuple(positions))
+    kept = value_universe(universe, sb.params)
+    value_chunk(dataclasses.replace(book, universe=universe), sb.params, kept)  # grids priced
+    assert kept.pnl and option in kept.refused
+
+    moved = dataclasses.replace(universe.underlyings[root],
+                                price=universe.underlyings[root].price * 0.93)
+    after = dataclasses.replace(universe, underlyings={**universe.underlyings, root: moved})
+    at = np.array([k for k, p in enumerate(after.positions) if p.root == root])
+    part = dataclasses.replace(after, positions=tuple(
+        dataclasses.replace(after.positions[k], index=j) for j, k in enumerate(at.tolist())),
+        underlyings={root: moved})
+    repriced = reprice_universe(kept, value_universe(part, sb.params), at)
+    assert repriced is not None and option in repriced.refused
+    assert repriced.universe.underlyings[root].price == moved.price
+    got = value_chunk(dataclasses.replace(book, universe=repriced.universe), sb.params, repriced)
+    want = value_chunk(dataclasses.replace(book, universe=after), sb.params)
+    np.testing.assert_array_equal(got.valued, want.valued)
+    for name in ("net_liquidation_value", "regulatory", "requirement", "minimum_charge"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12,
+                                   atol=1e-6, err_msg=name)
+    assert kept.universe.underlyings[root].price != moved.price  # the kept run left as it was
 
 
 def test_a_warm_series_cache_gives_the_same_figures() -> None:
