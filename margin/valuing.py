@@ -543,7 +543,7 @@ class UniverseCache:
         tick's or the close's. None where that cannot be done (not built from kept data, an
         instrument itself changed, a contract it lacks, more than ``REPRICE_SHARE`` of it
         moved, or the part does not fit): the caller builds anew."""
-        if kept.generation is None or not MARKET.synced \
+        if kept.generation is None or not MARKET.synced or inputs.market is not MARKET \
                 or not contracts.keys() <= kept.contracts:
             return None
         changed = MARKET.changed_since(kept.generation)
@@ -583,7 +583,9 @@ class UniverseCache:
         it: the same unless it dropped something as changed since (its generation moved).
         Elsewhere each contract's stored fields and price and vol ids are compared."""
         if kept.generation is not None:
-            return kept.generation == MARKET.generation and contracts.keys() <= kept.contracts
+            # the chunk read what the universe was built from (else its own reads may be newer)
+            return kept.generation == MARKET.generation and inputs.market is MARKET \
+                and contracts.keys() <= kept.contracts
         states = _states(contracts.values(), inputs.prices)
         vol_ids = {pk: inputs.vol_rows[pk].pk for pk in contracts if pk in inputs.vol_rows}
         return all(kept.states.get(pk) == state for pk, state in states.items()) and all(
