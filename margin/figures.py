@@ -29,6 +29,7 @@ from .market_history import AccountHistory, closes_digest
 from .models import (
     ImpliedVolatility,
     MarginSnapshot,
+    MarketState,
     PriceObservation,
     RiskFreeRate,
     RiskParameterSet,
@@ -127,17 +128,20 @@ def add_ons(result: dict) -> dict[str, str]:
 def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObservation],
                     vols: dict[int, ImpliedVolatility], rate: RiskFreeRate | None,
                     parameter_row: RiskParameterSet | None, returns_needed: int | None,
-                    history: AccountHistory | None) -> dict[str, Any]:
+                    history: AccountHistory | None, market_state: MarketState | None = None
+                    ) -> dict[str, Any]:
     """What a snapshot records of its inputs, by reference (``margin.reproduce`` reads them):
     the positions themselves (they keep no history), the ids of the market rows the account's
-    instruments were valued at, the rate row, the parameter version and the VaR window. The
-    positions and ids are integers and text only (``new_snapshot``'s plain JSON)."""
+    instruments were valued at (or the chunk's ``market_state`` holding them: ``market_ids``),
+    the rate row, the parameter version and the VaR window. The positions and ids are integers
+    and text only (``new_snapshot``'s plain JSON)."""
     # one pass: what each position rests on, and the position as recorded
     used_ids: set[int] = set()
     recorded_positions = []
     for p in positions:
         ids = instrument_ids(p)
-        used_ids.update(ids)
+        if market_state is None:
+            used_ids.update(ids)
         recorded_positions.append([ids[0], str(p.quantity), str(p.cost_basis)])
     recorded_positions.sort()
     used = sorted(used_ids)
@@ -154,9 +158,45 @@ def recorded_inputs(*, positions, valuation_date, prices: dict[int, PriceObserva
         # JSON keys are text: instrument ids as strings, sorted for a stable row
         "price_ids": {str(i): prices[i].pk for i in used if i in prices},
         "vol_ids": {str(i): vols[i].pk for i in used if i in vols},
+        "market_state": market_state,
         "rate": rate, "rate_used": rate.rate if rate else None,
         "parameter_version": parameter_row, "history": window,
     }
+
+
+def new_market_state(instrument_ids: Iterable[int], prices: dict[int, PriceObservation],
+                     vols: dict[int, ImpliedVolatility]) -> MarketState:
+    """The unsaved market state of these instruments' rows (``MarketState``), its digest the
+    sha256 of its JSON (keys sorted: the same rows give the same digest, whoever records
+    them)."""
+    used = sorted(set(instrument_ids))
+    price_ids = {str(i): prices[i].pk for i in used if i in prices}
+    vol_ids = {str(i): vols[i].pk for i in used if i in vols}
+    text = _plain_text({"prices": price_ids, "vols": vol_ids})
+    return MarketState(digest=hashlib.sha256(text.encode()).hexdigest(), price_ids=price_ids,
+                       vol_ids=vol_ids)
+
+
+def market_state_of(snapshot: MarginSnapshot) -> MarketState | None:
+    """The snapshot's market state: the one recorded with it before its insert, or the row."""
+    field = MarginSnapshot._meta.get_field("market_state")
+    cached = field.get_cached_value(snapshot, None)
+    if cached is not None or snapshot.market_state_id is None:
+        return cached
+    return snapshot.market_state
+
+
+def market_ids(snapshot: MarginSnapshot, instrument_ids: Iterable[int]
+               ) -> tuple[dict[str, int], dict[str, int]]:
+    """The price and implied-vol observation ids the snapshot valued ``instrument_ids`` at (the
+    instruments its positions rest on), by instrument id as text: its own, or its chunk's
+    market state's."""
+    state = market_state_of(snapshot)
+    if state is None:
+        return snapshot.price_ids, snapshot.vol_ids
+    keys = {str(i) for i in instrument_ids}
+    return ({k: v for k, v in state.price_ids.items() if k in keys},
+            {k: v for k, v in state.vol_ids.items() if k in keys})
 
 
 def instrument_ids(position) -> tuple[int, ...]:
@@ -179,10 +219,20 @@ def inputs_hash(snapshot: MarginSnapshot) -> str:
     value nested in a document is written as it is alone, and keys come in sorted order, so
     the JSON ``new_snapshot`` wrote of the positions and market ids is used as it is."""
     engine, parameters, rate, rate_used, valuation_date = _unchanging_inputs(snapshot)
-    fragments = (
+    state = market_state_of(snapshot)
+    common = (
         _encoded(snapshot.account_id), _encoded(str(money(snapshot.cash))),
         "true" if snapshot.reason == END_OF_DAY else "false",
-        engine, _stored_json(snapshot, "history"), _encoded(snapshot.margin_type),
+        engine, _stored_json(snapshot, "history"))
+    if state is not None:
+        # the chunk's market rows by their digest, in place of the snapshot's own
+        fragments = (*common, _encoded(snapshot.margin_type), _encoded(state.digest),
+                     json_text(snapshot, "methods") or _encoded(list(snapshot.methods)),
+                     parameters, _stored_json(snapshot, "positions"), rate, rate_used,
+                     valuation_date)
+        return hashlib.sha256((_STATE_INPUTS_DOCUMENT % fragments).encode()).hexdigest()
+    fragments = (
+        *common, _encoded(snapshot.margin_type),
         json_text(snapshot, "methods") or _encoded(list(snapshot.methods)),
         parameters, _stored_json(snapshot, "positions"), _stored_json(snapshot, "price_ids"),
         rate, rate_used, valuation_date, _stored_json(snapshot, "vol_ids"))
@@ -215,6 +265,10 @@ _LAST_UNCHANGING: list[tuple[tuple, tuple[str, ...]] | None] = [None]
 _INPUTS_DOCUMENT = "{" + ", ".join(f'"{key}": %s' for key in sorted((
     "account", "cash", "end_of_day", "engine", "history", "margin_type", "methods",
     "parameters", "positions", "prices", "rate", "rate_used", "valuation_date", "vols"))) + "}"
+#: the same with a market state's digest (``market``) in place of the snapshot's own ids
+_STATE_INPUTS_DOCUMENT = "{" + ", ".join(f'"{key}": %s' for key in sorted((
+    "account", "cash", "end_of_day", "engine", "history", "margin_type", "market", "methods",
+    "parameters", "positions", "rate", "rate_used", "valuation_date"))) + "}"
 #: a value's JSON as the inputs hash's ``json.dumps`` writes it nested in its document
 _encoded = json.JSONEncoder(sort_keys=True, default=str).encode
 

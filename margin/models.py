@@ -106,6 +106,25 @@ class RiskParameterSet(TenantModel):
         return f"{self.base}/firm-v{self.version}"
 
 
+class MarketState(AppendOnlyRecord, models.Model):
+    """The market rows a sweep chunk's history snapshots were valued at, recorded once for the
+    chunk instead of once per snapshot (``MarginSnapshot.market_state``): each instrument's
+    price and implied-vol observation id, for every instrument the kept snapshots' positions
+    rest on. Market reference data, shared as the observations are. Found by its digest (the
+    sha256 of its JSON): a chunk valued at the same rows shares the row. Append-only."""
+
+    never_updated = "a market state is recorded once and never changed"
+    never_deleted = "a market state is kept with the snapshots that name it"
+
+    digest = models.CharField(max_length=64, unique=True)
+    price_ids = models.JSONField(default=dict, help_text="instrument id -> PriceObservation id")
+    vol_ids = models.JSONField(default=dict, help_text="instrument id -> ImpliedVolatility id")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"market state {self.digest[:12]}"
+
+
 class MarginSnapshot(AppendOnlyRecord, TenantModel):
     """The engine's result for one account at one market state. Read by every page; the
     portal never recomputes on page load.
@@ -162,6 +181,13 @@ class MarginSnapshot(AppendOnlyRecord, TenantModel):
                                  help_text="instrument id -> PriceObservation id used")
     vol_ids = models.JSONField(default=dict, blank=True,
                                help_text="instrument id -> ImpliedVolatility id used")
+    # The sweep records the chunk's market rows once (empty price_ids and vol_ids then): two
+    # JSON maps per account were a ninth of a chunk's CPU and a sixth of the database's. Not
+    # indexed: a state is never deleted (append-only), so nothing looks snapshots up by it.
+    market_state = models.ForeignKey(
+        MarketState, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        db_index=False, help_text="the chunk's market rows, where price_ids and vol_ids are "
+                                  "not the snapshot's own (margin.figures.market_ids)")
     rate = models.ForeignKey(RiskFreeRate, null=True, blank=True, on_delete=models.PROTECT,
                              related_name="+", help_text="the rate row used (none: 0)")
     # A day's rate is corrected in place (set_risk_free_rate), so the value is kept beside it.

@@ -1,7 +1,8 @@
 """Recomputing a stored snapshot from what it recorded, and comparing field by field.
 
-A snapshot records its inputs by reference (``MarginSnapshot.positions``, ``price_ids``,
-``vol_ids``, ``rate``, ``history``, ``parameter_version``; ``margin.snapshots.recorded_inputs``):
+A snapshot records its inputs by reference (``MarginSnapshot.positions``, ``price_ids`` and
+``vol_ids`` or its chunk's ``market_state``, ``rate``, ``history``, ``parameter_version``;
+``margin.figures.recorded_inputs``):
 ``recompute`` rebuilds the engine's input from those rows, never from today's book or today's
 prices, runs the current engine and compares. Money fields must match to the cent; the risk
 arrays within float32, the precision they were stored at; the flags, the parameter-set label and
@@ -26,8 +27,21 @@ from margin.engine import ENGINE_VERSION
 from margin.engine.errors import EngineInputError
 from margin.engine.parameters import ParameterSet
 
-from .book import MissingMarketData, build_portfolio, history_instruments, rate_value
-from .figures import empty_result, inputs_hash, parameters_of, snapshot_figures, var_window
+from .book import (
+    MissingMarketData,
+    build_portfolio,
+    history_instruments,
+    rate_value,
+    valued_on,
+)
+from .figures import (
+    empty_result,
+    inputs_hash,
+    market_ids,
+    parameters_of,
+    snapshot_figures,
+    var_window,
+)
 from .market_history import AccountHistory, closes_digest, read_history
 from .models import ImpliedVolatility, MarginSnapshot, PriceObservation
 from .risk_arrays import class_group_arrays, unpack, within_precision
@@ -101,11 +115,14 @@ def recompute(snapshot: MarginSnapshot) -> Reproduction:
 def _rebuild(snapshot: MarginSnapshot) -> _Rebuilt:
     positions = _positions(snapshot)
     params, label = parameters_of(snapshot.parameter_version, default=snapshot.parameter_set)
+    # its own market rows, or its chunk's market state's of what its positions rest on
+    price_ids, vol_ids = market_ids(snapshot, {i for p in positions
+                                               for i in valued_on(p.instrument)})
     return _Rebuilt(
         positions=positions,
-        prices=_rows(PriceObservation, snapshot.price_ids, "price_ids"),
+        prices=_rows(PriceObservation, price_ids, "price_ids"),
         vols={i: float(row.volatility)
-              for i, row in _rows(ImpliedVolatility, snapshot.vol_ids, "vol_ids").items()},
+              for i, row in _rows(ImpliedVolatility, vol_ids, "vol_ids").items()},
         params=params, label=label, history=_history(snapshot, positions))
 
 

@@ -31,9 +31,9 @@ from .calls.deficits import Collateral
 from .calls.hooks import ChunkCalls, chunk_calls
 from .copy_rows import column_text, copy_text
 from .figures import END_OF_DAY, json_text
-from .models import AccountMargin, MarginSnapshot
+from .models import AccountMargin, MarginSnapshot, MarketState
 from .signals import snapshots_written
-from .valuing import record_inputs, value_accounts
+from .valuing import record_chunk, value_accounts
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,8 @@ def compute_snapshots(*, accounts: Sequence[Account], actor=None,
                                           calls=calls)
     # What the kept ones valued, recorded and hashed once their reason is known (the day's
     # record hashes apart: its own row)
-    stored = store_history(firm=firm, snapshots=[record_inputs(v) for v in valuations
-                                                 if v.reason], actor=actor)
+    stored = store_history(firm=firm, snapshots=record_chunk([v for v in valuations
+                                                              if v.reason]), actor=actor)
     for valuation in valuations:
         outcomes.append(SnapshotOutcome(
             valuation.account_id, stored.get(valuation.account_id),
@@ -195,6 +195,7 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
         try:
             with transaction.atomic():
                 if new:
+                    _store_market_states(new)
                     for snapshot, hashed in zip(new, content_hashes(new), strict=True):
                         snapshot.content_hash = hashed
                     _insert(new)
@@ -207,9 +208,35 @@ def store_history(*, firm, snapshots: list[MarginSnapshot], actor=None
             # them meanwhile: read them back, once more at most.
             if attempt == 2:
                 raise
+            field = MarginSnapshot._meta.get_field("market_state")
             for snapshot in new:
                 snapshot.pk = None  # ids drawn for the refused insert
+                state = field.get_cached_value(snapshot, None)
+                if state is not None:  # its row went with the refused insert's transaction
+                    state.pk, state._state.adding = None, True
     return {**existing, **{s.account_id: s for s in new}}
+
+
+def _store_market_states(snapshots: list[MarginSnapshot]) -> None:
+    """Store the market states the snapshots were recorded with (``record_chunk``: one per
+    chunk) unless stored already (found by digest: a chunk valued at the same rows, or this
+    one redelivered), and point each snapshot at its row, before their content is hashed."""
+    field = MarginSnapshot._meta.get_field("market_state")
+    states = {id(state): state for s in snapshots
+              if (state := field.get_cached_value(s, None)) is not None and state.pk is None}
+    if not states:
+        return
+    MarketState.objects.bulk_create(list(states.values()), ignore_conflicts=True)
+    ids = dict(MarketState.objects.filter(digest__in=[s.digest for s in states.values()])
+               .values_list("digest", "pk"))
+    for state in states.values():
+        state.pk = ids[state.digest]
+        state._state.adding = False
+    for snapshot in snapshots:
+        state = field.get_cached_value(snapshot, None)
+        if state is not None:
+            snapshot.market_state_id = state.pk  # (which drops the cached instance)
+            field.set_cached_value(snapshot, state)
 
 
 def _insert(snapshots: list[MarginSnapshot]) -> None:
@@ -277,8 +304,19 @@ def content_hashes(snapshots: Sequence[MarginSnapshot]) -> list[str]:
                if kind == "json" else _each(values, text)
                for name, kind, text in fields
                for values in (list(map(attrgetter(name), snapshots)),)]
-    return [hashlib.sha256((document % row).encode()).hexdigest()
-            for row in zip(*columns, strict=True)]
+    hashes = [hashlib.sha256((document % row).encode()).hexdigest()
+              for row in zip(*columns, strict=True)]
+    # A field added since (``_HASHED_WHEN_SET``) is in the document only where set: the rows
+    # written before it hash as they did.
+    without, kept = _hashed_document(without=True)
+    unset = [k for k, s in enumerate(snapshots)
+             if any(getattr(s, name) is None for name in _HASHED_WHEN_SET)]
+    if unset:
+        at = [k for k, (name, _, _) in enumerate(fields) if name in kept]
+        for k in unset:
+            row = tuple(columns[c][k] for c in at)
+            hashes[k] = hashlib.sha256((without % row).encode()).hexdigest()
+    return hashes
 
 
 def _each(values: list[Any], text: Any) -> list[str]:
@@ -295,11 +333,20 @@ def _each(values: list[Any], text: Any) -> list[str]:
 _UNSET = object()
 
 
+#: fields added to the snapshot after rows were hashed: in a row's document only where set
+_HASHED_WHEN_SET = frozenset({"market_state_id"})
+
+
 @functools.cache
-def _hashed_document() -> tuple[str, tuple[tuple[str, str, Any], ...]]:
+def _hashed_document(without: bool = False) -> tuple[str, Any]:
     """The content hash's document with its values' places (keys sorted), and each hashed
-    field in that order: its name, kind and how a value becomes its normalised JSON text."""
+    field in that order: its name, kind and how a value becomes its normalised JSON text.
+    ``without``: the document of a row whose ``_HASHED_WHEN_SET`` fields are unset, and the
+    names of the fields it holds."""
     fields = sorted(_hashed_fields())
+    if without:
+        names = tuple(name for name, _ in fields if name not in _HASHED_WHEN_SET)
+        return "{" + ", ".join(f"{_json(name)}: %s" for name in names) + "}", frozenset(names)
     document = "{" + ", ".join(f"{_json(name)}: %s" for name, _ in fields) + "}"
     return document, tuple((name, "json" if normalise is _json_numbers else "value",
                             _json_of(normalise, quoted=name in _QUOTED))

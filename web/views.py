@@ -31,6 +31,7 @@ from margin.contribution import contributions, contributions_under
 from margin.distance import DistanceToCall, distance_to_call
 from margin.engine.distance import PRESETS
 from margin.explain import explained_result
+from margin.figures import market_ids
 from margin.market_history import SYNTHETIC_FLAG
 from margin.models import AccountMargin, MarginSnapshot, PriceObservation
 from margin.pretrade import REG_T_STOCK_RATE, Order, Unvalued, check
@@ -88,8 +89,9 @@ def _positions(snapshot: MarginSnapshot | None) -> tuple[list[dict], list[PriceO
     if snapshot is None or not snapshot.positions:
         return [], []
     instruments = Instrument.objects.in_bulk([row[0] for row in snapshot.positions])
-    prices = PriceObservation.objects.in_bulk([int(i) for i in snapshot.price_ids.values()])
-    price_of = {int(iid): prices.get(int(pid)) for iid, pid in snapshot.price_ids.items()}
+    price_ids, _ = market_ids(snapshot, instruments)  # its own, or its chunk's state's
+    prices = PriceObservation.objects.in_bulk([int(i) for i in price_ids.values()])
+    price_of = {int(iid): prices.get(int(pid)) for iid, pid in price_ids.items()}
     rows = []
     for iid, quantity, _cost in snapshot.positions:
         instrument = instruments.get(iid)

@@ -19,6 +19,7 @@ from accounts import services as book
 from brokerage.scope import firm_scope
 from margin import services as risk_parameters
 from margin.engine import ENGINE_VERSION
+from margin.figures import market_ids
 from margin.market_data import load_implied_vols, load_prices, set_risk_free_rate
 from margin.market_history import load_daily_closes
 from margin.models import DailyClose, MarginSnapshot, PriceObservation
@@ -92,8 +93,11 @@ def test_a_snapshot_records_its_inputs_by_reference_and_its_risk_arrays_compactl
     assert snapshot.positions == sorted([[acme.pk, "200.00000000", "19000.00"],
                                          [call.pk, "-5.00000000", "0.00"]])
     newest = {p.instrument_id: p.pk for p in PriceObservation.objects.order_by("id")}
-    assert snapshot.price_ids == {str(acme.pk): newest[acme.pk], str(call.pk): newest[call.pk]}
-    assert list(snapshot.vol_ids) == [str(call.pk)]
+    # the market rows by the chunk's state, recorded once for the chunk's snapshots
+    assert snapshot.market_state is not None and snapshot.price_ids == snapshot.vol_ids == {}
+    price_ids, vol_ids = market_ids(snapshot, [acme.pk, call.pk])
+    assert price_ids == {str(acme.pk): newest[acme.pk], str(call.pk): newest[call.pk]}
+    assert list(vol_ids) == [str(call.pk)]
     assert snapshot.rate.rate == Decimal("0.043000")
     assert snapshot.parameter_version is None and snapshot.parameter_set == "default-2026.1"
     assert snapshot.valuation_date == timezone.localdate()

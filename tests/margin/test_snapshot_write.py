@@ -35,6 +35,8 @@ def _reference_content_hash(snapshot: MarginSnapshot) -> str:
         if field.attname in {"id", "content_hash"}:
             continue
         value = getattr(snapshot, field.attname)
+        if field.attname == "market_state_id" and value is None:
+            continue  # added since: rows written before it (and rows without one) hash as then
         document[field.attname] = None if value is None else _reference_normalised(field, value)
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
@@ -76,6 +78,10 @@ def _reference_inputs_hash(snapshot: MarginSnapshot) -> str:
         else str(Decimal(str(snapshot.rate_used)).normalize()),
         "history": snapshot.history,
     }
+    if snapshot.market_state is not None:
+        # the chunk's market rows, recorded once (added since): named by their digest
+        del document["prices"], document["vols"]
+        document["market"] = snapshot.market_state.digest
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -118,3 +118,27 @@ def test_a_small_chunk_builds_no_universe_after_a_move_the_kept_one_cannot_follo
     settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1
     assert _valued(world, listed) == 12
     assert UNIVERSES.builds == 2
+
+
+def test_an_end_of_day_run_records_its_market_rows_once(world, settings) -> None:
+    """Every chunk of an end-of-day run on a worker's kept market data names one market state
+    (the rows of every instrument the kept universe rests on), stored once; each snapshot is
+    reproduced from it."""
+    from margin.models import MarginSnapshot, MarketState
+    from margin.reproduce import recompute
+    from margin.snapshots import History
+    from margin.sweep import sweep_now
+
+    settings.MARGIN_SWEEP_UNIVERSE_MIN_ACCOUNTS = 1
+    settings.MARGIN_SWEEP_CHUNK = 4
+    accounts = _random_book(world, 10, 7)  # marked dirty by their loads
+    states = MarketState.objects.count()
+    MARKET.sync()
+    result = sweep_now(account_ids=[a.pk for a in accounts], history=History.END_OF_DAY)
+    assert result.computed == 10
+    snapshots = list(MarginSnapshot.cross_firm.for_compliance(reason="test").filter(
+        account__in=accounts))
+    assert len(snapshots) == 10 and len({s.market_state_id for s in snapshots}) == 1
+    assert MarketState.objects.count() == states + 1
+    assert all(s.price_ids == {} and s.vol_ids == {} for s in snapshots)
+    assert all(recompute(s).matches for s in snapshots)
