@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from brokerage.models import Firm
 from brokerage.scope import firm_scope
-from margin.models import MarginSnapshot
+from margin.models import MarginSnapshot, MarketState
 from margin.snapshots import compute_snapshots
 from tests.factories import PASSWORD, log_in, value_each_firms_account
 
@@ -41,7 +41,14 @@ def _dated(account, instant: datetime) -> None:
             [outcome] = compute_snapshots(accounts=[account])
             computed = {field.attname: getattr(outcome.snapshot, field.attname)
                         for field in MarginSnapshot._meta.concrete_fields if not field.primary_key}
+            state = outcome.snapshot.market_state  # the market rows it names, rolled back too
+            state = {"digest": state.digest, "price_ids": state.price_ids,
+                     "vol_ids": state.vol_ids} if state else None
             transaction.set_rollback(True)
+        if state is not None:
+            # market rows are shared: another firm's account at the same rows has it already
+            computed["market_state_id"] = MarketState.objects.get_or_create(
+                digest=state.pop("digest"), defaults=state)[0].pk
         MarginSnapshot.objects.create(**{**computed, "computed_at": instant})
 
 
