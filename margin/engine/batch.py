@@ -135,8 +135,8 @@ def reprice_universe(whole: UniverseRun, part: UniverseRun, at: np.ndarray
     value and series rest only on itself and what it is valued on, all in the part). None
     when the part does not fit that structure (a contract refused or covered where it was not
     before, or the other way, a series shared with a contract outside the part, terms that
-    differ): the caller values the universe again whole. ``whole`` is left as it was (its arrays are shared with what
-    other caches hold)."""
+    differ): the caller values the universe again whole. ``whole`` is left as it was (its
+    arrays are shared with what other caches hold)."""
     run, part_run = whole.run, part.run
     n_part = len(part.universe.positions)
     if run is None or part.params != whole.params or at.shape[0] != n_part:
