@@ -152,12 +152,19 @@ class ChunkInputs:
             else (market.price_rows(held), market.vol_rows(held))
         today = exchange_date()
         rate_row = current_rate_row(today)
-        return cls(params=params, parameter_label=label, parameter_row=parameter_row,
-                   positions=positions, prices=prices, vol_rows=vol_rows,
-                   vols=vol_values(vol_rows),
-                   rejected=outstanding_rejections(prices.keys() | held), now=timezone.now(),
-                   today=today, rate_row=rate_row, rate=rate_value(rate_row),
-                   cash=cash_balances(accounts), end_of_day=end_of_day, market=market)
+        inputs = cls(params=params, parameter_label=label, parameter_row=parameter_row,
+                     positions=positions, prices=prices, vol_rows=vol_rows,
+                     vols=vol_values(vol_rows),
+                     rejected=outstanding_rejections(prices.keys() | held), now=timezone.now(),
+                     today=today, rate_row=rate_row, rate=rate_value(rate_row),
+                     cash=cash_balances(accounts), end_of_day=end_of_day, market=market)
+        inputs.__dict__["held_instruments"] = held  # ``held_instruments``, found already
+        return inputs
+
+    @cached_property
+    def held_instruments(self) -> set[int]:
+        """Every instrument the chunk's positions rest on (``valued_on``)."""
+        return {i for rows in self.positions.values() for p in rows for i in p.valued_on}
 
     def held(self, account: Account) -> list[Holding]:
         return self.positions.get(account.pk, [])
@@ -255,7 +262,7 @@ class ChunkInputs:
         if not self.positions.keys() <= {a.pk for a in accounts}:
             held = {i for a in accounts for p in self.held(a) for i in p.valued_on}
             return new_market_state(held, self.prices, self.vol_rows)
-        held = {i for rows in self.positions.values() for p in rows for i in p.valued_on}
+        held = self.held_instruments
         if self.market is not MARKET or not MARKET.synced:
             return new_market_state(held, self.prices, self.vol_rows)
         kept = MARKET.derived("market_state")
